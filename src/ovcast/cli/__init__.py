@@ -1,0 +1,76 @@
+"""The ``ovcast`` command line: the only place that prints for humans and exits the process.
+
+Each subcommand lives in its own module with ``register(subparsers)``; errors that users
+can fix (``OvcastError``) print one line, without a traceback unless ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import OvcastError
+from . import convert_cmd, info_cmd, predict_cmd, train_cmd
+
+COMMANDS = (convert_cmd, predict_cmd, info_cmd, train_cmd)
+
+EPILOG = """\
+typical flow:
+  ovcast convert default models/default      HF checkpoint -> OpenVINO package (parity-checked)
+  ovcast info models/default                 what a package holds
+  ovcast predict models/default --input window.csv
+run 'ovcast COMMAND --help' for each command's options and examples.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ovcast",
+        description="Run IBM Granite time-series forecasters fast on CPUs with OpenVINO.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"ovcast {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(subparsers)
+    return parser
+
+
+def _quiet_third_parties() -> None:
+    """transformers/nncf chatter (progress bars, deprecation notes) is noise for CLI users."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    for noisy in ("nncf", "transformers", "torch"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        _quiet_third_parties()
+    try:
+        return int(args.func(args) or 0)
+    except OvcastError as exc:
+        if args.debug:
+            raise
+        print(f"ovcast {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"ovcast {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,87 @@
+"""The published Granite configurations, as functions that build HuggingFace configs.
+
+Values are copied from the hub's ``config.json`` of ibm-granite/granite-timeseries-patchtst
+and ibm-granite/granite-timeseries-patchtsmixer (see shared notes, serving-anchors.md).
+Tests and ``ovcast train`` build models from these so the architecture matches Granite.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import require
+
+GRANITE_PATCHTST: dict[str, Any] = dict(
+    context_length=512,
+    prediction_length=96,
+    num_input_channels=7,
+    patch_length=12,
+    patch_stride=12,
+    d_model=128,
+    num_attention_heads=16,
+    num_hidden_layers=3,
+    ffn_dim=512,
+    dropout=0.2,
+    head_dropout=0.2,
+    attention_dropout=0.0,
+    ff_dropout=0.0,
+    path_dropout=0.0,
+    positional_dropout=0.0,
+    norm_type="batchnorm",
+    pre_norm=True,
+    scaling="std",
+    positional_encoding_type="sincos",
+    share_embedding=True,
+    share_projection=True,
+    use_cls_token=True,
+    channel_attention=False,
+    activation_function="gelu",
+    loss="mse",
+    do_mask_input=False,
+)
+
+GRANITE_PATCHTSMIXER: dict[str, Any] = dict(
+    context_length=512,
+    prediction_length=96,
+    num_input_channels=7,
+    patch_length=16,
+    patch_stride=16,
+    d_model=48,
+    num_layers=2,
+    expansion_factor=3,
+    dropout=0.5,
+    head_dropout=0.5,
+    gated_attn=True,
+    mode="common_channel",
+    scaling="std",
+    norm_mlp="LayerNorm",
+    self_attn=False,
+    use_positional_encoding=False,
+    positional_encoding_type="sincos",
+    head_aggregation="max_pool",
+    loss="mse",
+)
+
+FAMILIES = ("patchtst", "patchtsmixer")
+
+
+def granite_config(family: str = "patchtst", **overrides: Any):
+    """A transformers config of the Granite model of ``family``, with ``overrides`` applied."""
+    transformers = require("transformers", extra="convert", purpose="Building a model config")
+    if family == "patchtst":
+        return transformers.PatchTSTConfig(**{**GRANITE_PATCHTST, **overrides})
+    if family == "patchtsmixer":
+        return transformers.PatchTSMixerConfig(**{**GRANITE_PATCHTSMIXER, **overrides})
+    raise ValueError(f"unknown model family {family!r}; expected one of {FAMILIES}")
+
+
+def new_model(family: str = "patchtst", **overrides: Any):
+    """A randomly initialised ``*ForPrediction`` model with the Granite config of ``family``."""
+    transformers = require("transformers", extra="convert", purpose="Building a model")
+    config = granite_config(family, **overrides)
+    cls = (
+        transformers.PatchTSTForPrediction
+        if family == "patchtst"
+        else transformers.PatchTSMixerForPrediction
+    )
+    return cls(config)

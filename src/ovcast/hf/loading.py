@@ -1,0 +1,174 @@
+"""Resolve a MODEL argument to a HuggingFace checkpoint and load it.
+
+MODEL is one of:
+- ``default``: the checkpoint embedded in ovcast (``ovcast/models/default``), offline;
+- a local folder written by ``save_pretrained`` (``config.json`` + weights);
+- a hub id such as ``ibm-granite/granite-timeseries-patchtst`` (needs network once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelSourceError, require
+from ..scaling import Scaler
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
+SUPPORTED_ARCHITECTURES = {
+    "patchtst": "PatchTSTForPrediction",
+    "patchtsmixer": "PatchTSMixerForPrediction",
+}
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+SCALER_FILE = "scaler.json"
+
+# ETTh1 train-split standard scaler (population std), published in granite-tsfm's
+# patch_tst_getting_started notebook; Granite's hub checkpoints carry no preprocessor file.
+ETTH1_COLUMNS = ("HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT")
+ETTH1_MEAN = (7.937742245659508, 2.0210386567335163, 5.079770601157927, 0.7461858799957015,
+              2.781762386375555, 0.7884531235540096, 17.1282616982271)  # fmt: skip
+ETTH1_STD = (5.812749409143771, 2.0901046504076, 5.518793579036245, 1.9263792741329822,
+             1.0235226594952194, 0.6302366362251923, 9.176491024944335)  # fmt: skip
+PUBLISHED_SCALERS = {
+    "ibm-granite/granite-timeseries-patchtst": "etth1",
+    "ibm-granite/granite-timeseries-patchtsmixer": "etth1",
+}
+
+
+def etth1_scaler() -> Scaler:
+    import numpy as np
+
+    return Scaler(("standard",) * 7, np.array(ETTH1_MEAN), np.array(ETTH1_STD), ETTH1_COLUMNS)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a checkpoint came from: enough to reproduce and to verify it."""
+
+    path: Path  # local folder holding config.json and the weights
+    name: str  # what the user typed: 'default', a path or a hub id
+    hub_id: str | None = None
+    revision: str | None = None
+    weights_file: str = ""
+    weights_sha256: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": str(self.path) if self.hub_id is None else None,
+            "hub_id": self.hub_id,
+            "revision": self.revision,
+            "weights_file": self.weights_file,
+            "weights_sha256": self.weights_sha256,
+        }
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_source(model: str | Path, *, revision: str | None = None) -> ModelSource:
+    """Find the checkpoint folder for MODEL, downloading from the hub when MODEL is a hub id."""
+    name = str(model)
+    hub_id = None
+    if name == "default":
+        path = DEFAULT_MODEL_DIR
+        if not (path / "config.json").is_file():
+            raise ModelSourceError(
+                f"the embedded default model is missing from {path}; reinstall ovcast"
+            )
+    elif Path(name).expanduser().exists():
+        path = Path(name).expanduser().resolve()
+        if not path.is_dir():
+            raise ModelSourceError(f"{path} is a file; expected a checkpoint folder (config.json)")
+    elif _looks_like_hub_id(name):
+        path, revision = _download(name, revision)
+        hub_id = name
+    else:
+        raise ModelSourceError(
+            f"no checkpoint at {Path(name).expanduser().resolve()}; expected 'default', a folder "
+            "written by save_pretrained, or a hub id like ibm-granite/granite-timeseries-patchtst"
+        )
+    if not (path / "config.json").is_file():
+        raise ModelSourceError(f"{path} has no config.json; expected a save_pretrained folder")
+    weights = next((path / w for w in WEIGHT_FILES if (path / w).is_file()), None)
+    if weights is None:
+        raise ModelSourceError(f"{path} has no weights; expected one of {list(WEIGHT_FILES)}")
+    return ModelSource(
+        path=path,
+        name=name,
+        hub_id=hub_id,
+        revision=revision,
+        weights_file=weights.name,
+        weights_sha256=sha256_file(weights),
+    )
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
+
+
+def _download(hub_id: str, revision: str | None) -> tuple[Path, str | None]:
+    hub = require("huggingface_hub", extra="convert", purpose="Loading a hub model")
+    try:
+        folder = hub.snapshot_download(
+            hub_id, revision=revision, allow_patterns=["*.json", *WEIGHT_FILES]
+        )
+    except Exception as exc:  # network, auth, unknown repo: all one user-facing failure
+        raise ModelSourceError(
+            f"could not download {hub_id!r} from the HuggingFace Hub ({exc.__class__.__name__}: "
+            f"{exc}). Offline? Use a local folder or 'default' instead."
+        ) from exc
+    path = Path(folder)
+    return path, path.name  # snapshot folders are named by commit hash
+
+
+def read_family(path: Path) -> str:
+    """The model family ('patchtst' or 'patchtsmixer') of a checkpoint folder."""
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelSourceError(f"cannot read {path / 'config.json'}: {exc}") from exc
+    family = config.get("model_type")
+    if family not in SUPPORTED_ARCHITECTURES:
+        raise ModelSourceError(
+            f"{path} holds a {family!r} model; ovcast supports "
+            f"{', '.join(SUPPORTED_ARCHITECTURES.values())}"
+        )
+    return family
+
+
+def load_model(source: ModelSource):
+    """Load the ``*ForPrediction`` model of a resolved source, in eval mode, float32."""
+    transformers = require("transformers", extra="convert", purpose="Loading a checkpoint")
+    family = read_family(source.path)
+    cls = getattr(transformers, SUPPORTED_ARCHITECTURES[family])
+    try:
+        model = cls.from_pretrained(source.path)
+    except Exception as exc:
+        raise ModelSourceError(f"cannot load {source.path} as {cls.__name__}: {exc}") from exc
+    return model.float().eval()
+
+
+def load_scaler(source: ModelSource) -> Scaler | None:
+    """The scaler that belongs to a checkpoint: its scaler.json, or a published one for Granite."""
+    file = source.path / SCALER_FILE
+    if file.is_file():
+        try:
+            return Scaler.from_dict(json.loads(file.read_text()))
+        except ValueError as exc:
+            raise ModelSourceError(f"cannot read {file}: {exc}") from exc
+    if PUBLISHED_SCALERS.get(source.hub_id or "") == "etth1":
+        return etth1_scaler()
+    return None

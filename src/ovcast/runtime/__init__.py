@@ -1,0 +1,1 @@
+"""The runtime: everything needed to run a converted model. Never imports torch."""

@@ -1,0 +1,1 @@
+"""Training and evaluation: datasets from CSV, the training loop, metrics and baselines."""

@@ -1,0 +1,46 @@
+"""The runtime path never imports torch or transformers (they are an install extra)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+
+def test_import_and_predict_without_torch(small_package):
+    code = textwrap.dedent(
+        f"""
+        import sys
+        import numpy as np
+        import ovcast
+        from ovcast.cli import build_parser
+        build_parser()
+        engine = ovcast.Engine({str(small_package)!r})
+        engine.predict(np.zeros((64, 3), np.float32))
+        engine.forecast(np.ones((64, 3), np.float32))
+        engine.predict_many(np.zeros((4, 64, 3), np.float32))
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))
+        print(",".join(loaded))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "", f"runtime imported: {result.stdout.strip()}"
+
+
+def test_predict_cli_without_torch(small_package, tmp_path):
+    """`ovcast predict` works even when torch cannot be imported at all."""
+    import numpy as np
+
+    np.save(tmp_path / "w.npy", np.zeros((64, 3), np.float32))
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    for name in ("torch", "transformers"):
+        (blocker / f"{name}.py").write_text("raise ImportError('blocked by test')\n")
+    env = {"PYTHONPATH": str(blocker), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-m", "ovcast", "-q", "predict", str(small_package), "--input",
+         str(tmp_path / "w.npy")],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith('{"predictions":[[')
