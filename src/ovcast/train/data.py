@@ -100,8 +100,8 @@ class Splits:
         """Train/val/test by fractions of the rows; test takes the rest."""
         if not (0 < train < 1 and 0 <= val < 1 and train + val < 1):
             raise DataError(f"split fractions train={train}, val={val} must be in (0, 1) with sum < 1")
-        train_end = int(n_rows * train)
-        val_end = int(n_rows * (train + val))
+        train_end = round(n_rows * train)
+        val_end = round(n_rows * (train + val))
         return cls.from_boundaries(train_end, val_end, n_rows, context_length)
 
     @classmethod

@@ -1,0 +1,1 @@
+"""Benchmarks: side-by-side latency of forecasters, measured in alternation."""
