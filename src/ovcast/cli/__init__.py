@@ -15,9 +15,19 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import OvcastError
-from . import convert_cmd, evaluate_cmd, info_cmd, predict_cmd, quickstart_cmd, train_cmd
+from . import (
+    convert_cmd,
+    evaluate_cmd,
+    info_cmd,
+    predict_cmd,
+    quickstart_cmd,
+    serve_cmd,
+    train_cmd,
+)
 
-COMMANDS = (quickstart_cmd, convert_cmd, predict_cmd, info_cmd, train_cmd, evaluate_cmd)
+COMMANDS = (
+    quickstart_cmd, convert_cmd, predict_cmd, info_cmd, serve_cmd, train_cmd, evaluate_cmd,
+)  # fmt: skip
 
 EPILOG = """\
 typical flow:
@@ -25,6 +35,7 @@ typical flow:
   ovcast convert default models/default      HF checkpoint -> OpenVINO package (parity-checked)
   ovcast info models/default                 what a package holds
   ovcast predict models/default --input window.csv
+  ovcast serve --mode jsonl --model models/default   JSON lines on stdin/stdout for a pipeline
   ovcast train data.csv --out runs/x          train a Granite-architecture model on a CSV
   ovcast evaluate runs/x/best data.csv        MSE/MAE next to naive baselines
 run 'ovcast COMMAND --help' for each command's options and examples.

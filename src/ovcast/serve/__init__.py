@@ -1,0 +1,1 @@
+"""Serving: one protocol core (``protocol``) behind two front ends, JSON lines and HTTP."""
