@@ -60,7 +60,7 @@ def small_package(tmp_path_factory, small_checkpoint) -> Path:
     from ovcast.convert import convert
 
     out = tmp_path_factory.mktemp("pkg") / "small"
-    convert(small_checkpoint, out)
+    convert(small_checkpoint, out, name="small")
     return out
 
 
