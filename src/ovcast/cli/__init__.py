@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import OvcastError
 from . import (
+    bench_cmd,
     convert_cmd,
     evaluate_cmd,
     info_cmd,
@@ -26,7 +27,8 @@ from . import (
 )
 
 COMMANDS = (
-    quickstart_cmd, convert_cmd, predict_cmd, info_cmd, serve_cmd, train_cmd, evaluate_cmd,
+    quickstart_cmd, convert_cmd, predict_cmd, info_cmd, serve_cmd, bench_cmd, train_cmd,
+    evaluate_cmd,
 )  # fmt: skip
 
 EPILOG = """\
@@ -36,6 +38,7 @@ typical flow:
   ovcast info models/default                 what a package holds
   ovcast predict models/default --input window.csv
   ovcast serve --mode jsonl --model models/default   JSON lines on stdin/stdout for a pipeline
+  ovcast bench models/default                vs PyTorch and ONNX Runtime, servers, machine limit
   ovcast train data.csv --out runs/x          train a Granite-architecture model on a CSV
   ovcast evaluate runs/x/best data.csv        MSE/MAE next to naive baselines
 run 'ovcast COMMAND --help' for each command's options and examples.

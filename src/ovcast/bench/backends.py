@@ -1,0 +1,104 @@
+"""The forecasters a benchmark compares, each loaded from one model package.
+
+- openvino:    ``Engine`` (latency mode), the thing ovcast ships;
+- torch:       the HuggingFace model in PyTorch eager, ``torch.set_num_threads(usable cores)``;
+- onnxruntime: an ONNX export of the same model with the same patchify fix, ORT CPU with
+               intra-op threads = usable cores and all graph optimizations.
+torch and onnxruntime need ``ovcast[convert,bench]``; only openvino is torch-free.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import require
+from ..package import ModelPackage
+from ..runtime.cpu import usable_cores
+
+BACKENDS = ("openvino", "torch", "onnxruntime")
+
+
+@dataclass
+class Backend:
+    name: str
+    predict: Callable[[np.ndarray], np.ndarray]
+    load_s: float
+
+
+def load(name: str, package: ModelPackage, *, cache_dir: str | None = None) -> Backend:
+    start = time.perf_counter()
+    if name == "openvino":
+        from ..runtime.engine import Engine
+
+        engine = Engine(package, cache_dir=cache_dir, warmup=False)
+        predict = engine.predict
+    elif name == "torch":
+        predict = _torch_predict(package)
+    elif name == "onnxruntime":
+        predict = _onnxruntime_predict(package)
+    else:
+        raise ValueError(f"unknown backend {name!r}; expected one of {BACKENDS}")
+    return Backend(name, predict, time.perf_counter() - start)
+
+
+def source_model(package: ModelPackage):
+    """The PyTorch model a package was converted from."""
+    from ..hf.loading import load_model, resolve_source
+
+    source = package.manifest.source
+    name = source.get("hub_id") or source.get("path") or source.get("name")
+    return load_model(resolve_source(name, revision=source.get("revision")))
+
+
+def _torch_predict(package: ModelPackage):
+    torch = require("torch", extra="convert", purpose="The PyTorch benchmark backend")
+    torch.set_num_threads(usable_cores())
+    model = source_model(package)
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(past_values=torch.from_numpy(x)).prediction_outputs.numpy()
+
+    return predict
+
+
+def export_onnx(package: ModelPackage, path: Path) -> Path:
+    """ONNX export with the same patchify fix as the OpenVINO conversion, dynamic batch."""
+    torch = require("torch", extra="convert", purpose="ONNX export")
+    import warnings
+
+    from ..convert.export_fixes import ForecastOnly, exportable_patchify
+    from ..convert.parity import parity_windows
+
+    model = source_model(package)
+    m = package.manifest
+    example = torch.from_numpy(parity_windows(m.context_length, m.num_input_channels, 2))
+    with exportable_patchify(model), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            ForecastOnly(model).eval(), (example,), str(path), dynamo=False, opset_version=17,
+            input_names=["past_values"], output_names=["prediction_outputs"],
+            dynamic_axes={"past_values": {0: "batch"}, "prediction_outputs": {0: "batch"}},
+        )  # fmt: skip
+    return path
+
+
+def _onnxruntime_predict(package: ModelPackage):
+    ort = require("onnxruntime", extra="bench", purpose="The ONNX Runtime benchmark backend")
+    path = export_onnx(package, Path(tempfile.mkdtemp(prefix="ovcast-onnx-")) / "model.onnx")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = usable_cores()
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return session.run(None, {"past_values": x})[0]
+
+    return predict

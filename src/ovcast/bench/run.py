@@ -1,0 +1,136 @@
+"""``ovcast bench``: backends side by side, serving overhead, and the machine's limit.
+
+    ovcast bench models/default --backends openvino,torch,onnxruntime --batch 1,8,32 \
+        --duration 10 --serving --json bench.json --plot bench.png --report docs/PERFORMANCE.md
+
+Method: every backend is loaded in this process and called in alternation (one call each,
+round after round) on the same windows, so drift hits all alike; medians and ratios are
+what to quote. Cold start and peak RSS come from a fresh process per backend.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..convert.parity import parity_windows
+from ..package import ModelPackage
+from ..runtime.cpu import usable_cores
+from . import backends as backend_mod
+from .limit import flops_per_forecast, gemm_gflops
+from .machine import describe
+from .timing import alternate
+
+log = logging.getLogger(__name__)
+
+
+def run_benchmark(
+    model_dir: str | Path,
+    *,
+    backends: Sequence[str] = ("openvino", "torch", "onnxruntime"),
+    batches: Sequence[int] = (1, 8, 32),
+    duration_s: float = 10.0,
+    serving: bool = True,
+    coldstart: bool = True,
+) -> dict[str, Any]:
+    package = ModelPackage.load(model_dir)
+    m = package.manifest
+    results: dict[str, Any] = {"machine": describe(), "model": {
+        "path": str(package.path), "name": m.name, "architecture": m.architecture,
+        "context_length": m.context_length, "prediction_length": m.prediction_length,
+        "num_input_channels": m.num_input_channels, "precision": m.precision}}  # fmt: skip
+    loaded = {}
+    for name in backends:
+        log.info("loading backend %s", name)
+        loaded[name] = backend_mod.load(name, package)
+    results["latency"] = {}
+    for batch in batches:
+        window = parity_windows(m.context_length, m.num_input_channels, batch)
+        runners = {name: (lambda b=b: b.predict(window)) for name, b in loaded.items()}
+        log.info("batch %d: %d backends alternating for %.0f s", batch, len(runners), duration_s)
+        stats = alternate(runners, duration_s=duration_s, batch=batch)
+        results["latency"][str(batch)] = {name: s.to_dict() for name, s in stats.items()}
+        results.setdefault("samples_batch1", {})
+        if batch == batches[0]:
+            results["samples_batch1"] = {name: s.samples_ms.tolist() for name, s in stats.items()}
+
+    flops = flops_per_forecast(package)
+    cores = usable_cores()
+    gflops = gemm_gflops(cores)
+    results["limit"] = {"flops_per_forecast": flops, "gemm_gflops": gflops, "cores": cores,
+                        "gemm_gflops_per_core": gemm_gflops(1)}  # fmt: skip
+    for batch, per_backend in results["latency"].items():
+        for stats in per_backend.values():
+            achieved = flops * int(batch) / (stats["p50_ms"] / 1e3) / 1e9
+            stats["gflops_at_p50"] = achieved
+            stats["percent_of_gemm_limit"] = 100 * achieved / gflops
+    if "openvino" in loaded:
+        results["throughput_mode"] = _throughput_mode(package, duration_s, flops, gflops)
+    if serving and "openvino" in loaded:
+        results["serving"] = _serving(package, duration_s)
+    if coldstart:
+        results["coldstart"] = {name: _coldstart(name, package) for name in backends}
+        results["coldstart"]["openvino+cache"] = _coldstart("openvino", package, cache=True)
+    return results
+
+
+def _throughput_mode(package: ModelPackage, duration_s: float, flops: float, gflops: float) -> dict:
+    """Forecasts/s with one single-threaded stream per core, fed by the async queue."""
+    from ..runtime.engine import Engine
+
+    m = package.manifest
+    engine = Engine(package, mode="throughput")
+    windows = parity_windows(m.context_length, m.num_input_channels, 64)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < duration_s / 2:
+        engine.predict_many(windows)
+        count += len(windows)
+    rate = count / (time.perf_counter() - start)
+    return {"forecasts_per_s": rate, "streams": engine.config["NUM_STREAMS"],
+            "gflops": rate * flops / 1e9, "percent_of_gemm_limit": 100 * rate * flops / 1e9 / gflops}  # fmt: skip
+
+
+def _serving(package: ModelPackage, duration_s: float) -> dict[str, Any]:
+    from ..runtime.engine import Engine
+    from .serving import HttpServerProcess, JsonLinesClient, http_caller
+
+    m = package.manifest
+    window = parity_windows(m.context_length, m.num_input_channels, 1)[0]
+    engine = Engine(package)
+    jsonl = JsonLinesClient(package.path)
+    server = HttpServerProcess(package.path)
+    try:
+        runners = {
+            "engine.predict": lambda: engine.predict(window),
+            "jsonl pipe": lambda: jsonl(window),
+            "http binary": (lambda call=http_caller(server, binary=True): call(window)),
+            "http json": (lambda call=http_caller(server, binary=False): call(window)),
+        }
+        log.info("serving: %d paths alternating for %.0f s", len(runners), duration_s)
+        stats = alternate(runners, duration_s=duration_s)
+    finally:
+        jsonl.close()
+        server.close()
+    base = stats["engine.predict"].p50
+    return {name: {**s.to_dict(), "p50_ratio_to_engine": s.p50 / base} for name, s in stats.items()}
+
+
+def _coldstart(backend: str, package: ModelPackage, *, cache: bool = False) -> dict[str, Any]:
+    command = [sys.executable, "-m", "ovcast.bench.coldstart", backend, str(package.path)]
+    with tempfile.TemporaryDirectory() as tmp:
+        if cache:  # warm the cache once, then time a fresh process that finds it
+            command += ["--cache-dir", tmp]
+            subprocess.run(command, capture_output=True, check=True)
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True)
+        wall_ms = (time.perf_counter() - start) * 1e3
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1:]}
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "process_to_first_forecast_ms": wall_ms}

@@ -1,0 +1,73 @@
+"""ovcast bench MODEL_DIR: OpenVINO vs PyTorch vs ONNX Runtime, servers, and the limit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+DESCRIPTION = """\
+Benchmark a model package: every backend in one process, called in alternation on the same
+windows, so ratios are fair on a noisy machine. Reports mean/p50/p95/p99/max latency,
+forecasts/s, % of the machine's FP32 GEMM limit, end-to-end latency through the JSON-lines
+and HTTP servers next to the bare engine, and cold start / peak RSS per backend.
+
+examples:
+  ovcast bench models/default
+  ovcast bench models/default --backends openvino,torch --batch 1 --duration 5 --no-serving
+  ovcast bench models/default --duration 20 --json bench.json --plot docs/bench.png \\
+      --report docs/PERFORMANCE.md        # regenerates the performance page
+"""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "bench",
+        help="latency/throughput against PyTorch and ONNX Runtime, servers, machine limit",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model_dir", metavar="MODEL_DIR")
+    p.add_argument("--backends", default="openvino,torch,onnxruntime",
+                   help="comma-separated: openvino, torch, onnxruntime (default: all)")  # fmt: skip
+    p.add_argument("--batch", default="1,8,32", help="comma-separated batch sizes (default 1,8,32)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per batch size (default 10)")
+    p.add_argument("--no-serving", action="store_true", help="skip the end-to-end server runs")
+    p.add_argument("--no-coldstart", action="store_true", help="skip the fresh-process runs")
+    p.add_argument("--json", metavar="FILE", help="write all figures as JSON")
+    p.add_argument("--plot", metavar="FILE.png", help="latency distribution + throughput plot")
+    p.add_argument("--report", metavar="FILE.md", help="write the markdown performance page")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bench.report import markdown, plot, table
+    from ..bench.run import run_benchmark
+    from ..errors import DataError
+
+    try:
+        batches = [int(b) for b in args.batch.split(",")]
+    except ValueError as exc:
+        raise DataError(f"--batch {args.batch!r}: expected comma-separated integers") from exc
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = set(backends) - {"openvino", "torch", "onnxruntime"}
+    if unknown:
+        raise DataError(f"unknown backends {sorted(unknown)}; expected openvino, torch, onnxruntime")
+    results = run_benchmark(args.model_dir, backends=backends, batches=batches,
+                            duration_s=args.duration, serving=not args.no_serving,
+                            coldstart=not args.no_coldstart)  # fmt: skip
+    print(table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    if args.plot:
+        plot(results, args.plot)
+    if args.report:
+        command = "ovcast " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "ovcast bench"
+        plot_name = None
+        if args.plot:
+            plot_name = str(Path(args.plot).resolve().relative_to(Path(args.report).resolve().parent)) \
+                if Path(args.plot).resolve().is_relative_to(Path(args.report).resolve().parent) else args.plot
+        Path(args.report).write_text(markdown(results, command=command, plot_name=plot_name))
+    return 0

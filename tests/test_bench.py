@@ -1,0 +1,68 @@
+"""The benchmark tools run and report (speed itself is measured, never asserted)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ovcast.bench.limit import flops_per_forecast
+from ovcast.bench.timing import alternate
+from ovcast.package import ModelPackage
+
+
+def test_alternate_interleaves_and_counts():
+    calls: list[str] = []
+    stats = alternate({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                      duration_s=0.0, warmup=1, min_rounds=4)  # fmt: skip
+    assert calls[2:] == ["a", "b"] * 4  # after one warm-up each, strict alternation
+    assert len(stats["a"].samples_ms) == 4 and stats["a"].p50 >= 0
+
+
+def test_flops_match_a_hand_count(small_package):
+    # SMALL_PATCHTST: 8 patches of 8 (+cls: 9 tokens) x 3 channels, d_model 32, ffn 64, 2 layers,
+    # 4 heads; the head maps 9 * 32 -> 16. Count the matrix products by hand:
+    tokens, d, ffn, layers, rows = 9, 32, 64, 2, 3
+    embed = 2 * rows * 8 * 8 * d  # patch embedding over the 8 real patches
+    per_layer = (
+        2 * rows * tokens * d * d * 4  # q, k, v, out projections
+        + 2 * rows * tokens * tokens * d * 2  # scores and weighted sum
+        + 2 * rows * tokens * d * ffn * 2  # feed-forward in and out
+    )
+    head = 2 * rows * (tokens * d) * 16
+    expected = embed + layers * per_layer + head
+    counted = flops_per_forecast(ModelPackage.load(small_package))
+    assert counted == pytest.approx(expected, rel=0.15)
+
+
+def test_bench_cli_writes_table_json_plot_and_report(tmp_path, small_package, capsys):
+    pytest.importorskip("onnxruntime", reason="needs ovcast[bench]")
+    pytest.importorskip("torch", reason="needs ovcast[convert]")
+    from ovcast.cli import main
+
+    code = main(["-q", "bench", str(small_package), "--batch", "1,2", "--duration", "0.3",
+                 "--json", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png"),
+                 "--report", str(tmp_path / "PERFORMANCE.md")])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "vs torch" in out and "end to end" in out and "cold start" in out
+    results = json.loads((tmp_path / "b.json").read_text())
+    assert set(results["latency"]["1"]) == {"openvino", "torch", "onnxruntime"}
+    assert results["latency"]["2"]["openvino"]["batch"] == 2
+    assert results["limit"]["gemm_gflops"] > 0 and results["limit"]["flops_per_forecast"] > 0
+    assert set(results["serving"]) == {"engine.predict", "jsonl pipe", "http binary", "http json"}
+    assert all(c.get("peak_rss_mb", 0) > 0 for c in results["coldstart"].values())
+    assert (tmp_path / "b.png").stat().st_size > 10_000
+    page = (tmp_path / "PERFORMANCE.md").read_text()
+    assert "## Machine and versions" in page and "| 1 | openvino |" in page and "b.png" in page
+
+
+def test_onnx_export_matches_the_engine(tmp_path, small_package, small_engine):
+    ort = pytest.importorskip("onnxruntime", reason="needs ovcast[bench]")
+    from ovcast.bench.backends import export_onnx
+
+    path = export_onnx(ModelPackage.load(small_package), tmp_path / "m.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((5, 64, 3)).astype(np.float32)
+    np.testing.assert_allclose(session.run(None, {"past_values": x})[0], small_engine.predict(x), atol=1e-4)
