@@ -19,12 +19,21 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 # Small enough to convert in about a second, with every structural feature of Granite's.
 SMALL_PATCHTST = dict(
-    context_length=64, prediction_length=16, num_input_channels=3, patch_length=8, patch_stride=8,
-    d_model=32, num_attention_heads=4, num_hidden_layers=2, ffn_dim=64,
-)  # fmt: skip
+    context_length=64,
+    prediction_length=16,
+    num_input_channels=3,
+    patch_length=8,
+    patch_stride=8,
+    d_model=32,
+    num_attention_heads=4,
+    num_hidden_layers=2,
+    ffn_dim=64,
+)
 
 
-def make_checkpoint(folder: Path, family: str = "patchtst", *, seed: int = 0, scaler=None, **overrides):
+def make_checkpoint(
+    folder: Path, family: str = "patchtst", *, seed: int = 0, scaler=None, **overrides
+):
     """Write a random-weight ``*ForPrediction`` checkpoint (and optional scaler.json)."""
     import torch
 
@@ -43,9 +52,11 @@ def small_scaler(channels: int = 3):
 
     kinds = ("standard", "log_standard", "minmax")[:channels]
     return Scaler(
-        kinds, np.array([100.0, 2.0, 10.0][:channels]), np.array([5.0, 0.5, 40.0][:channels]),
+        kinds,
+        np.array([100.0, 2.0, 10.0][:channels]),
+        np.array([5.0, 0.5, 40.0][:channels]),
         ("close", "volume", "rsi")[:channels],
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,12 @@ from ovcast.package import ModelPackage
 
 def test_alternate_interleaves_and_counts():
     calls: list[str] = []
-    stats = alternate({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
-                      duration_s=0.0, warmup=1, min_rounds=4)  # fmt: skip
+    stats = alternate(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+        duration_s=0.0,
+        warmup=1,
+        min_rounds=4,
+    )
     assert calls[2:] == ["a", "b"] * 4  # after one warm-up each, strict alternation
     assert len(stats["a"].samples_ms) == 4 and stats["a"].p50 >= 0
 
@@ -41,9 +45,23 @@ def test_bench_cli_writes_table_json_plot_and_report(tmp_path, small_package, ca
     pytest.importorskip("torch", reason="needs ovcast[convert]")
     from ovcast.cli import main
 
-    code = main(["-q", "bench", str(small_package), "--batch", "1,2", "--duration", "0.3",
-                 "--json", str(tmp_path / "b.json"), "--plot", str(tmp_path / "b.png"),
-                 "--report", str(tmp_path / "PERFORMANCE.md")])  # fmt: skip
+    code = main(
+        [
+            "-q",
+            "bench",
+            str(small_package),
+            "--batch",
+            "1,2",
+            "--duration",
+            "0.3",
+            "--json",
+            str(tmp_path / "b.json"),
+            "--plot",
+            str(tmp_path / "b.png"),
+            "--report",
+            str(tmp_path / "PERFORMANCE.md"),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "vs torch" in out and "end to end" in out and "cold start" in out
@@ -65,4 +83,6 @@ def test_onnx_export_matches_the_engine(tmp_path, small_package, small_engine):
     path = export_onnx(ModelPackage.load(small_package), tmp_path / "m.onnx")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).standard_normal((5, 64, 3)).astype(np.float32)
-    np.testing.assert_allclose(session.run(None, {"past_values": x})[0], small_engine.predict(x), atol=1e-4)
+    np.testing.assert_allclose(
+        session.run(None, {"past_values": x})[0], small_engine.predict(x), atol=1e-4
+    )

@@ -32,15 +32,27 @@ def test_convert_info_predict_round_trip(tmp_path, small_checkpoint, small_engin
 
     window = np.abs(np.random.default_rng(0).standard_normal((64, 3))).astype(np.float32)
     rows = "\n".join(",".join(f"{v:.6f}" for v in row) for row in window)
-    (tmp_path / "w.csv").write_text("time,close,volume,rsi\n" + "\n".join(
-        f"2024-01-01T{i:04d},{line}" for i, line in enumerate(rows.splitlines())))  # fmt: skip
-    window = np.loadtxt(tmp_path / "w.csv", delimiter=",", skiprows=1, usecols=(1, 2, 3),
-                        dtype=np.float32)  # fmt: skip
+    (tmp_path / "w.csv").write_text(
+        "time,close,volume,rsi\n"
+        + "\n".join(f"2024-01-01T{i:04d},{line}" for i, line in enumerate(rows.splitlines()))
+    )
+    window = np.loadtxt(
+        tmp_path / "w.csv", delimiter=",", skiprows=1, usecols=(1, 2, 3), dtype=np.float32
+    )
     stdout = json.loads(ovcast("predict", str(out), "--input", str(tmp_path / "w.csv")).stdout)
     np.testing.assert_allclose(stdout["predictions"], small_engine.predict(window), atol=1e-5)
 
-    ovcast("predict", str(out), "-i", str(tmp_path / "w.csv"), "--raw", "--channels", "0",
-           "-o", str(tmp_path / "close.npy"))  # fmt: skip
+    ovcast(
+        "predict",
+        str(out),
+        "-i",
+        str(tmp_path / "w.csv"),
+        "--raw",
+        "--channels",
+        "0",
+        "-o",
+        str(tmp_path / "close.npy"),
+    )
     close = np.load(tmp_path / "close.npy")
     np.testing.assert_allclose(close, small_engine.forecast(window)[:, :1], rtol=1e-5)
 

@@ -23,15 +23,28 @@ CONFIGS = {
     "patchtst-overlap": ("patchtst", {**SMALL_PATCHTST, "patch_length": 16, "patch_stride": 8}),
     "patchtsmixer-overlap-mixchannel": (
         "patchtsmixer",
-        {"context_length": 96, "prediction_length": 24, "num_input_channels": 4,
-         "patch_length": 12, "patch_stride": 6, "mode": "mix_channel"},
-    ),  # fmt: skip
+        {
+            "context_length": 96,
+            "prediction_length": 24,
+            "num_input_channels": 4,
+            "patch_length": 12,
+            "patch_stride": 6,
+            "mode": "mix_channel",
+        },
+    ),
     # Odd sizes: context not a multiple of the stride (sequence_start > 0), 1 channel.
     "patchtst-odd-sizes": (
         "patchtst",
-        {**SMALL_PATCHTST, "context_length": 100, "prediction_length": 7,
-         "num_input_channels": 1, "patch_length": 10, "patch_stride": 7, "use_cls_token": False},
-    ),  # fmt: skip
+        {
+            **SMALL_PATCHTST,
+            "context_length": 100,
+            "prediction_length": 7,
+            "num_input_channels": 1,
+            "patch_length": 10,
+            "patch_stride": 7,
+            "use_cls_token": False,
+        },
+    ),
 }
 
 
@@ -43,8 +56,10 @@ def test_conversion_matches_pytorch(tmp_path, name):
     m = package.manifest
     config = json.loads((checkpoint / "config.json").read_text())
     assert (m.context_length, m.prediction_length, m.num_input_channels) == (
-        config["context_length"], config["prediction_length"], config["num_input_channels"],
-    )  # fmt: skip
+        config["context_length"],
+        config["prediction_length"],
+        config["num_input_channels"],
+    )
     assert m.inputs[0].shape == [-1, m.context_length, m.num_input_channels]
     assert m.parity["fp32_vs_torch"]["max_abs_error"] < 1e-4
     assert set(m.parity["fp32_vs_torch"]["per_batch"]) == {"batch_1", "batch_8"}
@@ -52,8 +67,9 @@ def test_conversion_matches_pytorch(tmp_path, name):
     engine = Engine(tmp_path / "pkg")
     for batch in (1, 3):  # a batch size the parity check did not use: the batch is dynamic
         windows = random_windows(batch, m.context_length, m.num_input_channels, seed=batch)
-        np.testing.assert_allclose(engine.predict(windows), torch_forecast(checkpoint, windows),
-                                   atol=1e-4, rtol=1e-4)  # fmt: skip
+        np.testing.assert_allclose(
+            engine.predict(windows), torch_forecast(checkpoint, windows), atol=1e-4, rtol=1e-4
+        )
 
 
 def test_manifest_records_source_and_versions(small_checkpoint, small_package):
@@ -84,7 +100,9 @@ def test_export_leaves_model_and_torch_untouched(tmp_path):
         with torch.no_grad():  # the fix itself is exact
             torch.testing.assert_close(model(past_values=x).prediction_outputs, before)
     assert torch.Tensor.unfold is unfold
-    assert not any("forward" in vars(m) or "_ovcast_patch_index" in vars(m) for m in model.modules())
+    assert not any(
+        "forward" in vars(m) or "_ovcast_patch_index" in vars(m) for m in model.modules()
+    )
     with torch.no_grad():
         torch.testing.assert_close(model(past_values=x).prediction_outputs, before)
 
@@ -106,8 +124,12 @@ def test_reduced_precisions_report_error_against_fp32(
 
 
 def test_int8_uses_given_calibration_series(tmp_path, small_checkpoint):
-    series = np.cumsum(np.random.default_rng(3).standard_normal((400, 3)), axis=0).astype(np.float32)
-    package = convert(small_checkpoint, tmp_path / "int8", precision="int8", calibration_data=series)
+    series = np.cumsum(np.random.default_rng(3).standard_normal((400, 3)), axis=0).astype(
+        np.float32
+    )
+    package = convert(
+        small_checkpoint, tmp_path / "int8", precision="int8", calibration_data=series
+    )
     assert package.manifest.parity["int8_vs_torch"]["max_abs_error"] < 1.0
 
 
@@ -118,8 +140,9 @@ def test_parity_failure_raises_and_writes_nothing(tmp_path, small_checkpoint):
 
 
 def test_distribution_head_is_refused_clearly(tmp_path):
-    checkpoint = make_checkpoint(tmp_path / "nll", **SMALL_PATCHTST, loss="nll",
-                                 distribution_output="student_t")  # fmt: skip
+    checkpoint = make_checkpoint(
+        tmp_path / "nll", **SMALL_PATCHTST, loss="nll", distribution_output="student_t"
+    )
     with pytest.raises(ConversionError, match="distribution head"):
         convert(checkpoint, tmp_path / "out")
 

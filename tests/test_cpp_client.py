@@ -21,10 +21,21 @@ def example_binary(tmp_path_factory) -> Path:
         pytest.skip("g++ is not installed (apt-get install g++)")
     binary = tmp_path_factory.mktemp("cpp") / "example"
     subprocess.run(
-        [GXX, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(binary),
-         str(CLIENT_DIR / "example.cpp")],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            GXX,
+            "-std=c++17",
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-o",
+            str(binary),
+            str(CLIENT_DIR / "example.cpp"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return binary
 
 
@@ -32,13 +43,17 @@ def parse(line: str) -> np.ndarray:
     return np.array([float(v) for v in line.split("first=")[1].split()])
 
 
-def test_cpp_client_forecasts_restarts_and_times_out(example_binary, small_package, small_engine, tmp_path):
+def test_cpp_client_forecasts_restarts_and_times_out(
+    example_binary, small_package, small_engine, tmp_path
+):
     window = random_windows(1, 64, 3, seed=11)[0]
     np.savetxt(tmp_path / "window.csv", window, delimiter=",", fmt="%.9g")
     result = subprocess.run(
         [str(example_binary), str(small_package), str(tmp_path / "window.csv"), sys.executable],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     lines = {line.split()[0]: line for line in result.stdout.splitlines()}
     expected = small_engine.predict(window)[0]
@@ -48,7 +63,9 @@ def test_cpp_client_forecasts_restarts_and_times_out(example_binary, small_packa
     assert "restarted=1" in lines["RESTARTED"]  # the killed child was replaced...
     np.testing.assert_allclose(parse(lines["RESTARTED"]), expected, atol=1e-5)  # ...and answered
     assert lines["TIMEOUT"] == "TIMEOUT error=timeout"
-    np.testing.assert_allclose(parse(lines["RECOVERED"]), expected, atol=1e-5)  # late answer skipped
+    np.testing.assert_allclose(
+        parse(lines["RECOVERED"]), expected, atol=1e-5
+    )  # late answer skipped
     assert lines["RESTARTS"] == "RESTARTS 1"
     assert "restart: server died" in result.stderr
 
@@ -56,9 +73,16 @@ def test_cpp_client_forecasts_restarts_and_times_out(example_binary, small_packa
 def test_cpp_client_reports_a_server_that_cannot_start(example_binary, tmp_path):
     np.savetxt(tmp_path / "window.csv", np.zeros((64, 3)), delimiter=",")
     result = subprocess.run(
-        [str(example_binary), str(tmp_path / "missing"), str(tmp_path / "window.csv"), sys.executable],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            str(example_binary),
+            str(tmp_path / "missing"),
+            str(tmp_path / "window.csv"),
+            sys.executable,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert "could not start the ovcast server" in result.stderr
     assert "no model package at" in result.stderr  # the server's own reason, on inherited stderr

@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 from conftest import random_windows
 
-from ovcast import Engine, InvalidInputError, ModelNotFoundError, ModelPackageError
-from ovcast import PatchTSTOpenVINOInference
+from ovcast import (
+    Engine,
+    InvalidInputError,
+    ModelNotFoundError,
+    ModelPackageError,
+    PatchTSTOpenVINOInference,
+)
 
 
 def test_predict_shapes_and_list_input(small_engine):
@@ -69,8 +74,9 @@ def test_predict_is_thread_safe(small_package):
 def test_predict_many_keeps_order(small_engine, batch_size):
     windows = random_windows(10, 64, 3, seed=7)
     expected = small_engine.predict(windows)
-    np.testing.assert_allclose(small_engine.predict_many(windows, batch_size=batch_size), expected,
-                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        small_engine.predict_many(windows, batch_size=batch_size), expected, atol=1e-5
+    )
 
 
 def test_forecast_scales_and_inverse_scales(small_engine):

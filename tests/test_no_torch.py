@@ -23,7 +23,9 @@ def test_import_and_predict_without_torch(small_package):
         print(",".join(loaded))
         """
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "", f"runtime imported: {result.stdout.strip()}"
 
 
@@ -38,9 +40,19 @@ def test_predict_cli_without_torch(small_package, tmp_path):
         (blocker / f"{name}.py").write_text("raise ImportError('blocked by test')\n")
     env = {"PYTHONPATH": str(blocker), "PATH": "/usr/bin:/bin"}
     result = subprocess.run(
-        [sys.executable, "-m", "ovcast", "-q", "predict", str(small_package), "--input",
-         str(tmp_path / "w.npy")],
-        capture_output=True, text=True, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "ovcast",
+            "-q",
+            "predict",
+            str(small_package),
+            "--input",
+            str(tmp_path / "w.npy"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith('{"predictions":[[')

@@ -11,8 +11,13 @@ from ovcast.runtime.cpu import cgroup_quota_cores, cpu_config, usable_cores
 
 def test_scaler_fit_transform_inverse_round_trip():
     rng = np.random.default_rng(0)
-    raw = np.column_stack([100 + rng.standard_normal(500).cumsum(), rng.exponential(50, 500),
-                           rng.uniform(20, 80, 500)])  # fmt: skip
+    raw = np.column_stack(
+        [
+            100 + rng.standard_normal(500).cumsum(),
+            rng.exponential(50, 500),
+            rng.uniform(20, 80, 500),
+        ]
+    )
     scaler = Scaler.fit(raw, ["standard", "log_standard", "minmax"], ["close", "volume", "rsi"])
     scaled = scaler.transform(raw)
     assert abs(scaled[:, 0].mean()) < 1e-5 and abs(scaled[:, 0].std() - 1) < 1e-4

@@ -21,8 +21,11 @@ tritonclient_http = pytest.importorskip("tritonclient.http", reason="needs ovcas
 
 @pytest.fixture(scope="module", params=[1, 8], ids=["direct", "batched"])
 def server(request, small_package):
-    srv = ForecastHTTPServer(HttpConfig(str(small_package), port=0, max_batch_size=request.param,
-                                        max_queue_delay_us=2000))  # fmt: skip
+    srv = ForecastHTTPServer(
+        HttpConfig(
+            str(small_package), port=0, max_batch_size=request.param, max_queue_delay_us=2000
+        )
+    )
     thread = threading.Thread(target=srv.httpd.serve_forever, daemon=True)
     thread.start()
     srv.load()
@@ -51,8 +54,9 @@ def test_tritonclient_infer(server, small_engine, binary):
     inputs.set_data_from_numpy(windows, binary_data=binary)
     outputs = [tritonclient_http.InferRequestedOutput("prediction_outputs", binary_data=binary)]
     result = client(server).infer("small", [inputs], outputs=outputs, request_id="r-7")
-    np.testing.assert_allclose(result.as_numpy("prediction_outputs"), small_engine.predict(windows),
-                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        result.as_numpy("prediction_outputs"), small_engine.predict(windows), atol=1e-5
+    )
     assert result.get_response()["id"] == "r-7"
 
 
@@ -67,29 +71,96 @@ def test_metadata_and_health(server):
 
 def infer_body(shape, data=None, name="past_values", datatype="FP32"):
     data = np.zeros(shape).tolist() if data is None else data
-    return json.dumps({"inputs": [{"name": name, "shape": shape, "datatype": datatype, "data": data}]}).encode()
+    return json.dumps(
+        {"inputs": [{"name": name, "shape": shape, "datatype": datatype, "data": data}]}
+    ).encode()
 
 
-BINARY_HEADER = json.dumps({"inputs": [{"name": "past_values", "shape": [1, 64, 3], "datatype": "FP32",
-                                        "parameters": {"binary_data_size": 768}}]}).encode()  # fmt: skip
+BINARY_HEADER = json.dumps(
+    {
+        "inputs": [
+            {
+                "name": "past_values",
+                "shape": [1, 64, 3],
+                "datatype": "FP32",
+                "parameters": {"binary_data_size": 768},
+            }
+        ]
+    }
+).encode()
 ERRORS = [
     ("POST", "/v2/models/other/infer", infer_body([1, 64, 3]), {}, 404, "unknown model"),
-    ("POST", "/v2/models/small/versions/2/infer", infer_body([1, 64, 3]), {}, 404, "unknown version"),
+    (
+        "POST",
+        "/v2/models/small/versions/2/infer",
+        infer_body([1, 64, 3]),
+        {},
+        404,
+        "unknown version",
+    ),
     ("GET", "/v2/models/other", None, {}, 404, "unknown model"),
     ("GET", "/v2/nowhere", None, {}, 404, "no route"),
     ("POST", "/v2/models/small/infer", b"{not json", {}, 400, "not valid JSON"),
     ("POST", "/v2/models/small/infer", b"[1]", {}, 400, "inputs"),
     ("POST", "/v2/models/small/infer", infer_body([1, 63, 3]), {}, 400, "expected [batch, 64, 3]"),
     ("POST", "/v2/models/small/infer", infer_body([1, 64, 3], name="x"), {}, 400, "unknown input"),
-    ("POST", "/v2/models/small/infer", infer_body([1, 64, 3], datatype="INT64"), {}, 400, "expected 'FP32'"),
-    ("POST", "/v2/models/small/infer", infer_body([1, 64, 3], data=[1.0] * 10), {}, 400, "needs 192"),
-    ("POST", "/v2/models/small/infer", infer_body([1, 64, 3], data=["a"] * 192), {}, 400, "must be numbers"),
-    ("POST", "/v2/models/small/infer", infer_body([2, 64, 3], data=[1e39] * 384), {}, 400, "NaN or inf"),
-    ("POST", "/v2/models/small/infer", BINARY_HEADER + b"\0" * 100,  # 768 bytes promised, 100 sent
-     {"Inference-Header-Content-Length": str(len(BINARY_HEADER))}, 400, "binary_data_size"),
-    ("POST", "/v2/models/small/infer", b"{}", {"Inference-Header-Content-Length": "999"}, 400, "does not fit"),
-    ("POST", "/v2/models/small/infer", b"{}", {"Inference-Header-Content-Length": "x"}, 400, "integer"),
-]  # fmt: skip
+    (
+        "POST",
+        "/v2/models/small/infer",
+        infer_body([1, 64, 3], datatype="INT64"),
+        {},
+        400,
+        "expected 'FP32'",
+    ),
+    (
+        "POST",
+        "/v2/models/small/infer",
+        infer_body([1, 64, 3], data=[1.0] * 10),
+        {},
+        400,
+        "needs 192",
+    ),
+    (
+        "POST",
+        "/v2/models/small/infer",
+        infer_body([1, 64, 3], data=["a"] * 192),
+        {},
+        400,
+        "must be numbers",
+    ),
+    (
+        "POST",
+        "/v2/models/small/infer",
+        infer_body([2, 64, 3], data=[1e39] * 384),
+        {},
+        400,
+        "NaN or inf",
+    ),
+    (
+        "POST",
+        "/v2/models/small/infer",
+        BINARY_HEADER + b"\0" * 100,  # 768 bytes promised, 100 sent
+        {"Inference-Header-Content-Length": str(len(BINARY_HEADER))},
+        400,
+        "binary_data_size",
+    ),
+    (
+        "POST",
+        "/v2/models/small/infer",
+        b"{}",
+        {"Inference-Header-Content-Length": "999"},
+        400,
+        "does not fit",
+    ),
+    (
+        "POST",
+        "/v2/models/small/infer",
+        b"{}",
+        {"Inference-Header-Content-Length": "x"},
+        400,
+        "integer",
+    ),
+]
 
 
 @pytest.mark.parametrize("method, path, body, headers, status, message", ERRORS)
@@ -145,9 +216,23 @@ def test_overload_answers_503(small_package):
 
 
 def test_sigterm_finishes_in_flight_then_exits(small_package):
-    proc = subprocess.Popen([sys.executable, "-m", "ovcast", "serve", "--mode", "http", "--model",
-                             str(small_package), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ovcast",
+            "serve",
+            "--mode",
+            "http",
+            "--model",
+            str(small_package),
+            "--port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     port = None
     deadline = time.time() + 60
     while port is None and time.time() < deadline:

@@ -17,14 +17,36 @@ from conftest import random_windows
 
 def start(package, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "ovcast", "serve", "--mode", "jsonl", "--model", str(package), *extra],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "ovcast",
+            "serve",
+            "--mode",
+            "jsonl",
+            "--model",
+            str(package),
+            *extra,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def request(i, window, **fields) -> bytes:
-    return orjson.dumps({"request_id": str(i), "timestamp_ms": 1705678900000 + i,
-                         "past_values": window, **fields}, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"  # fmt: skip
+    return (
+        orjson.dumps(
+            {
+                "request_id": str(i),
+                "timestamp_ms": 1705678900000 + i,
+                "past_values": window,
+                **fields,
+            },
+            option=orjson.OPT_SERIALIZE_NUMPY,
+        )
+        + b"\n"
+    )
 
 
 MALFORMED = [
@@ -46,7 +68,11 @@ MALFORMED = [
     (b'{"request_id": "m9", "past_values": [], "channels": [0, 99]}\n', "invalid_input", "m9"),
     (b'{"request_id": "m10", "past_values": [], "channels": "all"}\n', "invalid_request", "m10"),
     (b"\xff\xfe\xfd\n", "invalid_json", None),
-    (b'{"request_id": "m11", "past_values": [[1, 2, 3]], "raw": "yes"}\n', "invalid_request", "m11"),
+    (
+        b'{"request_id": "m11", "past_values": [[1, 2, 3]], "raw": "yes"}\n',
+        "invalid_request",
+        "m11",
+    ),
 ]
 
 
@@ -64,7 +90,7 @@ def test_pipelined_requests_interleaved_with_malformed(small_package, small_engi
     assert proc.returncode == 0, err.decode()
     responses = [json.loads(line) for line in out.splitlines()]
     assert len(responses) == len(lines)  # exactly one response per request line, in order
-    for response, (kind, rid, payload) in zip(responses, expected):
+    for response, (kind, rid, payload) in zip(responses, expected, strict=True):
         assert response["request_id"] == rid
         if kind == "ok":
             assert response["success"] is True
@@ -81,13 +107,21 @@ def test_pipelined_requests_interleaved_with_malformed(small_package, small_engi
 def test_guide_example_shape_and_channel_selection(small_package, small_engine):
     window = random_windows(1, 64, 3)[0]
     proc = start(small_package, "--ready-line")
-    out, _ = proc.communicate(request(1, window) + request(2, window, channels=[0]) +
-                              request(3, window, raw=True, channels=[0, 2]), timeout=60)  # fmt: skip
+    out, _ = proc.communicate(
+        request(1, window)
+        + request(2, window, channels=[0])
+        + request(3, window, raw=True, channels=[0, 2]),
+        timeout=60,
+    )
     ready, full, close, raw = (json.loads(line) for line in out.splitlines())
     assert ready["event"] == "ready" and ready["context_length"] == 64
     assert np.asarray(full["predictions"]).shape == (16, 3)  # [horizon][channels], all channels
-    np.testing.assert_allclose(np.asarray(close["predictions"])[:, 0], np.asarray(full["predictions"])[:, 0], atol=1e-6)
-    np.testing.assert_allclose(raw["predictions"], small_engine.forecast(window)[:, [0, 2]], rtol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(close["predictions"])[:, 0], np.asarray(full["predictions"])[:, 0], atol=1e-6
+    )
+    np.testing.assert_allclose(
+        raw["predictions"], small_engine.forecast(window)[:, [0, 2]], rtol=1e-5
+    )
 
 
 def test_server_option_selects_channels(small_package):

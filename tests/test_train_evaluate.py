@@ -19,7 +19,9 @@ def write_series_csv(path, rows: int = 1500, seed: int = 0):
     a = 10 + 3 * np.sin(2 * np.pi * t / 24) + 0.3 * rng.standard_normal(rows)
     b = 5 + 2 * np.sin(2 * np.pi * t / 12 + 1) + 0.3 * rng.standard_normal(rows)
     c = 0.5 * a + np.cos(2 * np.pi * t / 48) + 0.3 * rng.standard_normal(rows)
-    lines = ["date,a,b,c"] + [f"2024-01-01 {i},{x:.5f},{y:.5f},{z:.5f}" for i, x, y, z in zip(t, a, b, c)]
+    lines = ["date,a,b,c"] + [
+        f"2024-01-01 {i},{x:.5f},{y:.5f},{z:.5f}" for i, x, y, z in zip(t, a, b, c, strict=True)
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -38,7 +40,9 @@ def test_metrics_by_hand():
 def test_baselines_by_hand():
     contexts = np.arange(30, dtype=float).reshape(1, 30, 1)
     np.testing.assert_array_equal(last_value(contexts, 3)[0, :, 0], [29, 29, 29])
-    np.testing.assert_array_equal(seasonal_naive(contexts, 5, season=3)[0, :, 0], [27, 28, 29, 27, 28])
+    np.testing.assert_array_equal(
+        seasonal_naive(contexts, 5, season=3)[0, :, 0], [27, 28, 29, 27, 28]
+    )
 
 
 def test_splits_and_windows():
@@ -76,11 +80,26 @@ def test_tiny_training_lowers_validation_loss_and_resumes(tmp_path):
 
     data = write_series_csv(tmp_path / "series.csv")
     config = TrainConfig(
-        data=str(data), out=str(tmp_path / "run"), splits="0.6,0.2", context_length=48,
-        prediction_length=12, epochs=2, batch_size=32, learning_rate=1e-2, patience=5,
-        model_overrides=dict(patch_length=8, patch_stride=8, d_model=16, num_attention_heads=2,
-                             num_hidden_layers=1, ffn_dim=32, dropout=0.0, head_dropout=0.0),
-    )  # fmt: skip
+        data=str(data),
+        out=str(tmp_path / "run"),
+        splits="0.6,0.2",
+        context_length=48,
+        prediction_length=12,
+        epochs=2,
+        batch_size=32,
+        learning_rate=1e-2,
+        patience=5,
+        model_overrides=dict(
+            patch_length=8,
+            patch_stride=8,
+            d_model=16,
+            num_attention_heads=2,
+            num_hidden_layers=1,
+            ffn_dim=32,
+            dropout=0.0,
+            head_dropout=0.0,
+        ),
+    )
     first = train(config, progress=False)
     config.epochs = 5
     result = train(config, resume=True, progress=False)
@@ -112,11 +131,22 @@ def test_evaluate_cli_writes_json(tmp_path, small_checkpoint, capsys):
     from ovcast.cli import main
 
     rng = np.random.default_rng(1)
-    rows = ["date,close,volume,rsi"] + [f"{i},{v[0]:.4f},{v[1]:.4f},{v[2]:.4f}"
-                                        for i, v in enumerate(rng.random((300, 3)))]  # fmt: skip
+    rows = ["date,close,volume,rsi"] + [
+        f"{i},{v[0]:.4f},{v[1]:.4f},{v[2]:.4f}" for i, v in enumerate(rng.random((300, 3)))
+    ]
     (tmp_path / "d.csv").write_text("\n".join(rows))
-    code = main(["-q", "evaluate", str(small_checkpoint), str(tmp_path / "d.csv"),
-                 "--splits", "0.5,0.2", "--json", str(tmp_path / "r.json")])  # fmt: skip
+    code = main(
+        [
+            "-q",
+            "evaluate",
+            str(small_checkpoint),
+            str(tmp_path / "d.csv"),
+            "--splits",
+            "0.5,0.2",
+            "--json",
+            str(tmp_path / "r.json"),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "last value (random walk)" in out and "seasonal naive (24 steps)" in out
@@ -129,7 +159,9 @@ ETTH1 = SHARED_DATA / "etth1" / "ETTh1.csv"
 
 
 @pytest.mark.shared_data
-@pytest.mark.skipif(not ETTH1.is_file(), reason="needs ../shared/data/etth1/ETTh1.csv (not in a user's clone)")
+@pytest.mark.skipif(
+    not ETTH1.is_file(), reason="needs ../shared/data/etth1/ETTh1.csv (not in a user's clone)"
+)
 def test_etth1_scaler_matches_the_published_one():
     from ovcast.hf.loading import ETTH1_MEAN, ETTH1_STD
     from ovcast.scaling import Scaler

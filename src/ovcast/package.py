@@ -63,10 +63,13 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: Path) -> Manifest:
         if data.get("format") != FORMAT:
-            raise ModelPackageError(f"{where} is not an ovcast manifest (format={data.get('format')!r})")
+            raise ModelPackageError(
+                f"{where} is not an ovcast manifest (format={data.get('format')!r})"
+            )
         known = set(cls.__dataclass_fields__)
         required = {
-            n for n, f in cls.__dataclass_fields__.items()
+            n
+            for n, f in cls.__dataclass_fields__.items()
             if f.default is MISSING and f.default_factory is MISSING
         }
         missing = sorted(required - data.keys())
@@ -80,7 +83,9 @@ class Manifest:
             raise ModelPackageError(f"{where}: malformed inputs/outputs ({exc})") from exc
         manifest = cls(**kwargs)
         if manifest.precision not in PRECISIONS:
-            raise ModelPackageError(f"{where}: precision {manifest.precision!r} not in {PRECISIONS}")
+            raise ModelPackageError(
+                f"{where}: precision {manifest.precision!r} not in {PRECISIONS}"
+            )
         return manifest
 
 
@@ -110,7 +115,9 @@ class ModelPackage:
         if not path.exists():
             raise ModelNotFoundError(f"no model package at {path.resolve()}; {hint}")
         if not path.is_dir():
-            raise ModelNotFoundError(f"{path.resolve()} is a file; a model package is a folder. {hint}")
+            raise ModelNotFoundError(
+                f"{path.resolve()} is a file; a model package is a folder. {hint}"
+            )
         missing = [f for f in (MANIFEST_FILE, XML_FILE, BIN_FILE) if not (path / f).is_file()]
         if missing:
             raise ModelNotFoundError(

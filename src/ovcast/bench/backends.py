@@ -82,10 +82,15 @@ def export_onnx(package: ModelPackage, path: Path) -> Path:
     with exportable_patchify(model), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            ForecastOnly(model).eval(), (example,), str(path), dynamo=False, opset_version=17,
-            input_names=["past_values"], output_names=["prediction_outputs"],
+            ForecastOnly(model).eval(),
+            (example,),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["past_values"],
+            output_names=["prediction_outputs"],
             dynamic_axes={"past_values": {0: "batch"}, "prediction_outputs": {0: "batch"}},
-        )  # fmt: skip
+        )
     return path
 
 

@@ -34,12 +34,17 @@ def main() -> None:
     start = time.perf_counter()
     backend.predict(window)
     first_s = time.perf_counter() - start
-    sys.stdout.write(orjson.dumps({
-        "backend": args.backend,
-        "load_ms": backend.load_s * 1e3,
-        "first_inference_ms": first_s * 1e3,
-        "peak_rss_mb": peak_rss_mb(),
-    }).decode() + "\n")
+    sys.stdout.write(
+        orjson.dumps(
+            {
+                "backend": args.backend,
+                "load_ms": backend.load_s * 1e3,
+                "first_inference_ms": first_s * 1e3,
+                "peak_rss_mb": peak_rss_mb(),
+            }
+        ).decode()
+        + "\n"
+    )
 
 
 def peak_rss_mb() -> float:

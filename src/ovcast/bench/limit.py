@@ -48,9 +48,15 @@ def gemm_gflops(threads: int, *, size: int = 2048, seconds: float = 2.0) -> floa
     a = ops.parameter([size, size], np.float32)
     b = ops.constant(rng.standard_normal((size, size)).astype(np.float32))
     model = ov.Model([ops.matmul(a, b, False, False)], [a])
-    compiled = ov.Core().compile_model(model, "CPU", {
-        "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
-        "INFERENCE_PRECISION_HINT": "f32"})  # fmt: skip
+    compiled = ov.Core().compile_model(
+        model,
+        "CPU",
+        {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": threads,
+            "INFERENCE_PRECISION_HINT": "f32",
+        },
+    )
     request = compiled.create_infer_request()
     x = rng.standard_normal((size, size)).astype(np.float32)
     request.infer({0: x})

@@ -4,36 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
-from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..runtime.cpu import affinity_cores, cgroup_quota_cores, usable_cores
-
-
-def cpu_info() -> dict[str, Any]:
-    info: dict[str, Any] = {"model": platform.processor() or "unknown", "flags": []}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return info
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key, value = key.strip(), value.strip()
-        if key == "model name" and info["model"] in ("unknown", "x86_64", ""):
-            info["model"] = value
-        elif key == "cpu family":
-            info["family"] = int(value)
-        elif key == "model" and "model_number" not in info:
-            info["model_number"] = int(value)
-        elif key == "flags" and not info["flags"]:
-            info["flags"] = value.split()
-    return info
-
-
-def isa_summary(flags: list[str]) -> str:
-    wanted = ["avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16"]
-    return ", ".join(f for f in wanted if f in flags) or "none of " + ", ".join(wanted)
+from ..runtime.cpu import affinity_cores, cgroup_quota_cores, cpu_info, isa_summary, usable_cores
 
 
 def describe() -> dict[str, Any]:
@@ -41,8 +15,12 @@ def describe() -> dict[str, Any]:
     import openvino
 
     cpu = cpu_info()
-    versions = {"ovcast": __version__, "openvino": openvino.get_version(), "numpy": numpy.__version__,
-                "python": platform.python_version()}  # fmt: skip
+    versions = {
+        "ovcast": __version__,
+        "openvino": openvino.get_version(),
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
     for name in ("torch", "onnxruntime", "transformers"):
         try:
             module = __import__(name)

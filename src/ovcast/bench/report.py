@@ -10,8 +10,10 @@ GUIDE_EXPECTED = {"mean_ms": "5-15", "p95_ms": "10-25", "forecasts_per_s": "50-1
 
 def table(results: dict[str, Any]) -> str:
     lines = [_machine_line(results), ""]
-    header = (f"{'batch':>5} {'backend':<12} {'mean':>7} {'p50':>7} {'p95':>7} {'p99':>7} {'max':>7} "
-              f"{'fc/s':>7} {'vs torch':>8} {'% limit':>7}")  # fmt: skip
+    header = (
+        f"{'batch':>5} {'backend':<12} {'mean':>7} {'p50':>7} {'p95':>7} {'p99':>7} {'max':>7} "
+        f"{'fc/s':>7} {'vs torch':>8} {'% limit':>7}"
+    )
     lines.append(header + "   (ms)")
     for batch, per_backend in results["latency"].items():
         base = per_backend.get("torch", {}).get("p50_ms")
@@ -23,35 +25,45 @@ def table(results: dict[str, Any]) -> str:
                 f"{s['percent_of_gemm_limit']:6.0f}%"
             )
     limit = results["limit"]
-    lines.append(f"\nlimit: {limit['flops_per_forecast'] / 1e6:.0f} MFLOP per forecast; OpenVINO FP32 "
-                 f"GEMM {limit['gemm_gflops']:.0f} GFLOP/s on {limit['cores']} cores "
-                 f"({limit['gemm_gflops_per_core']:.0f} on 1)")  # fmt: skip
+    lines.append(
+        f"\nlimit: {limit['flops_per_forecast'] / 1e6:.0f} MFLOP per forecast; OpenVINO FP32 "
+        f"GEMM {limit['gemm_gflops']:.0f} GFLOP/s on {limit['cores']} cores "
+        f"({limit['gemm_gflops_per_core']:.0f} on 1)"
+    )
     if "throughput_mode" in results:
         t = results["throughput_mode"]
-        lines.append(f"throughput mode ({t['streams']} streams, async queue): "
-                     f"{t['forecasts_per_s']:.0f} forecasts/s, {t['percent_of_gemm_limit']:.0f}% of limit")  # fmt: skip
+        lines.append(
+            f"throughput mode ({t['streams']} streams, async queue): "
+            f"{t['forecasts_per_s']:.0f} forecasts/s, {t['percent_of_gemm_limit']:.0f}% of limit"
+        )
     if "serving" in results:
         lines.append("\nend to end, batch 1 (ms)")
         for name, s in results["serving"].items():
-            lines.append(f"  {name:<16} p50 {s['p50_ms']:6.2f}  p95 {s['p95_ms']:6.2f}  "
-                         f"{s['p50_ratio_to_engine']:.2f}x engine")  # fmt: skip
+            lines.append(
+                f"  {name:<16} p50 {s['p50_ms']:6.2f}  p95 {s['p95_ms']:6.2f}  "
+                f"{s['p50_ratio_to_engine']:.2f}x engine"
+            )
     if "coldstart" in results:
         lines.append("\ncold start (fresh process)")
         for name, c in results["coldstart"].items():
             if "error" in c:
                 lines.append(f"  {name:<16} failed: {c['error']}")
                 continue
-            lines.append(f"  {name:<16} load {c['load_ms']:7.0f} ms  first forecast "
-                         f"{c['first_inference_ms']:6.1f} ms  process->forecast "
-                         f"{c['process_to_first_forecast_ms']:6.0f} ms  peak RSS {c['peak_rss_mb']:5.0f} MB")  # fmt: skip
+            lines.append(
+                f"  {name:<16} load {c['load_ms']:7.0f} ms  first forecast "
+                f"{c['first_inference_ms']:6.1f} ms  process->forecast "
+                f"{c['process_to_first_forecast_ms']:6.0f} ms  peak RSS {c['peak_rss_mb']:5.0f} MB"
+            )
     return "\n".join(lines)
 
 
 def _machine_line(results: dict[str, Any]) -> str:
     m = results["machine"]
     v = m["versions"]
-    return (f"{m['cpu']} (family/model {m['cpu_family_model']}; {m['isa']}), {m['usable_cores']} usable "
-            f"cores; " + ", ".join(f"{k} {val}" for k, val in v.items()))  # fmt: skip
+    return (
+        f"{m['cpu']} (family/model {m['cpu_family_model']}; {m['isa']}), {m['usable_cores']} usable "
+        f"cores; " + ", ".join(f"{k} {val}" for k, val in v.items())
+    )
 
 
 def plot(results: dict[str, Any], path: str | Path) -> None:
@@ -71,8 +83,12 @@ def plot(results: dict[str, Any], path: str | Path) -> None:
     left.grid(axis="y", alpha=0.3)
     batches = [int(b) for b in results["latency"]]
     for name in next(iter(results["latency"].values())):
-        right.plot(batches, [results["latency"][str(b)][name]["forecasts_per_s"] for b in batches],
-                   marker="o", label=name)  # fmt: skip
+        right.plot(
+            batches,
+            [results["latency"][str(b)][name]["forecasts_per_s"] for b in batches],
+            marker="o",
+            label=name,
+        )
     right.set_xscale("log", base=2)
     right.set_xlabel("batch size")
     right.set_ylabel("forecasts / s")
@@ -90,15 +106,19 @@ def markdown(results: dict[str, Any], *, command: str, plot_name: str | None) ->
     lat = results["latency"]
     one = lat.get("1", next(iter(lat.values())))
     ov = one.get("openvino", {})
-    rows = ["| batch | backend | mean ms | p50 ms | p95 ms | p99 ms | max ms | forecasts/s | p50 vs PyTorch | % of GEMM limit |",
-            "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows = [
+        "| batch | backend | mean ms | p50 ms | p95 ms | p99 ms | max ms | forecasts/s | p50 vs PyTorch | % of GEMM limit |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for batch, per_backend in lat.items():
         base = per_backend.get("torch", {}).get("p50_ms")
         for name, s in per_backend.items():
             ratio = f"{s['p50_ms'] / base:.2f}x" if base else "-"
-            rows.append(f"| {batch} | {name} | {s['mean_ms']:.2f} | {s['p50_ms']:.2f} | {s['p95_ms']:.2f} | "
-                        f"{s['p99_ms']:.2f} | {s['max_ms']:.2f} | {s['forecasts_per_s']:.0f} | {ratio} | "
-                        f"{s['percent_of_gemm_limit']:.0f}% |")  # fmt: skip
+            rows.append(
+                f"| {batch} | {name} | {s['mean_ms']:.2f} | {s['p50_ms']:.2f} | {s['p95_ms']:.2f} | "
+                f"{s['p99_ms']:.2f} | {s['max_ms']:.2f} | {s['forecasts_per_s']:.0f} | {ratio} | "
+                f"{s['percent_of_gemm_limit']:.0f}% |"
+            )
     limit = results["limit"]
     out = [
         "# Performance",
@@ -136,28 +156,48 @@ def markdown(results: dict[str, Any], *, command: str, plot_name: str | None) ->
     ]
     if "throughput_mode" in results:
         t = results["throughput_mode"]
-        out.append(f"Throughput mode ({t['streams']} streams, async infer queue, batch 1): "
-                   f"{t['forecasts_per_s']:.0f} forecasts/s = {t['percent_of_gemm_limit']:.0f}% of the limit.")  # fmt: skip
+        out.append(
+            f"Throughput mode ({t['streams']} streams, async infer queue, batch 1): "
+            f"{t['forecasts_per_s']:.0f} forecasts/s = {t['percent_of_gemm_limit']:.0f}% of the limit."
+        )
     if "serving" in results:
-        out += ["", "## End to end through the servers (batch 1)", "",
-                "| path | p50 ms | p95 ms | p99 ms | p50 / engine p50 |", "|---|---|---|---|---|"]  # fmt: skip
+        out += [
+            "",
+            "## End to end through the servers (batch 1)",
+            "",
+            "| path | p50 ms | p95 ms | p99 ms | p50 / engine p50 |",
+            "|---|---|---|---|---|",
+        ]
         for name, s in results["serving"].items():
-            out.append(f"| {name} | {s['p50_ms']:.2f} | {s['p95_ms']:.2f} | {s['p99_ms']:.2f} | "
-                       f"{s['p50_ratio_to_engine']:.2f}x |")  # fmt: skip
+            out.append(
+                f"| {name} | {s['p50_ms']:.2f} | {s['p95_ms']:.2f} | {s['p99_ms']:.2f} | "
+                f"{s['p50_ratio_to_engine']:.2f}x |"
+            )
     if "coldstart" in results:
-        out += ["", "## Cold start (a fresh process per backend)", "",
-                "| backend | load + compile ms | first forecast ms | process start to first forecast ms | peak RSS MB |",
-                "|---|---|---|---|---|"]  # fmt: skip
+        out += [
+            "",
+            "## Cold start (a fresh process per backend)",
+            "",
+            "| backend | load + compile ms | first forecast ms | process start to first forecast ms | peak RSS MB |",
+            "|---|---|---|---|---|",
+        ]
         for name, c in results["coldstart"].items():
             if "error" not in c:
-                out.append(f"| {name} | {c['load_ms']:.0f} | {c['first_inference_ms']:.1f} | "
-                           f"{c['process_to_first_forecast_ms']:.0f} | {c['peak_rss_mb']:.0f} |")  # fmt: skip
+                out.append(
+                    f"| {name} | {c['load_ms']:.0f} | {c['first_inference_ms']:.1f} | "
+                    f"{c['process_to_first_forecast_ms']:.0f} | {c['peak_rss_mb']:.0f} |"
+                )
     if ov:
-        out += ["", "## Against the guide's expectations (batch 1, OpenVINO)", "",
-                "| metric | guide expects | measured |", "|---|---|---|",
-                f"| mean latency | {GUIDE_EXPECTED['mean_ms']} ms | {ov['mean_ms']:.2f} ms |",
-                f"| p95 latency | {GUIDE_EXPECTED['p95_ms']} ms | {ov['p95_ms']:.2f} ms |",
-                f"| throughput | {GUIDE_EXPECTED['forecasts_per_s']} forecasts/s | {ov['forecasts_per_s']:.0f} forecasts/s (latency mode) |"]  # fmt: skip
+        out += [
+            "",
+            "## Against the guide's expectations (batch 1, OpenVINO)",
+            "",
+            "| metric | guide expects | measured |",
+            "|---|---|---|",
+            f"| mean latency | {GUIDE_EXPECTED['mean_ms']} ms | {ov['mean_ms']:.2f} ms |",
+            f"| p95 latency | {GUIDE_EXPECTED['p95_ms']} ms | {ov['p95_ms']:.2f} ms |",
+            f"| throughput | {GUIDE_EXPECTED['forecasts_per_s']} forecasts/s | {ov['forecasts_per_s']:.0f} forecasts/s (latency mode) |",
+        ]
     if plot_name:
         out += ["", f"![latency and throughput]({plot_name})"]
     return "\n".join(out) + "\n"

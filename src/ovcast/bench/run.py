@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +43,18 @@ def run_benchmark(
 ) -> dict[str, Any]:
     package = ModelPackage.load(model_dir)
     m = package.manifest
-    results: dict[str, Any] = {"machine": describe(), "model": {
-        "path": str(package.path), "name": m.name, "architecture": m.architecture,
-        "context_length": m.context_length, "prediction_length": m.prediction_length,
-        "num_input_channels": m.num_input_channels, "precision": m.precision}}  # fmt: skip
+    results: dict[str, Any] = {
+        "machine": describe(),
+        "model": {
+            "path": str(package.path),
+            "name": m.name,
+            "architecture": m.architecture,
+            "context_length": m.context_length,
+            "prediction_length": m.prediction_length,
+            "num_input_channels": m.num_input_channels,
+            "precision": m.precision,
+        },
+    }
     loaded = {}
     for name in backends:
         log.info("loading backend %s", name)
@@ -53,7 +62,7 @@ def run_benchmark(
     results["latency"] = {}
     for batch in batches:
         window = parity_windows(m.context_length, m.num_input_channels, batch)
-        runners = {name: (lambda b=b: b.predict(window)) for name, b in loaded.items()}
+        runners = {name: partial(b.predict, window) for name, b in loaded.items()}
         log.info("batch %d: %d backends alternating for %.0f s", batch, len(runners), duration_s)
         stats = alternate(runners, duration_s=duration_s, batch=batch)
         results["latency"][str(batch)] = {name: s.to_dict() for name, s in stats.items()}
@@ -64,8 +73,12 @@ def run_benchmark(
     flops = flops_per_forecast(package)
     cores = usable_cores()
     gflops = gemm_gflops(cores)
-    results["limit"] = {"flops_per_forecast": flops, "gemm_gflops": gflops, "cores": cores,
-                        "gemm_gflops_per_core": gemm_gflops(1)}  # fmt: skip
+    results["limit"] = {
+        "flops_per_forecast": flops,
+        "gemm_gflops": gflops,
+        "cores": cores,
+        "gemm_gflops_per_core": gemm_gflops(1),
+    }
     for batch, per_backend in results["latency"].items():
         for stats in per_backend.values():
             achieved = flops * int(batch) / (stats["p50_ms"] / 1e3) / 1e9
@@ -93,8 +106,12 @@ def _throughput_mode(package: ModelPackage, duration_s: float, flops: float, gfl
         engine.predict_many(windows)
         count += len(windows)
     rate = count / (time.perf_counter() - start)
-    return {"forecasts_per_s": rate, "streams": engine.config["NUM_STREAMS"],
-            "gflops": rate * flops / 1e9, "percent_of_gemm_limit": 100 * rate * flops / 1e9 / gflops}  # fmt: skip
+    return {
+        "forecasts_per_s": rate,
+        "streams": engine.config["NUM_STREAMS"],
+        "gflops": rate * flops / 1e9,
+        "percent_of_gemm_limit": 100 * rate * flops / 1e9 / gflops,
+    }
 
 
 def _serving(package: ModelPackage, duration_s: float) -> dict[str, Any]:
@@ -108,10 +125,10 @@ def _serving(package: ModelPackage, duration_s: float) -> dict[str, Any]:
     server = HttpServerProcess(package.path)
     try:
         runners = {
-            "engine.predict": lambda: engine.predict(window),
-            "jsonl pipe": lambda: jsonl(window),
-            "http binary": (lambda call=http_caller(server, binary=True): call(window)),
-            "http json": (lambda call=http_caller(server, binary=False): call(window)),
+            "engine.predict": partial(engine.predict, window),
+            "jsonl pipe": partial(jsonl, window),
+            "http binary": partial(http_caller(server, binary=True), window),
+            "http json": partial(http_caller(server, binary=False), window),
         }
         log.info("serving: %d paths alternating for %.0f s", len(runners), duration_s)
         stats = alternate(runners, duration_s=duration_s)
@@ -133,4 +150,7 @@ def _coldstart(backend: str, package: ModelPackage, *, cache: bool = False) -> d
         wall_ms = (time.perf_counter() - start) * 1e3
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1:]}
-    return {**json.loads(done.stdout.strip().splitlines()[-1]), "process_to_first_forecast_ms": wall_ms}
+    return {
+        **json.loads(done.stdout.strip().splitlines()[-1]),
+        "process_to_first_forecast_ms": wall_ms,
+    }

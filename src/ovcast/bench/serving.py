@@ -23,10 +23,21 @@ class JsonLinesClient:
 
     def __init__(self, model_dir: str | Path) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ovcast", "-q", "serve", "--mode", "jsonl", "--model",
-             str(model_dir), "--ready-line"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "ovcast",
+                "-q",
+                "serve",
+                "--mode",
+                "jsonl",
+                "--model",
+                str(model_dir),
+                "--ready-line",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
         ready = orjson.loads(self.proc.stdout.readline())
         if ready.get("event") != "ready":
             raise RuntimeError(f"jsonl server did not start: {ready}")
@@ -34,8 +45,12 @@ class JsonLinesClient:
 
     def __call__(self, window: np.ndarray) -> np.ndarray:
         self._next += 1
-        line = orjson.dumps({"request_id": self._next, "past_values": window},
-                            option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"  # fmt: skip
+        line = (
+            orjson.dumps(
+                {"request_id": self._next, "past_values": window}, option=orjson.OPT_SERIALIZE_NUMPY
+            )
+            + b"\n"
+        )
         self.proc.stdin.write(line)
         self.proc.stdin.flush()
         answer = orjson.loads(self.proc.stdout.readline())
@@ -51,10 +66,22 @@ class HttpServerProcess:
 
     def __init__(self, model_dir: str | Path, *extra: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ovcast", "serve", "--mode", "http", "--model", str(model_dir),
-             "--port", "0", *extra],
-            stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "ovcast",
+                "serve",
+                "--mode",
+                "http",
+                "--model",
+                str(model_dir),
+                "--port",
+                "0",
+                *extra,
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.time() + 120
         self.port = 0
         while not self.port and time.time() < deadline:
@@ -81,16 +108,38 @@ def http_caller(server: HttpServerProcess, *, binary: bool) -> Callable[[np.ndar
         batch = window[None] if window.ndim == 2 else window
         if binary:
             raw = batch.astype("<f4").tobytes()
-            header = orjson.dumps({
-                "inputs": [{"name": "past_values", "shape": list(batch.shape), "datatype": "FP32",
-                            "parameters": {"binary_data_size": len(raw)}}],
-                "outputs": [{"name": "prediction_outputs", "parameters": {"binary_data": True}}]})  # fmt: skip
-            conn.request("POST", path, header + raw,
-                         {"Inference-Header-Content-Length": str(len(header))})  # fmt: skip
+            header = orjson.dumps(
+                {
+                    "inputs": [
+                        {
+                            "name": "past_values",
+                            "shape": list(batch.shape),
+                            "datatype": "FP32",
+                            "parameters": {"binary_data_size": len(raw)},
+                        }
+                    ],
+                    "outputs": [
+                        {"name": "prediction_outputs", "parameters": {"binary_data": True}}
+                    ],
+                }
+            )
+            conn.request(
+                "POST", path, header + raw, {"Inference-Header-Content-Length": str(len(header))}
+            )
         else:
-            body = orjson.dumps({"inputs": [{"name": "past_values", "shape": list(batch.shape),
-                                             "datatype": "FP32", "data": batch.reshape(-1)}]},
-                                option=orjson.OPT_SERIALIZE_NUMPY)  # fmt: skip
+            body = orjson.dumps(
+                {
+                    "inputs": [
+                        {
+                            "name": "past_values",
+                            "shape": list(batch.shape),
+                            "datatype": "FP32",
+                            "data": batch.reshape(-1),
+                        }
+                    ]
+                },
+                option=orjson.OPT_SERIALIZE_NUMPY,
+            )
             conn.request("POST", path, body)
         response = conn.getresponse()
         data = response.read()

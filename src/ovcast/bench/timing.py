@@ -44,10 +44,17 @@ class LatencyStats:
         return 1e3 * self.batch / self.mean
 
     def to_dict(self) -> dict[str, float | str | int]:
-        return {"name": self.name, "batch": self.batch, "n": len(self.samples_ms),
-                "mean_ms": self.mean, "p50_ms": self.p50, "p95_ms": self.p95,
-                "p99_ms": self.p99, "max_ms": self.max,
-                "forecasts_per_s": self.forecasts_per_s}  # fmt: skip
+        return {
+            "name": self.name,
+            "batch": self.batch,
+            "n": len(self.samples_ms),
+            "mean_ms": self.mean,
+            "p50_ms": self.p50,
+            "p95_ms": self.p95,
+            "p99_ms": self.p99,
+            "max_ms": self.max,
+            "forecasts_per_s": self.forecasts_per_s,
+        }
 
 
 def alternate(

@@ -18,6 +18,7 @@ from ..errors import OvcastError
 from . import (
     bench_cmd,
     convert_cmd,
+    doctor_cmd,
     evaluate_cmd,
     info_cmd,
     predict_cmd,
@@ -27,9 +28,16 @@ from . import (
 )
 
 COMMANDS = (
-    quickstart_cmd, convert_cmd, predict_cmd, info_cmd, serve_cmd, bench_cmd, train_cmd,
+    quickstart_cmd,
+    convert_cmd,
+    predict_cmd,
+    info_cmd,
+    serve_cmd,
+    bench_cmd,
+    doctor_cmd,
+    train_cmd,
     evaluate_cmd,
-)  # fmt: skip
+)
 
 EPILOG = """\
 typical flow:
@@ -39,6 +47,7 @@ typical flow:
   ovcast predict models/default --input window.csv
   ovcast serve --mode jsonl --model models/default   JSON lines on stdin/stdout for a pipeline
   ovcast bench models/default                vs PyTorch and ONNX Runtime, servers, machine limit
+  ovcast doctor models/default               what on this machine slows forecasts down
   ovcast train data.csv --out runs/x          train a Granite-architecture model on a CSV
   ovcast evaluate runs/x/best data.csv        MSE/MAE next to naive baselines
 run 'ovcast COMMAND --help' for each command's options and examples.
@@ -78,7 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
     if not args.verbose:
         _quiet_third_parties()
     try:

@@ -30,10 +30,15 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model_dir", metavar="MODEL_DIR")
-    p.add_argument("--backends", default="openvino,torch,onnxruntime",
-                   help="comma-separated: openvino, torch, onnxruntime (default: all)")  # fmt: skip
+    p.add_argument(
+        "--backends",
+        default="openvino,torch,onnxruntime",
+        help="comma-separated: openvino, torch, onnxruntime (default: all)",
+    )
     p.add_argument("--batch", default="1,8,32", help="comma-separated batch sizes (default 1,8,32)")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds per batch size (default 10)")
+    p.add_argument(
+        "--duration", type=float, default=10.0, help="seconds per batch size (default 10)"
+    )
     p.add_argument("--no-serving", action="store_true", help="skip the end-to-end server runs")
     p.add_argument("--no-coldstart", action="store_true", help="skip the fresh-process runs")
     p.add_argument("--json", metavar="FILE", help="write all figures as JSON")
@@ -54,20 +59,34 @@ def run(args: argparse.Namespace) -> int:
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = set(backends) - {"openvino", "torch", "onnxruntime"}
     if unknown:
-        raise DataError(f"unknown backends {sorted(unknown)}; expected openvino, torch, onnxruntime")
-    results = run_benchmark(args.model_dir, backends=backends, batches=batches,
-                            duration_s=args.duration, serving=not args.no_serving,
-                            coldstart=not args.no_coldstart)  # fmt: skip
+        raise DataError(
+            f"unknown backends {sorted(unknown)}; expected openvino, torch, onnxruntime"
+        )
+    results = run_benchmark(
+        args.model_dir,
+        backends=backends,
+        batches=batches,
+        duration_s=args.duration,
+        serving=not args.no_serving,
+        coldstart=not args.no_coldstart,
+    )
     print(table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     if args.plot:
         plot(results, args.plot)
     if args.report:
-        command = "ovcast " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "ovcast bench"
+        command = (
+            "ovcast " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+            if sys.argv
+            else "ovcast bench"
+        )
         plot_name = None
         if args.plot:
-            plot_name = str(Path(args.plot).resolve().relative_to(Path(args.report).resolve().parent)) \
-                if Path(args.plot).resolve().is_relative_to(Path(args.report).resolve().parent) else args.plot
+            plot_name = (
+                str(Path(args.plot).resolve().relative_to(Path(args.report).resolve().parent))
+                if Path(args.plot).resolve().is_relative_to(Path(args.report).resolve().parent)
+                else args.plot
+            )
         Path(args.report).write_text(markdown(results, command=command, plot_name=plot_name))
     return 0

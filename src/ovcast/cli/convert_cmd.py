@@ -28,23 +28,32 @@ def register(subparsers) -> None:
     )
     p.add_argument("model", metavar="MODEL", help="'default', a checkpoint folder or a hub id")
     p.add_argument("out_dir", metavar="OUT_DIR", help="folder to write the package to")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
-                   help="fp32 (default, fastest on AVX2), fp16 (half-size weights, f32 compute), "
-                        "int8 (NNCF PTQ; slower without VNNI)")  # fmt: skip
-    p.add_argument("--calibration-data", metavar="FILE",
-                   help="int8: .npy/.csv/.json series (time, channels) or windows (n, context, "
-                        "channels), in model space; default: generated windows")  # fmt: skip
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "fp16", "int8"),
+        default="fp32",
+        help="fp32 (default, fastest on AVX2), fp16 (half-size weights, f32 compute), "
+        "int8 (NNCF PTQ; slower without VNNI)",
+    )
+    p.add_argument(
+        "--calibration-data",
+        metavar="FILE",
+        help="int8: .npy/.csv/.json series (time, channels) or windows (n, context, "
+        "channels), in model space; default: generated windows",
+    )
     p.add_argument("--name", help="model name in the manifest and repository (default: from MODEL)")
     p.add_argument("--revision", help="hub revision (branch, tag or commit) for a hub id")
     p.add_argument("--channel-names", help="comma-separated channel names")
-    p.add_argument("--repository", metavar="DIR",
-                   help="also write an OVMS/KServe model repository: DIR/<name>/1/model.xml")  # fmt: skip
+    p.add_argument(
+        "--repository",
+        metavar="DIR",
+        help="also write an OVMS/KServe model repository: DIR/<name>/1/model.xml",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..convert import convert
-
     from ..runtime.inputs import read_array
 
     calibration = read_array(args.calibration_data) if args.calibration_data else None
@@ -60,12 +69,13 @@ def run(args: argparse.Namespace) -> int:
     )
     parity = package.manifest.parity["fp32_vs_torch"]
     print(f"wrote {package.path} ({package.manifest.architecture}, {args.precision})")
-    print(f"parity fp32 vs PyTorch: max abs error {parity['max_abs_error']:.2e}, "
-          f"max rel error {parity['max_rel_error']:.2e}")  # fmt: skip
+    print(
+        f"parity fp32 vs PyTorch: max abs error {parity['max_abs_error']:.2e}, "
+        f"max rel error {parity['max_rel_error']:.2e}"
+    )
     other = package.manifest.parity.get(f"{args.precision}_vs_torch")
     if args.precision != "fp32" and other:
         print(f"{args.precision} vs PyTorch: max abs error {other['max_abs_error']:.2e}")
     if args.repository:
         print(f"repository: {args.repository}/{package.manifest.name}/1 (+ config.json for OVMS)")
     return 0
-

@@ -31,8 +31,9 @@ def register(subparsers) -> None:
     )
     p.add_argument("model", metavar="MODEL", help="package folder, 'default', checkpoint or hub id")
     p.add_argument("data", metavar="DATA", help="CSV with a timestamp column and numeric columns")
-    p.add_argument("--splits", default="etth1",
-                   help="'etth1' (default), fractions TRAIN,VAL or row ends A,B,C")  # fmt: skip
+    p.add_argument(
+        "--splits", default="etth1", help="'etth1' (default), fractions TRAIN,VAL or row ends A,B,C"
+    )
     p.add_argument("--split", choices=("train", "val", "test"), default="test")
     p.add_argument("--columns", help="comma-separated columns (default: all numeric)")
     p.add_argument("--season", type=int, default=24, help="seasonal-naive period (default 24)")

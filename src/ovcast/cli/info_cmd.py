@@ -41,8 +41,11 @@ def run(args: argparse.Namespace) -> int:
         ("precision", m.precision),
         ("source", f"{source} (revision {m.source.get('revision') or '-'})"),
         ("weights sha256", m.source.get("weights_sha256", "")),
-        ("parity fp32", f"max abs {parity.get('max_abs_error', float('nan')):.2e}, "
-                        f"max rel {parity.get('max_rel_error', float('nan')):.2e}"),  # fmt: skip
+        (
+            "parity fp32",
+            f"max abs {parity.get('max_abs_error', float('nan')):.2e}, "
+            f"max rel {parity.get('max_rel_error', float('nan')):.2e}",
+        ),
         ("scaler", ", ".join(ch["kind"] for ch in m.scaler["channels"]) if m.scaler else "none"),
         ("tuned config", json.dumps(m.runtime_config) if m.runtime_config else "none"),
         ("versions", ", ".join(f"{k} {v}" for k, v in m.versions.items())),

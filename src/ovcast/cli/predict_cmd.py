@@ -33,10 +33,12 @@ def register(subparsers) -> None:
     )
     p.add_argument("model_dir", metavar="MODEL_DIR")
     p.add_argument("--input", "-i", required=True, metavar="FILE", help=".csv, .npy or .json")
-    p.add_argument("--output", "-o", metavar="FILE",
-                   help=".npy, .json or .csv (default: JSON on stdout)")  # fmt: skip
-    p.add_argument("--raw", action="store_true",
-                   help="input and output in raw units, via the package's scaler")  # fmt: skip
+    p.add_argument(
+        "--output", "-o", metavar="FILE", help=".npy, .json or .csv (default: JSON on stdout)"
+    )
+    p.add_argument(
+        "--raw", action="store_true", help="input and output in raw units, via the package's scaler"
+    )
     p.add_argument("--channels", help="comma-separated channel indices to output (default: all)")
     p.set_defaults(func=run)
 
@@ -58,8 +60,9 @@ def run(args: argparse.Namespace) -> int:
                 f"--channels {args.channels!r}: expected indices in 0..{engine.num_channels - 1}"
             ) from exc
     if not args.output:
-        sys.stdout.buffer.write(orjson.dumps({"predictions": forecast},
-                                             option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")  # fmt: skip
+        sys.stdout.buffer.write(
+            orjson.dumps({"predictions": forecast}, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+        )
         return 0
     out = Path(args.output)
     if out.suffix == ".npy":

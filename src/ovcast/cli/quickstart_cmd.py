@@ -40,11 +40,15 @@ def register(subparsers) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--cache-dir", type=Path, default=None,
-                   help="where the converted package is kept (default: $OVCAST_HOME or "
-                        "~/.cache/ovcast)")  # fmt: skip
-    p.add_argument("--duration", type=float, default=5.0,
-                   help="seconds of side-by-side benchmark (default 5)")  # fmt: skip
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="where the converted package is kept (default: $OVCAST_HOME or ~/.cache/ovcast)",
+    )
+    p.add_argument(
+        "--duration", type=float, default=5.0, help="seconds of side-by-side benchmark (default 5)"
+    )
     p.add_argument("--force", action="store_true", help="convert again even if cached")
     p.set_defaults(func=run)
 
@@ -71,8 +75,10 @@ def run(args: argparse.Namespace) -> int:
     parity = m.parity["fp32_vs_torch"]
     print("[2/4] parity, OpenVINO fp32 vs PyTorch on fixed windows")
     for batch, figures in parity["per_batch"].items():
-        print(f"      {batch:<8} max abs error {figures['max_abs_error']:.2e}   "
-              f"max rel error {figures['max_rel_error']:.2e}")  # fmt: skip
+        print(
+            f"      {batch:<8} max abs error {figures['max_abs_error']:.2e}   "
+            f"max rel error {figures['max_rel_error']:.2e}"
+        )
     print(f"      tolerance {m.parity['tolerance_abs']:g} x max(1, |forecast|): ok")
 
     engine = Engine(package)
@@ -105,14 +111,18 @@ def _benchmark(engine, source, duration_s: float) -> None:
         runners["PyTorch eager"] = torch_predict
     except ImportError:
         print("      (PyTorch not installed: benchmarking OpenVINO alone)")
-    print(f"[3/4] latency, batch 1, {duration_s:g} s alternating "
-          f"({engine.config['INFERENCE_NUM_THREADS']} threads)")  # fmt: skip
+    print(
+        f"[3/4] latency, batch 1, {duration_s:g} s alternating "
+        f"({engine.config['INFERENCE_NUM_THREADS']} threads)"
+    )
     stats = alternate(runners, duration_s=duration_s)
     base = stats.get("PyTorch eager")
     for s in stats.values():
         ratio = f"  {s.p50 / base.p50:.2f}x PyTorch" if base and s is not base else ""
-        print(f"      {s.name:<14} p50 {s.p50:6.2f} ms   p95 {s.p95:6.2f} ms   "
-              f"{s.forecasts_per_s:6.0f} forecasts/s{ratio}")  # fmt: skip
+        print(
+            f"      {s.name:<14} p50 {s.p50:6.2f} ms   p95 {s.p95:6.2f} ms   "
+            f"{s.forecasts_per_s:6.0f} forecasts/s{ratio}"
+        )
 
 
 def sample_window(engine, seed: int = 7) -> np.ndarray:
@@ -120,9 +130,11 @@ def sample_window(engine, seed: int = 7) -> np.ndarray:
     rng = np.random.default_rng(seed)
     scaler = engine.scaler
     t = np.arange(engine.context_length)[:, None]
-    shape = (0.8 * np.sin(2 * np.pi * (t / 24 + rng.uniform(size=engine.num_channels)))
-             + 0.3 * np.cumsum(rng.standard_normal((len(t), engine.num_channels)), 0) / np.sqrt(len(t))
-             + 0.1 * rng.standard_normal((len(t), engine.num_channels)))  # fmt: skip
+    shape = (
+        0.8 * np.sin(2 * np.pi * (t / 24 + rng.uniform(size=engine.num_channels)))
+        + 0.3 * np.cumsum(rng.standard_normal((len(t), engine.num_channels)), 0) / np.sqrt(len(t))
+        + 0.1 * rng.standard_normal((len(t), engine.num_channels))
+    )
     if scaler is None:
         return shape.astype(np.float32)
     return scaler.inverse_transform(shape.astype(np.float32))
@@ -132,8 +144,10 @@ def _sample_forecast(engine) -> None:
     window = sample_window(engine)
     forecast = engine.forecast(window) if engine.scaler else engine.predict(window)
     names = engine.channel_names
-    print(f"[4/4] forecast for a synthetic {engine.context_length}-step window "
-          f"({engine.prediction_length} steps x {engine.num_channels} channels; every 12th step)")  # fmt: skip
+    print(
+        f"[4/4] forecast for a synthetic {engine.context_length}-step window "
+        f"({engine.prediction_length} steps x {engine.num_channels} channels; every 12th step)"
+    )
     print("      step " + "".join(f"{n:>9}" for n in names))
     print("      last " + "".join(f"{v:9.3f}" for v in window[-1]))
     for step in range(11, engine.prediction_length, 12):

@@ -41,24 +41,46 @@ def register(subparsers) -> None:
     )
     p.add_argument("--mode", choices=("jsonl", "http"), default="jsonl")
     p.add_argument("--model", required=True, metavar="DIR", help="model package folder")
-    p.add_argument("--raw", action="store_true",
-                   help="requests are in raw units: scale in, inverse-scale out (package scaler)")  # fmt: skip
+    p.add_argument(
+        "--raw",
+        action="store_true",
+        help="requests are in raw units: scale in, inverse-scale out (package scaler)",
+    )
     p.add_argument("--channels", help="comma-separated output channel indices (default: all)")
-    p.add_argument("--ready-line", action="store_true",
-                   help='write {"event": "ready", ...} as the first stdout line once warmed up')  # fmt: skip
+    p.add_argument(
+        "--ready-line",
+        action="store_true",
+        help='write {"event": "ready", ...} as the first stdout line once warmed up',
+    )
     p.add_argument("--max-line-bytes", type=int, default=None, help="longest accepted request line")
     http = p.add_argument_group("http mode")
     http.add_argument("--host", default="127.0.0.1")
     http.add_argument("--port", type=int, default=8000, help="0 picks a free port")
-    http.add_argument("--max-batch-size", type=int, default=1,
-                      help="dynamic batching: windows per batch (default 1: off; measured not to "
-                           "help on CPU, see docs/PERFORMANCE.md)")  # fmt: skip
-    http.add_argument("--max-queue-delay-us", type=int, default=500,
-                      help="dynamic batching: how long a batch waits for more requests")  # fmt: skip
-    http.add_argument("--max-queue-size", type=int, default=256,
-                      help="requests queued or running before answering 503")  # fmt: skip
-    http.add_argument("--request-timeout-s", type=float, default=10.0,
-                      help="dynamic batching: longest wait for a result before 503")  # fmt: skip
+    http.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=1,
+        help="dynamic batching: windows per batch (default 1: off; measured not to "
+        "help on CPU, see docs/PERFORMANCE.md)",
+    )
+    http.add_argument(
+        "--max-queue-delay-us",
+        type=int,
+        default=500,
+        help="dynamic batching: how long a batch waits for more requests",
+    )
+    http.add_argument(
+        "--max-queue-size",
+        type=int,
+        default=256,
+        help="requests queued or running before answering 503",
+    )
+    http.add_argument(
+        "--request-timeout-s",
+        type=float,
+        default=10.0,
+        help="dynamic batching: longest wait for a result before 503",
+    )
     p.add_argument("--threads", type=int, help="inference threads (default: usable cores)")
     p.add_argument("--cache-dir", help="OpenVINO compiled-model cache folder (faster restarts)")
     p.set_defaults(func=run)
@@ -77,12 +99,19 @@ def run(args: argparse.Namespace) -> int:
     if args.mode == "http":
         from ..serve.http import HttpConfig, run_http_server
 
-        return run_http_server(HttpConfig(
-            model_dir=args.model, host=args.host, port=args.port,
-            max_batch_size=args.max_batch_size, max_queue_delay_us=args.max_queue_delay_us,
-            max_queue_size=args.max_queue_size, request_timeout_s=args.request_timeout_s,
-            threads=args.threads, cache_dir=args.cache_dir,
-        ))  # fmt: skip
+        return run_http_server(
+            HttpConfig(
+                model_dir=args.model,
+                host=args.host,
+                port=args.port,
+                max_batch_size=args.max_batch_size,
+                max_queue_delay_us=args.max_queue_delay_us,
+                max_queue_size=args.max_queue_size,
+                request_timeout_s=args.request_timeout_s,
+                threads=args.threads,
+                cache_dir=args.cache_dir,
+            )
+        )
     engine = Engine(args.model, threads=args.threads, cache_dir=args.cache_dir)
     if args.raw and engine.scaler is None:
         raise DataError(f"--raw needs a package with a scaler; {args.model} has none")

@@ -25,27 +25,44 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("data", metavar="DATA", help="CSV file: a timestamp column and numeric columns")
-    p.add_argument("--out", required=True, metavar="DIR", help="run folder (best/, checkpoint-last/)")
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="run folder (best/, checkpoint-last/)"
+    )
     p.add_argument("--family", choices=("patchtst", "patchtsmixer"), default="patchtst")
     p.add_argument("--columns", help="comma-separated columns to use (default: all numeric)")
     p.add_argument("--timestamp-column", help="default: date/time/timestamp if present")
-    p.add_argument("--splits", default="0.7,0.1",
-                   help="'etth1', fractions TRAIN,VAL (default 0.7,0.1) or row ends A,B,C")  # fmt: skip
+    p.add_argument(
+        "--splits",
+        default="0.7,0.1",
+        help="'etth1', fractions TRAIN,VAL (default 0.7,0.1) or row ends A,B,C",
+    )
     p.add_argument("--context", type=int, default=512, help="context length (default 512)")
     p.add_argument("--horizon", type=int, default=96, help="prediction length (default 96)")
-    p.add_argument("--model-config", metavar="JSON", default="{}",
-                   help='overrides of the Granite config, e.g. \'{"d_model": 64}\'')  # fmt: skip
+    p.add_argument(
+        "--model-config",
+        metavar="JSON",
+        default="{}",
+        help="overrides of the Granite config, e.g. '{\"d_model\": 64}'",
+    )
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--windows-per-epoch", type=int, default=0,
-                   help="random training windows per epoch (default 0: all)")  # fmt: skip
+    p.add_argument(
+        "--windows-per-epoch",
+        type=int,
+        default=0,
+        help="random training windows per epoch (default 0: all)",
+    )
     p.add_argument("--lr", type=float, default=1e-4, help="peak AdamW learning rate")
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--patience", type=int, default=3, help="early-stopping patience in epochs")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: usable cores)")
-    p.add_argument("--max-eval-windows", type=int, default=0,
-                   help="validate on this many evenly spaced windows (default 0: all)")  # fmt: skip
+    p.add_argument(
+        "--max-eval-windows",
+        type=int,
+        default=0,
+        help="validate on this many evenly spaced windows (default 0: all)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint-last")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -80,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         max_eval_windows=args.max_eval_windows,
     )
     result = train(config, resume=args.resume, progress=not args.no_progress)
-    print(f"best validation MSE {result.best_val_mse:.4f} after {result.epochs_run} epochs "
-          f"({result.seconds / 60:.1f} min); checkpoint: {result.best_dir}")  # fmt: skip
+    print(
+        f"best validation MSE {result.best_val_mse:.4f} after {result.epochs_run} epochs "
+        f"({result.seconds / 60:.1f} min); checkpoint: {result.best_dir}"
+    )
     return 0

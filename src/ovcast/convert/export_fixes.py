@@ -35,7 +35,8 @@ def _patchify_forward(self, past_values: torch.Tensor) -> torch.Tensor:
 
 def _is_patchify(module: torch.nn.Module) -> bool:
     return type(module).__name__ in ("PatchTSTPatchify", "PatchTSMixerPatchify") and all(
-        hasattr(module, a) for a in ("sequence_start", "patch_length", "patch_stride", "num_patches")
+        hasattr(module, a)
+        for a in ("sequence_start", "patch_length", "patch_stride", "num_patches")
     )
 
 
@@ -46,7 +47,9 @@ def exportable_patchify(model: torch.nn.Module) -> Iterator[int]:
     try:
         for m in patched:
             start = torch.arange(m.num_patches) * m.patch_stride
-            m._ovcast_patch_index = (start[:, None] + torch.arange(m.patch_length)[None, :]).reshape(-1)
+            m._ovcast_patch_index = (
+                start[:, None] + torch.arange(m.patch_length)[None, :]
+            ).reshape(-1)
             m.forward = types.MethodType(_patchify_forward, m)
         yield len(patched)
     finally:

@@ -68,8 +68,14 @@ def convert(
         config.prediction_length,
         config.num_input_channels,
     )
-    log.info("loaded %s (%s, context %d, horizon %d, %d channels)", source.name,
-             type(hf_model).__name__, context, horizon, channels)  # fmt: skip
+    log.info(
+        "loaded %s (%s, context %d, horizon %d, %d channels)",
+        source.name,
+        type(hf_model).__name__,
+        context,
+        horizon,
+        channels,
+    )
     if getattr(config, "loss", "mse") != "mse":
         raise ConversionError(
             f"the model has a distribution head (loss={config.loss!r}); ovcast converts point "
@@ -85,11 +91,12 @@ def convert(
 
     ov_model = _export(ov, torch, forecast_only, hf_model, context, channels)
     core = ov.Core()
-    fp32_parity = parity.check(
-        run_torch, _ov_runner(core, ov_model), context, channels
+    fp32_parity = parity.check(run_torch, _ov_runner(core, ov_model), context, channels)
+    log.info(
+        "fp32 parity: max abs error %.2e (max rel %.2e)",
+        fp32_parity["max_abs_error"],
+        fp32_parity["max_rel_error"],
     )
-    log.info("fp32 parity: max abs error %.2e (max rel %.2e)",
-             fp32_parity["max_abs_error"], fp32_parity["max_rel_error"])  # fmt: skip
     if not parity.within_tolerance(fp32_parity, tolerance):
         raise ParityError(
             f"the fp32 IR differs from PyTorch by {fp32_parity['max_abs_error']:.3g} (max abs) on "
@@ -109,18 +116,26 @@ def convert(
         if windows is not None and np.ndim(windows) == 2:
             windows = sliding_windows(np.asarray(windows), context, max_windows=300)
         if windows is None:
-            windows = np.concatenate([parity.parity_windows(context, channels, 8, seed=s)
-                                      for s in range(38)])  # fmt: skip
+            windows = np.concatenate(
+                [parity.parity_windows(context, channels, 8, seed=s) for s in range(38)]
+            )
         ov_model = quantize_int8(ov_model, windows)
     if precision != "fp32":
         final = _save_and_reload(ov, core, ov_model, precision)
-        report[f"{precision}_vs_torch"] = parity.check(run_torch, _ov_runner(core, final), context, channels)
-        log.info("%s vs PyTorch: max abs error %.2e", precision,
-                 report[f"{precision}_vs_torch"]["max_abs_error"])  # fmt: skip
+        report[f"{precision}_vs_torch"] = parity.check(
+            run_torch, _ov_runner(core, final), context, channels
+        )
+        log.info(
+            "%s vs PyTorch: max abs error %.2e",
+            precision,
+            report[f"{precision}_vs_torch"]["max_abs_error"],
+        )
 
     scaler = load_scaler(source)
-    names = list(channel_names or (scaler.names if scaler and scaler.names else
-                                   [f"channel_{i}" for i in range(channels)]))  # fmt: skip
+    names = list(
+        channel_names
+        or (scaler.names if scaler and scaler.names else [f"channel_{i}" for i in range(channels)])
+    )
     if len(names) != channels:
         raise ConversionError(f"{len(names)} channel names given for a {channels}-channel model")
     manifest = Manifest(

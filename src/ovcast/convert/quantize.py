@@ -22,7 +22,9 @@ def quantize_int8(ov_model, windows: np.ndarray):
     nncf = require("nncf", extra="convert", purpose="int8 quantization")
     windows = np.ascontiguousarray(windows, dtype=np.float32)
     if windows.ndim != 3 or len(windows) == 0:
-        raise ConversionError(f"calibration windows must be (n, context, channels), got {windows.shape}")
+        raise ConversionError(
+            f"calibration windows must be (n, context, channels), got {windows.shape}"
+        )
     subset = min(SUBSET_SIZE, len(windows))
     log.info("int8: calibrating on %d windows", subset)
     dataset = nncf.Dataset([w[None] for w in windows[:subset]])

@@ -31,10 +31,24 @@ SCALER_FILE = "scaler.json"
 # ETTh1 train-split standard scaler (population std), published in granite-tsfm's
 # patch_tst_getting_started notebook; Granite's hub checkpoints carry no preprocessor file.
 ETTH1_COLUMNS = ("HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT")
-ETTH1_MEAN = (7.937742245659508, 2.0210386567335163, 5.079770601157927, 0.7461858799957015,
-              2.781762386375555, 0.7884531235540096, 17.1282616982271)  # fmt: skip
-ETTH1_STD = (5.812749409143771, 2.0901046504076, 5.518793579036245, 1.9263792741329822,
-             1.0235226594952194, 0.6302366362251923, 9.176491024944335)  # fmt: skip
+ETTH1_MEAN = (
+    7.937742245659508,
+    2.0210386567335163,
+    5.079770601157927,
+    0.7461858799957015,
+    2.781762386375555,
+    0.7884531235540096,
+    17.1282616982271,
+)
+ETTH1_STD = (
+    5.812749409143771,
+    2.0901046504076,
+    5.518793579036245,
+    1.9263792741329822,
+    1.0235226594952194,
+    0.6302366362251923,
+    9.176491024944335,
+)
 PUBLISHED_SCALERS = {
     "ibm-granite/granite-timeseries-patchtst": "etth1",
     "ibm-granite/granite-timeseries-patchtsmixer": "etth1",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +87,28 @@ def cpu_config(
     if pinning is not None:
         config["ENABLE_CPU_PINNING"] = bool(pinning)
     return config
+
+
+def cpu_info() -> dict[str, Any]:
+    info: dict[str, Any] = {"model": platform.processor() or "unknown", "flags": []}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return info
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key == "model name" and info["model"] in ("unknown", "x86_64", ""):
+            info["model"] = value
+        elif key == "cpu family":
+            info["family"] = int(value)
+        elif key == "model" and "model_number" not in info:
+            info["model_number"] = int(value)
+        elif key == "flags" and not info["flags"]:
+            info["flags"] = value.split()
+    return info
+
+
+def isa_summary(flags: list[str]) -> str:
+    wanted = ["avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16"]
+    return ", ".join(f for f in wanted if f in flags) or "none of " + ", ".join(wanted)

@@ -64,11 +64,16 @@ class Engine:
         )
         m = self.package.manifest
         if precision_hint not in PRECISION_HINTS:
-            raise ValueError(f"precision_hint must be one of {PRECISION_HINTS}, got {precision_hint!r}")
+            raise ValueError(
+                f"precision_hint must be one of {PRECISION_HINTS}, got {precision_hint!r}"
+            )
         properties = cpu_config(mode, threads=threads, streams=streams, pinning=pinning)
         tuned = {k: v for k, v in m.runtime_config.get(mode, {}).items() if k in properties}
-        explicit = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": streams,
-                    "ENABLE_CPU_PINNING": pinning}  # fmt: skip
+        explicit = {
+            "INFERENCE_NUM_THREADS": threads,
+            "NUM_STREAMS": streams,
+            "ENABLE_CPU_PINNING": pinning,
+        }
         properties.update({k: v for k, v in tuned.items() if explicit.get(k) is None})
         properties["INFERENCE_PRECISION_HINT"] = precision_hint
         properties.update(config or {})
@@ -87,9 +92,14 @@ class Engine:
         self.compile_ms = (time.perf_counter() - started) * 1e3
         self.config = {
             key: _plain(self._compiled.get_property(key))
-            for key in ("PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS",
-                        "ENABLE_CPU_PINNING", "INFERENCE_PRECISION_HINT",
-                        "OPTIMAL_NUMBER_OF_INFER_REQUESTS")  # fmt: skip
+            for key in (
+                "PERFORMANCE_HINT",
+                "NUM_STREAMS",
+                "INFERENCE_NUM_THREADS",
+                "ENABLE_CPU_PINNING",
+                "INFERENCE_PRECISION_HINT",
+                "OPTIMAL_NUMBER_OF_INFER_REQUESTS",
+            )
         }
         self.num_requests = max(1, int(self.config["OPTIMAL_NUMBER_OF_INFER_REQUESTS"]))
         self._pool: queue.SimpleQueue = queue.SimpleQueue()
@@ -164,8 +174,9 @@ class Engine:
 
         infer_queue.set_callback(done)
         for start in range(0, n, batch_size):
-            infer_queue.start_async({0: windows[start : start + batch_size]}, userdata=start,
-                                    share_inputs=True)  # fmt: skip
+            infer_queue.start_async(
+                {0: windows[start : start + batch_size]}, userdata=start, share_inputs=True
+            )
         infer_queue.wait_all()
         return results
 

@@ -27,7 +27,9 @@ def as_batch(past_values: Any, context_length: int, num_channels: int) -> tuple[
         except ValueError as exc:  # ragged nested lists
             raise InvalidInputError(f"past_values is ragged; expected a {expected} array") from exc
     if array.dtype == object:
-        raise InvalidInputError(f"past_values is ragged or holds non-numbers; expected {expected} floats")
+        raise InvalidInputError(
+            f"past_values is ragged or holds non-numbers; expected {expected} floats"
+        )
     if array.dtype.kind not in "fiu":
         raise InvalidInputError(
             f"past_values must be numbers, got dtype {array.dtype}; expected {expected} floats"
@@ -44,7 +46,9 @@ def as_batch(past_values: Any, context_length: int, num_channels: int) -> tuple[
     if not np.isfinite(array).all():
         bad = np.argwhere(~np.isfinite(array))[0].tolist()
         where = bad[1:] if single else bad
-        raise InvalidInputError(f"past_values has NaN or inf (first at index {where}); expected finite numbers")
+        raise InvalidInputError(
+            f"past_values has NaN or inf (first at index {where}); expected finite numbers"
+        )
     return array, single
 
 
@@ -101,7 +105,9 @@ def sliding_windows(series: np.ndarray, context_length: int, *, max_windows: int
     """Windows (n, context, channels) cut from a long (time, channels) series, evenly spaced."""
     n = series.shape[0] - context_length + 1
     if n < 1:
-        raise DataError(f"series of {series.shape[0]} rows is shorter than the context {context_length}")
+        raise DataError(
+            f"series of {series.shape[0]} rows is shorter than the context {context_length}"
+        )
     starts = np.arange(n)
     if max_windows and n > max_windows:
         starts = np.linspace(0, n - 1, max_windows).astype(int)

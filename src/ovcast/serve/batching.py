@@ -107,7 +107,9 @@ class MicroBatcher:
         for job in batch:
             self.metrics.observe(self.metrics.queue_s, now - job.enqueued)
         try:
-            windows = batch[0].windows if len(batch) == 1 else np.concatenate([j.windows for j in batch])
+            windows = (
+                batch[0].windows if len(batch) == 1 else np.concatenate([j.windows for j in batch])
+            )
             start = time.perf_counter()
             out = self.engine.predict(windows)
             self.metrics.observe(self.metrics.inference_s, time.perf_counter() - start)

@@ -36,7 +36,9 @@ from .metrics import ServerMetrics
 
 log = logging.getLogger(__name__)
 
-_MODEL_PATH = re.compile(r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<rest>/ready|/infer)?$")
+_MODEL_PATH = re.compile(
+    r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<rest>/ready|/infer)?$"
+)
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
@@ -63,8 +65,9 @@ class ForecastHTTPServer:
         self.batcher: MicroBatcher | None = None
         self.ready = threading.Event()
         self._slots = threading.BoundedSemaphore(config.max_queue_size)
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
+        self.draining = threading.Event()
+        self._idle: set[socket.socket] = set()  # keep-alive connections between requests
+        self._idle_lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"app": self})
         self.httpd = ThreadingHTTPServer((config.host, config.port), handler)
         self.httpd.daemon_threads = False  # server_close() waits for in-flight requests
@@ -72,14 +75,17 @@ class ForecastHTTPServer:
 
     def load(self) -> None:
         """Load, compile and warm up; then report ready."""
-        self.engine = Engine(self.config.model_dir, threads=self.config.threads,
-                             cache_dir=self.config.cache_dir)  # fmt: skip
+        self.engine = Engine(
+            self.config.model_dir, threads=self.config.threads, cache_dir=self.config.cache_dir
+        )
         if self.config.max_batch_size > 1:
             self.batcher = MicroBatcher(
-                self.engine, self.metrics, max_batch_size=self.config.max_batch_size,
+                self.engine,
+                self.metrics,
+                max_batch_size=self.config.max_batch_size,
                 max_queue_delay_us=self.config.max_queue_delay_us,
                 max_queue_size=self.config.max_queue_size,
-            )  # fmt: skip
+            )
         self.ready.set()
         log.info("ready model=%s on http://%s:%d", self.engine.name, self.config.host, self.port)
 
@@ -87,9 +93,13 @@ class ForecastHTTPServer:
         """Serve until SIGTERM/SIGINT; returns the exit code."""
         thread = threading.Thread(target=self.httpd.serve_forever, name="ovcast-http", daemon=True)
         thread.start()
-        log.info("live on http://%s:%d (loading %s)", self.config.host, self.port, self.config.model_dir)
+        log.info(
+            "live on http://%s:%d (loading %s)", self.config.host, self.port, self.config.model_dir
+        )
         stop = threading.Event()
-        previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+        previous = {
+            s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)
+        }
         try:
             self.load()
             stop.wait()
@@ -103,10 +113,10 @@ class ForecastHTTPServer:
     def shutdown(self) -> None:
         """Stop accepting, let in-flight requests finish, drain the batcher."""
         log.info("shutting down: finishing in-flight requests")
-        self.ready.clear()
+        self.draining.set()  # readiness says 503; answered connections close after their response
         self.httpd.shutdown()  # stops accepting
-        with self._connections_lock:  # idle keep-alive readers see EOF; busy ones still answer
-            for connection in self._connections:
+        with self._idle_lock:  # idle keep-alive readers see EOF; busy ones still answer
+            for connection in self._idle:
                 try:
                     connection.shutdown(socket.SHUT_RD)
                 except OSError:
@@ -140,12 +150,23 @@ class _Handler(BaseHTTPRequestHandler):
         # Headers and body go out in separate writes; without this, Nagle's algorithm and the
         # client's delayed ACK add ~40 ms to every response (measured with the binary path).
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self.app._connections_lock:
-            self.app._connections.add(self.connection)
+
+    def handle_one_request(self) -> None:
+        super().handle_one_request()
+        if self.app.draining.is_set():
+            self.close_connection = True  # answered; no further requests on this connection
+        elif not self.close_connection:
+            with self.app._idle_lock:
+                self.app._idle.add(self.connection)
+
+    def parse_request(self) -> bool:
+        with self.app._idle_lock:  # a request arrived: busy until answered
+            self.app._idle.discard(self.connection)
+        return super().parse_request()
 
     def finish(self) -> None:
-        with self.app._connections_lock:
-            self.app._connections.discard(self.connection)
+        with self.app._idle_lock:
+            self.app._idle.discard(self.connection)
         super().finish()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
@@ -157,14 +178,19 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/v2/health/live":
             return self._json(200, {"live": True})
         if path == "/v2/health/ready":
-            ready = self.app.ready.is_set()
+            ready = self.app.ready.is_set() and not self.app.draining.is_set()
             return self._json(200 if ready else 503, {"ready": ready})
         if path == "/v2":
-            return self._json(200, {"name": "ovcast", "version": __version__,
-                                    "extensions": ["binary_tensor_data"]})  # fmt: skip
+            return self._json(
+                200,
+                {"name": "ovcast", "version": __version__, "extensions": ["binary_tensor_data"]},
+            )
         if path == "/metrics":
-            return self._send(200, self.app.metrics.render().encode(),
-                              {"Content-Type": "text/plain; version=0.0.4"})  # fmt: skip
+            return self._send(
+                200,
+                self.app.metrics.render().encode(),
+                {"Content-Type": "text/plain; version=0.0.4"},
+            )
         match = _MODEL_PATH.match(path)
         if match and match["rest"] != "/infer":
             if not self._model_found(match):
@@ -222,10 +248,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(503, "model not ready: loading or warming up")
             return False
         if match["name"] != self.app.engine.name:
-            self._error(404, f"unknown model {match['name']!r}; this server has {self.app.engine.name!r}")
+            self._error(
+                404, f"unknown model {match['name']!r}; this server has {self.app.engine.name!r}"
+            )
             return False
         if match["version"] not in (None, "1"):
-            self._error(404, f"unknown version {match['version']!r} of {match['name']!r}; it has '1'")
+            self._error(
+                404, f"unknown version {match['version']!r} of {match['name']!r}; it has '1'"
+            )
             return False
         return True
 

@@ -59,8 +59,13 @@ class JsonLinesServer:
         }
         if ready_line:
             self._write(protocol.encode(info))
-        log.info("ready model=%s context=%d horizon=%d channels=%d", engine.name,
-                 engine.context_length, engine.prediction_length, engine.num_channels)  # fmt: skip
+        log.info(
+            "ready model=%s context=%d horizon=%d channels=%d",
+            engine.name,
+            engine.context_length,
+            engine.prediction_length,
+            engine.num_channels,
+        )
 
     def handle_line(self, line: bytes) -> bytes:
         """The response line for one request line (never raises for bad input)."""
@@ -85,8 +90,9 @@ class JsonLinesServer:
                 if line is None:
                     break
                 if line is _TOO_LONG:
-                    error = ProtocolError(protocol.LINE_TOO_LONG,
-                                          f"line longer than {self.max_line_bytes} bytes")  # fmt: skip
+                    error = ProtocolError(
+                        protocol.LINE_TOO_LONG, f"line longer than {self.max_line_bytes} bytes"
+                    )
                     self._write(protocol.encode(protocol.error_response(error)))
                 else:
                     self._write(self.handle_line(line))
@@ -133,4 +139,3 @@ class JsonLinesServer:
             fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
         except (OSError, ValueError, AttributeError):
             pass
-

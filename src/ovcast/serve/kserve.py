@@ -46,7 +46,9 @@ def decode_infer(engine: Engine, body: bytes, header_length: int | None) -> Infe
     m = engine.package.manifest
     if header_length is not None:
         if not 0 < header_length <= len(body):
-            raise BadRequest(f"{HEADER_LENGTH} {header_length} does not fit a body of {len(body)} bytes")
+            raise BadRequest(
+                f"{HEADER_LENGTH} {header_length} does not fit a body of {len(body)} bytes"
+            )
         header_bytes, binary = body[:header_length], memoryview(body)[header_length:]
     else:
         header_bytes, binary = body, memoryview(b"")
@@ -67,15 +69,22 @@ def decode_infer(engine: Engine, body: bytes, header_length: int | None) -> Infe
         raise BadRequest(f"input datatype {tensor.get('datatype')!r}; expected 'FP32'")
     shape = tensor.get("shape")
     context, channels = m.context_length, m.num_input_channels
-    if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(d, int) for d in shape)
-            and shape[0] > 0 and shape[1:] == [context, channels]):  # fmt: skip
+    if not (
+        isinstance(shape, list)
+        and len(shape) == 3
+        and all(isinstance(d, int) for d in shape)
+        and shape[0] > 0
+        and shape[1:] == [context, channels]
+    ):
         raise BadRequest(f"input shape {shape}; expected [batch, {context}, {channels}]")
     count = shape[0] * context * channels
     size = (tensor.get("parameters") or {}).get("binary_data_size")
     if size is not None:
         if size != count * 4 or len(binary) < size:
-            raise BadRequest(f"binary_data_size {size} with {len(binary)} bytes sent; expected "
-                             f"{count * 4} bytes of little-endian FP32 for shape {shape}")  # fmt: skip
+            raise BadRequest(
+                f"binary_data_size {size} with {len(binary)} bytes sent; expected "
+                f"{count * 4} bytes of little-endian FP32 for shape {shape}"
+            )
         array = np.frombuffer(binary[:size], dtype="<f4").reshape(shape)
     else:
         data = tensor.get("data")
@@ -97,20 +106,39 @@ def decode_infer(engine: Engine, body: bytes, header_length: int | None) -> Infe
             raise BadRequest(f"unknown output {requested.get('name')!r}; expected {output_name!r}")
         binary_output = bool((requested.get("parameters") or {}).get("binary_data", binary_output))
     request_id = header.get("id")
-    return InferRequest(None if request_id is None else str(request_id),
-                        np.ascontiguousarray(array), binary_output, output_name)  # fmt: skip
+    return InferRequest(
+        None if request_id is None else str(request_id),
+        np.ascontiguousarray(array),
+        binary_output,
+        output_name,
+    )
 
 
-def encode_infer(engine: Engine, request: InferRequest, result: np.ndarray) -> tuple[bytes, dict[str, str]]:
+def encode_infer(
+    engine: Engine, request: InferRequest, result: np.ndarray
+) -> tuple[bytes, dict[str, str]]:
     """Response body and extra headers."""
-    output: dict[str, Any] = {"name": request.output_name, "datatype": "FP32", "shape": list(result.shape)}
-    response: dict[str, Any] = {"model_name": engine.name, "model_version": "1", "outputs": [output]}
+    output: dict[str, Any] = {
+        "name": request.output_name,
+        "datatype": "FP32",
+        "shape": list(result.shape),
+    }
+    response: dict[str, Any] = {
+        "model_name": engine.name,
+        "model_version": "1",
+        "outputs": [output],
+    }
     if request.request_id is not None:
         response["id"] = request.request_id
     if not request.binary_output:
         output["data"] = result.reshape(-1)
-        return orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY), {"Content-Type": "application/json"}
+        return orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY), {
+            "Content-Type": "application/json"
+        }
     raw = np.ascontiguousarray(result, dtype="<f4").tobytes()
     output["parameters"] = {"binary_data_size": len(raw)}
     header = orjson.dumps(response)
-    return header + raw, {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(header))}
+    return header + raw, {
+        "Content-Type": "application/octet-stream",
+        HEADER_LENGTH: str(len(header)),
+    }

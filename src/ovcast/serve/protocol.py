@@ -69,24 +69,25 @@ def decode(line: bytes, *, default_raw: bool = False) -> Request:
     except orjson.JSONDecodeError as exc:
         raise ProtocolError(INVALID_JSON, f"not valid JSON (or not UTF-8): {exc}") from exc
     if not isinstance(data, dict):
-        raise ProtocolError(
-            INVALID_REQUEST, f"expected a JSON object, got {type(data).__name__}"
-        )
+        raise ProtocolError(INVALID_REQUEST, f"expected a JSON object, got {type(data).__name__}")
     request_id = data.get("request_id")
     problems = []
     if request_id is None:
         problems.append("missing 'request_id' (string or integer)")
     elif not isinstance(request_id, (str, int)) or isinstance(request_id, bool):
-        problems.append(f"'request_id' must be a string or integer, got {type(request_id).__name__}")
+        problems.append(
+            f"'request_id' must be a string or integer, got {type(request_id).__name__}"
+        )
         request_id = None
     timestamp = data.get("timestamp_ms")
     if timestamp is not None and (not isinstance(timestamp, int) or isinstance(timestamp, bool)):
         problems.append(f"'timestamp_ms' must be an integer, got {type(timestamp).__name__}")
     channels = data.get("channels")
     if channels is not None and not (
-        isinstance(channels, list) and channels
+        isinstance(channels, list)
+        and channels
         and all(isinstance(c, int) and not isinstance(c, bool) for c in channels)
-    ):  # fmt: skip
+    ):
         problems.append("'channels' must be a non-empty list of channel indices")
     raw = data.get("raw", default_raw)
     if not isinstance(raw, bool):

@@ -62,7 +62,9 @@ def read_csv(
     try:
         values = np.array([[float(r[i]) for i in index] for r in body], dtype=np.float32)
     except (ValueError, IndexError) as exc:
-        raise DataError(f"{path}: non-numeric or missing value in columns {wanted} ({exc})") from exc
+        raise DataError(
+            f"{path}: non-numeric or missing value in columns {wanted} ({exc})"
+        ) from exc
     if not np.all(np.isfinite(values)):
         raise DataError(f"{path}: columns {wanted} contain NaN or inf")
     stamps = ()
@@ -99,7 +101,9 @@ class Splits:
     ) -> Splits:
         """Train/val/test by fractions of the rows; test takes the rest."""
         if not (0 < train < 1 and 0 <= val < 1 and train + val < 1):
-            raise DataError(f"split fractions train={train}, val={val} must be in (0, 1) with sum < 1")
+            raise DataError(
+                f"split fractions train={train}, val={val} must be in (0, 1) with sum < 1"
+            )
         train_end = round(n_rows * train)
         val_end = round(n_rows * (train + val))
         return cls.from_boundaries(train_end, val_end, n_rows, context_length)

@@ -53,14 +53,19 @@ class EvaluationReport:
 
     def to_dict(self) -> dict:
         return {
-            "model": self.model, "data": self.data, "split": self.split, "windows": self.windows,
+            "model": self.model,
+            "data": self.data,
+            "split": self.split,
+            "windows": self.windows,
             "results": [vars(r) for r in self.rows],
             "published": [vars(r) for r in self.published],
-        }  # fmt: skip
+        }
 
     def table(self) -> str:
-        lines = [f"{self.split} split of {self.data}: {self.windows} windows, scaled space",
-                 f"{'forecaster':<58} {'MSE':>8} {'MAE':>8}"]  # fmt: skip
+        lines = [
+            f"{self.split} split of {self.data}: {self.windows} windows, scaled space",
+            f"{'forecaster':<58} {'MSE':>8} {'MAE':>8}",
+        ]
         for row in self.rows:
             lines.append(f"{row.name:<58} {row.mse:>8.4f} {row.mae:>8.4f}")
         if self.published:
@@ -105,8 +110,9 @@ def evaluate(
         contexts, targets = gather_windows(scaled, starts[i : i + batch_size], context, horizon)
         for name, forecast in forecasters.items():
             errors[name].update(forecast(contexts), targets)
-    report = EvaluationReport(str(model), str(data), split, len(starts),
-                              [Row(n, e.mse, e.mae) for n, e in errors.items()])  # fmt: skip
+    report = EvaluationReport(
+        str(model), str(data), split, len(starts), [Row(n, e.mse, e.mae) for n, e in errors.items()]
+    )
     if _is_etth1(series.columns, len(series.values)) and splits == "etth1" and split == "test":
         report.published = [Row(*p) for p in PUBLISHED_ETTH1]
     return report
@@ -118,7 +124,12 @@ def _forecaster(model: str | Path):
         from ..runtime.engine import Engine
 
         engine = Engine(model)
-        return engine.predict, engine.context_length, engine.prediction_length, f"{model} (OpenVINO)"
+        return (
+            engine.predict,
+            engine.context_length,
+            engine.prediction_length,
+            f"{model} (OpenVINO)",
+        )
     from ..errors import require
     from ..hf.loading import load_model, resolve_source
 

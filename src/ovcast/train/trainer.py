@@ -83,13 +83,17 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     series = read_csv(config.data, columns=config.columns, timestamp_column=config.timestamp_column)
     splits = Splits.parse(config.splits, len(series.values), config.context_length)
     if splits.test[1] > len(series.values):
-        raise DataError(f"split ends at row {splits.test[1]} but {config.data} has {len(series.values)} rows")
+        raise DataError(
+            f"split ends at row {splits.test[1]} but {config.data} has {len(series.values)} rows"
+        )
     scaler = Scaler.fit(series.values[slice(*splits.train)], "standard", series.columns)
     scaled = scaler.transform(series.values)
     train_starts = window_starts(splits.train, config.context_length, config.prediction_length)
     val_starts = window_starts(splits.val, config.context_length, config.prediction_length)
     if config.max_eval_windows and len(val_starts) > config.max_eval_windows:
-        val_starts = val_starts[np.linspace(0, len(val_starts) - 1, config.max_eval_windows).astype(int)]
+        val_starts = val_starts[
+            np.linspace(0, len(val_starts) - 1, config.max_eval_windows).astype(int)
+        ]
 
     model = new_model(
         config.family,
@@ -128,13 +132,24 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
             break
         model.train()
         chosen = rng.choice(train_starts, size=per_epoch, replace=False)
-        bar = tqdm(total=per_epoch, unit="win", desc=f"epoch {epoch + 1}/{config.epochs}",
-                   disable=not progress, dynamic_ncols=True)  # fmt: skip
+        bar = tqdm(
+            total=per_epoch,
+            unit="win",
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
         running = 0.0
         for i in range(0, per_epoch, config.batch_size):
-            ctx, tgt = gather_windows(scaled, chosen[i : i + config.batch_size],
-                                      config.context_length, config.prediction_length)  # fmt: skip
-            loss = model(past_values=torch.from_numpy(ctx), future_values=torch.from_numpy(tgt)).loss
+            ctx, tgt = gather_windows(
+                scaled,
+                chosen[i : i + config.batch_size],
+                config.context_length,
+                config.prediction_length,
+            )
+            loss = model(
+                past_values=torch.from_numpy(ctx), future_values=torch.from_numpy(tgt)
+            ).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -145,12 +160,23 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
             bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{schedule.get_last_lr()[0]:.1e}")
         bar.close()
         val = evaluate_torch(model, scaled, val_starts, config)
-        record = {"epoch": epoch + 1, "train_mse": running / per_epoch, "val_mse": val.mse,
-                  "val_mae": val.mae, "seconds": time.perf_counter() - t0}  # fmt: skip
+        record = {
+            "epoch": epoch + 1,
+            "train_mse": running / per_epoch,
+            "val_mse": val.mse,
+            "val_mae": val.mae,
+            "seconds": time.perf_counter() - t0,
+        }
         history.append(record)
         improved = val.mse < best_val
-        log.info("epoch %d: train mse %.4f, val mse %.4f mae %.4f%s", epoch + 1,
-                 record["train_mse"], val.mse, val.mae, " (best)" if improved else "")  # fmt: skip
+        log.info(
+            "epoch %d: train mse %.4f, val mse %.4f mae %.4f%s",
+            epoch + 1,
+            record["train_mse"],
+            val.mse,
+            val.mae,
+            " (best)" if improved else "",
+        )
         if improved:
             best_val, bad_epochs = val.mse, 0
             _save_checkpoint(model, scaler, out / BEST_DIR)
@@ -158,25 +184,38 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
             bad_epochs += 1
         (out / LAST_DIR).mkdir(exist_ok=True)
         torch.save(
-            {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "schedule": schedule.state_dict(), "rng": rng.bit_generator.state,
-             "torch_rng": torch.get_rng_state(), "history": history, "best_val": best_val,
-             "bad_epochs": bad_epochs, "epoch": epoch + 1,
-             "elapsed": time.perf_counter() - t0},  # fmt: skip
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+                "history": history,
+                "best_val": best_val,
+                "bad_epochs": bad_epochs,
+                "epoch": epoch + 1,
+                "elapsed": time.perf_counter() - t0,
+            },
             out / LAST_DIR / STATE_FILE,
         )
     seconds = time.perf_counter() - t0
     result = TrainResult(out / BEST_DIR, best_val, len(history), history, seconds)
-    summary = {"config": asdict(config), "best_val_mse": best_val, "history": history,
-               "seconds": seconds, "torch": torch.__version__}  # fmt: skip
+    summary = {
+        "config": asdict(config),
+        "best_val_mse": best_val,
+        "history": history,
+        "seconds": seconds,
+        "torch": torch.__version__,
+    }
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     if (out / BEST_DIR).is_dir():
         (out / BEST_DIR / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     return result
 
 
-def evaluate_torch(model, scaled: np.ndarray, starts: np.ndarray, config: TrainConfig,
-                   batch_size: int = 256) -> RunningErrors:  # fmt: skip
+def evaluate_torch(
+    model, scaled: np.ndarray, starts: np.ndarray, config: TrainConfig, batch_size: int = 256
+) -> RunningErrors:
     """MSE/MAE of ``model`` over the windows at ``starts`` of already-scaled values."""
     import torch
 
@@ -184,8 +223,9 @@ def evaluate_torch(model, scaled: np.ndarray, starts: np.ndarray, config: TrainC
     errors = RunningErrors()
     with torch.no_grad():
         for i in range(0, len(starts), batch_size):
-            ctx, tgt = gather_windows(scaled, starts[i : i + batch_size],
-                                      config.context_length, config.prediction_length)  # fmt: skip
+            ctx, tgt = gather_windows(
+                scaled, starts[i : i + batch_size], config.context_length, config.prediction_length
+            )
             pred = model(past_values=torch.from_numpy(ctx)).prediction_outputs.numpy()
             errors.update(pred, tgt)
     return errors

@@ -1,0 +1,59 @@
+"""ovcast doctor's findings, and the code style gate (ruff) that keeps the tree consistent."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ovcast.cli import main
+from ovcast.runtime.doctor import ENV_ADVICE, check_environment, run_checks
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_doctor_flags_the_guides_environment(monkeypatch):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    findings = {f.found: f for f in check_environment()}
+    assert findings["OMP_WAIT_POLICY=ACTIVE"].level == "warn"
+    assert "PR #38189" in findings["ONEDNN_MAX_CPU_ISA=AVX2"].action
+    for name in ENV_ADVICE:
+        monkeypatch.delenv(name, raising=False)
+    assert [f.level for f in check_environment()] == ["ok"]
+
+
+def test_doctor_covers_every_topic_and_the_package(small_package, capsys):
+    topics = {f.topic for f in run_checks(str(small_package))}
+    assert {
+        "cpu",
+        "cores",
+        "load",
+        "memory",
+        "environment",
+        "versions",
+        "package",
+        "tuning",
+    } <= topics
+    assert main(["doctor", str(small_package)]) == 0
+    out = capsys.readouterr().out
+    assert "usable" in out and "ovcast tune" in out
+
+
+def test_doctor_on_a_missing_package_is_a_finding_not_a_crash(tmp_path, capsys):
+    assert main(["doctor", str(tmp_path / "none")]) == 0
+    assert "no model package at" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(
+    shutil.which("ruff") is None and not (Path(sys.executable).parent / "ruff").exists(),
+    reason="ruff is part of ovcast[test]",
+)
+def test_ruff_lint_and_format():
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    for args in (["check", "src", "tests"], ["format", "--check", "src", "tests"]):
+        result = subprocess.run([ruff, *args], cwd=ROOT, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
