@@ -86,3 +86,29 @@ def test_onnx_export_matches_the_engine(tmp_path, small_package, small_engine):
     np.testing.assert_allclose(
         session.run(None, {"past_values": x})[0], small_engine.predict(x), atol=1e-4
     )
+
+
+@pytest.mark.parametrize("objective", ["latency", "throughput"])
+def test_tune_stores_the_best_and_engine_uses_it(tmp_path, small_package, objective):
+    import shutil
+
+    from ovcast import Engine
+    from ovcast.bench.tune import tune
+
+    copy = tmp_path / "pkg"
+    shutil.copytree(small_package, copy)
+    report = tune(copy, objective=objective, duration_s=0.2, measure_env=False)
+    assert len(report.candidates) >= 2 and report.best in report.candidates
+    stored = ModelPackage.load(copy).manifest.runtime_config[objective]
+    assert stored["INFERENCE_NUM_THREADS"] == report.best["config"]["INFERENCE_NUM_THREADS"]
+    mode = "latency" if objective == "latency" else "throughput"
+    engine = Engine(copy, mode=mode, warmup=False)
+    assert engine.config["NUM_STREAMS"] == report.best["config"]["NUM_STREAMS"]
+
+
+def test_guide_environment_variables_are_measured_one_by_one(small_package):
+    from ovcast.bench.tune import GUIDE_ENV, measure_environment
+
+    results = measure_environment(small_package, seconds=0.2, rounds=1)
+    assert [r["variable"].split("=")[0] for r in results] == list(GUIDE_ENV)
+    assert all(r["p50_ms"] > 0 and r["baseline_p50_ms"] > 0 and r["verdict"] for r in results)

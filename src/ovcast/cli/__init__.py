@@ -25,6 +25,7 @@ from . import (
     quickstart_cmd,
     serve_cmd,
     train_cmd,
+    tune_cmd,
 )
 
 COMMANDS = (
@@ -34,6 +35,7 @@ COMMANDS = (
     info_cmd,
     serve_cmd,
     bench_cmd,
+    tune_cmd,
     doctor_cmd,
     train_cmd,
     evaluate_cmd,
@@ -47,6 +49,7 @@ typical flow:
   ovcast predict models/default --input window.csv
   ovcast serve --mode jsonl --model models/default   JSON lines on stdin/stdout for a pipeline
   ovcast bench models/default                vs PyTorch and ONNX Runtime, servers, machine limit
+  ovcast tune models/default                 measure CPU settings, store the best in the package
   ovcast doctor models/default               what on this machine slows forecasts down
   ovcast train data.csv --out runs/x          train a Granite-architecture model on a CSV
   ovcast evaluate runs/x/best data.csv        MSE/MAE next to naive baselines

@@ -13,6 +13,7 @@ a MODEL for 'ovcast convert' and 'ovcast evaluate'. --resume continues an interr
 
 examples:
   ovcast train ETTh1.csv --out runs/etth1 --splits etth1 --epochs 10 --lr 3e-4 --seed 42
+  ovcast train ETTh1.csv --out runs/ft --splits etth1 --init-from runs/etth1/best --lr 3e-5
   ovcast train prices.csv --columns close,volume --context 256 --horizon 24 --splits 0.7,0.1
 """
 
@@ -54,8 +55,16 @@ def register(subparsers) -> None:
     )
     p.add_argument("--lr", type=float, default=1e-4, help="peak AdamW learning rate")
     p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument(
+        "--warmup-fraction", type=float, default=0.1, help="linear warm-up share of all steps"
+    )
     p.add_argument("--patience", type=int, default=3, help="early-stopping patience in epochs")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument(
+        "--init-from",
+        metavar="MODEL",
+        help="start from this checkpoint ('default', a folder or a hub id) instead of random weights",
+    )
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: usable cores)")
     p.add_argument(
         "--max-eval-windows",
@@ -91,8 +100,10 @@ def run(args: argparse.Namespace) -> int:
         windows_per_epoch=args.windows_per_epoch,
         learning_rate=args.lr,
         weight_decay=args.weight_decay,
+        warmup_fraction=args.warmup_fraction,
         patience=args.patience,
         seed=args.seed,
+        init_from=args.init_from,
         num_threads=args.threads,
         max_eval_windows=args.max_eval_windows,
     )

@@ -55,6 +55,7 @@ class TrainConfig:
     warmup_fraction: float = 0.1  # of all steps; then cosine decay to 0
     patience: int = 3  # epochs without validation improvement before stopping
     seed: int = 42
+    init_from: str | None = None  # start from this checkpoint's weights and config (fine-tune)
     num_threads: int = 0  # 0 = usable cores
     max_eval_windows: int = 0  # 0 = every validation window
 
@@ -95,13 +96,16 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
             np.linspace(0, len(val_starts) - 1, config.max_eval_windows).astype(int)
         ]
 
-    model = new_model(
-        config.family,
-        context_length=config.context_length,
-        prediction_length=config.prediction_length,
-        num_input_channels=len(series.columns),
-        **config.model_overrides,
-    )
+    if config.init_from:
+        model = _init_from(config, len(series.columns))
+    else:
+        model = new_model(
+            config.family,
+            context_length=config.context_length,
+            prediction_length=config.prediction_length,
+            num_input_channels=len(series.columns),
+            **config.model_overrides,
+        )
     per_epoch = min(config.windows_per_epoch or len(train_starts), len(train_starts))
     steps_per_epoch = math.ceil(per_epoch / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
@@ -229,6 +233,21 @@ def evaluate_torch(
             pred = model(past_values=torch.from_numpy(ctx)).prediction_outputs.numpy()
             errors.update(pred, tgt)
     return errors
+
+
+def _init_from(config: TrainConfig, num_channels: int):
+    """The model of an existing checkpoint, checked against the data and the run's shapes."""
+    from ..hf.loading import load_model, resolve_source
+
+    model = load_model(resolve_source(config.init_from))
+    c = model.config
+    wanted = (config.context_length, config.prediction_length, num_channels)
+    if (c.context_length, c.prediction_length, c.num_input_channels) != wanted:
+        raise DataError(
+            f"--init-from {config.init_from} has context/horizon/channels "
+            f"{(c.context_length, c.prediction_length, c.num_input_channels)}; this run needs {wanted}"
+        )
+    return model
 
 
 def _save_checkpoint(model, scaler: Scaler, folder: Path) -> None:

@@ -1,0 +1,201 @@
+"""``ovcast tune``: measure the CPU settings on this machine and store the best in the package.
+
+    ovcast tune models/default --objective latency
+
+Latency: threads x pinning (and the bf16 hint where the CPU has bf16, reported but never
+picked: it changes forecasts). Throughput: streams x threads x batch through the async
+queue. Candidates run in alternation so drift hits all alike. The winner goes into the
+manifest's ``runtime_config[objective]``; ``Engine`` applies it by default. The guide's
+environment variables are measured one by one in fresh processes against a baseline.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..convert.parity import parity_windows
+from ..package import ModelPackage
+from ..runtime.cpu import cpu_info, usable_cores
+from ..runtime.engine import Engine
+from .timing import alternate
+
+log = logging.getLogger(__name__)
+
+GUIDE_ENV = {
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "OMP_NUM_THREADS": "2",
+    "OMP_WAIT_POLICY": "ACTIVE",
+    "KMP_AFFINITY": "granularity=fine,compact,1,0",
+    "KMP_BLOCKTIME": "1",
+    "GOMP_CPU_AFFINITY": "0-1",
+}
+
+
+@dataclass
+class TuneReport:
+    objective: str
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=dict)
+    environment: list[dict[str, Any]] = field(default_factory=list)
+
+    def table(self) -> str:
+        unit = "p50 ms" if self.objective == "latency" else "forecasts/s"
+        lines = [f"{self.objective}: candidates ({unit})"]
+        for c in self.candidates:
+            mark = " <- best" if c["config"] == self.best.get("config") else ""
+            note = f"  ({c['note']})" if c.get("note") else ""
+            lines.append(f"  {json.dumps(c['config']):<80} {c['score']:9.2f}{mark}{note}")
+        if self.environment:
+            lines.append(
+                "guide environment variables, each alone vs none (p50 ms, fresh processes):"
+            )
+            for e in self.environment:
+                lines.append(
+                    f"  {e['variable']:<44} {e['p50_ms']:7.2f} vs {e['baseline_p50_ms']:7.2f}  "
+                    f"{e['change_percent']:+6.1f}%  {e['verdict']}"
+                )
+        return "\n".join(lines)
+
+
+def tune(
+    model_dir: str | Path,
+    *,
+    objective: str = "latency",
+    duration_s: float = 3.0,
+    measure_env: bool = True,
+    save: bool = True,
+) -> TuneReport:
+    package = ModelPackage.load(model_dir)
+    report = TuneReport(objective)
+    if objective == "latency":
+        _tune_latency(package, report, duration_s)
+    elif objective == "throughput":
+        _tune_throughput(package, report, duration_s)
+    else:
+        raise ValueError(f"objective must be latency or throughput, got {objective!r}")
+    if measure_env:
+        report.environment = measure_environment(package.path)
+    if save:
+        package.manifest.runtime_config[objective] = {
+            **report.best["config"],
+            "measured": {
+                "score": report.best["score"],
+                "cpu": cpu_info()["model"],
+                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+        }
+        package.save_manifest()
+    return report
+
+
+def _tune_latency(package: ModelPackage, report: TuneReport, duration_s: float) -> None:
+    m = package.manifest
+    window = parity_windows(m.context_length, m.num_input_channels, 1)
+    cores = usable_cores()
+    engines: dict[str, tuple[dict, Engine, str]] = {}
+    for threads, pinning in itertools.product(range(1, cores + 1), (True, False)):
+        config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "ENABLE_CPU_PINNING": pinning}
+        engines[json.dumps(config)] = (
+            config,
+            Engine(package, threads=threads, pinning=pinning),
+            "",
+        )
+    bf16 = Engine(package, threads=cores, precision_hint="bf16")
+    if bf16.config["INFERENCE_PRECISION_HINT"] == "bf16":  # the CPU honours it
+        config = {"INFERENCE_NUM_THREADS": cores, "INFERENCE_PRECISION_HINT": "bf16"}
+        engines[json.dumps(config)] = (config, bf16, "bf16 changes forecasts: not picked")
+    stats = alternate(
+        {k: partial(e.predict, window) for k, (_, e, _) in engines.items()}, duration_s=duration_s
+    )
+    for key, (config, _, note) in engines.items():
+        report.candidates.append({"config": config, "score": stats[key].p50, "note": note})
+    eligible = [c for c in report.candidates if not c["note"]]
+    report.best = min(eligible, key=lambda c: c["score"])
+
+
+def _tune_throughput(package: ModelPackage, report: TuneReport, duration_s: float) -> None:
+    m = package.manifest
+    windows = parity_windows(m.context_length, m.num_input_channels, 32)
+    cores = usable_cores()
+    runs: dict[str, tuple[dict, Any]] = {}
+    for streams in range(1, cores + 1):
+        for batch in (1, 8):
+            engine = Engine(package, mode="throughput", streams=streams, threads=cores)
+            config = {"NUM_STREAMS": streams, "INFERENCE_NUM_THREADS": cores, "batch_size": batch}
+            runs[json.dumps(config)] = (
+                config,
+                partial(engine.predict_many, windows, batch_size=batch),
+            )
+    stats = alternate(
+        {k: fn for k, (_, fn) in runs.items()}, duration_s=duration_s, batch=len(windows)
+    )
+    for key, (config, _) in runs.items():
+        report.candidates.append({"config": config, "score": stats[key].forecasts_per_s})
+    report.best = max(report.candidates, key=lambda c: c["score"])
+
+
+PROBE = """
+import sys, time, numpy as np
+from ovcast import Engine
+from ovcast.convert.parity import parity_windows
+e = Engine(sys.argv[1])
+w = parity_windows(e.context_length, e.num_channels, 1)
+t = []
+end = time.perf_counter() + float(sys.argv[2])
+while time.perf_counter() < end:
+    s = time.perf_counter(); e.predict(w); t.append(time.perf_counter() - s)
+print(np.median(t) * 1e3)
+"""
+
+
+def measure_environment(
+    model_dir: Path, seconds: float = 1.5, rounds: int = 2
+) -> list[dict[str, Any]]:
+    """p50 latency with each guide variable set alone, against none, in fresh processes."""
+    clean = {k: v for k, v in os.environ.items() if k not in GUIDE_ENV}
+
+    def probe(extra: dict[str, str]) -> float:
+        out = subprocess.run(
+            [sys.executable, "-c", PROBE, str(model_dir), str(seconds)],
+            env={**clean, **extra},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return float(out.stdout.strip())
+
+    results = []
+    for name, value in GUIDE_ENV.items():
+        base, with_var = [], []
+        for _ in range(rounds):  # alternate so drift hits both
+            base.append(probe({}))
+            with_var.append(probe({name: value}))
+        b, v = float(np.median(base)), float(np.median(with_var))
+        change = 100 * (v - b) / b
+        verdict = (
+            "no effect (within 5% noise)"
+            if abs(change) < 5
+            else ("slower" if change > 0 else "faster")
+        )
+        results.append(
+            {
+                "variable": f"{name}={value}",
+                "p50_ms": v,
+                "baseline_p50_ms": b,
+                "change_percent": change,
+                "verdict": verdict,
+            }
+        )
+    return results
