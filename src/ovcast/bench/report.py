@@ -43,6 +43,13 @@ def table(results: dict[str, Any]) -> str:
                 f"  {name:<16} p50 {s['p50_ms']:6.2f}  p95 {s['p95_ms']:6.2f}  "
                 f"{s['p50_ratio_to_engine']:.2f}x engine"
             )
+    if "http_batching" in results:
+        lines.append("\nHTTP binary under 8 concurrent clients, dynamic batching")
+        for name, b in results["http_batching"].items():
+            lines.append(
+                f"  {name:<20} {b['forecasts_per_s']:6.0f} forecasts/s  p50 {b['p50_ms']:6.2f} ms  "
+                f"p99 {b['p99_ms']:6.2f} ms"
+            )
     if "coldstart" in results:
         lines.append("\ncold start (fresh process)")
         for name, c in results["coldstart"].items():

@@ -88,6 +88,7 @@ def run_benchmark(
         results["throughput_mode"] = _throughput_mode(package, duration_s, flops, gflops)
     if serving and "openvino" in loaded:
         results["serving"] = _serving(package, duration_s)
+        results["http_batching"] = _batching(package, duration_s)
     if coldstart:
         results["coldstart"] = {name: _coldstart(name, package) for name in backends}
         results["coldstart"]["openvino+cache"] = _coldstart("openvino", package, cache=True)
@@ -137,6 +138,57 @@ def _serving(package: ModelPackage, duration_s: float) -> dict[str, Any]:
         server.close()
     base = stats["engine.predict"].p50
     return {name: {**s.to_dict(), "p50_ratio_to_engine": s.p50 / base} for name, s in stats.items()}
+
+
+def _batching(package: ModelPackage, duration_s: float, clients: int = 8) -> dict[str, Any]:
+    """HTTP under concurrent load, dynamic batching off vs on (alternating time slices)."""
+    import threading
+
+    import numpy as np
+
+    from .serving import HttpServerProcess, http_caller
+
+    m = package.manifest
+    window = parity_windows(m.context_length, m.num_input_channels, 1)[0]
+    setups = {
+        "off": (),
+        "on (max 8, 500 us)": ("--max-batch-size", "8", "--max-queue-delay-us", "500"),
+    }
+    servers = {name: HttpServerProcess(package.path, *extra) for name, extra in setups.items()}
+    samples: dict[str, list[float]] = {name: [] for name in setups}
+    served: dict[str, float] = {name: 0.0 for name in setups}
+    try:
+        for _ in range(2):
+            for name, server in servers.items():
+                stop = time.perf_counter() + duration_s / 4
+
+                def client(server=server, name=name, stop=stop) -> None:
+                    call = http_caller(server, binary=True)
+                    while time.perf_counter() < stop:
+                        start = time.perf_counter()
+                        call(window)
+                        samples[name].append((time.perf_counter() - start) * 1e3)
+
+                threads = [threading.Thread(target=client) for _ in range(clients)]
+                began = time.perf_counter()
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                served[name] += time.perf_counter() - began
+    finally:
+        for server in servers.values():
+            server.close()
+    return {
+        name: {
+            "clients": clients,
+            "requests": len(s),
+            "forecasts_per_s": len(s) / served[name],
+            "p50_ms": float(np.percentile(s, 50)),
+            "p99_ms": float(np.percentile(s, 99)),
+        }
+        for name, s in samples.items()
+    }
 
 
 def _coldstart(backend: str, package: ModelPackage, *, cache: bool = False) -> dict[str, Any]:

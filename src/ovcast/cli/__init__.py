@@ -20,6 +20,7 @@ from . import (
     convert_cmd,
     doctor_cmd,
     evaluate_cmd,
+    features_cmd,
     info_cmd,
     predict_cmd,
     quickstart_cmd,
@@ -39,6 +40,7 @@ COMMANDS = (
     doctor_cmd,
     train_cmd,
     evaluate_cmd,
+    features_cmd,
 )
 
 EPILOG = """\
@@ -53,6 +55,7 @@ typical flow:
   ovcast doctor models/default               what on this machine slows forecasts down
   ovcast train data.csv --out runs/x          train a Granite-architecture model on a CSV
   ovcast evaluate runs/x/best data.csv        MSE/MAE next to naive baselines
+  ovcast features candles.csv --out f.csv     the 7 market channels (close ... volatility)
 run 'ovcast COMMAND --help' for each command's options and examples.
 """
 
