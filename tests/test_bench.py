@@ -71,6 +71,7 @@ def test_bench_cli_writes_table_json_plot_and_report(tmp_path, small_package, ca
     assert results["limit"]["gemm_gflops"] > 0 and results["limit"]["flops_per_forecast"] > 0
     assert set(results["serving"]) == {"engine.predict", "jsonl pipe", "http binary", "http json"}
     assert all(b["requests"] > 0 for b in results["http_batching"].values())
+    assert results["op_profile"][0]["ms_per_forecast"] > 0
     assert all(c.get("peak_rss_mb", 0) > 0 for c in results["coldstart"].values())
     assert (tmp_path / "b.png").stat().st_size > 10_000
     page = (tmp_path / "PERFORMANCE.md").read_text()

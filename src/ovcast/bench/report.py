@@ -36,6 +36,12 @@ def table(results: dict[str, Any]) -> str:
             f"throughput mode ({t['streams']} streams, async queue): "
             f"{t['forecasts_per_s']:.0f} forecasts/s, {t['percent_of_gemm_limit']:.0f}% of limit"
         )
+    if "op_profile" in results:
+        lines.append("\nOpenVINO time by op (batch 1, per-layer counters)")
+        for r in results["op_profile"][:6]:
+            lines.append(
+                f"  {r['op']:<16} {r['kernel']:<24} {r['ms_per_forecast']:6.3f} ms  {100 * r['share']:4.1f}%"
+            )
     if "serving" in results:
         lines.append("\nend to end, batch 1 (ms)")
         for name, s in results["serving"].items():

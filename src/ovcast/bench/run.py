@@ -85,7 +85,10 @@ def run_benchmark(
             stats["gflops_at_p50"] = achieved
             stats["percent_of_gemm_limit"] = 100 * achieved / gflops
     if "openvino" in loaded:
+        from .profile import op_profile
+
         results["throughput_mode"] = _throughput_mode(package, duration_s, flops, gflops)
+        results["op_profile"] = op_profile(package)[:10]
     if serving and "openvino" in loaded:
         results["serving"] = _serving(package, duration_s)
         results["http_batching"] = _batching(package, duration_s)
