@@ -14,6 +14,8 @@ def test_import_and_predict_without_torch(small_package):
         import numpy as np
         import ovcast
         from ovcast.cli import build_parser
+        import ovcast.serve.http, ovcast.serve.jsonl, ovcast.runtime.doctor
+        import ovcast.market.aggregator, ovcast.market.features, ovcast.market.bars
         build_parser()
         engine = ovcast.Engine({str(small_package)!r})
         engine.predict(np.zeros((64, 3), np.float32))

@@ -6,13 +6,13 @@ missing bar is filled flat at the previous close with zero volume and ``filled=T
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .._csv import read_rows
 from ..errors import DataError
 
 COLUMNS = ("time", "open", "high", "low", "close", "volume")
@@ -57,13 +57,7 @@ def parse_time(text: str) -> int:
 def read_ohlcv_csv(path: str | Path, *, interval_s: int | None = None) -> Bars:
     """Read time, open, high, low, close, volume (header required, any order, extra columns ok)."""
     path = Path(path)
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror}") from exc
-    if len(rows) < 2:
-        raise DataError(f"{path} has no data rows; expected a header {','.join(COLUMNS)} and bars")
+    rows = read_rows(path, expected=f"a header {','.join(COLUMNS)} and bars")
     header = [h.strip().lower() for h in rows[0]]
     if "timestamp" in header and "time" not in header:
         header[header.index("timestamp")] = "time"
@@ -72,8 +66,8 @@ def read_ohlcv_csv(path: str | Path, *, interval_s: int | None = None) -> Bars:
         raise DataError(f"{path} lacks column(s) {missing}; expected {','.join(COLUMNS)}")
     index = {c: header.index(c) for c in COLUMNS}
     try:
-        times = np.array([parse_time(r[index["time"]]) for r in rows[1:] if r], dtype=np.int64)
-        values = {c: np.array([float(r[index[c]]) for r in rows[1:] if r]) for c in COLUMNS[1:]}
+        times = np.array([parse_time(r[index["time"]]) for r in rows[1:]], dtype=np.int64)
+        values = {c: np.array([float(r[index[c]]) for r in rows[1:]]) for c in COLUMNS[1:]}
     except (ValueError, IndexError) as exc:
         raise DataError(f"{path}: a row has a missing or non-numeric value ({exc})") from exc
     order = np.argsort(times, kind="stable")

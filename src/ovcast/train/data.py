@@ -8,13 +8,13 @@ target lies inside the split.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .._csv import read_rows
 from ..errors import DataError
 
 
@@ -39,13 +39,7 @@ def read_csv(
     found, else none.
     """
     path = Path(path)
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror}") from exc
-    if len(rows) < 2:
-        raise DataError(f"{path} has no data rows; expected a header line and numeric rows")
+    rows = read_rows(path, expected="a header line and numeric rows")
     header = [h.strip() for h in rows[0]]
     if timestamp_column is None:
         timestamp_column = next(
@@ -58,7 +52,7 @@ def read_csv(
     if missing:
         raise DataError(f"{path} has no column(s) {missing}; it has {header}")
     index = [header.index(c) for c in wanted]
-    body = [r for r in rows[1:] if r]
+    body = rows[1:]
     try:
         values = np.array([[float(r[i]) for i in index] for r in body], dtype=np.float32)
     except (ValueError, IndexError) as exc:
