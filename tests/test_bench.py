@@ -76,6 +76,32 @@ def test_bench_cli_writes_table_json_plot_and_report(tmp_path, small_package, ca
     assert (tmp_path / "b.png").stat().st_size > 10_000
     page = (tmp_path / "PERFORMANCE.md").read_text()
     assert "## Machine and versions" in page and "| 1 | openvino |" in page and "b.png" in page
+    assert "## Targets" in page and "OpenVINO batch-1 p50 / PyTorch eager p50" in page
+    assert f"ovcast bench {small_package} --backends openvino,torch,onnxruntime" in page
+    # The hand-written analysis survives regeneration.
+    edited = page.replace("(no analysis written yet)", "GEMMs are small; see the op table.")
+    (tmp_path / "PERFORMANCE.md").write_text(edited)
+    assert (
+        main(
+            [
+                "-q",
+                "bench",
+                str(small_package),
+                "--backends",
+                "openvino",
+                "--batch",
+                "1",
+                "--duration",
+                "0.1",
+                "--no-serving",
+                "--no-coldstart",
+                "--report",
+                str(tmp_path / "PERFORMANCE.md"),
+            ]
+        )
+        == 0
+    )
+    assert "GEMMs are small; see the op table." in (tmp_path / "PERFORMANCE.md").read_text()
 
 
 def test_onnx_export_matches_the_engine(tmp_path, small_package, small_engine):

@@ -114,7 +114,64 @@ def plot(results: dict[str, Any], path: str | Path) -> None:
     plt.close(fig)
 
 
-def markdown(results: dict[str, Any], *, command: str, plot_name: str | None) -> str:
+ANALYSIS_START = "<!-- analysis: kept when the page is regenerated -->"
+ANALYSIS_END = "<!-- /analysis -->"
+
+
+def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+    """The issue's targets: (target, goal, measured, met?) from one run's figures."""
+    rows: list[tuple[str, str, str, bool | None]] = []
+    one = results["latency"].get("1", {})
+    ov, pt, ort = one.get("openvino"), one.get("torch"), one.get("onnxruntime")
+    if ov and pt:
+        r = ov["p50_ms"] / pt["p50_ms"]
+        rows.append(
+            ("OpenVINO batch-1 p50 / PyTorch eager p50", "<= 0.35x", f"{r:.2f}x", r <= 0.35)
+        )
+    if ov and ort:
+        r = ov["p50_ms"] / ort["p50_ms"]
+        rows.append(("OpenVINO batch-1 p50 / ONNX Runtime p50", "<= 0.8x", f"{r:.2f}x", r <= 0.8))
+    if ov:
+        p = ov["percent_of_gemm_limit"]
+        rows.append(("OpenVINO batch-1 share of the GEMM limit", ">= 60%", f"{p:.0f}%", p >= 60))
+    if "throughput_mode" in results:
+        p = results["throughput_mode"]["percent_of_gemm_limit"]
+        rows.append(
+            ("throughput configuration share of the GEMM limit", ">= 65%", f"{p:.0f}%", p >= 65)
+        )
+    goals = {"jsonl pipe": 1.10, "http binary": 1.25, "http json": 1.5}
+    for name, goal in goals.items():
+        if name in results.get("serving", {}):
+            r = results["serving"][name]["p50_ratio_to_engine"]
+            rows.append(
+                (f"{name} p50 / bare engine p50", f"<= {goal:.2f}x", f"{r:.2f}x", r <= goal)
+            )
+    cached = results.get("coldstart", {}).get("openvino+cache", {})
+    if "process_to_first_forecast_ms" in cached:
+        ms = cached["process_to_first_forecast_ms"]
+        rows.append(
+            (
+                "cold start with cache: new process to first forecast",
+                "< 1000 ms",
+                f"{ms:.0f} ms",
+                ms < 1000,
+            )
+        )
+    return rows
+
+
+def keep_analysis(previous: str) -> str:
+    """The hand-written analysis section of an earlier page, if it had one."""
+    if ANALYSIS_START in previous and ANALYSIS_END in previous:
+        return previous[
+            previous.index(ANALYSIS_START) : previous.index(ANALYSIS_END) + len(ANALYSIS_END)
+        ]
+    return f"{ANALYSIS_START}\n(no analysis written yet)\n{ANALYSIS_END}"
+
+
+def markdown(
+    results: dict[str, Any], *, command: str, plot_name: str | None, analysis: str = ""
+) -> str:
     m = results["machine"]
     lat = results["latency"]
     one = lat.get("1", next(iter(lat.values())))
@@ -211,6 +268,25 @@ def markdown(results: dict[str, Any], *, command: str, plot_name: str | None) ->
             f"| p95 latency | {GUIDE_EXPECTED['p95_ms']} ms | {ov['p95_ms']:.2f} ms |",
             f"| throughput | {GUIDE_EXPECTED['forecasts_per_s']} forecasts/s | {ov['forecasts_per_s']:.0f} forecasts/s (latency mode) |",
         ]
+    out += [
+        "",
+        "## Targets (each measured side by side in this run)",
+        "",
+        "| target | goal | measured | met |",
+        "|---|---|---|---|",
+    ]
+    for name, goal, measured, met in targets(results):
+        out.append(f"| {name} | {goal} | {measured} | {'yes' if met else 'no'} |")
+    if "tune" in results:
+        out += [
+            "",
+            "## What tuning found (`ovcast tune`, same machine)",
+            "",
+            "```",
+            results["tune"],
+            "```",
+        ]
     if plot_name:
         out += ["", f"![latency and throughput]({plot_name})"]
+    out += ["", "## Analysis", "", analysis or keep_analysis("")]
     return "\n".join(out) + "\n"

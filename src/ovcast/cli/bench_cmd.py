@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
-import sys
 from pathlib import Path
 
 DESCRIPTION = """\
@@ -43,12 +43,21 @@ def register(subparsers) -> None:
     p.add_argument("--no-coldstart", action="store_true", help="skip the fresh-process runs")
     p.add_argument("--json", metavar="FILE", help="write all figures as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="latency distribution + throughput plot")
-    p.add_argument("--report", metavar="FILE.md", help="write the markdown performance page")
+    p.add_argument(
+        "--report",
+        metavar="FILE.md",
+        help="write the markdown performance page (its Analysis section is kept)",
+    )
+    p.add_argument(
+        "--tune",
+        action="store_true",
+        help="also run 'ovcast tune --dry-run' (settings and env vars) and report it",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench.report import markdown, plot, table
+    from ..bench.report import keep_analysis, markdown, plot, table
     from ..bench.run import run_benchmark
     from ..errors import DataError
 
@@ -70,23 +79,45 @@ def run(args: argparse.Namespace) -> int:
         serving=not args.no_serving,
         coldstart=not args.no_coldstart,
     )
+    if args.tune:
+        from ..bench.tune import tune
+
+        results["tune"] = tune(args.model_dir, duration_s=args.duration / 2, save=False).table()
     print(table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     if args.plot:
         plot(results, args.plot)
     if args.report:
-        command = (
-            "ovcast " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-            if sys.argv
-            else "ovcast bench"
-        )
-        plot_name = None
-        if args.plot:
-            plot_name = (
-                str(Path(args.plot).resolve().relative_to(Path(args.report).resolve().parent))
-                if Path(args.plot).resolve().is_relative_to(Path(args.report).resolve().parent)
-                else args.plot
+        command = _command_line(args)
+        # the page links the plot relative to itself
+        plot_name = os.path.relpath(args.plot, Path(args.report).parent) if args.plot else None
+        report = Path(args.report)
+        previous = report.read_text() if report.is_file() else ""
+        report.write_text(
+            markdown(
+                results, command=command, plot_name=plot_name, analysis=keep_analysis(previous)
             )
-        Path(args.report).write_text(markdown(results, command=command, plot_name=plot_name))
+        )
     return 0
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The command that regenerates the page, from the options actually used."""
+    parts = [
+        "ovcast",
+        "bench",
+        args.model_dir,
+        "--backends",
+        args.backends,
+        "--batch",
+        args.batch,
+        "--duration",
+        f"{args.duration:g}",
+    ]
+    parts += ["--no-serving"] * args.no_serving + ["--no-coldstart"] * args.no_coldstart
+    parts += ["--tune"] * args.tune
+    for flag in ("json", "plot", "report"):
+        if getattr(args, flag):
+            parts += [f"--{flag}", getattr(args, flag)]
+    return " ".join(shlex.quote(p) for p in parts)
