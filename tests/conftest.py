@@ -96,3 +96,25 @@ def torch_forecast(checkpoint: Path, windows: np.ndarray) -> np.ndarray:
 def random_windows(batch: int, context: int, channels: int, seed: int = 1) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return np.cumsum(rng.standard_normal((batch, context, channels)), axis=1).astype(np.float32) / 5
+
+
+@pytest.fixture(scope="session")
+def other_package(tmp_path_factory) -> Path:
+    """Same shapes and name as small_package, different weights: a model to hot-swap to."""
+    from ovcast.convert import convert
+
+    root = tmp_path_factory.mktemp("other")
+    checkpoint = make_checkpoint(root / "ckpt", seed=1, scaler=small_scaler(), **SMALL_PATCHTST)
+    convert(checkpoint, root / "pkg", name="small")
+    return root / "pkg"
+
+
+@pytest.fixture(scope="session")
+def wide_package(tmp_path_factory) -> Path:
+    """A model that takes 4 channels: swapping to it would break clients of small_package."""
+    from ovcast.convert import convert
+
+    root = tmp_path_factory.mktemp("wide")
+    checkpoint = make_checkpoint(root / "ckpt", **{**SMALL_PATCHTST, "num_input_channels": 4})
+    convert(checkpoint, root / "pkg", name="small")
+    return root / "pkg"

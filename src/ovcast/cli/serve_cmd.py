@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 
 DESCRIPTION = """\
 Serve a model package.
@@ -91,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from ..runtime.engine import Engine
     from ..serve.jsonl import DEFAULT_MAX_LINE_BYTES, JsonLinesServer
     from ..serve.protocol import Forecaster
+    from ..serve.reload import EngineSlot
 
     try:
         channels = [int(c) for c in args.channels.split(",")] if args.channels else None
@@ -112,11 +114,12 @@ def run(args: argparse.Namespace) -> int:
                 cache_dir=args.cache_dir,
             )
         )
-    engine = Engine(args.model, threads=args.threads, cache_dir=args.cache_dir)
+    slot = EngineSlot(args.model, partial(Engine, threads=args.threads, cache_dir=args.cache_dir))
+    engine = slot.engine
     if args.raw and engine.scaler is None:
         raise DataError(f"--raw needs a package with a scaler; {args.model} has none")
     server = JsonLinesServer(
-        Forecaster(engine, channels=channels),
+        Forecaster(slot, channels=channels),
         default_raw=args.raw,
         max_line_bytes=args.max_line_bytes or DEFAULT_MAX_LINE_BYTES,
     )

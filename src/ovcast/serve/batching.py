@@ -10,11 +10,11 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..runtime.engine import Engine
 from .metrics import ServerMetrics
 
 
@@ -41,14 +41,14 @@ class MicroBatcher:
 
     def __init__(
         self,
-        engine: Engine,
+        predict: Callable[[np.ndarray], np.ndarray],
         metrics: ServerMetrics,
         *,
         max_batch_size: int = 8,
         max_queue_delay_us: int = 500,
         max_queue_size: int = 256,
     ) -> None:
-        self.engine = engine
+        self.predict = predict  # looked up per batch, so a hot swap takes effect at once
         self.metrics = metrics
         self.max_batch_size = max_batch_size
         self.max_queue_delay_s = max_queue_delay_us / 1e6
@@ -111,7 +111,7 @@ class MicroBatcher:
                 batch[0].windows if len(batch) == 1 else np.concatenate([j.windows for j in batch])
             )
             start = time.perf_counter()
-            out = self.engine.predict(windows)
+            out = self.predict(windows)
             self.metrics.observe(self.metrics.inference_s, time.perf_counter() - start)
             self.metrics.observe(self.metrics.batch_size, len(windows))
             offset = 0

@@ -2,6 +2,10 @@
 
     ovcast serve --mode http --model models/default --host 127.0.0.1 --port 8000
 
+Hot swap: SIGHUP, or POST /v2/repository/models/{name}/load (optional body
+{"parameters": {"model_dir": DIR}}), loads and checks the package beside the running one and
+switches; in-flight requests finish on the old model; a bad package is refused (400).
+
 Lifecycle: bind and answer ``/v2/health/live`` at once; load and warm up the model;
 only then ``/v2/health/ready`` says 200. SIGTERM (or SIGINT) stops accepting connections,
 lets in-flight requests finish, drains the batcher and exits 0.
@@ -20,6 +24,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -33,12 +38,14 @@ from ..runtime.engine import Engine
 from . import kserve
 from .batching import MicroBatcher, Overloaded, TimedOut
 from .metrics import ServerMetrics
+from .reload import EngineSlot
 
 log = logging.getLogger(__name__)
 
 _MODEL_PATH = re.compile(
     r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<rest>/ready|/infer)?$"
 )
+_LOAD_PATH = re.compile(r"^/v2/repository/models/(?P<name>[^/]+)/load$")
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
@@ -61,7 +68,7 @@ class ForecastHTTPServer:
     def __init__(self, config: HttpConfig) -> None:
         self.config = config
         self.metrics = ServerMetrics()
-        self.engine: Engine | None = None
+        self.slot: EngineSlot | None = None
         self.batcher: MicroBatcher | None = None
         self.ready = threading.Event()
         self._slots = threading.BoundedSemaphore(config.max_queue_size)
@@ -73,14 +80,17 @@ class ForecastHTTPServer:
         self.httpd.daemon_threads = False  # server_close() waits for in-flight requests
         self.port = self.httpd.server_address[1]
 
+    @property
+    def engine(self) -> Engine:
+        return self.slot.engine
+
     def load(self) -> None:
         """Load, compile and warm up; then report ready."""
-        self.engine = Engine(
-            self.config.model_dir, threads=self.config.threads, cache_dir=self.config.cache_dir
-        )
+        loader = partial(Engine, threads=self.config.threads, cache_dir=self.config.cache_dir)
+        self.slot = EngineSlot(self.config.model_dir, loader)
         if self.config.max_batch_size > 1:
             self.batcher = MicroBatcher(
-                self.engine,
+                lambda windows: self.slot.engine.predict(windows),
                 self.metrics,
                 max_batch_size=self.config.max_batch_size,
                 max_queue_delay_us=self.config.max_queue_delay_us,
@@ -127,15 +137,16 @@ class ForecastHTTPServer:
         log.info("stopped")
 
     def infer(self, body: bytes, header_length: int | None) -> tuple[bytes, dict[str, str]]:
-        request = kserve.decode_infer(self.engine, body, header_length)
+        engine = self.slot.engine  # once: a reload during this request does not affect it
+        request = kserve.decode_infer(engine, body, header_length)
         if self.batcher is not None:
             result = self.batcher.submit(request.windows, self.config.request_timeout_s)
         else:
             start = time.perf_counter()
-            result = self.engine.predict(request.windows)
+            result = engine.predict(request.windows)
             self.metrics.observe(self.metrics.inference_s, time.perf_counter() - start)
             self.metrics.observe(self.metrics.batch_size, len(request.windows))
-        return kserve.encode_infer(self.engine, request, result)
+        return kserve.encode_infer(engine, request, result)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -205,6 +216,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         if body is None:
             return
+        load = _LOAD_PATH.match(path)
+        if load:
+            return self._reload(load["name"], body)
         match = _MODEL_PATH.match(path)
         if not match or match["rest"] != "/infer":
             return self._error(404, f"no route POST {path}")
@@ -241,6 +255,26 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.app._slots.release()
             self.app.metrics.finished(outcome, time.perf_counter() - started)
+
+    def _reload(self, name: str, body: bytes) -> None:
+        """Triton's repository extension: load (here: hot-swap) the model, optionally from a dir."""
+        if not self.app.ready.is_set():
+            return self._error(503, "model not ready: loading or warming up")
+        if name != self.app.engine.name:
+            return self._error(
+                404, f"unknown model {name!r}; this server has {self.app.engine.name!r}"
+            )
+        try:
+            params = (orjson.loads(body) if body.strip() else {}).get("parameters") or {}
+        except (orjson.JSONDecodeError, AttributeError):
+            return self._error(400, 'expected {"parameters": {"model_dir": "..."}} or no body')
+        try:
+            engine = self.app.slot.reload(params.get("model_dir"))
+        except OvcastError as exc:
+            return self._error(400, str(exc))
+        self._json(
+            200, {"name": engine.name, "model_dir": self.app.slot.model_dir, "reloaded": True}
+        )
 
     # -- helpers -----------------------------------------------------------------------
     def _model_found(self, match: re.Match) -> bool:

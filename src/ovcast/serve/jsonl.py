@@ -7,6 +7,8 @@ Lifecycle: load and warm up the model; announce readiness (always a log line on 
 answer each line in order until EOF or SIGTERM. On SIGTERM the server stops reading, answers
 every complete line it has already received, and exits 0. stdout carries protocol lines
 only; logs go to stderr. Clients may pipeline: lines wait in the pipe until answered.
+Hot swap: SIGHUP reloads the package in the background (requests go on meanwhile); the
+line {"command": "reload", "model": DIR} reloads in order, so later lines use the new model.
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ class JsonLinesServer:
         try:
             request = protocol.decode(line, default_raw=self.default_raw)
             request_id = request.request_id
+            if isinstance(request, protocol.Command):
+                return protocol.encode(self.forecaster.execute(request))
             return protocol.encode(self.forecaster.run(request))
         except ProtocolError as error:
             return protocol.encode(protocol.error_response(error))
@@ -84,6 +88,7 @@ class JsonLinesServer:
     def serve(self) -> int:
         """Answer lines until EOF or SIGTERM; returns the process exit code."""
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        previous_hup = signal.signal(signal.SIGHUP, self._on_sighup)
         try:
             while True:
                 line = self._read_line()
@@ -102,6 +107,7 @@ class JsonLinesServer:
             return 0
         finally:
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGHUP, previous_hup)
         log.info("stopped after %d responses", self.answered)
         return 0
 
@@ -129,6 +135,11 @@ class JsonLinesServer:
     def _write(self, data: bytes) -> None:
         self.sink.write(data)
         self.sink.flush()
+
+    def _on_sighup(self, signum, frame) -> None:
+        """Reload the package in the background; requests go on with the current model."""
+        log.info("SIGHUP: reloading %s", self.forecaster.slot.model_dir)
+        self.forecaster.slot.reload_in_background()
 
     def _on_sigterm(self, signum, frame) -> None:
         """Stop reading new input: make stdin non-blocking so reads end at what is buffered."""

@@ -14,6 +14,11 @@ Response: {"request_id", "timestamp_ms", "predictions": [horizon][channels], "in
 "success": true}; or {"request_id" (null if unreadable), "success": false,
 "error": {"code", "message"}}.
 
+Commands (same line protocol): {"request_id": "r", "command": "reload", "model": "DIR"} loads
+DIR (default: the served package, re-read), checks it and switches; answered with
+{"request_id", "success": true, "event": "reloaded", "model", "model_dir"} or an error with
+code "reload_failed" while the old model keeps serving.
+
 Decoding and encoding go through orjson straight to and from numpy arrays: no per-float
 Python loops.
 """
@@ -28,8 +33,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from ..errors import InvalidInputError, ModelPackageError
+from ..errors import InvalidInputError, ModelPackageError, OvcastError
 from ..runtime.engine import Engine
+from .reload import EngineSlot
 
 # Error codes a client can branch on.
 EMPTY_LINE = "empty_line"
@@ -38,6 +44,8 @@ INVALID_JSON = "invalid_json"
 INVALID_REQUEST = "invalid_request"
 INVALID_INPUT = "invalid_input"
 INTERNAL = "internal_error"
+RELOAD_FAILED = "reload_failed"
+COMMANDS = ("reload",)
 
 _DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
@@ -51,6 +59,13 @@ class Request:
     raw: bool
 
 
+@dataclass
+class Command:
+    request_id: str | int | None
+    name: str
+    model: str | None
+
+
 class ProtocolError(Exception):
     """A request that gets an error response; carries the code and the id if it was read."""
 
@@ -60,7 +75,7 @@ class ProtocolError(Exception):
         self.request_id = request_id
 
 
-def decode(line: bytes, *, default_raw: bool = False) -> Request:
+def decode(line: bytes, *, default_raw: bool = False) -> Request | Command:
     """Parse and check one request line; raises ProtocolError naming what was expected."""
     if not line.strip():
         raise ProtocolError(EMPTY_LINE, "empty line; expected one JSON request object per line")
@@ -71,6 +86,8 @@ def decode(line: bytes, *, default_raw: bool = False) -> Request:
     if not isinstance(data, dict):
         raise ProtocolError(INVALID_REQUEST, f"expected a JSON object, got {type(data).__name__}")
     request_id = data.get("request_id")
+    if "command" in data:
+        return _decode_command(data, request_id)
     problems = []
     if request_id is None:
         problems.append("missing 'request_id' (string or integer)")
@@ -103,26 +120,42 @@ def decode(line: bytes, *, default_raw: bool = False) -> Request:
     return Request(request_id, timestamp, past_values, channels, raw)
 
 
+def _decode_command(data: dict[str, Any], request_id: Any) -> Command:
+    name, model = data["command"], data.get("model")
+    if name not in COMMANDS:
+        raise ProtocolError(
+            INVALID_REQUEST, f"unknown command {name!r}; expected one of {COMMANDS}", request_id
+        )
+    if model is not None and not isinstance(model, str):
+        raise ProtocolError(INVALID_REQUEST, "'model' must be a package folder path", request_id)
+    return Command(request_id, name, model)
+
+
 class Forecaster:
     """Runs decoded requests on an engine; shared by the JSON-lines and HTTP front ends."""
 
-    def __init__(self, engine: Engine, *, channels: Sequence[int] | None = None) -> None:
-        self.engine = engine
+    def __init__(self, slot: EngineSlot, *, channels: Sequence[int] | None = None) -> None:
+        self.slot = slot
         self.default_channels = list(channels) if channels is not None else None
         if self.default_channels is not None:
             self._check_channels(self.default_channels)
 
+    @property
+    def engine(self) -> Engine:
+        return self.slot.engine
+
     def run(self, request: Request) -> dict[str, Any]:
         """The success response for a request, or ProtocolError."""
+        engine = self.slot.engine  # once: a reload during this request does not affect it
         channels = request.channels if request.channels is not None else self.default_channels
         try:
             if channels is not None:
-                self._check_channels(channels)
+                self._check_channels(channels, engine)
             start = time.perf_counter()
             if request.raw:
-                predictions = self.engine.forecast(request.past_values)
+                predictions = engine.forecast(request.past_values)
             else:
-                predictions = self.engine.predict(request.past_values)
+                predictions = engine.predict(request.past_values)
             elapsed_ms = (time.perf_counter() - start) * 1e3
         except (InvalidInputError, ModelPackageError) as exc:
             raise ProtocolError(INVALID_INPUT, str(exc), request.request_id) from exc
@@ -136,8 +169,22 @@ class Forecaster:
             "success": True,
         }
 
-    def _check_channels(self, channels: Sequence[int]) -> None:
-        n = self.engine.num_channels
+    def execute(self, command: Command) -> dict[str, Any]:
+        """Run a command (``reload``); ProtocolError if it fails."""
+        try:
+            engine = self.slot.reload(command.model)
+        except OvcastError as exc:
+            raise ProtocolError(RELOAD_FAILED, str(exc), command.request_id) from exc
+        return {
+            "request_id": command.request_id,
+            "success": True,
+            "event": "reloaded",
+            "model": engine.name,
+            "model_dir": self.slot.model_dir,
+        }
+
+    def _check_channels(self, channels: Sequence[int], engine: Engine | None = None) -> None:
+        n = (engine or self.slot.engine).num_channels
         bad = [c for c in channels if not 0 <= c < n]
         if bad:
             raise InvalidInputError(f"channels {bad} out of range; expected indices 0..{n - 1}")
