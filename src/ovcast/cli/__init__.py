@@ -21,6 +21,7 @@ from . import (
     doctor_cmd,
     evaluate_cmd,
     features_cmd,
+    finetune_cmd,
     info_cmd,
     predict_cmd,
     quickstart_cmd,
@@ -40,6 +41,7 @@ COMMANDS = (
     doctor_cmd,
     train_cmd,
     evaluate_cmd,
+    finetune_cmd,
     features_cmd,
 )
 
@@ -55,6 +57,7 @@ typical flow:
   ovcast doctor models/default               what on this machine slows forecasts down
   ovcast train data.csv --out runs/x          train a Granite-architecture model on a CSV
   ovcast evaluate runs/x/best data.csv        MSE/MAE next to naive baselines
+  ovcast finetune --data candles.csv --out runs/m   fine-tune on market data vs naive baselines
   ovcast features candles.csv --out f.csv     the 7 market channels (close ... volatility)
 run 'ovcast COMMAND --help' for each command's options and examples.
 """

@@ -103,8 +103,21 @@ class Splits:
         return cls.from_boundaries(train_end, val_end, n_rows, context_length)
 
     @classmethod
-    def parse(cls, spec: str, n_rows: int, context_length: int) -> Splits:
-        """'etth1', 'TRAIN_END,VAL_END,TEST_END' (rows) or 'TRAIN_FRAC,VAL_FRAC' (fractions)."""
+    def disjoint(cls, n_rows: int, train: float, val: float, gap: int) -> Splits:
+        """Splits that share no row: every window (context and target) lies inside its split,
+        and ``gap`` rows separate the splits, so nothing leaks across a boundary."""
+        train_end = round(n_rows * train)
+        val_end = round(n_rows * (train + val))
+        return cls((0, train_end), (train_end + gap, val_end), (val_end + gap, n_rows))
+
+    @classmethod
+    def parse(
+        cls, spec: str, n_rows: int, context_length: int, *, gap: int | None = None
+    ) -> Splits:
+        """'etth1', 'TRAIN_END,VAL_END,TEST_END' (rows) or 'TRAIN_FRAC,VAL_FRAC' (fractions).
+
+        With ``gap`` (fractions only), the splits are disjoint (see ``disjoint``).
+        """
         if spec == "etth1":
             return cls.etth1(context_length)
         try:
@@ -112,6 +125,8 @@ class Splits:
         except ValueError:
             parts = []
         if len(parts) == 2 and all(p < 1 for p in parts):
+            if gap is not None:
+                return cls.disjoint(n_rows, parts[0], parts[1], gap)
             return cls.from_fractions(n_rows, context_length, parts[0], parts[1])
         if len(parts) == 3 and all(p.is_integer() for p in parts):
             return cls.from_boundaries(*(int(p) for p in parts), context_length)

@@ -56,6 +56,9 @@ class TrainConfig:
     patience: int = 3  # epochs without validation improvement before stopping
     seed: int = 42
     init_from: str | None = None  # start from this checkpoint's weights and config (fine-tune)
+    head_only: bool = False  # train only the forecasting head (fast fine-tuning)
+    scaler_kinds: list[str] | None = None  # per column; default: standard for every column
+    split_gap: int | None = None  # with fraction splits: disjoint splits this many rows apart
     num_threads: int = 0  # 0 = usable cores
     max_eval_windows: int = 0  # 0 = every validation window
 
@@ -82,12 +85,16 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     torch.set_num_threads(config.num_threads or usable_cores())
 
     series = read_csv(config.data, columns=config.columns, timestamp_column=config.timestamp_column)
-    splits = Splits.parse(config.splits, len(series.values), config.context_length)
+    splits = Splits.parse(
+        config.splits, len(series.values), config.context_length, gap=config.split_gap
+    )
     if splits.test[1] > len(series.values):
         raise DataError(
             f"split ends at row {splits.test[1]} but {config.data} has {len(series.values)} rows"
         )
-    scaler = Scaler.fit(series.values[slice(*splits.train)], "standard", series.columns)
+    scaler = Scaler.fit(
+        series.values[slice(*splits.train)], config.scaler_kinds or "standard", series.columns
+    )
     scaled = scaler.transform(series.values)
     train_starts = window_starts(splits.train, config.context_length, config.prediction_length)
     val_starts = window_starts(splits.val, config.context_length, config.prediction_length)
@@ -109,8 +116,12 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     per_epoch = min(config.windows_per_epoch or len(train_starts), len(train_starts))
     steps_per_epoch = math.ceil(per_epoch / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
+    if config.head_only:
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad = name.startswith("head.")
+    trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        trainable, lr=config.learning_rate, weight_decay=config.weight_decay
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _warmup_cosine(total_steps, config.warmup_fraction)
@@ -156,7 +167,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
             ).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()
             schedule.step()
             running += loss.item() * len(ctx)
