@@ -82,8 +82,8 @@ class JsonLinesServer:
             return protocol.encode(protocol.error_response(error))
         except Exception as exc:  # a bug must not kill the pipeline: answer and log it
             log.exception("internal error")
-            error = ProtocolError(protocol.INTERNAL, repr(exc), request_id)
-            return protocol.encode(protocol.error_response(error))
+            internal = ProtocolError(protocol.INTERNAL, repr(exc), request_id)
+            return protocol.encode(protocol.error_response(internal))
 
     def serve(self) -> int:
         """Answer lines until EOF or SIGTERM; returns the process exit code."""
@@ -95,10 +95,10 @@ class JsonLinesServer:
                 if line is None:
                     break
                 if line is _TOO_LONG:
-                    error = ProtocolError(
+                    too_long = ProtocolError(
                         protocol.LINE_TOO_LONG, f"line longer than {self.max_line_bytes} bytes"
                     )
-                    self._write(protocol.encode(protocol.error_response(error)))
+                    self._write(protocol.encode(protocol.error_response(too_long)))
                 else:
                     self._write(self.handle_line(line))
                 self.answered += 1
