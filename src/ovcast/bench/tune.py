@@ -17,6 +17,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -116,6 +117,25 @@ def _tune_latency(package: ModelPackage, report: TuneReport, duration_s: float) 
     if bf16.config["INFERENCE_PRECISION_HINT"] == "bf16":  # the CPU honours it
         config = {"INFERENCE_NUM_THREADS": cores, "INFERENCE_PRECISION_HINT": "bf16"}
         engines[json.dumps(config)] = (config, bf16, "bf16 changes forecasts: not picked")
+    if cores > 1:  # the guide's hint choice, measured: THROUGHPUT splits the cores into streams
+        config = {
+            "PERFORMANCE_HINT": "THROUGHPUT",
+            "NUM_STREAMS": cores,
+            "INFERENCE_NUM_THREADS": cores,
+        }
+        engines[json.dumps(config)] = (
+            config,
+            Engine(package, mode="throughput"),
+            "a throughput setting",
+        )
+    with tempfile.TemporaryDirectory() as tmp:  # the guide's --fp16: f16 weights, same model
+        fp16 = _fp16_copy(package, Path(tmp))
+        config = {"INFERENCE_NUM_THREADS": cores, "weights": "fp16 (compress_to_fp16)"}
+        engines[json.dumps(config)] = (
+            config,
+            Engine(fp16, threads=cores),
+            "weights only; convert --precision fp16",
+        )
     stats = alternate(
         {k: partial(e.predict, window) for k, (_, e, _) in engines.items()}, duration_s=duration_s
     )
@@ -123,6 +143,18 @@ def _tune_latency(package: ModelPackage, report: TuneReport, duration_s: float) 
         report.candidates.append({"config": config, "score": stats[key].p50, "note": note})
     eligible = [c for c in report.candidates if not c["note"]]
     report.best = min(eligible, key=lambda c: c["score"])
+
+
+def _fp16_copy(package: ModelPackage, folder: Path) -> ModelPackage:
+    """The same package with f16-compressed weights, as ``--fp16`` / ``--precision fp16`` gives."""
+    import shutil
+
+    import openvino as ov
+
+    model = ov.Core().read_model(package.xml_path)
+    ov.save_model(model, folder / "model.xml", compress_to_fp16=True)
+    shutil.copy2(package.path / "ovcast.json", folder / "ovcast.json")
+    return ModelPackage.load(folder)
 
 
 def _tune_throughput(package: ModelPackage, report: TuneReport, duration_s: float) -> None:
