@@ -74,7 +74,7 @@ def export_onnx(package: ModelPackage, path: Path) -> Path:
     import warnings
 
     from ..convert.export_fixes import ForecastOnly, exportable_patchify
-    from ..convert.parity import parity_windows
+    from ..parity import parity_windows
 
     model = source_model(package)
     m = package.manifest

@@ -23,8 +23,8 @@ def main() -> None:
     args = parser.parse_args()
     import orjson
 
-    from ..convert.parity import parity_windows
     from ..package import ModelPackage
+    from ..parity import parity_windows
     from .backends import load
 
     package = ModelPackage.load(args.model_dir)

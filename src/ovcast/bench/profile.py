@@ -11,8 +11,8 @@ from typing import Any
 
 import openvino as ov
 
-from ..convert.parity import parity_windows
 from ..package import ModelPackage
+from ..parity import parity_windows
 from ..runtime.cpu import cpu_config
 
 

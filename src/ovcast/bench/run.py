@@ -21,8 +21,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..convert.parity import parity_windows
 from ..package import ModelPackage
+from ..parity import parity_windows
 from ..runtime.cpu import usable_cores
 from . import backends as backend_mod
 from .limit import flops_per_forecast, gemm_gflops

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from ..convert.parity import parity_windows
 from ..package import ModelPackage
+from ..parity import parity_windows
 from ..runtime.cpu import cpu_info, usable_cores
 from ..runtime.engine import Engine
 from .timing import alternate
@@ -181,7 +181,7 @@ def _tune_throughput(package: ModelPackage, report: TuneReport, duration_s: floa
 PROBE = """
 import sys, time, numpy as np
 from ovcast import Engine
-from ovcast.convert.parity import parity_windows
+from ovcast.parity import parity_windows
 e = Engine(sys.argv[1])
 w = parity_windows(e.context_length, e.num_channels, 1)
 t = []

@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _benchmark(engine, source, duration_s: float) -> None:
     from ..bench.timing import alternate
-    from ..convert.parity import parity_windows
+    from ..parity import parity_windows
 
     window = parity_windows(engine.context_length, engine.num_channels, 1)
     runners = {"OpenVINO": lambda: engine.predict(window)}

@@ -21,10 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
+from .. import __version__, parity
 from ..errors import ConversionError, ParityError, require
 from ..package import BIN_FILE, PRECISIONS, XML_FILE, Manifest, ModelPackage, TensorSpec
-from . import parity
 
 log = logging.getLogger(__name__)
 

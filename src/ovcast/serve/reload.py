@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..convert.parity import within_tolerance
 from ..errors import ModelPackageError, OvcastError
+from ..parity import within_tolerance
 from ..runtime.engine import Engine
 
 log = logging.getLogger(__name__)
