@@ -25,6 +25,7 @@ from . import (
     info_cmd,
     predict_cmd,
     quickstart_cmd,
+    replay_cmd,
     serve_cmd,
     train_cmd,
     tune_cmd,
@@ -43,6 +44,7 @@ COMMANDS = (
     evaluate_cmd,
     finetune_cmd,
     features_cmd,
+    replay_cmd,
 )
 
 EPILOG = """\
@@ -58,6 +60,7 @@ typical flow:
   ovcast train data.csv --out runs/x          train a Granite-architecture model on a CSV
   ovcast evaluate runs/x/best data.csv        MSE/MAE next to naive baselines
   ovcast finetune --data candles.csv --out runs/m   fine-tune on market data vs naive baselines
+  ovcast replay run.db --model models/btc      recorded bars -> a forecast at every bar close
   ovcast features candles.csv --out f.csv     the 7 market channels (close ... volatility)
 run 'ovcast COMMAND --help' for each command's options and examples.
 """

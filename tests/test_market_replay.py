@@ -1,0 +1,90 @@
+"""Replay: recorded bars through the live per-product code, a forecast at every bar close."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from decimal import Decimal as D
+
+import numpy as np
+import pytest
+from conftest import SMALL_PATCHTST, make_checkpoint
+
+from ovcast.market.aggregator import Bar
+from ovcast.market.features import compute_features
+from ovcast.market.recording import Recording
+
+
+@pytest.fixture(scope="module")
+def market_package(tmp_path_factory):
+    from ovcast.convert import convert
+
+    root = tmp_path_factory.mktemp("market")
+    checkpoint = make_checkpoint(root / "ckpt", **{**SMALL_PATCHTST, "num_input_channels": 7})
+    return convert(checkpoint, root / "pkg", name="market").path
+
+
+def record_bars(path, n=300):
+    t = np.arange(n)
+    close = 100 + 3 * np.sin(2 * np.pi * t / 24)
+    with Recording(path) as rec:
+        for i in t:
+            c = D(f"{close[i]:.4f}")
+            rec.add_bar(
+                "BTC-USD", Bar(60 * int(i), c, c + D("0.1"), c - D("0.1"), c, D("2.5") + i % 3, 5)
+            )
+    return close
+
+
+def replay(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "ovcast", "replay", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_replay_forecasts_at_every_bar_after_warmup(tmp_path, market_package):
+    close = record_bars(tmp_path / "run.db")
+    first = replay(tmp_path / "run.db", "--model", market_package)
+    assert first.returncode == 0, first.stderr
+    records = [json.loads(line) for line in first.stdout.splitlines()]
+    assert len(records) == 300 - (25 + 64 - 1)  # MACD warm-up (26 bars), then a 64-bar window
+    last = records[-1]
+    assert (
+        last["product"] == "BTC-USD"
+        and last["model"] == "market"
+        and last["bar_time_s"] == 60 * 299
+    )
+    assert (
+        np.diff(last["forecast_time_s"]).tolist() == [60] * 15
+        and last["forecast_time_s"][0] == 60 * 300
+    )
+    assert "fitted on the first" in first.stderr  # said so, and stored...
+    with Recording(tmp_path / "run.db") as rec:
+        scaler_dict = rec.meta("scaler:BTC-USD")
+    assert [c["kind"] for c in scaler_dict["channels"]][4] == "identity"
+
+    # The same numbers as doing it by hand: features -> frozen scaler -> engine -> prices.
+    from ovcast import Engine, Scaler
+
+    scaler = Scaler.from_dict(scaler_dict)
+    high, low = close + 0.1, close - 0.1
+    volume = 2.5 + np.arange(300) % 3
+    rows = compute_features(high, low, np.round(close, 4), volume)
+    forecast = Engine(market_package).predict(scaler.transform(rows[-64:]))
+    expected = scaler.inverse_transform(forecast[:, :1], channels=[0])[:, 0]
+    np.testing.assert_allclose(last["forecast_close"], expected, rtol=1e-5)
+
+    second = replay(tmp_path / "run.db", "--model", market_package, "--out", tmp_path / "f.jsonl")
+    assert second.returncode == 0 and "fitted on the first" not in second.stderr  # ...then reused
+    again = json.loads((tmp_path / "f.jsonl").read_text().splitlines()[-1])
+    assert again["forecast_close"] == last["forecast_close"]  # same frozen scaler, same forecast
+
+
+def test_replay_refuses_a_model_with_other_channels(tmp_path, small_package):
+    record_bars(tmp_path / "run.db", n=120)
+    result = replay(tmp_path / "run.db", "--model", small_package)
+    assert result.returncode == 1 and "feeds 7 channels" in result.stderr
