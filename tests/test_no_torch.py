@@ -16,6 +16,7 @@ def test_import_and_predict_without_torch(small_package):
         from ovcast.cli import build_parser
         import ovcast.serve.http, ovcast.serve.jsonl, ovcast.runtime.doctor
         import ovcast.market.aggregator, ovcast.market.features, ovcast.market.bars
+        import ovcast.market.feed, ovcast.market.stream, ovcast.market.recording
         build_parser()
         engine = ovcast.Engine({str(small_package)!r})
         engine.predict(np.zeros((64, 3), np.float32))
