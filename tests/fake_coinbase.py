@@ -25,6 +25,7 @@ class FakeCoinbase:
     def __init__(self, products=("BTC-USD",)) -> None:
         self.products = set(products)
         self.trades: dict[str, list[dict]] = {p: [] for p in products}
+        self.candles: dict[str, list[list]] = {p: [] for p in products}  # [time, l, h, o, c, v]
         self.skip_ids: set[int] = set()
         self.silent = False
         self.clients: set = set()
@@ -170,12 +171,14 @@ class _Rest(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         url = urlparse(self.path)
         parts = url.path.strip("/").split("/")
-        if (
-            len(parts) == 3
-            and parts[0] == "products"
-            and parts[2] == "trades"
-            and parts[1] in self.fake.trades
-        ):
+        is_product = len(parts) == 3 and parts[0] == "products" and parts[1] in self.fake.trades
+        if is_product and parts[2] == "candles":
+            query = parse_qs(url.query)
+            start, end = _epoch(query["start"][0]), _epoch(query["end"][0])
+            rows = [r for r in self.fake.candles[parts[1]] if start <= r[0] <= end]
+            body = json.dumps(sorted(rows, key=lambda r: -r[0])[:300]).encode()  # newest first
+            self.send_response(200)
+        elif is_product and parts[2] == "trades":
             query = parse_qs(url.query)
             after = int(query.get("after", [10**12])[0])
             limit = int(query.get("limit", [100])[0])
@@ -191,3 +194,7 @@ class _Rest(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+
+def _epoch(text: str) -> int:
+    return int(dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())

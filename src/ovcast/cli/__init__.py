@@ -23,6 +23,7 @@ from . import (
     features_cmd,
     finetune_cmd,
     info_cmd,
+    live_cmd,
     predict_cmd,
     quickstart_cmd,
     replay_cmd,
@@ -44,6 +45,7 @@ COMMANDS = (
     evaluate_cmd,
     finetune_cmd,
     features_cmd,
+    live_cmd,
     replay_cmd,
 )
 
@@ -60,6 +62,7 @@ typical flow:
   ovcast train data.csv --out runs/x          train a Granite-architecture model on a CSV
   ovcast evaluate runs/x/best data.csv        MSE/MAE next to naive baselines
   ovcast finetune --data candles.csv --out runs/m   fine-tune on market data vs naive baselines
+  ovcast live --product BTC-USD --model models/btc   live Coinbase -> a forecast per bar
   ovcast replay run.db --model models/btc      recorded bars -> a forecast at every bar close
   ovcast features candles.csv --out f.csv     the 7 market channels (close ... volatility)
 run 'ovcast COMMAND --help' for each command's options and examples.

@@ -162,14 +162,13 @@ def parse_candles(rows: list[list[Any]], granularity_s: int, now_s: float) -> li
 
 def candle_windows(start_s: int, end_s: int, granularity_s: int) -> list[tuple[str, str]]:
     """ISO (start, end) ranges of at most 300 candles covering [start_s, end_s)."""
-    ranges = []
     step = MAX_CANDLES_PER_REQUEST * granularity_s
-    for lo in range(start_s, end_s, step):
-        hi = min(lo + step, end_s)
-        ranges.append(
-            tuple(dt.datetime.fromtimestamp(x, dt.timezone.utc).isoformat() for x in (lo, hi - 1))
-        )
-    return ranges  # type: ignore[return-value]
+    return [(_iso_z(lo), _iso_z(min(lo + step, end_s) - 1)) for lo in range(start_s, end_s, step)]
+
+
+def _iso_z(epoch_s: int) -> str:
+    """ISO 8601 with 'Z' (a '+00:00' offset would need URL-encoding in a query string)."""
+    return dt.datetime.fromtimestamp(epoch_s, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass

@@ -1,0 +1,92 @@
+"""ovcast live: Coinbase trades -> bars -> features -> a forecast at every bar close."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+DESCRIPTION = """\
+Forecast live Coinbase markets. Public feeds, no account needed: Exchange (matches +
+heartbeat) or Advanced Trade (market_trades + heartbeats). Starts from the recording and
+REST candles (no 512-bar wait), then builds bars from live trades on exchange time.
+Forecast records (product, bar time, forecast times, forecast close prices, model,
+inference ms) go to stdout as JSON lines, or --out FILE; status goes to stderr. Every trade
+and bar is in --recording (SQLite) before it counts; restart with the same recording to
+resume; 'ovcast replay' and 'ovcast finetune' read it.
+
+The embedded default model was trained on ETTh1, not on markets: its forecasts of prices
+mean little until fine-tuned ('ovcast finetune').
+
+example:
+  ovcast live --product BTC-USD --product ETH-USD --model models/btc --recording runs/live.db
+"""
+
+
+def register(subparsers) -> None:
+    from ..market.coinbase import EXCHANGE_REST_URL, EXCHANGE_WS_URL
+
+    p = subparsers.add_parser(
+        "live",
+        help="forecast live Coinbase markets at every bar close",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--product", action="append", required=True, help="e.g. BTC-USD (repeatable)")
+    p.add_argument(
+        "--model", required=True, metavar="DIR", help="model package (7 market channels)"
+    )
+    p.add_argument("--recording", default="ovcast-live.db", metavar="FILE", help="SQLite recording")
+    p.add_argument("--feed", choices=("exchange", "advanced"), default="exchange")
+    p.add_argument("--interval", type=int, default=60, help="bar interval in seconds (default 60)")
+    p.add_argument("--grace", type=float, default=3.0, help="seconds a bar waits for late trades")
+    p.add_argument(
+        "--ws-url", default=None, help=f"default: {EXCHANGE_WS_URL} (or Advanced Trade's)"
+    )
+    p.add_argument("--rest-url", default=EXCHANGE_REST_URL, help="candles and trades for backfill")
+    p.add_argument("--out", metavar="FILE", help="forecast records as JSON lines (default: stdout)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    import orjson
+
+    from ..market.coinbase import ADVANCED_WS_URL, EXCHANGE_WS_URL
+    from ..market.live import LiveConfig, LivePipeline
+
+    ws_url = args.ws_url or (EXCHANGE_WS_URL if args.feed == "exchange" else ADVANCED_WS_URL)
+    out = open(args.out, "ab") if args.out else sys.stdout.buffer
+
+    def sink(record: dict) -> None:
+        out.write(orjson.dumps(record) + b"\n")
+        out.flush()
+
+    pipeline = LivePipeline(
+        LiveConfig(
+            products=args.product,
+            model_dir=args.model,
+            recording=args.recording,
+            ws_url=ws_url,
+            rest_url=args.rest_url,
+            feed=args.feed,
+            interval_s=args.interval,
+            grace_s=args.grace,
+        ),
+        sink,
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await pipeline.run(stop)
+
+    try:
+        asyncio.run(main())
+    finally:
+        if args.out:
+            out.close()
+    return 0

@@ -1,0 +1,163 @@
+"""`ovcast live` end to end against the fake Coinbase: backfill, bars, forecasts, recording, restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import SMALL_PATCHTST, make_checkpoint
+from fake_coinbase import FakeCoinbase
+
+from ovcast.market.recording import Recording
+
+
+@pytest.fixture(scope="module")
+def market_package(tmp_path_factory):
+    from ovcast.convert import convert
+
+    root = tmp_path_factory.mktemp("live")
+    checkpoint = make_checkpoint(root / "ckpt", **{**SMALL_PATCHTST, "num_input_channels": 7})
+    return convert(checkpoint, root / "pkg", name="market").path
+
+
+def seed_candles(fake: FakeCoinbase, end: int, n: int = 400) -> None:
+    rows = []
+    for k in range(n + 1):  # the last one is the still-open bucket: must be dropped
+        t = end - (n - k) * 60
+        c = 100 + 3 * np.sin(2 * np.pi * k / 24)
+        if k % 50 == 7:
+            continue  # a minute without trades: no row, as Coinbase does
+        rows.append([t, c - 0.2, c + 0.2, c, c, 1.5])
+    fake.candles["BTC-USD"] = rows
+
+
+async def read_records(proc, count: int, timeout: float = 30.0) -> list[dict]:
+    records = []
+    while len(records) < count:
+        line = await asyncio.wait_for(proc.stdout.readline(), timeout)
+        assert line, (await proc.stderr.read()).decode()[-2000:]
+        records.append(json.loads(line))
+    return records
+
+
+def test_live_backfills_forecasts_at_bar_close_and_records(tmp_path, market_package):
+    async def scenario():
+        async with FakeCoinbase() as fake:
+            end = int(time.time() // 60) * 60
+            seed_candles(fake, end)
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "ovcast",
+                "live",
+                "--product",
+                "BTC-USD",
+                "--model",
+                str(market_package),
+                "--recording",
+                str(tmp_path / "live.db"),
+                "--ws-url",
+                fake.ws_url,
+                "--rest-url",
+                fake.rest_url,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            deadline = time.monotonic() + 60
+            while fake.subscribes == 0:
+                if proc.returncode is not None or time.monotonic() > deadline:
+                    raise AssertionError((await proc.stderr.read()).decode()[-3000:])
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)
+            await fake.trade("BTC-USD", "101.25", "0.5", t=end + 1.5)  # opens the bar at `end`
+            await fake.trade("BTC-USD", "101.75", "0.25", t=end + 30.0)
+            await fake.trade("BTC-USD", "99.5", "1", t=end + 61.0)  # proves `end` closed
+            await fake.trade("BTC-USD", "99.0", "1", t=end + 185.0)  # closes end+60, fills end+120
+            records = await read_records(proc, 3)
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), 30)
+            return end, records, proc.returncode
+
+    end, records, code = asyncio.run(scenario())
+    assert code == 0
+    assert [r["bar_time_s"] for r in records] == [end, end + 60, end + 120]
+    assert records[0]["bar_close"] == 101.75 and records[2]["bar_close"] == 99.5  # flat fill
+    assert len(records[0]["forecast_close"]) == 16 and records[0]["model"] == "market"
+    assert records[0]["forecast_time_s"][0] == end + 60
+    with Recording(tmp_path / "live.db") as rec:
+        bars = rec.bars("BTC-USD")
+        starts = [b.start_s for b in bars]
+        assert starts == list(range(starts[0], end + 180, 60))  # backfill + live, no seam, no hole
+        filled = {b.start_s for b in bars if b.filled}
+        assert end + 120 in filled  # the live minute without trades
+        holes = {end - (400 - k) * 60 for k in range(400) if k % 50 == 7} & set(starts)
+        assert holes and holes <= filled  # the candles' missing minutes, filled flat
+        assert len(list(rec.trades("BTC-USD"))) == 4
+        assert rec.meta("scaler:BTC-USD") is not None
+
+
+def test_live_invalid_product_fails_fast(tmp_path, market_package):
+    async def scenario():
+        async with FakeCoinbase() as fake:
+            fake.trades["BAD-USD"] = []
+            fake.candles["BAD-USD"] = [
+                [int(time.time() // 60) * 60 - 60 * k, 1, 1, 1, 1, 1] for k in range(1, 300)
+            ]
+            # REST answers for it, the socket refuses it
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "ovcast",
+                "live",
+                "--product",
+                "BAD-USD",
+                "--model",
+                str(market_package),
+                "--recording",
+                str(tmp_path / "bad.db"),
+                "--ws-url",
+                fake.ws_url,
+                "--rest-url",
+                fake.rest_url,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            _, err = await asyncio.wait_for(proc.communicate(), 60)
+            return proc.returncode, err.decode()
+
+    code, err = asyncio.run(scenario())
+    assert code == 1 and "BAD-USD is not a valid product" in err
+
+
+def test_live_unknown_product_at_rest_says_what_the_server_said(tmp_path, market_package):
+    async def scenario():
+        async with FakeCoinbase() as fake:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "ovcast",
+                "live",
+                "--product",
+                "NOPE-USD",
+                "--model",
+                str(market_package),
+                "--recording",
+                str(tmp_path / "n.db"),
+                "--ws-url",
+                fake.ws_url,
+                "--rest-url",
+                fake.rest_url,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            _, err = await asyncio.wait_for(proc.communicate(), 60)
+            return proc.returncode, err.decode()
+
+    code, err = asyncio.run(scenario())
+    assert code == 1 and "NOPE-USD: REST candles answered 404" in err and "NotFound" in err
+    assert "Traceback" not in err
