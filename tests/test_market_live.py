@@ -76,7 +76,12 @@ def test_live_backfills_forecasts_at_bar_close_and_records(tmp_path, market_pack
             await asyncio.sleep(0.2)
             await fake.trade("BTC-USD", "101.25", "0.5", t=end + 1.5)  # opens the bar at `end`
             await fake.trade("BTC-USD", "101.75", "0.25", t=end + 30.0)
-            await fake.trade("BTC-USD", "99.5", "1", t=end + 61.0)  # proves `end` closed
+            await fake.close_all(clean=False)  # an abrupt disconnect...
+            while fake.subscribes < 2:
+                await asyncio.sleep(0.05)  # ...and the resubscribe
+            skipped = await fake.trade("BTC-USD", "99.5", "1", t=end + 61.0)  # proves `end` closed
+            fake.skip_ids.add(skipped + 1)  # lost on the socket, kept on REST
+            await fake.trade("BTC-USD", "99.25", "1", t=end + 100.0)
             await fake.trade("BTC-USD", "99.0", "1", t=end + 185.0)  # closes end+60, fills end+120
             records = await read_records(proc, 3)
             proc.send_signal(signal.SIGTERM)
@@ -86,7 +91,7 @@ def test_live_backfills_forecasts_at_bar_close_and_records(tmp_path, market_pack
     end, records, code = asyncio.run(scenario())
     assert code == 0
     assert [r["bar_time_s"] for r in records] == [end, end + 60, end + 120]
-    assert records[0]["bar_close"] == 101.75 and records[2]["bar_close"] == 99.5  # flat fill
+    assert records[0]["bar_close"] == 101.75 and records[2]["bar_close"] == 99.25  # flat fill
     assert len(records[0]["forecast_close"]) == 16 and records[0]["model"] == "market"
     assert records[0]["forecast_time_s"][0] == end + 60
     with Recording(tmp_path / "live.db") as rec:
@@ -97,7 +102,11 @@ def test_live_backfills_forecasts_at_bar_close_and_records(tmp_path, market_pack
         assert end + 120 in filled  # the live minute without trades
         holes = {end - (400 - k) * 60 for k in range(400) if k % 50 == 7} & set(starts)
         assert holes and holes <= filled  # the candles' missing minutes, filled flat
-        assert len(list(rec.trades("BTC-USD"))) == 4
+        trades = list(rec.trades("BTC-USD"))
+        assert len(trades) == 5  # the one lost on the socket was repaired over REST; none twice
+        assert (
+            bars[-2].volume == 2 and bars[-2].close.to_eng_string() == "99.25"
+        )  # the repaired trade counted
         assert rec.meta("scaler:BTC-USD") is not None
 
 
