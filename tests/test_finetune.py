@@ -100,3 +100,42 @@ def test_base_with_wrong_channel_count_is_refused(tmp_path):
             ),
             progress=False,
         )
+
+
+def test_finetune_reads_a_live_recording(tmp_path):
+    """The recording `ovcast live` writes is a fine-tuning data set as it is."""
+    from decimal import Decimal
+
+    from ovcast.cli import main
+    from ovcast.market.aggregator import Bar
+    from ovcast.market.recording import Recording
+
+    rng = np.random.default_rng(1)
+    with Recording(tmp_path / "live.db") as rec:
+        for i in range(1600):
+            c = Decimal(f"{100 + 4 * np.sin(2 * np.pi * i / 24) + 0.2 * rng.standard_normal():.4f}")
+            rec.add_bar(
+                "BTC-USD",
+                Bar(60 * i, c, c + Decimal("0.1"), c - Decimal("0.1"), c, Decimal("2"), 3),
+            )
+        rec.add_bar("ETH-USD", Bar(0, Decimal(1), Decimal(1), Decimal(1), Decimal(1)))
+    base = make_checkpoint(tmp_path / "base", **BASE)
+    args = [
+        "-q",
+        "finetune",
+        "--data",
+        str(tmp_path / "live.db"),
+        "--base",
+        str(base),
+        "--out",
+        str(tmp_path / "run"),
+        "--epochs",
+        "3",
+        "--lr",
+        "3e-3",
+        "--no-progress",
+    ]
+    assert main(args) == 1  # two products: which one?
+    assert main([*args, "--product", "BTC-USD"]) == 0
+    report = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    assert report["beats_random_walk"] and report["config"]["product"] == "BTC-USD"

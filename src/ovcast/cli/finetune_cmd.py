@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 DESCRIPTION = """\
-Fine-tune a forecaster on OHLCV candles (time, open, high, low, close, volume) with the live
+Fine-tune a forecaster on OHLCV candles (a CSV with time, open, high, low, close, volume, or
+a recording written by 'ovcast live') with the live
 pipeline's 7 feature channels, then evaluate it on a held-out test split against the base
 model, the random walk (last value) and drift: MSE/MAE of the close in price units and
 scaled, and directional accuracy, per horizon bucket. Splits are by time, disjoint, with a
@@ -28,7 +29,10 @@ def register(subparsers) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--data", required=True, metavar="CSV", help="OHLCV candles")
+    p.add_argument(
+        "--data", required=True, metavar="FILE", help="OHLCV CSV, or an 'ovcast live' recording"
+    )
+    p.add_argument("--product", help="the product to use from a recording")
     p.add_argument(
         "--base", default="default", metavar="MODEL", help="start model (default: default)"
     )
@@ -60,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     report = finetune(
         FinetuneConfig(
             data=args.data,
+            product=args.product,
             base=args.base,
             out=args.out,
             interval_s=args.interval,

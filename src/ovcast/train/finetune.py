@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, require
-from ..market.bars import read_ohlcv_csv
+from ..market.bars import Bars, read_ohlcv_csv
 from ..market.features import CHANNELS, MARKET_SCALER_KINDS, FeatureConfig, compute_features
 from ..scaling import Scaler
 from .data import Splits, gather_windows, window_starts
@@ -39,9 +39,10 @@ PLOT_FILE = "forecasts.png"
 
 @dataclass
 class FinetuneConfig:
-    data: str  # OHLCV CSV: time, open, high, low, close, volume
+    data: str  # OHLCV CSV (time, open, high, low, close, volume) or an `ovcast live` recording
     base: str  # 'default', a checkpoint folder or a hub id
     out: str
+    product: str | None = None  # which product of a recording (default: its only one)
     interval_s: int | None = None  # default: inferred from the bars
     macd_output: str = "line"
     volatility_window: int = 20
@@ -110,9 +111,33 @@ def finetune(config: FinetuneConfig, *, progress: bool = True) -> dict[str, Any]
     return report
 
 
+def load_bars(config: FinetuneConfig) -> Bars:
+    """Bars from a recording (SQLite, as ``ovcast live`` writes) or from an OHLCV CSV."""
+    with open(config.data, "rb") as f:
+        is_recording = f.read(16) == b"SQLite format 3\x00"
+    if not is_recording:
+        return read_ohlcv_csv(config.data, interval_s=config.interval_s)
+    from ..market.recording import Recording
+
+    with Recording(config.data) as recording:
+        products = recording.products()
+        product = config.product or (products[0] if len(products) == 1 else None)
+        if product is None or product not in products:
+            raise DataError(f"{config.data} holds {products}; choose one with --product")
+        recorded = recording.bars(product)
+    if len(recorded) < 2:
+        raise DataError(f"{config.data} has {len(recorded)} bars of {product}; too few to train on")
+    columns = np.array([b.as_floats() for b in recorded], dtype=np.float64).T
+    return Bars(
+        np.array([b.start_s for b in recorded], dtype=np.int64),
+        *columns,
+        np.array([b.filled for b in recorded]),
+    )
+
+
 def write_features(config: FinetuneConfig, path: Path) -> Path:
     """The 7 channels per bar, warm-up rows dropped, as the CSV the trainer reads."""
-    bars = read_ohlcv_csv(config.data, interval_s=config.interval_s)
+    bars = load_bars(config)
     features = compute_features(
         bars.high,
         bars.low,
