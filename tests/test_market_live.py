@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import signal
 import sys
 import time
@@ -23,6 +24,17 @@ def market_package(tmp_path_factory):
     root = tmp_path_factory.mktemp("live")
     checkpoint = make_checkpoint(root / "ckpt", **{**SMALL_PATCHTST, "num_input_channels": 7})
     return convert(checkpoint, root / "pkg", name="market").path
+
+
+@pytest.fixture(scope="module")
+def other_market_package(tmp_path_factory):
+    from ovcast.convert import convert
+
+    root = tmp_path_factory.mktemp("live2")
+    checkpoint = make_checkpoint(
+        root / "ckpt", seed=5, **{**SMALL_PATCHTST, "num_input_channels": 7}
+    )
+    return convert(checkpoint, root / "pkg", name="market-2").path
 
 
 def seed_candles(fake: FakeCoinbase, end: int, n: int = 400) -> None:
@@ -45,7 +57,13 @@ async def read_records(proc, count: int, timeout: float = 30.0) -> list[dict]:
     return records
 
 
-def test_live_backfills_forecasts_at_bar_close_and_records(tmp_path, market_package):
+def test_live_backfills_forecasts_at_bar_close_and_records(
+    tmp_path, market_package, other_market_package
+):
+    served, other = tmp_path / "served", tmp_path / "other"
+    shutil.copytree(market_package, served)
+    shutil.copytree(other_market_package, other)
+
     async def scenario():
         async with FakeCoinbase() as fake:
             end = int(time.time() // 60) * 60
@@ -58,7 +76,7 @@ def test_live_backfills_forecasts_at_bar_close_and_records(tmp_path, market_pack
                 "--product",
                 "BTC-USD",
                 "--model",
-                str(market_package),
+                str(served),
                 "--recording",
                 str(tmp_path / "live.db"),
                 "--ws-url",
@@ -84,28 +102,35 @@ def test_live_backfills_forecasts_at_bar_close_and_records(tmp_path, market_pack
             await fake.trade("BTC-USD", "99.25", "1", t=end + 100.0)
             await fake.trade("BTC-USD", "99.0", "1", t=end + 185.0)  # closes end+60, fills end+120
             records = await read_records(proc, 3)
+            shutil.rmtree(served)  # a new model in the same place, then SIGHUP: hot swap
+            shutil.copytree(other, served)
+            proc.send_signal(signal.SIGHUP)
+            await asyncio.sleep(1.5)
+            await fake.trade("BTC-USD", "98.0", "1", t=end + 245.0)  # closes end+180
+            records += await read_records(proc, 1)
             proc.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(proc.wait(), 30)
-            return end, records, proc.returncode
+            _, err = await asyncio.wait_for(proc.communicate(), 30)
+            return end, records, proc.returncode, err.decode()
 
-    end, records, code = asyncio.run(scenario())
-    assert code == 0
-    assert [r["bar_time_s"] for r in records] == [end, end + 60, end + 120]
+    end, records, code, err = asyncio.run(scenario())
+    assert code == 0, err[-3000:]
+    assert [r["bar_time_s"] for r in records] == [end, end + 60, end + 120, end + 180]
+    assert records[2]["model"] == "market" and records[3]["model"] == "market-2"  # swapped live
     assert records[0]["bar_close"] == 101.75 and records[2]["bar_close"] == 99.25  # flat fill
     assert len(records[0]["forecast_close"]) == 16 and records[0]["model"] == "market"
     assert records[0]["forecast_time_s"][0] == end + 60
     with Recording(tmp_path / "live.db") as rec:
         bars = rec.bars("BTC-USD")
         starts = [b.start_s for b in bars]
-        assert starts == list(range(starts[0], end + 180, 60))  # backfill + live, no seam, no hole
+        assert starts == list(range(starts[0], end + 240, 60))  # backfill + live, no seam, no hole
         filled = {b.start_s for b in bars if b.filled}
         assert end + 120 in filled  # the live minute without trades
         holes = {end - (400 - k) * 60 for k in range(400) if k % 50 == 7} & set(starts)
         assert holes and holes <= filled  # the candles' missing minutes, filled flat
         trades = list(rec.trades("BTC-USD"))
-        assert len(trades) == 5  # the one lost on the socket was repaired over REST; none twice
+        assert len(trades) == 6  # the one lost on the socket was repaired over REST; none twice
         assert (
-            bars[-2].volume == 2 and bars[-2].close.to_eng_string() == "99.25"
+            bars[-3].volume == 2 and bars[-3].close.to_eng_string() == "99.25"
         )  # the repaired trade counted
         assert rec.meta("scaler:BTC-USD") is not None
 

@@ -12,7 +12,8 @@ REST candles (no 512-bar wait), then builds bars from live trades on exchange ti
 Forecast records (product, bar time, forecast times, forecast close prices, model,
 inference ms) go to stdout as JSON lines, or --out FILE; status goes to stderr. Every trade
 and bar is in --recording (SQLite) before it counts; restart with the same recording to
-resume; 'ovcast replay' and 'ovcast finetune' read it.
+resume; 'ovcast replay' and 'ovcast finetune' read it. SIGHUP reloads the model package
+(e.g. after 'ovcast finetune --convert' wrote a new one there) without stopping.
 
 The embedded default model was trained on ETTh1, not on markets: its forecasts of prices
 mean little until fine-tuned ('ovcast finetune').
@@ -82,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        # In the loop's thread: a compile takes ~0.1-0.5 s, during which trades wait in the socket.
+        loop.add_signal_handler(signal.SIGHUP, pipeline.reload)
         await pipeline.run(stop)
 
     try:

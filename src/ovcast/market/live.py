@@ -8,6 +8,7 @@ bucket dropped), are replayed into the product's stream without emitting; the sc
 in the recording is used, or fitted once on that history and stored (never refitted). Then
 live trades continue from the last bar without a seam. Every trade and bar is written to the
 recording before it counts; every bar close yields one forecast record on the sink.
+SIGHUP reloads the model package (checked first; a bad one is refused and logged).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import DataError
+from ..errors import DataError, OvcastError
 from ..runtime.engine import Engine
 from ..scaling import Scaler
+from ..serve.reload import EngineSlot
 from .aggregator import Bar, BarAggregator
 from .coinbase import Trade, candle_windows, parse_candles
 from .feed import CoinbaseFeed
@@ -72,7 +74,7 @@ class LivePipeline:
     def __init__(self, config: LiveConfig, sink: Callable[[dict[str, Any]], None]) -> None:
         self.config = config
         self.sink = sink
-        self.engine = Engine(config.model_dir)
+        self.slot = EngineSlot(config.model_dir, Engine)
         self.recording = Recording(config.recording)
         self.streams: dict[str, ProductStream] = {}
         self.aggregators: dict[str, BarAggregator] = {}
@@ -84,6 +86,20 @@ class LivePipeline:
             ws_url=config.ws_url,
             rest_url=config.rest_url,
         )
+
+    @property
+    def engine(self) -> Engine:
+        return self.slot.engine
+
+    def reload(self, model_dir: str | None = None) -> None:
+        """Hot swap (SIGHUP): load and check the package, then every stream's next bar uses it."""
+        try:
+            engine = self.slot.reload(model_dir)
+        except OvcastError as exc:
+            log.error("%s", exc)
+            return
+        for stream in self.streams.values():
+            stream.engine = engine
 
     def start_product(self, product: str) -> None:
         """Recorded bars + REST backfill -> warmed-up stream and a seeded aggregator."""
