@@ -31,6 +31,10 @@ from .timing import alternate
 
 log = logging.getLogger(__name__)
 
+# Backends alternate in blocks of calls; the first calls after a switch are not timed, so one
+# runtime's spinning threads (PyTorch's OpenMP, ONNX Runtime) do not slow the next one down.
+BLOCK, SETTLE = 10, 2
+
 
 def run_benchmark(
     model_dir: str | Path,
@@ -64,7 +68,7 @@ def run_benchmark(
         window = parity_windows(m.context_length, m.num_input_channels, batch)
         runners = {name: partial(b.predict, window) for name, b in loaded.items()}
         log.info("batch %d: %d backends alternating for %.0f s", batch, len(runners), duration_s)
-        stats = alternate(runners, duration_s=duration_s, batch=batch)
+        stats = alternate(runners, duration_s=duration_s, batch=batch, block=BLOCK, settle=SETTLE)
         results["latency"][str(batch)] = {name: s.to_dict() for name, s in stats.items()}
         results.setdefault("samples_batch1", {})
         if batch == batches[0]:

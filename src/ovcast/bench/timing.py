@@ -64,8 +64,14 @@ def alternate(
     warmup: int = 3,
     batch: int = 1,
     min_rounds: int = 5,
+    block: int = 1,
+    settle: int = 0,
 ) -> dict[str, LatencyStats]:
-    """Call each runner once per round, round after round, for about ``duration_s``."""
+    """Call each runner ``block`` times per round, round after round, for about ``duration_s``.
+
+    The first ``settle`` calls of each block are not timed: after a switch, the previous
+    runtime's worker threads may still be spinning (OpenMP, ONNX Runtime) and steal the cores.
+    """
     for run in runners.values():
         for _ in range(warmup):
             run()
@@ -74,8 +80,10 @@ def alternate(
     rounds = 0
     while rounds < min_rounds or time.perf_counter() < deadline:
         for name, run in runners.items():
-            start = time.perf_counter_ns()
-            run()
-            samples[name].append((time.perf_counter_ns() - start) / 1e6)
+            for call in range(block):
+                start = time.perf_counter_ns()
+                run()
+                if call >= settle:
+                    samples[name].append((time.perf_counter_ns() - start) / 1e6)
         rounds += 1
     return {n: LatencyStats(n, np.array(s), batch) for n, s in samples.items()}

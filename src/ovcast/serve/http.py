@@ -54,7 +54,7 @@ class HttpConfig:
     model_dir: str
     host: str = "127.0.0.1"
     port: int = 8000
-    max_batch_size: int = 1  # 1 = no batching (measured: batching does not help this model on CPU)
+    max_batch_size: int = 1  # 1 = off: one client gets only queueing delay (docs/PERFORMANCE.md)
     max_queue_delay_us: int = 500
     max_queue_size: int = 256  # requests waiting or running; more get 503
     request_timeout_s: float = 10.0
