@@ -118,3 +118,14 @@ def wide_package(tmp_path_factory) -> Path:
     checkpoint = make_checkpoint(root / "ckpt", **{**SMALL_PATCHTST, "num_input_channels": 4})
     convert(checkpoint, root / "pkg", name="small")
     return root / "pkg"
+
+
+@pytest.fixture(scope="session")
+def market_package(tmp_path_factory) -> Path:
+    """A small model of the 7 market channels (close ... volatility), named 'market'."""
+    from ovcast.convert import convert
+
+    root = tmp_path_factory.mktemp("market")
+    checkpoint = make_checkpoint(root / "ckpt", **{**SMALL_PATCHTST, "num_input_channels": 7})
+    convert(checkpoint, root / "pkg", name="market")
+    return root / "pkg"

@@ -18,15 +18,6 @@ from ovcast.market.recording import Recording
 
 
 @pytest.fixture(scope="module")
-def market_package(tmp_path_factory):
-    from ovcast.convert import convert
-
-    root = tmp_path_factory.mktemp("live")
-    checkpoint = make_checkpoint(root / "ckpt", **{**SMALL_PATCHTST, "num_input_channels": 7})
-    return convert(checkpoint, root / "pkg", name="market").path
-
-
-@pytest.fixture(scope="module")
 def other_market_package(tmp_path_factory):
     from ovcast.convert import convert
 
@@ -35,6 +26,28 @@ def other_market_package(tmp_path_factory):
         root / "ckpt", seed=5, **{**SMALL_PATCHTST, "num_input_channels": 7}
     )
     return convert(checkpoint, root / "pkg", name="market-2").path
+
+
+async def start_live(fake: FakeCoinbase, product: str, model, recording):
+    """`ovcast live` as a real subprocess, pointed at the fake."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ovcast",
+        "live",
+        "--product",
+        product,
+        "--model",
+        str(model),
+        "--recording",
+        str(recording),
+        "--ws-url",
+        fake.ws_url,
+        "--rest-url",
+        fake.rest_url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
 
 
 def seed_candles(fake: FakeCoinbase, end: int, n: int = 400) -> None:
@@ -68,24 +81,7 @@ def test_live_backfills_forecasts_at_bar_close_and_records(
         async with FakeCoinbase() as fake:
             end = int(time.time() // 60) * 60
             seed_candles(fake, end)
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "ovcast",
-                "live",
-                "--product",
-                "BTC-USD",
-                "--model",
-                str(served),
-                "--recording",
-                str(tmp_path / "live.db"),
-                "--ws-url",
-                fake.ws_url,
-                "--rest-url",
-                fake.rest_url,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
+            proc = await start_live(fake, "BTC-USD", served, tmp_path / "live.db")
             deadline = time.monotonic() + 60
             while fake.subscribes == 0:
                 if proc.returncode is not None or time.monotonic() > deadline:
@@ -143,24 +139,7 @@ def test_live_invalid_product_fails_fast(tmp_path, market_package):
                 [int(time.time() // 60) * 60 - 60 * k, 1, 1, 1, 1, 1] for k in range(1, 300)
             ]
             # REST answers for it, the socket refuses it
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "ovcast",
-                "live",
-                "--product",
-                "BAD-USD",
-                "--model",
-                str(market_package),
-                "--recording",
-                str(tmp_path / "bad.db"),
-                "--ws-url",
-                fake.ws_url,
-                "--rest-url",
-                fake.rest_url,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
+            proc = await start_live(fake, "BAD-USD", market_package, tmp_path / "bad.db")
             _, err = await asyncio.wait_for(proc.communicate(), 60)
             return proc.returncode, err.decode()
 
@@ -171,24 +150,7 @@ def test_live_invalid_product_fails_fast(tmp_path, market_package):
 def test_live_unknown_product_at_rest_says_what_the_server_said(tmp_path, market_package):
     async def scenario():
         async with FakeCoinbase() as fake:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "ovcast",
-                "live",
-                "--product",
-                "NOPE-USD",
-                "--model",
-                str(market_package),
-                "--recording",
-                str(tmp_path / "n.db"),
-                "--ws-url",
-                fake.ws_url,
-                "--rest-url",
-                fake.rest_url,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
+            proc = await start_live(fake, "NOPE-USD", market_package, tmp_path / "n.db")
             _, err = await asyncio.wait_for(proc.communicate(), 60)
             return proc.returncode, err.decode()
 

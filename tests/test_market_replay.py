@@ -8,21 +8,10 @@ import sys
 from decimal import Decimal as D
 
 import numpy as np
-import pytest
-from conftest import SMALL_PATCHTST, make_checkpoint
 
 from ovcast.market.aggregator import Bar
 from ovcast.market.features import compute_features
 from ovcast.market.recording import Recording
-
-
-@pytest.fixture(scope="module")
-def market_package(tmp_path_factory):
-    from ovcast.convert import convert
-
-    root = tmp_path_factory.mktemp("market")
-    checkpoint = make_checkpoint(root / "ckpt", **{**SMALL_PATCHTST, "num_input_channels": 7})
-    return convert(checkpoint, root / "pkg", name="market").path
 
 
 def record_bars(path, n=300):
