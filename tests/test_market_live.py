@@ -28,7 +28,7 @@ def other_market_package(tmp_path_factory):
     return convert(checkpoint, root / "pkg", name="market-2").path
 
 
-async def start_live(fake: FakeCoinbase, product: str, model, recording):
+async def start_live(fake: FakeCoinbase, product: str, model, recording, *extra: str):
     """`ovcast live` as a real subprocess, pointed at the fake."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
@@ -45,6 +45,7 @@ async def start_live(fake: FakeCoinbase, product: str, model, recording):
         fake.ws_url,
         "--rest-url",
         fake.rest_url,
+        *extra,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -157,3 +158,44 @@ def test_live_unknown_product_at_rest_says_what_the_server_said(tmp_path, market
     code, err = asyncio.run(scenario())
     assert code == 1 and "NOPE-USD: REST candles answered 404" in err and "NotFound" in err
     assert "Traceback" not in err
+
+
+def test_a_live_recording_fine_tunes_to_beat_the_random_walk(tmp_path, market_package):
+    """The issue's flow: `ovcast live` records, `ovcast finetune` learns from the recording."""
+    from ovcast.train.finetune import FinetuneConfig, finetune
+
+    async def record():
+        async with FakeCoinbase() as fake:
+            end = int(time.time() // 60) * 60
+            rng = np.random.default_rng(2)
+            fake.candles["BTC-USD"] = [
+                [end - (1600 - k) * 60, c - 0.1, c + 0.1, c, c, 2.0]
+                for k in range(1600)
+                for c in [100 + 4 * np.sin(2 * np.pi * k / 24) + 0.2 * rng.standard_normal()]
+            ]
+            proc = await start_live(
+                fake, "BTC-USD", market_package, tmp_path / "rec.db", "--backfill-bars", "1500"
+            )
+            deadline = time.monotonic() + 60
+            while fake.subscribes == 0:
+                assert proc.returncode is None and time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.communicate(), 30)
+            return proc.returncode
+
+    assert asyncio.run(record()) == 0
+    with Recording(tmp_path / "rec.db") as rec:
+        assert len(rec.bars("BTC-USD")) == 1500
+    report = finetune(
+        FinetuneConfig(
+            data=str(tmp_path / "rec.db"),
+            base=str(market_package.parent / "ckpt"),
+            out=str(tmp_path / "ft"),
+            epochs=4,
+            learning_rate=3e-3,
+            convert=True,
+        ),
+        progress=False,
+    )
+    assert report["beats_random_walk"] and (tmp_path / "ft" / "package" / "ovcast.json").is_file()

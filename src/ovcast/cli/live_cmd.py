@@ -45,6 +45,13 @@ def register(subparsers) -> None:
     )
     p.add_argument("--rest-url", default=EXCHANGE_REST_URL, help="candles and trades for backfill")
     p.add_argument("--out", metavar="FILE", help="forecast records as JSON lines (default: stdout)")
+    p.add_argument(
+        "--backfill-bars",
+        type=int,
+        default=0,
+        help="bars of REST history to record at start (default: window + indicator warm-up); "
+        "more gives 'ovcast finetune' a data set at once",
+    )
     p.set_defaults(func=run)
 
 
@@ -73,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
             rest_url=args.rest_url,
             feed=args.feed,
             interval_s=args.interval,
+            backfill_bars=args.backfill_bars,
             grace_s=args.grace,
         ),
         sink,

@@ -49,6 +49,7 @@ class LiveConfig:
     interval_s: int = 60
     grace_s: float = 3.0
     status_every_s: float = 10.0
+    backfill_bars: int = 0  # 0: the window plus indicator warm-up; more for a fine-tuning set
 
 
 def fetch_candles(
@@ -106,7 +107,7 @@ class LivePipeline:
         interval = self.config.interval_s
         now = time.time()
         history = {b.start_s: b for b in self.recording.bars(product)}
-        need = self.engine.context_length + WARMUP_EXTRA_BARS
+        need = max(self.config.backfill_bars, self.engine.context_length + WARMUP_EXTRA_BARS)
         if self.config.rest_url:
             end = int(now // interval) * interval
             start = end - need * interval
