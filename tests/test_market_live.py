@@ -199,3 +199,83 @@ def test_a_live_recording_fine_tunes_to_beat_the_random_walk(tmp_path, market_pa
         progress=False,
     )
     assert report["beats_random_walk"] and (tmp_path / "ft" / "package" / "ovcast.json").is_file()
+
+
+def test_live_several_products_skewed_clock_late_trades_and_restart(tmp_path, market_package):
+    """Two products in one process; bars on the exchange's clock (ahead of ours after the
+    restart); out-of-order and late trades; a restart on the same recording resumes without
+    refitting or duplicating."""
+
+    async def session(first: bool):
+        async with FakeCoinbase(products=("BTC-USD", "ETH-USD")) as fake:
+            end = int(time.time() // 60) * 60
+            seed_candles(fake, end)  # BTC history
+            fake.candles["ETH-USD"] = [
+                [t, lo / 50, h / 50, o / 50, c / 50, v]
+                for t, lo, h, o, c, v in fake.candles["BTC-USD"]
+            ]
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "ovcast",
+                "live",
+                "--product",
+                "BTC-USD",
+                "--product",
+                "ETH-USD",
+                "--model",
+                str(market_package),
+                "--recording",
+                str(tmp_path / "multi.db"),
+                "--ws-url",
+                fake.ws_url,
+                "--rest-url",
+                fake.rest_url,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            deadline = time.monotonic() + 60
+            while fake.subscribes == 0:
+                assert proc.returncode is None and time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)
+            base = end if first else end + 180  # later: the fake's clock runs 3 minutes ahead
+            fake._next_id = 100 if first else 1000  # a real exchange never reuses trade ids
+            for product, price in (("BTC-USD", "101"), ("ETH-USD", "2.02")):
+                await fake.trade(product, price, t=base + 10.0)
+                await fake.trade(product, price, t=base + 5.0)  # out of order, same bar: counts
+                await fake.trade(product, price, t=base + 70.0)  # closes the bar at `base`
+                await fake.trade(product, price, t=base + 2.0)  # late: that bar is closed
+            records = []
+            while {r["product"] for r in records if r["bar_time_s"] == base} != {
+                "BTC-USD",
+                "ETH-USD",
+            }:
+                records += await read_records(proc, 1)
+            proc.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(proc.communicate(), 30)
+            return (
+                [r for r in records if r["bar_time_s"] == base],
+                err.decode(),
+                proc.returncode,
+                base,
+            )
+
+    records, err, code, base = asyncio.run(session(first=True))
+    assert code == 0, err[-2000:]
+    assert {r["product"] for r in records} == {"BTC-USD", "ETH-USD"}
+    assert all(r["bar_time_s"] == base for r in records)  # bars on exchange time, not ours
+    assert "late trade" in err and "scalers fitted" in err
+    with Recording(tmp_path / "multi.db") as rec:
+        btc_bars = rec.bars("BTC-USD")
+        assert btc_bars[-1].start_s == base and btc_bars[-1].trades == 2  # the late one not applied
+        scaler = rec.meta("scaler:BTC-USD")
+
+    records, err, code, base2 = asyncio.run(session(first=False))
+    assert code == 0, err[-2000:]
+    assert "scalers fitted" not in err  # frozen: the stored scaler is reused
+    with Recording(tmp_path / "multi.db") as rec:
+        starts = [b.start_s for b in rec.bars("BTC-USD")]
+        assert len(starts) == len(set(starts)) and starts == sorted(starts)
+        assert rec.meta("scaler:BTC-USD") == scaler
+        assert len(list(rec.trades("BTC-USD"))) == 8  # both sessions, nothing twice
