@@ -171,6 +171,21 @@ class _Rest(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         url = urlparse(self.path)
         parts = url.path.strip("/").split("/")
+        if (
+            len(parts) == 7
+            and parts[:5] == ["api", "v3", "brokerage", "market", "products"]
+            and parts[6] == "ticker"
+            and parts[5] in self.fake.trades
+        ):  # Advanced Trade
+            latest = sorted(self.fake.trades[parts[5]], key=lambda t: -t["trade_id"])[:1000]
+            body = json.dumps(
+                {"trades": [{**t, "trade_id": str(t["trade_id"])} for t in latest]}
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         is_product = len(parts) == 3 and parts[0] == "products" and parts[1] in self.fake.trades
         if is_product and parts[2] == "candles":
             query = parse_qs(url.query)

@@ -85,6 +85,25 @@ def test_silence_watchdog_reconnects():
     asyncio.run(scenario())
 
 
+def test_advanced_trade_gaps_are_repaired_from_recent_trades():
+    async def scenario():
+        async with FakeCoinbase() as fake:
+            feed, received, stop, task = run_feed(fake, "advanced")
+            await until(lambda: feed.status.connected)
+            first = await fake.trade("BTC-USD", "1")
+            fake.skip_ids |= {first + 1}
+            await fake.trade("BTC-USD", "2")
+            await fake.trade("BTC-USD", "3")
+            await until(lambda: len(received) == 3)
+            stop.set()
+            await asyncio.wait_for(task, 5)
+            return feed, received, first
+
+    feed, received, first = asyncio.run(scenario())
+    assert [int(t.trade_id) for t in received] == [first, first + 1, first + 2]
+    assert feed.status.gaps == 1 and feed.status.repaired == 1
+
+
 def test_skipped_ids_are_repaired_over_rest():
     async def scenario():
         async with FakeCoinbase() as fake:

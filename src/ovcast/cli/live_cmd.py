@@ -24,7 +24,7 @@ example:
 
 
 def register(subparsers) -> None:
-    from ..market.coinbase import EXCHANGE_REST_URL, EXCHANGE_WS_URL
+    from ..market.coinbase import ADVANCED_REST_URL, EXCHANGE_REST_URL, EXCHANGE_WS_URL
 
     p = subparsers.add_parser(
         "live",
@@ -44,6 +44,11 @@ def register(subparsers) -> None:
         "--ws-url", default=None, help=f"default: {EXCHANGE_WS_URL} (or Advanced Trade's)"
     )
     p.add_argument("--rest-url", default=EXCHANGE_REST_URL, help="candles and trades for backfill")
+    p.add_argument(
+        "--advanced-rest-url",
+        default=ADVANCED_REST_URL,
+        help="Advanced Trade REST, for gap repair with --feed advanced",
+    )
     p.add_argument("--out", metavar="FILE", help="forecast records as JSON lines (default: stdout)")
     p.add_argument(
         "--backfill-bars",
@@ -78,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
             recording=args.recording,
             ws_url=ws_url,
             rest_url=args.rest_url,
+            advanced_rest_url=args.advanced_rest_url,
             feed=args.feed,
             interval_s=args.interval,
             backfill_bars=args.backfill_bars,

@@ -25,6 +25,7 @@ from .bars import parse_time
 EXCHANGE_WS_URL = "wss://ws-feed.exchange.coinbase.com"
 ADVANCED_WS_URL = "wss://advanced-trade-ws.coinbase.com"
 EXCHANGE_REST_URL = "https://api.exchange.coinbase.com"
+ADVANCED_REST_URL = "https://api.coinbase.com"
 MAX_CANDLES_PER_REQUEST = 300
 
 

@@ -11,9 +11,10 @@
 - reconnects after any close, clean (1000) or not, with jittered exponential backoff capped
   at ``max_backoff_s``; a watchdog treats ``silence_timeout_s`` without messages as a dead
   connection;
-- drops repeated trades (a resubscribe replays ``last_match``/snapshots), and for the
-  Exchange dialect detects holes in trade ids (a jump, or a heartbeat's ``last_trade_id``
-  ahead of the last trade) and fetches the missing trades over REST.
+- drops repeated trades (a resubscribe replays ``last_match``/snapshots), detects holes in
+  trade ids (a jump, or an Exchange heartbeat's ``last_trade_id`` ahead of the last trade)
+  and fetches the missing trades over REST: Exchange pages back by id; Advanced Trade, which
+  has no by-id history, from its latest public trades (``rest_url`` is then its API base).
 """
 
 from __future__ import annotations
@@ -205,10 +206,11 @@ class CoinbaseFeed:
         self.status.gaps += 1
         first, last = gap
         log.warning("%s: trade ids %d..%d missing; repairing over REST", product_id, first, last)
-        if self.rest_url is None or self.dialect != "exchange":
+        if self.rest_url is None:
             return
+        fetch = fetch_trades if self.dialect == "exchange" else fetch_recent_trades_advanced
         try:
-            trades = await asyncio.to_thread(fetch_trades, self.rest_url, product_id, first, last)
+            trades = await asyncio.to_thread(fetch, self.rest_url, product_id, first, last)
         except OSError as exc:
             log.warning("%s: REST repair failed: %s", product_id, exc)
             return
@@ -245,6 +247,37 @@ def fetch_trades(rest_url: str, product_id: str, first: int, last: int) -> list[
                 )
         cursor = min(int(t["trade_id"]) for t in page)
     return found
+
+
+def fetch_recent_trades_advanced(
+    rest_url: str, product_id: str, first: int, last: int
+) -> list[Trade]:
+    """Advanced Trade has no by-id trade history; its public market-trades endpoint returns the
+    latest trades (up to 1000), which covers a hole noticed while streaming."""
+    url = f"{rest_url.rstrip('/')}/api/v3/brokerage/market/products/{product_id}/ticker?limit=1000"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        page = json.loads(response.read()).get("trades", [])
+    found = [
+        t for t in page if str(t["trade_id"]).isdigit() and first <= int(t["trade_id"]) <= last
+    ]
+    if len(found) < last - first + 1:
+        log.warning(
+            "%s: only %d of %d missing trades are still in the recent-trades window",
+            product_id,
+            len(found),
+            last - first + 1,
+        )
+    return [
+        Trade(
+            product_id,
+            str(t["trade_id"]),
+            iso_seconds(t["time"]),
+            Decimal(t["price"]),
+            Decimal(t["size"]),
+            t.get("side", ""),
+        )
+        for t in found
+    ]
 
 
 async def _maybe_await(result) -> None:

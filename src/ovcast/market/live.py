@@ -44,7 +44,8 @@ class LiveConfig:
     model_dir: str
     recording: str
     ws_url: str
-    rest_url: str | None
+    rest_url: str | None  # Exchange REST: candles for backfill, trades for Exchange gap repair
+    advanced_rest_url: str | None = None  # Advanced Trade REST: gap repair with --feed advanced
     feed: str = "exchange"
     interval_s: int = 60
     grace_s: float = 3.0
@@ -85,7 +86,7 @@ class LivePipeline:
             on_trade=self.on_trade,
             dialect=config.feed,
             ws_url=config.ws_url,
-            rest_url=config.rest_url,
+            rest_url=config.rest_url if config.feed == "exchange" else config.advanced_rest_url,
         )
 
     @property
