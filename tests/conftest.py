@@ -98,34 +98,33 @@ def random_windows(batch: int, context: int, channels: int, seed: int = 1) -> np
     return np.cumsum(rng.standard_normal((batch, context, channels)), axis=1).astype(np.float32) / 5
 
 
+def make_package(
+    tmp_path_factory, folder: str, name: str, *, seed: int = 0, scaler=None, **overrides
+):
+    """Convert a fresh random small checkpoint to ``<tmp>/<folder>/pkg``; returns that path."""
+    from ovcast.convert import convert
+
+    root = tmp_path_factory.mktemp(folder)
+    checkpoint = make_checkpoint(
+        root / "ckpt", seed=seed, scaler=scaler, **{**SMALL_PATCHTST, **overrides}
+    )
+    convert(checkpoint, root / "pkg", name=name)
+    return root / "pkg"
+
+
 @pytest.fixture(scope="session")
 def other_package(tmp_path_factory) -> Path:
     """Same shapes and name as small_package, different weights: a model to hot-swap to."""
-    from ovcast.convert import convert
-
-    root = tmp_path_factory.mktemp("other")
-    checkpoint = make_checkpoint(root / "ckpt", seed=1, scaler=small_scaler(), **SMALL_PATCHTST)
-    convert(checkpoint, root / "pkg", name="small")
-    return root / "pkg"
+    return make_package(tmp_path_factory, "other", "small", seed=1, scaler=small_scaler())
 
 
 @pytest.fixture(scope="session")
 def wide_package(tmp_path_factory) -> Path:
     """A model that takes 4 channels: swapping to it would break clients of small_package."""
-    from ovcast.convert import convert
-
-    root = tmp_path_factory.mktemp("wide")
-    checkpoint = make_checkpoint(root / "ckpt", **{**SMALL_PATCHTST, "num_input_channels": 4})
-    convert(checkpoint, root / "pkg", name="small")
-    return root / "pkg"
+    return make_package(tmp_path_factory, "wide", "small", num_input_channels=4)
 
 
 @pytest.fixture(scope="session")
 def market_package(tmp_path_factory) -> Path:
     """A small model of the 7 market channels (close ... volatility), named 'market'."""
-    from ovcast.convert import convert
-
-    root = tmp_path_factory.mktemp("market")
-    checkpoint = make_checkpoint(root / "ckpt", **{**SMALL_PATCHTST, "num_input_channels": 7})
-    convert(checkpoint, root / "pkg", name="market")
-    return root / "pkg"
+    return make_package(tmp_path_factory, "market", "market", num_input_channels=7)

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import SMALL_PATCHTST, make_checkpoint
+from conftest import make_package
 from fake_coinbase import FakeCoinbase
 
 from ovcast.market.recording import Recording
@@ -19,13 +19,7 @@ from ovcast.market.recording import Recording
 
 @pytest.fixture(scope="module")
 def other_market_package(tmp_path_factory):
-    from ovcast.convert import convert
-
-    root = tmp_path_factory.mktemp("live2")
-    checkpoint = make_checkpoint(
-        root / "ckpt", seed=5, **{**SMALL_PATCHTST, "num_input_channels": 7}
-    )
-    return convert(checkpoint, root / "pkg", name="market-2").path
+    return make_package(tmp_path_factory, "live2", "market-2", seed=5, num_input_channels=7)
 
 
 async def start_live(fake: FakeCoinbase, product: str, model, recording, *extra: str):
