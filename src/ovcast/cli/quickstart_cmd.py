@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _benchmark(engine, source, duration_s: float) -> None:
+    from ..bench.run import BLOCK, SETTLE
     from ..bench.timing import alternate
     from ..parity import parity_windows
 
@@ -115,7 +116,7 @@ def _benchmark(engine, source, duration_s: float) -> None:
         f"[3/4] latency, batch 1, {duration_s:g} s alternating "
         f"({engine.config['INFERENCE_NUM_THREADS']} threads)"
     )
-    stats = alternate(runners, duration_s=duration_s)
+    stats = alternate(runners, duration_s=duration_s, block=BLOCK, settle=SETTLE)
     base = stats.get("PyTorch eager")
     for s in stats.values():
         ratio = f"  {s.p50 / base.p50:.2f}x PyTorch" if base and s is not base else ""
