@@ -63,6 +63,7 @@ class Engine:
             model_dir if isinstance(model_dir, ModelPackage) else ModelPackage.load(model_dir)
         )
         m = self.package.manifest
+        self._scaler = self.package.scaler  # parsed once: forecast() is on every request's path
         if precision_hint not in PRECISION_HINTS:
             raise ValueError(
                 f"precision_hint must be one of {PRECISION_HINTS}, got {precision_hint!r}"
@@ -132,7 +133,7 @@ class Engine:
 
     @property
     def scaler(self) -> Scaler | None:
-        return self.package.scaler
+        return self._scaler
 
     def warmup(self, iterations: int = 2) -> None:
         """Run a few forecasts so the first real request does not pay for lazy set-up."""
