@@ -7,7 +7,6 @@ benchmarks OpenVINO against PyTorch side by side, and prints a sample forecast.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +23,6 @@ example:
   ovcast quickstart
   ovcast quickstart --duration 10 --cache-dir /tmp/ovcast
 """
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("OVCAST_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ovcast"
-    )
-    return Path(base)
 
 
 def register(subparsers) -> None:
@@ -54,21 +46,15 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..default_model import default_package
     from ..hf.loading import resolve_source
-    from ..package import ModelPackage
     from ..runtime.engine import Engine
 
-    source = resolve_source("default")
-    cache = args.cache_dir or default_cache_dir()
-    package_dir = cache / f"default-{source.weights_sha256[:12]}"
-    print(f"[1/4] model package  {package_dir}")
-    if args.force or not (package_dir / "ovcast.json").is_file():
-        from ..convert import convert
-
-        package = convert("default", package_dir, name="default")
+    package, converted = default_package(args.cache_dir, force=args.force)
+    print(f"[1/4] model package  {package.path}")
+    if converted:
         print("      converted the embedded default (Granite PatchTST, trained on ETTh1)")
     else:
-        package = ModelPackage.load(package_dir)
         print("      cached (same weights sha256); --force converts again")
     m = package.manifest
 
@@ -82,9 +68,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"      tolerance {m.parity['tolerance_abs']:g} x max(1, |forecast|): ok")
 
     engine = Engine(package)
-    _benchmark(engine, source, args.duration)
+    _benchmark(engine, resolve_source("default"), args.duration)
     _sample_forecast(engine)
-    print("\nnext: ovcast info", package_dir, "| ovcast predict", package_dir, "--input FILE")
+    print("\nnext: ovcast info", package.path, "| ovcast predict", package.path, "--input FILE")
+    print("      ovcast replay --demo --dashboard 127.0.0.1:8050   the live dashboard, offline")
     return 0
 
 
