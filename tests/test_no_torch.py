@@ -17,6 +17,8 @@ def test_import_and_predict_without_torch(small_package):
         import ovcast.serve.http, ovcast.serve.jsonl, ovcast.runtime.doctor
         import ovcast.market.aggregator, ovcast.market.features, ovcast.market.bars
         import ovcast.market.feed, ovcast.market.stream, ovcast.market.recording
+        import ovcast.market.live, ovcast.market.replay, ovcast.market.synthetic
+        import ovcast.dashboard, ovcast.dashboard.server, ovcast.default_model
         build_parser()
         engine = ovcast.Engine({str(small_package)!r})
         engine.predict(np.zeros((64, 3), np.float32))

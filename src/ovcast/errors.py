@@ -12,6 +12,7 @@ torch, json) are translated where they cross into ovcast and re-raised ``from ex
     ├── ConversionError                       export to OpenVINO IR failed
     │   └── ParityError                       the IR disagrees with PyTorch beyond tolerance
     ├── DataError                             a CSV / data set that cannot be used
+    ├── ServerStartError                      a server cannot listen where it was asked
     └── MissingDependencyError (also ImportError)  an optional extra is not installed
 """
 
@@ -48,6 +49,10 @@ class ParityError(ConversionError):
 
 class DataError(OvcastError, ValueError):
     """A data file cannot be read or does not hold what was asked for."""
+
+
+class ServerStartError(OvcastError):
+    """A server (HTTP, dashboard) cannot start: a bad or busy address, missing assets."""
 
 
 class MissingDependencyError(OvcastError, ImportError):

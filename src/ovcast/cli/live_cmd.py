@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._dashboard import add_dashboard_option
+
 DESCRIPTION = """\
 Forecast live Coinbase markets. Public feeds, no account needed: Exchange (matches +
 heartbeat) or Advanced Trade (market_trades + heartbeats). Starts from the recording and
@@ -18,8 +20,13 @@ resume; 'ovcast replay' and 'ovcast finetune' read it. SIGHUP reloads the model 
 The embedded default model was trained on ETTh1, not on markets: its forecasts of prices
 mean little until fine-tuned ('ovcast finetune').
 
+--dashboard 127.0.0.1:8050 serves a page from this process: candlesticks with the latest
+forecast drawn ahead of the last bar, feed health (connected, last message age, reconnects,
+gaps repaired), inference latency and the model in use, all updated live.
+
 example:
   ovcast live --product BTC-USD --product ETH-USD --model models/btc --recording runs/live.db
+  ovcast live --product BTC-USD --model models/btc --dashboard 127.0.0.1:8050
 """
 
 
@@ -57,6 +64,7 @@ def register(subparsers) -> None:
         help="bars of REST history to record at start (default: window + indicator warm-up); "
         "more gives 'ovcast finetune' a data set at once",
     )
+    add_dashboard_option(p)
     p.set_defaults(func=run)
 
 
@@ -91,6 +99,17 @@ def run(args: argparse.Namespace) -> int:
         ),
         sink,
     )
+    dashboard = None
+    if args.dashboard:
+        from ..dashboard import engine_summary, open_dashboard, tee
+
+        dashboard = open_dashboard(
+            args.dashboard,
+            model=lambda: engine_summary(pipeline.engine),  # the engine in use after a reload
+            feed=pipeline.feed_summary,
+        )
+        pipeline.sink = tee(sink, dashboard.state.add_forecast)
+        pipeline.on_bar = dashboard.state.add_bar
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -104,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(main())
     finally:
+        if dashboard is not None:
+            dashboard.close()
         if args.out:
             out.close()
     return 0

@@ -4,18 +4,31 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
+
+from ._dashboard import add_dashboard_option
 
 DESCRIPTION = """\
 Run the bars of a recording (SQLite, as the live pipeline writes it) through the same
-per-product code as live: features, ring buffer, a forecast at every bar close. Forecast
-records go to stdout as JSON lines (or --out FILE). The scaler stored in the recording is
-used; a recording without one gets scalers fitted on its first --fit-bars bars, stored
-back, and said so on stderr (never refitted silently).
+per-product code as live: features, ring buffer, a forecast at every bar close. Products
+are interleaved in bar-time order. Forecast records go to stdout as JSON lines (or --out
+FILE). The scaler stored in the recording is used; a recording without one gets scalers
+fitted on its first --fit-bars bars, stored back, and said so on stderr (never refitted
+silently).
 
-example:
+--dashboard HOST:PORT shows it in a browser as it plays (default pace: 60x real time, one
+minute bar a second, after an instant warm-up); the page stays up after the end until
+Ctrl-C. --demo needs no recording and no network: it replays a synthetic market (a random
+walk with a daily rhythm) through the embedded default model (converted and cached on first
+use, as 'ovcast quickstart' does). The default model was trained on ETTh1, not on markets:
+the demo shows the machinery, not a trading signal.
+
+examples:
+  ovcast replay --demo --dashboard 127.0.0.1:8050       then open http://127.0.0.1:8050/
   ovcast replay runs/live.db --model models/btc --product BTC-USD --speed 60
 """
+
+DEMO_PRODUCTS = ("DEMO-USD",)
+DEMO_LIVE_BARS = 600  # paced bars after the warm-up: ten minutes at the default pace
 
 
 def register(subparsers) -> None:
@@ -25,66 +38,148 @@ def register(subparsers) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("recording", metavar="RECORDING")
+    p.add_argument("recording", metavar="RECORDING", nargs="?", help="SQLite recording")
     p.add_argument(
-        "--model", required=True, metavar="DIR", help="model package (7 market channels)"
+        "--demo", action="store_true", help="a synthetic market instead of a recording (offline)"
+    )
+    p.add_argument(
+        "--model",
+        metavar="DIR",
+        help="model package (7 market channels); default with --demo: the embedded model",
     )
     p.add_argument("--product", action="append", help="product(s) to replay (default: all)")
     p.add_argument("--interval", type=int, default=60, help="bar interval in seconds (default 60)")
     p.add_argument(
         "--speed",
         type=float,
-        default=0.0,
-        help="replay speed-up over real time (default 0: as fast as possible)",
+        default=None,
+        help="replay speed-up over real time (default: as fast as possible; 60 with --dashboard)",
     )
     p.add_argument("--fit-bars", type=int, default=1000, help="bars to fit missing scalers on")
     p.add_argument("--out", metavar="FILE", help="JSON lines file (default: stdout)")
+    add_dashboard_option(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import logging
+    import signal
+    import tempfile
+    import threading
 
     import orjson
 
     from ..errors import DataError
     from ..market.recording import Recording
-    from ..market.stream import ProductStream, fit_market_scaler
+    from ..market.replay import Pace, replay
     from ..runtime.engine import Engine
-    from ..scaling import Scaler
 
     log = logging.getLogger("ovcast.replay")
-    engine = Engine(args.model)
-    sink = open(args.out, "wb") if args.out else sys.stdout.buffer
+    if bool(args.recording) == bool(args.demo):
+        raise DataError("give a RECORDING to replay, or --demo for a synthetic market (not both)")
+    if not args.model and not args.demo:
+        raise DataError("--model DIR is required (a package with the 7 market channels)")
+    speed = args.speed if args.speed is not None else (60.0 if args.dashboard else 0.0)
+    if speed < 0:
+        raise DataError(f"--speed must be >= 0 (0: as fast as possible), got {speed:g}")
+
+    engine = Engine(args.model or _default_package_dir())
+    workdir = tempfile.TemporaryDirectory(prefix="ovcast-demo-") if args.demo else None
+    path = _demo_recording(workdir.name, engine, args.interval) if args.demo else args.recording
+    out = open(args.out, "wb") if args.out else sys.stdout.buffer
+
+    def write(record: dict) -> None:
+        out.write(orjson.dumps(record) + b"\n")
+        if speed > 0:
+            out.flush()  # paced: a reader downstream sees each record as it is made
+
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+    dashboard = None
     try:
-        with Recording(args.recording) as recording:
-            products = args.product or recording.products()
-            if not products:
-                raise DataError(f"{args.recording} holds no bars")
-            for product in products:
-                bars = recording.bars(product)
-                stored = recording.meta(f"scaler:{product}")
-                if stored is None:
-                    scaler = fit_market_scaler(bars[: args.fit_bars])
-                    recording.set_meta(f"scaler:{product}", scaler.to_dict())
-                    log.warning(
-                        "%s: no stored scaler; fitted on the first %d bars and stored it",
-                        product,
-                        min(args.fit_bars, len(bars)),
-                    )
-                else:
-                    scaler = Scaler.from_dict(stored)
-                stream = ProductStream(product, engine, scaler, interval_s=args.interval)
-                for bar in bars:
-                    record = stream.on_bar(bar)
-                    if record is not None:
-                        sink.write(orjson.dumps(record) + b"\n")
-                    if args.speed > 0:
-                        time.sleep(args.interval / args.speed)
-                log.info("%s: %d bars, %d forecasts", product, stream.bars, stream.forecasts)
+        with Recording(path) as recording:
+            progress = {"bars": 0, "total": 0, "finished": False}
+            sink, on_bar = write, None
+            if args.dashboard:
+                from ..dashboard import engine_summary, open_dashboard, tee
+
+                progress["total"] = sum(
+                    len(recording.bars(p)) for p in (args.product or recording.products())
+                )
+                dashboard = open_dashboard(
+                    args.dashboard,
+                    model=lambda: engine_summary(engine),
+                    feed=lambda: _replay_summary(path if not args.demo else "demo", progress),
+                )
+                sink = tee(write, dashboard.state.add_forecast)
+
+                def on_bar(product, bar) -> None:
+                    progress["bars"] += 1
+                    dashboard.state.add_bar(product, bar)
+
+            replay(
+                recording,
+                engine,
+                sink=sink,
+                products=args.product,
+                interval_s=args.interval,
+                fit_bars=args.fit_bars,
+                on_bar=on_bar,
+                pace=Pace(args.interval, speed, stop) if speed > 0 else None,
+            )
+            progress["finished"] = True
+        out.flush()
+        if dashboard is not None and not stop.is_set():
+            log.info("replay finished; the dashboard stays at %s until Ctrl-C", dashboard.url)
+            stop.wait()
     finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if dashboard is not None:
+            dashboard.close()
         if args.out:
-            sink.close()
-        else:
-            sink.flush()
+            out.close()
+        if workdir is not None:
+            workdir.cleanup()
     return 0
+
+
+def _default_package_dir() -> str:
+    from ..default_model import default_package
+
+    package, converted = default_package()
+    if converted:
+        print(f"converted the embedded default model into {package.path}", file=sys.stderr)
+    return str(package.path)
+
+
+def _demo_recording(folder: str, engine, interval_s: int) -> str:
+    """A recording of synthetic bars: warm-up for ``engine``, then DEMO_LIVE_BARS to watch."""
+    import time
+
+    from ..market.features import warmup_bars
+    from ..market.recording import Recording
+    from ..market.stream import fit_market_scaler
+    from ..market.synthetic import synthetic_bars
+
+    path = f"{folder}/demo.db"
+    history = engine.context_length + warmup_bars()
+    count = history + DEMO_LIVE_BARS
+    end = int(time.time() // interval_s) * interval_s
+    with Recording(path) as recording:
+        for seed, product in enumerate(DEMO_PRODUCTS):
+            bars = synthetic_bars(count, interval_s=interval_s, end_s=end, seed=seed)
+            for bar in bars:
+                recording.add_bar(product, bar)
+            scaler = fit_market_scaler(bars[:history])  # fitted on the warm-up, as live does
+            recording.set_meta(f"scaler:{product}", scaler.to_dict())
+    return path
+
+
+def _replay_summary(source: str, progress: dict) -> dict:
+    return {
+        "source": f"replay of {source}",
+        "state": "finished" if progress["finished"] else "replaying",
+        "replayed_bars": progress["bars"],
+        "total_bars": progress["total"],
+    }

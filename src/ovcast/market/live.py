@@ -73,9 +73,16 @@ def fetch_candles(
 
 
 class LivePipeline:
-    def __init__(self, config: LiveConfig, sink: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(
+        self,
+        config: LiveConfig,
+        sink: Callable[[dict[str, Any]], None],
+        on_bar: Callable[[str, Bar], None] | None = None,
+    ) -> None:
+        """``sink`` gets every forecast record; ``on_bar`` every bar, history included."""
         self.config = config
         self.sink = sink
+        self.on_bar = on_bar
         self.slot = EngineSlot(config.model_dir, Engine)
         self.recording = Recording(config.recording)
         self.streams: dict[str, ProductStream] = {}
@@ -124,6 +131,8 @@ class LivePipeline:
             )
         for bar in bars:
             self.recording.add_bar(product, bar)
+            if self.on_bar is not None:
+                self.on_bar(product, bar)
         stored = self.recording.meta(f"scaler:{product}")
         if stored is None:
             scaler = fit_market_scaler(bars)
@@ -160,9 +169,27 @@ class LivePipeline:
     def _emit(self, product: str, bars: list[Bar]) -> None:
         for bar in bars:
             self.recording.add_bar(product, bar)  # recorded before it counts
+            if self.on_bar is not None:
+                self.on_bar(product, bar)
             record = self.streams[product].on_bar(bar)
             if record is not None:
                 self.sink(record)
+
+    def feed_summary(self) -> dict[str, Any]:
+        """The feed's health, for the dashboard: connection, message age, repairs."""
+        s = self.feed.status
+        age = time.monotonic() - s.last_message_at if s.last_message_at else None
+        return {
+            "source": f"Coinbase {self.config.feed}",
+            "connected": s.connected,
+            "last_message_age_s": None if age is None else round(age, 1),
+            "reconnects": s.reconnects,
+            "trades": s.trades,
+            "duplicates": s.duplicates,
+            "gaps": s.gaps,
+            "repaired": s.repaired,
+            "last_error": s.last_error,
+        }
 
     def status_line(self) -> str:
         s = self.feed.status
