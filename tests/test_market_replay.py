@@ -77,3 +77,36 @@ def test_replay_refuses_a_model_with_other_channels(tmp_path, small_package):
     record_bars(tmp_path / "run.db", n=120)
     result = replay(tmp_path / "run.db", "--model", small_package)
     assert result.returncode == 1 and "feeds 7 channels" in result.stderr
+
+
+def test_replay_interleaves_products_in_bar_time_and_paces_after_warmup(tmp_path, market_package):
+    """Two products as they happened, one bar time after the other; only forecasting bars wait."""
+    import threading
+
+    from ovcast import Engine
+    from ovcast.market.replay import Pace
+    from ovcast.market.replay import replay as run_replay
+    from ovcast.market.synthetic import synthetic_bars
+
+    with Recording(tmp_path / "two.db") as rec:
+        for seed, product in enumerate(("BTC-USD", "ETH-USD")):
+            for bar in synthetic_bars(100, end_s=60 * 100 + 60 * seed, seed=seed):
+                rec.add_bar(product, bar)  # ETH's bars start a minute later
+    waits: list[int] = []
+
+    class CountingPace(Pace):
+        def wait(self) -> bool:
+            waits.append(1)
+            return len(waits) < 5  # then asked to stop
+
+    records: list[dict] = []
+    with Recording(tmp_path / "two.db") as rec:
+        streams = run_replay(
+            rec, Engine(market_package), sink=records.append,
+            pace=CountingPace(60, 1.0, threading.Event()),
+        )  # fmt: skip
+    times = [(r["bar_time_s"], r["product"]) for r in records]
+    assert times == sorted(times)  # interleaved by bar time, BTC before ETH at equal times
+    assert {p for _, p in times} == {"BTC-USD", "ETH-USD"}
+    assert len(waits) == 5  # a wait per bar time once forecasting, none during warm-up
+    assert streams["BTC-USD"].bars + streams["ETH-USD"].bars < 200  # stopped early, as asked
