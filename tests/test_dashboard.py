@@ -292,7 +292,7 @@ def start_dashboard_process(*args: str) -> tuple[subprocess.Popen, str, list[str
         if match := re.search(r"dashboard at (http://\S+)", line):
             threading.Thread(target=proc.stderr.read, daemon=True).start()
             out: list[str] = []
-            proc.reader = threading.Thread(target=lambda: out.extend(proc.stdout), daemon=True)
+            proc.reader = threading.Thread(target=out.extend, args=(proc.stdout,), daemon=True)
             proc.reader.start()
             return proc, match.group(1), out
         if not line and proc.poll() is not None:

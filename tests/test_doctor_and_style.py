@@ -57,3 +57,18 @@ def test_ruff_lint_and_format():
     for args in (["check", "src", "tests"], ["format", "--check", "src", "tests"]):
         result = subprocess.run([ruff, *args], cwd=ROOT, capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ci_runs_exactly_the_readme_install_and_test_commands():
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+
+    def commands(section: str) -> list[str]:
+        body = readme.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+        block = re.search(r"```bash\n(.*?)```", body, re.S).group(1)
+        return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+
+    for command in commands("Install") + commands("Tests"):
+        assert command in ci, f"README command not run by .ci/run: {command}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import signal
 import sys
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 from conftest import make_package
 from fake_coinbase import FakeCoinbase
+from live_process import read_records, seed_candles, start_live
 
 from ovcast.market.recording import Recording
 
@@ -20,49 +20,6 @@ from ovcast.market.recording import Recording
 @pytest.fixture(scope="module")
 def other_market_package(tmp_path_factory):
     return make_package(tmp_path_factory, "live2", "market-2", seed=5, num_input_channels=7)
-
-
-async def start_live(fake: FakeCoinbase, product: str, model, recording, *extra: str):
-    """`ovcast live` as a real subprocess, pointed at the fake."""
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "ovcast",
-        "live",
-        "--product",
-        product,
-        "--model",
-        str(model),
-        "--recording",
-        str(recording),
-        "--ws-url",
-        fake.ws_url,
-        "--rest-url",
-        fake.rest_url,
-        *extra,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-
-def seed_candles(fake: FakeCoinbase, end: int, n: int = 400) -> None:
-    rows = []
-    for k in range(n + 1):  # the last one is the still-open bucket: must be dropped
-        t = end - (n - k) * 60
-        c = 100 + 3 * np.sin(2 * np.pi * k / 24)
-        if k % 50 == 7:
-            continue  # a minute without trades: no row, as Coinbase does
-        rows.append([t, c - 0.2, c + 0.2, c, c, 1.5])
-    fake.candles["BTC-USD"] = rows
-
-
-async def read_records(proc, count: int, timeout: float = 30.0) -> list[dict]:
-    records = []
-    while len(records) < count:
-        line = await asyncio.wait_for(proc.stdout.readline(), timeout)
-        assert line, (await proc.stderr.read()).decode()[-2000:]
-        records.append(json.loads(line))
-    return records
 
 
 def test_live_backfills_forecasts_at_bar_close_and_records(

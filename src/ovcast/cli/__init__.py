@@ -64,6 +64,7 @@ typical flow:
   ovcast finetune --data candles.csv --out runs/m   fine-tune on market data vs naive baselines
   ovcast live --product BTC-USD --model models/btc   live Coinbase -> a forecast per bar
   ovcast replay run.db --model models/btc      recorded bars -> a forecast at every bar close
+  ovcast replay --demo --dashboard 127.0.0.1:8050   bars and forecasts in a browser, offline
   ovcast features candles.csv --out f.csv     the 7 market channels (close ... volatility)
 run 'ovcast COMMAND --help' for each command's options and examples.
 """
