@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import signal
-import sys
 import time
 
 import numpy as np
@@ -165,25 +164,8 @@ def test_live_several_products_skewed_clock_late_trades_and_restart(tmp_path, ma
                 [t, lo / 50, h / 50, o / 50, c / 50, v]
                 for t, lo, h, o, c, v in fake.candles["BTC-USD"]
             ]
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "ovcast",
-                "live",
-                "--product",
-                "BTC-USD",
-                "--product",
-                "ETH-USD",
-                "--model",
-                str(market_package),
-                "--recording",
-                str(tmp_path / "multi.db"),
-                "--ws-url",
-                fake.ws_url,
-                "--rest-url",
-                fake.rest_url,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+            proc = await start_live(
+                fake, "BTC-USD", market_package, tmp_path / "multi.db", "--product", "ETH-USD"
             )
             deadline = time.monotonic() + 60
             while fake.subscribes == 0:
