@@ -94,19 +94,43 @@ def test_replay_interleaves_products_in_bar_time_and_paces_after_warmup(tmp_path
                 rec.add_bar(product, bar)  # ETH's bars start a minute later
     waits: list[int] = []
 
+    stop = threading.Event()
+
     class CountingPace(Pace):
-        def wait(self) -> bool:
+        def wait(self, stop: threading.Event) -> bool:
             waits.append(1)
-            return len(waits) < 5  # then asked to stop
+            if len(waits) == 5:
+                stop.set()  # as SIGINT/SIGTERM would
+            return not stop.is_set()
 
     records: list[dict] = []
     with Recording(tmp_path / "two.db") as rec:
         streams = run_replay(
             rec, Engine(market_package), sink=records.append,
-            pace=CountingPace(60, 1.0, threading.Event()),
+            pace=CountingPace(60, 1.0), stop=stop,
         )  # fmt: skip
     times = [(r["bar_time_s"], r["product"]) for r in records]
     assert times == sorted(times)  # interleaved by bar time, BTC before ETH at equal times
     assert {p for _, p in times} == {"BTC-USD", "ETH-USD"}
     assert len(waits) == 5  # a wait per bar time once forecasting, none during warm-up
     assert streams["BTC-USD"].bars + streams["ETH-USD"].bars < 200  # stopped early, as asked
+
+
+def test_an_unpaced_replay_stops_at_the_next_bar_when_asked(tmp_path, market_package):
+    """Ctrl-C/SIGTERM set the stop event: a long fast replay ends at the next bar."""
+    import threading
+
+    from ovcast import Engine
+    from ovcast.market.replay import replay as run_replay
+
+    record_bars(tmp_path / "run.db")
+    stop, records = threading.Event(), []
+
+    def sink(record: dict) -> None:
+        records.append(record)
+        if len(records) == 3:
+            stop.set()
+
+    with Recording(tmp_path / "run.db") as rec:
+        run_replay(rec, Engine(market_package), sink=sink, stop=stop)
+    assert len(records) == 3

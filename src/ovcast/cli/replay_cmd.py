@@ -125,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
                 interval_s=args.interval,
                 fit_bars=args.fit_bars,
                 on_bar=on_bar,
-                pace=Pace(args.interval, speed, stop) if speed > 0 else None,
+                pace=Pace(args.interval, speed) if speed > 0 else None,
+                stop=stop,
             )
             progress["finished"] = True
         out.flush()

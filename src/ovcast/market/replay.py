@@ -31,11 +31,9 @@ log = logging.getLogger(__name__)
 class Pace:
     interval_s: int
     speed: float  # times real time; one bar every interval_s / speed seconds
-    stop: threading.Event | None = None
 
-    def wait(self) -> bool:
-        """Sleep one bar's worth; False when asked to stop."""
-        stop = self.stop or threading.Event()
+    def wait(self, stop: threading.Event) -> bool:
+        """Sleep one bar's worth; False when ``stop`` is set meanwhile."""
         return not stop.wait(self.interval_s / self.speed)
 
 
@@ -62,8 +60,11 @@ def replay(
     fit_bars: int = 1000,
     on_bar: Callable[[str, Bar], None] | None = None,
     pace: Pace | None = None,
+    stop: threading.Event | None = None,
 ) -> dict[str, ProductStream]:
-    """Run the recording's bars; every forecast record goes to ``sink``. Returns the streams."""
+    """Run the recording's bars (until ``stop`` is set); every forecast record goes to
+    ``sink``. Returns the streams."""
+    stop = stop or threading.Event()
     products = products or recording.products()
     if not products:
         raise DataError(f"{recording.path} holds no bars")
@@ -78,7 +79,9 @@ def replay(
         series.append([(product, bar) for bar in bars])
     last_time, forecasting = None, False
     for product, bar in heapq.merge(*series, key=lambda item: item[1].start_s):
-        if pace is not None and forecasting and bar.start_s != last_time and not pace.wait():
+        if stop.is_set():
+            break
+        if pace is not None and forecasting and bar.start_s != last_time and not pace.wait(stop):
             break
         last_time = bar.start_s
         if on_bar is not None:
