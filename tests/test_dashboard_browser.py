@@ -136,6 +136,12 @@ def test_live_dashboard_in_chromium_against_the_fake_coinbase(tmp_path, market_p
                 records = await read_records(proc, 2)
                 assert [r["bar_time_s"] for r in records] == [end, end + 60]
 
+                lost = await fake.trade("BTC-USD", "103.5", "0.5", t=end + 125.0) + 1
+                fake.skip_ids.add(lost)  # lost on the socket, kept on REST: a gap to repair
+                await fake.trade("BTC-USD", "104.0", "0.5", t=end + 130.0)
+                await fake.trade("BTC-USD", "104.5", "0.5", t=end + 135.0)
+                await until(lambda: has_text(at("[data-key='gaps']"), "1 of 1"), "gap repaired")
+
                 await fake.close_all(clean=False)  # an abrupt drop: the page must say so
                 await until(lambda: has_text(at("[data-key='reconnects']"), "1"), "reconnects = 1")
                 await until(lambda: has_text(at("#feed-badge"), "connected"), "connected again")
