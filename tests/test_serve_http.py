@@ -256,3 +256,32 @@ def test_sigterm_finishes_in_flight_then_exits(small_package):
         t.join(timeout=60)
     assert proc.wait(timeout=60) == 0
     assert all(status == 200 for status in results), results  # nothing accepted was lost
+
+
+def test_a_busy_port_is_one_clear_line_not_a_traceback(market_package):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for command in (
+            ["serve", "--mode", "http", "--model", str(market_package), "--port", str(port)],
+            [
+                "replay",
+                "--demo",
+                "--model",
+                str(market_package),
+                "--dashboard",
+                f"127.0.0.1:{port}",
+            ],
+        ):
+            result = subprocess.run(
+                [sys.executable, "-m", "ovcast", *command],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert result.returncode == 1, result.stderr
+            assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+            assert "Traceback" not in result.stderr

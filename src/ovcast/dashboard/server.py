@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ import orjson
 
 from .. import __version__
 from ..errors import ServerStartError
+from ..serve.listen import listen
 from .state import DashboardState
 
 log = logging.getLogger(__name__)
@@ -81,10 +82,7 @@ class DashboardServer:
         self.state = state
         self.files = static_files()
         handler = type("Handler", (_Handler,), {"app": self})
-        try:
-            self.httpd = ThreadingHTTPServer((host, port), handler)
-        except OSError as exc:
-            raise ServerStartError(f"the dashboard cannot listen on {host}:{port}: {exc}") from exc
+        self.httpd = listen(host, port, handler, what="the dashboard")
         self.httpd.daemon_threads = True  # open event streams must not hold up the exit
         self.host, self.port = host, self.httpd.server_address[1]
         self._thread: threading.Thread | None = None

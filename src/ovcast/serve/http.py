@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import orjson
@@ -37,6 +37,7 @@ from ..package import ModelPackage
 from ..runtime.engine import Engine
 from . import kserve
 from .batching import MicroBatcher, Overloaded, TimedOut
+from .listen import listen
 from .metrics import ServerMetrics
 from .reload import EngineSlot
 
@@ -76,7 +77,7 @@ class ForecastHTTPServer:
         self._idle: set[socket.socket] = set()  # keep-alive connections between requests
         self._idle_lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"app": self})
-        self.httpd = ThreadingHTTPServer((config.host, config.port), handler)
+        self.httpd = listen(config.host, config.port, handler, what="the HTTP server")
         self.httpd.daemon_threads = False  # server_close() waits for in-flight requests
         self.port = self.httpd.server_address[1]
 
