@@ -2,7 +2,8 @@
 
 `ovcast live --dashboard` runs as a subprocess against the fake Coinbase; the page must load
 without console errors, show the backfilled bars, draw a forecast after a bar closes and
-move it at the next close, and show the reconnect after the fake drops the connection.
+move it at the next close, show a repaired gap, the reconnect after the fake drops the
+connection, and the new model after a SIGHUP hot swap.
 Screenshots are kept in $OVCAST_TEST_ARTIFACTS (default: artifacts/ in the checkout).
 """
 
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_package
 from fake_coinbase import FakeCoinbase
 from live_process import read_records, seed_candles, start_live
 
@@ -89,15 +91,25 @@ async def open_page(playwright, url: str):
     return browser, page, problems
 
 
-def test_live_dashboard_in_chromium_against_the_fake_coinbase(tmp_path, market_package):
+@pytest.fixture(scope="module")
+def second_market_package(tmp_path_factory):
+    return make_package(tmp_path_factory, "dash2", "market-2", seed=5, num_input_channels=7)
+
+
+def test_live_dashboard_in_chromium_against_the_fake_coinbase(
+    tmp_path, market_package, second_market_package
+):
     from playwright.async_api import async_playwright
+
+    served = tmp_path / "served"
+    shutil.copytree(market_package, served)
 
     async def scenario():
         async with FakeCoinbase() as fake, async_playwright() as playwright:
             end = int(time.time() // 60) * 60
             seed_candles(fake, end)
             proc = await start_live(
-                fake, "BTC-USD", market_package, tmp_path / "live.db",
+                fake, "BTC-USD", served, tmp_path / "live.db",
                 "--dashboard", "127.0.0.1:0",
             )  # fmt: skip
             try:
@@ -149,6 +161,10 @@ def test_live_dashboard_in_chromium_against_the_fake_coinbase(tmp_path, market_p
                 latency = await at("[data-key='p50']").inner_text()
                 assert latency.endswith(" ms") and float(latency.split()[0]) > 0
                 assert await at("[data-key='name']").inner_text() == "market"
+                shutil.rmtree(served)  # a new model in the same place, then SIGHUP: hot swap
+                shutil.copytree(second_market_package, served)
+                proc.send_signal(signal.SIGHUP)
+                await until(lambda: has_text(at("[data-key='name']"), "market-2"), "the new model")
                 assert await page.locator("#histogram rect").count() >= 6
                 ARTIFACTS.mkdir(parents=True, exist_ok=True)
                 await page.screenshot(path=str(ARTIFACTS / "dashboard-live.png"))

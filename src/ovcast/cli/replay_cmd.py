@@ -147,8 +147,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _default_package_dir() -> str:
     from ..default_model import default_package
+    from ..errors import MissingDependencyError
 
-    package, converted = default_package()
+    try:
+        package, converted = default_package()
+    except MissingDependencyError as exc:  # first use converts, which needs torch
+        raise MissingDependencyError(
+            f"{exc}, or pass --model DIR (a converted package with the 7 market channels)"
+        ) from exc
     if converted:
         print(f"converted the embedded default model into {package.path}", file=sys.stderr)
     return str(package.path)
