@@ -106,11 +106,11 @@ def test_live_dashboard_in_chromium_against_the_fake_coinbase(
 
     async def scenario():
         async with FakeCoinbase() as fake, async_playwright() as playwright:
-            end = int(time.time() // 60) * 60
-            seed_candles(fake, end)
+            seed_candles(fake, int(time.time() // 60) * 60)
+            # A long grace: only trades close bars, so a minute turning mid-test changes nothing.
             proc = await start_live(
                 fake, "BTC-USD", served, tmp_path / "live.db",
-                "--dashboard", "127.0.0.1:0",
+                "--dashboard", "127.0.0.1:0", "--grace", "600",
             )  # fmt: skip
             try:
                 url = await dashboard_url(proc)
@@ -118,14 +118,15 @@ def test_live_dashboard_in_chromium_against_the_fake_coinbase(
                 summary = "() => window.ovcast && window.ovcast.summary()['BTC-USD']"
                 at = page.locator
 
-                async def backfilled():
+                await until(lambda: fake_subscribed(fake), "the feed's subscription")
+
+                async def backfilled():  # the window plus the indicators' warm-up
                     shown = await page.evaluate(summary)
-                    return shown if shown and shown["lastBarTime"] == end - 60 else None
+                    return shown if shown and shown["bars"] == 64 + 150 else None
 
                 before = await until(backfilled, "the backfilled bars")
-                assert before["bars"] == 64 + 150  # the window plus the indicators' warm-up
                 assert before["forecastPoints"] == 0  # none until a bar closes live
-                await until(lambda: fake_subscribed(fake), "the feed's subscription")
+                end = before["lastBarTime"] + 60  # the open minute when live started
                 await until(lambda: has_text(at("#feed-badge"), "connected"), "the connected badge")
                 chart = page.locator("[data-product='BTC-USD'] .chart")
                 empty_chart = await chart.screenshot()

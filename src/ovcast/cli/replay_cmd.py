@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import DataError
     from ..market.recording import Recording
-    from ..market.replay import Pace, replay
+    from ..market.replay import Pace, ReplayProgress, replay
     from ..runtime.engine import Engine
 
     log = logging.getLogger("ovcast.replay")
@@ -98,25 +98,15 @@ def run(args: argparse.Namespace) -> int:
     dashboard = None
     try:
         with Recording(path) as recording:
-            progress = {"bars": 0, "total": 0, "finished": False}
+            progress = ReplayProgress("demo" if args.demo else str(path))
             sink, on_bar = write, None
             if args.dashboard:
                 from ..dashboard import engine_summary, open_dashboard, tee
 
-                progress["total"] = sum(
-                    len(recording.bars(p)) for p in (args.product or recording.products())
-                )
                 dashboard = open_dashboard(
-                    args.dashboard,
-                    model=lambda: engine_summary(engine),
-                    feed=lambda: _replay_summary(path if not args.demo else "demo", progress),
+                    args.dashboard, model=lambda: engine_summary(engine), feed=progress.summary
                 )
-                sink = tee(write, dashboard.state.add_forecast)
-
-                def on_bar(product, bar) -> None:
-                    progress["bars"] += 1
-                    dashboard.state.add_bar(product, bar)
-
+                sink, on_bar = tee(write, dashboard.state.add_forecast), dashboard.state.add_bar
             replay(
                 recording,
                 engine,
@@ -127,8 +117,8 @@ def run(args: argparse.Namespace) -> int:
                 on_bar=on_bar,
                 pace=Pace(args.interval, speed) if speed > 0 else None,
                 stop=stop,
+                progress=progress,
             )
-            progress["finished"] = True
         out.flush()
         if dashboard is not None and not stop.is_set():
             log.info("replay finished; the dashboard stays at %s until Ctrl-C", dashboard.url)
@@ -181,12 +171,3 @@ def _demo_recording(folder: str, engine, interval_s: int) -> str:
             scaler = fit_market_scaler(bars[:history])  # fitted on the warm-up, as live does
             recording.set_meta(f"scaler:{product}", scaler.to_dict())
     return path
-
-
-def _replay_summary(source: str, progress: dict) -> dict:
-    return {
-        "source": f"replay of {source}",
-        "state": "finished" if progress["finished"] else "replaying",
-        "replayed_bars": progress["bars"],
-        "total_bars": progress["total"],
-    }

@@ -37,6 +37,24 @@ class Pace:
         return not stop.wait(self.interval_s / self.speed)
 
 
+@dataclass
+class ReplayProgress:
+    """How far a replay is, for the dashboard's feed panel (it has no connection to show)."""
+
+    source: str
+    total_bars: int = 0
+    replayed_bars: int = 0
+    finished: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "source": f"replay of {self.source}",
+            "state": "finished" if self.finished else "replaying",
+            "replayed_bars": self.replayed_bars,
+            "total_bars": self.total_bars,
+        }
+
+
 def stored_or_fitted_scaler(recording: Recording, product: str, fit_bars: int) -> Scaler:
     stored = recording.meta(f"scaler:{product}")
     if stored is not None:
@@ -61,6 +79,7 @@ def replay(
     on_bar: Callable[[str, Bar], None] | None = None,
     pace: Pace | None = None,
     stop: threading.Event | None = None,
+    progress: ReplayProgress | None = None,
 ) -> dict[str, ProductStream]:
     """Run the recording's bars (until ``stop`` is set); every forecast record goes to
     ``sink``. Returns the streams."""
@@ -77,6 +96,8 @@ def replay(
         scaler = stored_or_fitted_scaler(recording, product, fit_bars)
         streams[product] = ProductStream(product, engine, scaler, interval_s=interval_s)
         series.append([(product, bar) for bar in bars])
+    progress = progress or ReplayProgress(str(recording.path))
+    progress.total_bars = sum(len(bars) for bars in series)
     last_time, forecasting = None, False
     for product, bar in heapq.merge(*series, key=lambda item: item[1].start_s):
         if stop.is_set():
@@ -84,12 +105,14 @@ def replay(
         if pace is not None and forecasting and bar.start_s != last_time and not pace.wait(stop):
             break
         last_time = bar.start_s
+        progress.replayed_bars += 1
         if on_bar is not None:
             on_bar(product, bar)
         record = streams[product].on_bar(bar)
         if record is not None:
             forecasting = True
             sink(record)
+    progress.finished = not stop.is_set()
     for product, stream in streams.items():
         log.info("%s: %d bars, %d forecasts", product, stream.bars, stream.forecasts)
     return streams
