@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 
 import numpy as np
 from fake_coinbase import FakeCoinbase
@@ -51,3 +52,13 @@ async def read_records(proc, count: int, timeout: float = 30.0) -> list[dict]:
         assert line, (await proc.stderr.read()).decode()[-2000:]
         records.append(json.loads(line))
     return records
+
+
+async def open_minute(room_s: float = 20.0) -> int:
+    """The start of the current minute, first waiting for the next one if fewer than
+    ``room_s`` seconds remain: tests that place trades relative to the open minute must not
+    see it close on the wall clock (REST backfill and bar closes follow real time)."""
+    now = time.time()
+    if 60 - now % 60 < room_s:
+        await asyncio.sleep(60 - now % 60 + 0.05)
+    return int(time.time() // 60) * 60

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import make_package
 from fake_coinbase import FakeCoinbase
-from live_process import read_records, seed_candles, start_live
+from live_process import open_minute, read_records, seed_candles, start_live
 
 from ovcast.market.recording import Recording
 
@@ -30,7 +30,7 @@ def test_live_backfills_forecasts_at_bar_close_and_records(
 
     async def scenario():
         async with FakeCoinbase() as fake:
-            end = int(time.time() // 60) * 60
+            end = await open_minute()
             seed_candles(fake, end)
             proc = await start_live(fake, "BTC-USD", served, tmp_path / "live.db")
             deadline = time.monotonic() + 60
@@ -116,7 +116,7 @@ def test_a_live_recording_fine_tunes_to_beat_the_random_walk(tmp_path, market_pa
 
     async def record():
         async with FakeCoinbase() as fake:
-            end = int(time.time() // 60) * 60
+            end = await open_minute()
             rng = np.random.default_rng(2)
             fake.candles["BTC-USD"] = [
                 [end - (1600 - k) * 60, c - 0.1, c + 0.1, c, c, 2.0]
@@ -158,7 +158,7 @@ def test_live_several_products_skewed_clock_late_trades_and_restart(tmp_path, ma
 
     async def session(first: bool):
         async with FakeCoinbase(products=("BTC-USD", "ETH-USD")) as fake:
-            end = int(time.time() // 60) * 60
+            end = await open_minute()
             seed_candles(fake, end)  # BTC history
             fake.candles["ETH-USD"] = [
                 [t, lo / 50, h / 50, o / 50, c / 50, v]
