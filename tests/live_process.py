@@ -62,3 +62,12 @@ async def open_minute(room_s: float = 20.0) -> int:
     if 60 - now % 60 < room_s:
         await asyncio.sleep(60 - now % 60 + 0.05)
     return int(time.time() // 60) * 60
+
+
+async def wait_subscribed(fake: FakeCoinbase, proc, timeout: float = 60.0) -> None:
+    """Until `ovcast live` has subscribed to the fake; its stderr if it died or hung first."""
+    deadline = time.monotonic() + timeout
+    while fake.subscribes == 0:
+        if proc.returncode is not None or time.monotonic() > deadline:
+            raise AssertionError((await proc.stderr.read()).decode()[-3000:])
+        await asyncio.sleep(0.05)

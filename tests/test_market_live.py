@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import make_package
 from fake_coinbase import FakeCoinbase
-from live_process import open_minute, read_records, seed_candles, start_live
+from live_process import open_minute, read_records, seed_candles, start_live, wait_subscribed
 
 from ovcast.market.recording import Recording
 
@@ -33,11 +33,7 @@ def test_live_backfills_forecasts_at_bar_close_and_records(
             end = await open_minute()
             seed_candles(fake, end)
             proc = await start_live(fake, "BTC-USD", served, tmp_path / "live.db")
-            deadline = time.monotonic() + 60
-            while fake.subscribes == 0:
-                if proc.returncode is not None or time.monotonic() > deadline:
-                    raise AssertionError((await proc.stderr.read()).decode()[-3000:])
-                await asyncio.sleep(0.05)
+            await wait_subscribed(fake, proc)
             await asyncio.sleep(0.2)
             await fake.trade("BTC-USD", "101.25", "0.5", t=end + 1.5)  # opens the bar at `end`
             await fake.trade("BTC-USD", "101.75", "0.25", t=end + 30.0)
@@ -126,10 +122,7 @@ def test_a_live_recording_fine_tunes_to_beat_the_random_walk(tmp_path, market_pa
             proc = await start_live(
                 fake, "BTC-USD", market_package, tmp_path / "rec.db", "--backfill-bars", "1500"
             )
-            deadline = time.monotonic() + 60
-            while fake.subscribes == 0:
-                assert proc.returncode is None and time.monotonic() < deadline
-                await asyncio.sleep(0.05)
+            await wait_subscribed(fake, proc)
             proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(proc.communicate(), 30)
             return proc.returncode
@@ -167,10 +160,7 @@ def test_live_several_products_skewed_clock_late_trades_and_restart(tmp_path, ma
             proc = await start_live(
                 fake, "BTC-USD", market_package, tmp_path / "multi.db", "--product", "ETH-USD"
             )
-            deadline = time.monotonic() + 60
-            while fake.subscribes == 0:
-                assert proc.returncode is None and time.monotonic() < deadline
-                await asyncio.sleep(0.05)
+            await wait_subscribed(fake, proc)
             await asyncio.sleep(0.2)
             base = end if first else end + 180  # later: the fake's clock runs 3 minutes ahead
             fake._next_id = 100 if first else 1000  # a real exchange never reuses trade ids
