@@ -90,9 +90,9 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import DataError
     from ..runtime.engine import Engine
+    from ..runtime.slot import EngineSlot
     from ..serve.jsonl import DEFAULT_MAX_LINE_BYTES, JsonLinesServer
     from ..serve.protocol import Forecaster
-    from ..serve.reload import EngineSlot
 
     try:
         channels = [int(c) for c in args.channels.split(",")] if args.channels else None

@@ -27,6 +27,13 @@ class Bars:
     close: np.ndarray
     volume: np.ndarray
     filled: np.ndarray  # (n,) bool: no trades in this interval, filled flat
+    # (n,) bool: the bar may lack trades (e.g. a live start-up minute not proven complete);
+    # never scored or trained on. None: no bar is partial.
+    partial: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.partial is None:
+            self.partial = np.zeros(len(self.time_s), bool)
 
     def __len__(self) -> int:
         return len(self.time_s)
@@ -103,7 +110,11 @@ def fill_gaps(bars: Bars, interval_s: int) -> Bars:
     }
     volume = np.where(present, _spread(bars.volume, slots, n), 0.0)
     time_s = bars.time_s[0] + np.arange(n, dtype=np.int64) * interval_s
-    return Bars(time_s, out["open"], out["high"], out["low"], out["close"], volume, ~present)
+    partial = np.zeros(n, bool)
+    partial[slots] = bars.partial
+    return Bars(
+        time_s, out["open"], out["high"], out["low"], out["close"], volume, ~present, partial
+    )
 
 
 def _spread(values: np.ndarray, slots: np.ndarray, n: int) -> np.ndarray:

@@ -25,8 +25,8 @@ from typing import Any
 
 from ..errors import DataError, OvcastError
 from ..runtime.engine import Engine
+from ..runtime.slot import EngineSlot
 from ..scaling import Scaler
-from ..serve.reload import EngineSlot
 from .aggregator import Bar, BarAggregator
 from .coinbase import Trade, candle_windows, parse_candles
 from .feed import CoinbaseFeed

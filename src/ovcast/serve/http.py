@@ -35,11 +35,11 @@ from .. import __version__
 from ..errors import OvcastError
 from ..package import ModelPackage
 from ..runtime.engine import Engine
+from ..runtime.slot import EngineSlot
 from . import kserve
 from .batching import MicroBatcher, Overloaded, TimedOut
 from .listen import listen
 from .metrics import ServerMetrics
-from .reload import EngineSlot
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ import orjson
 
 from ..errors import InvalidInputError, ModelPackageError, OvcastError
 from ..runtime.engine import Engine
-from .reload import EngineSlot
+from ..runtime.slot import EngineSlot
 
 # Error codes a client can branch on.
 EMPTY_LINE = "empty_line"

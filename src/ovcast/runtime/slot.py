@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import ModelPackageError, OvcastError
 from ..parity import within_tolerance
-from ..runtime.engine import Engine
+from .engine import Engine
 
 log = logging.getLogger(__name__)
 
