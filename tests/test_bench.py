@@ -140,3 +140,26 @@ def test_guide_environment_variables_are_measured_one_by_one(small_package):
     results = measure_environment(small_package, seconds=0.2, rounds=1)
     assert [r["variable"].split("=")[0] for r in results] == list(GUIDE_ENV)
     assert all(r["p50_ms"] > 0 and r["baseline_p50_ms"] > 0 and r["verdict"] for r in results)
+
+
+def test_bench_without_torch_times_openvino_alone_and_says_what_it_skipped(small_package):
+    """A runtime-only install has no torch/onnxruntime: the benchmark still runs."""
+    import subprocess
+    import sys
+
+    hide = (
+        "import sys; sys.modules['torch'] = None; sys.modules['onnxruntime'] = None; "
+        "from ovcast.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    base = [sys.executable, "-c", hide, "bench", str(small_package), "--batch", "1"]
+    fast = ["--duration", "0.2", "--no-serving", "--no-coldstart"]
+    done = subprocess.run([*base, *fast], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "benchmarking for about" in done.stderr
+    assert "skipping the torch backend" in done.stderr
+    assert "torch        skipped:" in done.stdout and "openvino" in done.stdout
+    # a backend asked for by name must be there
+    named = subprocess.run(
+        [*base, *fast, "--backends", "openvino,torch"], capture_output=True, text=True, timeout=120
+    )
+    assert named.returncode == 1 and "needs the 'torch' package" in named.stderr

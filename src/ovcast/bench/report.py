@@ -24,6 +24,8 @@ def table(results: dict[str, Any]) -> str:
                 f"{s['p99_ms']:7.2f} {s['max_ms']:7.2f} {s['forecasts_per_s']:7.0f} {ratio:>8} "
                 f"{s['percent_of_gemm_limit']:6.0f}%"
             )
+    for name, why in results.get("skipped", {}).items():
+        lines.append(f"{'':>5} {name:<12} skipped: {why}")
     limit = results["limit"]
     lines.append(
         f"\nlimit: {limit['flops_per_forecast'] / 1e6:.0f} MFLOP per forecast; OpenVINO FP32 "

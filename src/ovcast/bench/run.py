@@ -21,6 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ..errors import MissingDependencyError
 from ..package import ModelPackage
 from ..parity import parity_windows
 from ..runtime.cpu import usable_cores
@@ -44,7 +45,14 @@ def run_benchmark(
     duration_s: float = 10.0,
     serving: bool = True,
     coldstart: bool = True,
+    required: Sequence[str] = ("openvino",),
 ) -> dict[str, Any]:
+    """Every figure of the benchmark, as a JSON-ready dict (see ``planned_seconds``).
+
+    A backend whose optional dependency is missing (torch, onnxruntime in a runtime-only
+    install) is skipped with a warning and listed under ``skipped``, unless it is in
+    ``required``.
+    """
     package = ModelPackage.load(model_dir)
     m = package.manifest
     results: dict[str, Any] = {
@@ -62,7 +70,13 @@ def run_benchmark(
     loaded = {}
     for name in backends:
         log.info("loading backend %s", name)
-        loaded[name] = backend_mod.load(name, package)
+        try:
+            loaded[name] = backend_mod.load(name, package)
+        except MissingDependencyError as exc:
+            if name in required:
+                raise
+            log.warning("skipping the %s backend: %s", name, exc)
+            results.setdefault("skipped", {})[name] = str(exc)
     results["latency"] = {}
     for batch in batches:
         window = parity_windows(m.context_length, m.num_input_channels, batch)
@@ -97,9 +111,21 @@ def run_benchmark(
         results["serving"] = _serving(package, duration_s)
         results["http_batching"] = _batching(package, duration_s)
     if coldstart:
-        results["coldstart"] = {name: _coldstart(name, package) for name in backends}
+        results["coldstart"] = {name: _coldstart(name, package) for name in loaded}
         results["coldstart"]["openvino+cache"] = _coldstart("openvino", package, cache=True)
     return results
+
+
+def planned_seconds(
+    duration_s: float, *, batches: int, backends: int, serving: bool, coldstart: bool
+) -> float:
+    """About how long ``run_benchmark`` takes: ``duration_s`` is per timed phase, not in all."""
+    total = duration_s * batches + duration_s / 2  # latency per batch size, throughput mode
+    if serving:
+        total += 2 * duration_s  # the servers side by side, then batching off vs on
+    if coldstart:
+        total += 3.0 * (backends + 1)  # fresh processes, each a few seconds
+    return total
 
 
 def _throughput_mode(package: ModelPackage, duration_s: float, flops: float, gflops: float) -> dict:

@@ -18,6 +18,7 @@ class LatencyStats:
     name: str
     samples_ms: np.ndarray
     batch: int = 1
+    rounds: int = 0  # alternate() rounds the samples came from, in order (0: unknown)
 
     @property
     def p50(self) -> float:
@@ -86,4 +87,19 @@ def alternate(
                 if call >= settle:
                     samples[name].append((time.perf_counter_ns() - start) / 1e6)
         rounds += 1
-    return {n: LatencyStats(n, np.array(s), batch) for n, s in samples.items()}
+    return {n: LatencyStats(n, np.array(s), batch, rounds) for n, s in samples.items()}
+
+
+def ratio_per_round(numerator: LatencyStats, denominator: LatencyStats) -> np.ndarray:
+    """The p50 ratio of two runners measured in the same ``alternate`` run, round by round.
+
+    Its spread says how far the machine's noise moves the ratio: quote the median and the
+    middle half, not one figure.
+    """
+    if not numerator.rounds or numerator.rounds != denominator.rounds:
+        raise ValueError("ratio_per_round needs two runners of the same alternate() run")
+
+    def per_round(stats: LatencyStats) -> np.ndarray:
+        return np.median(stats.samples_ms.reshape(stats.rounds, -1), axis=1)
+
+    return per_round(numerator) / per_round(denominator)

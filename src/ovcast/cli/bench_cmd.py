@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shlex
 from pathlib import Path
+
+log = logging.getLogger("ovcast.bench")
 
 DESCRIPTION = """\
 Benchmark a model package: every backend in one process, called in alternation on the same
@@ -32,12 +35,17 @@ def register(subparsers) -> None:
     p.add_argument("model_dir", metavar="MODEL_DIR")
     p.add_argument(
         "--backends",
-        default="openvino,torch,onnxruntime",
-        help="comma-separated: openvino, torch, onnxruntime (default: all)",
+        default=None,
+        help="comma-separated: openvino, torch, onnxruntime (default: all that are installed; "
+        "named ones must be)",
     )
     p.add_argument("--batch", default="1,8,32", help="comma-separated batch sizes (default 1,8,32)")
     p.add_argument(
-        "--duration", type=float, default=10.0, help="seconds per batch size (default 10)"
+        "--duration",
+        type=float,
+        default=10.0,
+        help="seconds of each timed phase: each batch size, the servers, batching (default 10); "
+        "the whole run takes several times that, printed at the start",
     )
     p.add_argument("--no-serving", action="store_true", help="skip the end-to-end server runs")
     p.add_argument("--no-coldstart", action="store_true", help="skip the fresh-process runs")
@@ -58,19 +66,32 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..bench.report import keep_analysis, markdown, plot, table
-    from ..bench.run import run_benchmark
+    from ..bench.run import planned_seconds, run_benchmark
     from ..errors import DataError
 
     try:
         batches = [int(b) for b in args.batch.split(",")]
     except ValueError as exc:
         raise DataError(f"--batch {args.batch!r}: expected comma-separated integers") from exc
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    chosen = args.backends or "openvino,torch,onnxruntime"
+    backends = [b.strip() for b in chosen.split(",") if b.strip()]
     unknown = set(backends) - {"openvino", "torch", "onnxruntime"}
     if unknown:
         raise DataError(
             f"unknown backends {sorted(unknown)}; expected openvino, torch, onnxruntime"
         )
+    seconds = planned_seconds(
+        args.duration,
+        batches=len(batches),
+        backends=len(backends),
+        serving=not args.no_serving,
+        coldstart=not args.no_coldstart,
+    )
+    log.info(
+        "benchmarking for about %.0f s (%g s per timed phase; --duration sets it)",
+        seconds,
+        args.duration,
+    )
     results = run_benchmark(
         args.model_dir,
         backends=backends,
@@ -78,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         duration_s=args.duration,
         serving=not args.no_serving,
         coldstart=not args.no_coldstart,
+        required=backends if args.backends else ("openvino",),
     )
     if args.tune:
         from ..bench.tune import tune
@@ -109,7 +131,7 @@ def _command_line(args: argparse.Namespace) -> str:
         "bench",
         args.model_dir,
         "--backends",
-        args.backends,
+        args.backends or "openvino,torch,onnxruntime",
         "--batch",
         args.batch,
         "--duration",

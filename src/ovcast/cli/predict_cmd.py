@@ -3,77 +3,78 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
-from pathlib import Path
 
-import numpy as np
 import orjson
 
+log = logging.getLogger("ovcast.predict")
+
 DESCRIPTION = """\
-Forecast from a window in a file: .csv (a row per step, a column per channel; header and a
-leading timestamp column allowed), .npy ([context, channels] or [batch, context, channels])
-or .json (nested lists, or {"past_values": ...}).
+Forecast from a series in a file and write the forecast labelled with the model's channel
+names and, when the input has a timestamp column, the future timestamps.
+
+input: .csv (a row per step; a header and a timestamp column are optional: a first column
+that is not numeric, or one named date/datetime/time/timestamp/ts), .npy ([time, channels]
+or [batch, context, channels]) or .json (nested lists, or {"past_values": ...}).
+  - a series longer than the model's context gives its last CONTEXT rows (said on stderr);
+  - with a header that names every model channel, channels are taken by name (any order,
+    extra columns ignored); otherwise by position.
+output: JSON on stdout ({"channels", timestamps, "predictions"}), or --output FILE as
+.csv (header: timestamp or step, then channels), .json, .parquet (needs pyarrow) or .npy.
 
 By default input and output are in model space (already scaled). With --raw the input is
 in raw units: it is scaled with the package's scaler and the forecast scaled back.
 
 examples:
-  ovcast predict models/default --input window.csv
+  ovcast predict models/default --input ETTh1.csv --raw --output forecast.csv
   ovcast predict models/default --input window.npy --output forecast.npy
-  ovcast predict models/default --input window.csv --raw --channels 0 --output close.csv
+  ovcast predict models/default --input window.csv --raw --channels OT --output ot.csv
 """
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "predict",
-        help="forecast from a window in a .csv, .npy or .json file",
+        help="forecast from a series in a .csv, .npy or .json file",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model_dir", metavar="MODEL_DIR")
     p.add_argument("--input", "-i", required=True, metavar="FILE", help=".csv, .npy or .json")
     p.add_argument(
-        "--output", "-o", metavar="FILE", help=".npy, .json or .csv (default: JSON on stdout)"
+        "--output",
+        "-o",
+        metavar="FILE",
+        help=".csv, .json, .parquet or .npy (default: JSON on stdout)",
     )
     p.add_argument(
         "--raw", action="store_true", help="input and output in raw units, via the package's scaler"
     )
-    p.add_argument("--channels", help="comma-separated channel indices to output (default: all)")
+    p.add_argument(
+        "--channels", help="comma-separated channel names or indices to output (default: all)"
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import DataError
     from ..runtime.engine import Engine
-    from ..runtime.inputs import read_array
+    from ..runtime.series import ForecastTable, read_series, write_forecast
 
-    window = read_array(args.input)
+    series = read_series(args.input)
     engine = Engine(args.model_dir, warmup=False)
+    window, notes = series.window_for(engine.context_length, engine.channel_names)
+    for note in notes:
+        log.info("%s: %s", args.input, note)
     forecast = engine.forecast(window) if args.raw else engine.predict(window)
+    table = ForecastTable.after(series, forecast, engine.channel_names)
     if args.channels:
-        try:
-            picked = [int(c) for c in args.channels.split(",")]
-            forecast = forecast[..., picked]
-        except (ValueError, IndexError) as exc:
-            raise DataError(
-                f"--channels {args.channels!r}: expected indices in 0..{engine.num_channels - 1}"
-            ) from exc
+        table = table.select([c.strip() for c in args.channels.split(",")])
     if not args.output:
         sys.stdout.buffer.write(
-            orjson.dumps({"predictions": forecast}, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+            orjson.dumps(table.to_json(), option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
         )
         return 0
-    out = Path(args.output)
-    if out.suffix == ".npy":
-        np.save(out, forecast)
-    elif out.suffix == ".json":
-        out.write_bytes(orjson.dumps({"predictions": forecast}, option=orjson.OPT_SERIALIZE_NUMPY))
-    elif out.suffix == ".csv":
-        if forecast.ndim != 2:
-            raise DataError("a .csv output holds one forecast; use .npy or .json for a batch")
-        np.savetxt(out, forecast, delimiter=",", fmt="%.7g")
-    else:
-        raise DataError(f"unsupported output {out.name}; expected .npy, .json or .csv")
-    print(f"wrote {out} {list(forecast.shape)}", file=sys.stderr)
+    write_forecast(table, args.output)
+    print(f"wrote {args.output} {list(table.values.shape)}", file=sys.stderr)
     return 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,7 @@ class Engine:
         self._pool: queue.SimpleQueue = queue.SimpleQueue()
         for _ in range(self.num_requests):
             self._pool.put(self._compiled.create_infer_request())
-        log.info("compiled %s in %.0f ms: %s", self.package.path, self.compile_ms, self.config)
+        log.debug("compiled %s in %.0f ms: %s", self.package.path, self.compile_ms, self.config)
         if warmup:
             self.warmup()
 
@@ -187,6 +187,25 @@ class Engine:
         batch, single = as_batch(raw_window, self.context_length, self.num_channels)
         out = scaler.inverse_transform(self.predict(scaler.transform(batch)))
         return out[0] if single else out
+
+    def forecast_frame(
+        self,
+        frame: Any,
+        *,
+        timestamp_column: str | None = None,
+        id_columns: Sequence[str] = (),
+        raw: bool = True,
+    ) -> Any:
+        """Forecast a pandas DataFrame (named channels, a timestamp column, optional ids).
+
+        Returns a DataFrame of ``prediction_length`` rows per series: the id columns, the
+        future timestamps and one column per channel. See ``series.forecast_frame``.
+        """
+        from .series import forecast_frame
+
+        return forecast_frame(
+            self, frame, timestamp_column=timestamp_column, id_columns=id_columns, raw=raw
+        )
 
     def _require_scaler(self) -> Scaler:
         scaler = self.scaler

@@ -7,7 +7,6 @@ naming the expected shape, so a server can answer it and go on.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -42,63 +41,23 @@ def as_batch(past_values: Any, context_length: int, num_channels: int) -> tuple[
     if array.ndim != 3 or array.shape[1:] != (context_length, num_channels):
         shape = list(array.shape[1:] if single else array.shape)
         raise InvalidInputError(f"past_values has shape {shape}; expected {expected}")
-    array = np.ascontiguousarray(array, dtype=np.float32)
+    with np.errstate(over="ignore"):  # beyond float32's range becomes inf: reported below
+        array = np.ascontiguousarray(array, dtype=np.float32)
     if not np.isfinite(array).all():
         bad = np.argwhere(~np.isfinite(array))[0].tolist()
         where = bad[1:] if single else bad
         raise InvalidInputError(
-            f"past_values has NaN or inf (first at index {where}); expected finite numbers"
+            f"past_values has NaN or inf (first at index {where}); expected finite numbers "
+            "(a value beyond float32's range, ±3.4e38, counts as inf)"
         )
     return array, single
 
 
 def read_array(path: str | Path) -> np.ndarray:
-    """Read a window or batch from .npy, .json (nested lists, or {"past_values": ...}) or .csv.
+    """The values of a window or batch in a .npy, .json or .csv file (see ``series.read_series``)."""
+    from .series import read_series
 
-    A CSV holds one window: a row per time step, a column per channel, with an optional
-    header line and an optional leading non-numeric (timestamp) column.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"input file {path} does not exist")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".npy":
-            return np.load(path, allow_pickle=False)
-        if suffix == ".json":
-            data = json.loads(path.read_text())
-            if isinstance(data, dict):
-                if "past_values" not in data:
-                    raise DataError(f"{path}: a JSON object needs a 'past_values' field")
-                data = data["past_values"]
-            return np.asarray(data, dtype=np.float32)
-        if suffix == ".csv":
-            return _read_csv_window(path)
-    except (ValueError, OSError) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from exc
-    raise DataError(f"unsupported input file {path.name}; expected .npy, .json or .csv")
-
-
-def _read_csv_window(path: Path) -> np.ndarray:
-    import csv
-
-    with open(path, newline="") as f:
-        rows = [r for r in csv.reader(f) if r]
-    if rows and not _is_number(rows[0][-1]):
-        rows = rows[1:]  # header
-    if not rows:
-        raise DataError(f"{path} has no data rows")
-    if not _is_number(rows[0][0]):
-        rows = [r[1:] for r in rows]  # timestamp column
-    return np.array([[float(v) for v in r] for r in rows], dtype=np.float32)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    return np.asarray(read_series(path).values, dtype=np.float32)
 
 
 def sliding_windows(series: np.ndarray, context_length: int, *, max_windows: int = 0) -> np.ndarray:
