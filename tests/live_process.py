@@ -71,3 +71,27 @@ async def wait_subscribed(fake: FakeCoinbase, proc, timeout: float = 60.0) -> No
         if proc.returncode is not None or time.monotonic() > deadline:
             raise AssertionError((await proc.stderr.read()).decode()[-3000:])
         await asyncio.sleep(0.05)
+
+
+def bars_from_trades(trades: list[dict], interval_s: int = 60) -> dict[int, tuple]:
+    """The truth, computed independently: per bar start, (open, high, low, close, volume,
+    count) from every trade the exchange made, in trade-id order."""
+    import datetime as dt
+    from decimal import Decimal
+
+    bars: dict[int, list] = {}
+    for t in sorted(trades, key=lambda t: t["trade_id"]):
+        when = dt.datetime.fromisoformat(t["time"].replace("Z", "+00:00")).timestamp()
+        start = int(when // interval_s) * interval_s
+        price, size = Decimal(t["price"]), Decimal(t["size"])
+        if start not in bars:
+            bars[start] = [price, price, price, price, Decimal(0), 0]
+        bar = bars[start]
+        bar[1], bar[2], bar[3] = max(bar[1], price), min(bar[2], price), price
+        bar[4] += size
+        bar[5] += 1
+    return {start: tuple(v) for start, v in bars.items()}
+
+
+def recorded_bar(bar) -> tuple:
+    return (bar.open, bar.high, bar.low, bar.close, bar.volume, bar.trades)
