@@ -48,8 +48,15 @@ def seed_candles(fake: FakeCoinbase, end: int, n: int = 400) -> None:
 async def read_records(proc, count: int, timeout: float = 30.0) -> list[dict]:
     records = []
     while len(records) < count:
-        line = await asyncio.wait_for(proc.stdout.readline(), timeout)
-        assert line, (await proc.stderr.read()).decode()[-2000:]
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), timeout)
+        except TimeoutError:
+            proc.kill()
+            line = b""
+        assert line, (
+            f"{len(records)} of {count} records; stderr:\n"
+            + (await proc.stderr.read()).decode()[-3000:]
+        )
         records.append(json.loads(line))
     return records
 

@@ -84,6 +84,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
+    import logging
     import signal
 
     import orjson
@@ -91,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from ..market.coinbase import ADVANCED_WS_URL, EXCHANGE_WS_URL
     from ..pipeline.live import LiveConfig, LivePipeline
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is noise here
     ws_url = args.ws_url or (EXCHANGE_WS_URL if args.feed == "exchange" else ADVANCED_WS_URL)
     out = open(args.out, "ab") if args.out else sys.stdout.buffer
 
@@ -131,8 +133,9 @@ def run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        # In a thread: a compile takes ~0.1-0.5 s, and the socket must keep being read.
-        loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, pipeline.reload))
+        # In the writer thread, between bars: a compile takes ~0.1-0.5 s, and the socket must
+        # keep being read meanwhile.
+        loop.add_signal_handler(signal.SIGHUP, pipeline.request_reload)
         await pipeline.run(stop)
 
     try:

@@ -151,6 +151,12 @@ class Recording:
         for trade_id, time_s, price, size, side in rows:
             yield Trade(product_id, trade_id, time_s, Decimal(price), Decimal(size), side)
 
+    def has_trade(self, product_id: str, trade_id: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM trades WHERE product_id = ? AND trade_id = ?", (product_id, trade_id)
+        ).fetchone()
+        return row is not None
+
     def last_trade(self, product_id: str) -> Trade | None:
         """The recorded trade with the highest numeric id (None if none is numeric)."""
         row = self._db.execute(

@@ -16,7 +16,9 @@ No seam and no loss, from a fresh start or from an existing recording:
 3. Where that cannot be proven (REST down after retries, the page budget spent, Advanced
    Trade's window too short), the oldest bar built from trades is marked ``partial``; if no
    trade came back at all, the open bar is.
-4. The trade tracker continues from the newest trade known (REST or recording), so the
+4. A fetched trade the recording lacks, in a bar it already holds (read from the socket
+   too late before a stop or crash), makes that recorded bar ``partial``.
+5. The trade tracker continues from the newest trade known (REST or recording), so the
    gap between this fetch and the subscription, or an outage REST could not cover, is seen
    and repaired like any other hole.
 """
@@ -53,6 +55,7 @@ class Resumed:
     aggregator: BarAggregator  # positioned after the history, holding the open bar
     last_trade: Trade | None  # where the trade tracker continues
     complete: bool  # every trade of the open minute is known
+    late_starts: set[int] = field(default_factory=set)  # recorded bars that lack a trade
     notes: list[str] = field(default_factory=list)
 
 
@@ -120,6 +123,16 @@ async def resume_product(
     rebuilt += aggregator.close_until(open_minute)
     new_bars = from_candles + rebuilt
     history = recorded + new_bars
+    recorded_starts = {b.start_s for b in recorded}
+    late_starts = {
+        _bucket(t.time_s, interval)
+        for t in fetched
+        if t.time_s < trades_from
+        and _bucket(t.time_s, interval) in recorded_starts
+        and not recording.has_trade(product, t.trade_id)
+    }
+    for bar in recorded:
+        bar.partial = bar.partial or bar.start_s in late_starts
     if not history and aggregator.open_bar is None:
         raise DataError(f"{product}: no history (no recording and no REST candles); cannot warm up")
 
@@ -135,6 +148,7 @@ async def resume_product(
         aggregator=aggregator,
         last_trade=last_trade,
         complete=proven,
+        late_starts=late_starts,
         notes=notes,
     )
 

@@ -84,6 +84,7 @@ class BarWriter:
         self.failure: BaseException | None = None
         self.forecast_errors = 0
         self._queue: queue.SimpleQueue[Work] = queue.SimpleQueue()
+        self._pending: list[tuple[str, Bar]] = []
         self._thread = threading.Thread(target=self._run, name="ovcast-writer", daemon=True)
 
     def start(self) -> None:
@@ -97,6 +98,10 @@ class BarWriter:
         self._queue.put(None)
         if self._thread.is_alive():
             self._thread.join()
+
+    def call(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` in the writer thread, between batches (e.g. a model hot swap)."""
+        self.submit(_Call(fn))
 
     async def drain(self) -> None:
         """Wait (without blocking the loop) until everything submitted so far is done."""
@@ -129,6 +134,7 @@ class BarWriter:
 
     def _process(self, batch: list[Work]) -> bool:
         closed: list[tuple[str, Bar]] = []
+        self._pending = closed  # bars closed in this batch, recorded at its end
         with self.recording.transaction():
             for work in batch:
                 if isinstance(work, Trades):
@@ -172,6 +178,11 @@ class BarWriter:
             start += interval
 
     def _mark_recorded_partial(self, product: str, start: int) -> None:
+        """A closed bar lacks trades: mark it where it is (this batch's bars, or recorded)."""
+        for pending_product, bar in self._pending:
+            if pending_product == product and bar.start_s == start:
+                bar.partial = True  # counted when recorded
+                return
         self.recording.mark_partial(product, start)
         self.products[product].partial_bars += 1
 
