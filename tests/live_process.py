@@ -102,3 +102,12 @@ def bars_from_trades(trades: list[dict], interval_s: int = 60) -> dict[int, tupl
 
 def recorded_bar(bar) -> tuple:
     return (bar.open, bar.high, bar.low, bar.close, bar.volume, bar.trades)
+
+
+async def clock_to(fake: FakeCoinbase, t: float, product: str = "BTC-USD") -> None:
+    """Move the fake's pinned exchange clock to ``t``, saying so in heartbeats as the real
+    one does every second (here: every 60 s of exchange time, within the pipeline's bound
+    on how far ahead a message may be)."""
+    while fake.now < t:
+        fake.now = min(t, fake.now + 60)
+        await fake.heartbeat(product)

@@ -19,6 +19,7 @@ from conftest import make_package
 from fake_coinbase import FakeCoinbase
 from live_process import (
     bars_from_trades,
+    clock_to,
     read_records,
     recorded_bar,
     seed_candles,
@@ -52,14 +53,6 @@ async def recorded_trades(path, count: int, proc, timeout: float = 30.0, product
         if proc.returncode is not None or loop.time() > deadline:
             raise AssertionError(f"{n[0]} of {count} trades recorded")
         await asyncio.sleep(0.02)
-
-
-async def clock_to(fake: FakeCoinbase, t: float, product: str = "BTC-USD") -> None:
-    """Move the fake's exchange clock to ``t``, saying so in heartbeats as the real one does
-    every second (here: every 60 s of exchange time)."""
-    while fake.now < t:
-        fake.now = min(t, fake.now + 60)
-        await fake.heartbeat(product)
 
 
 def test_live_backfills_forecasts_at_bar_close_records_and_hot_swaps(

@@ -23,6 +23,11 @@ BAR_COLUMNS = (
 TRADE_COLUMNS = ("time", "time_s", "trade_id", "price", "size", "side")
 
 
+def _dec(value) -> str:
+    """A Decimal as plain positional text ("0.00000001", never "1E-8")."""
+    return format(value, "f")
+
+
 def _iso(epoch_s: float) -> str:
     stamp = dt.datetime.fromtimestamp(epoch_s, dt.timezone.utc)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if epoch_s % 1 else "%Y-%m-%dT%H:%M:%SZ")
@@ -52,7 +57,7 @@ def rows(recording: Recording, product: str, what: str) -> tuple[tuple[str, ...]
         ]
     if what == "trades":
         return TRADE_COLUMNS, [
-            [_iso(t.time_s), f"{t.time_s:.6f}", t.trade_id, str(t.price), str(t.size), t.side]
+            [_iso(t.time_s), f"{t.time_s:.6f}", t.trade_id, _dec(t.price), _dec(t.size), t.side]
             for t in recording.trades(product)
         ]
     raise DataError(f"--what must be 'bars' or 'trades', got {what!r}")
