@@ -155,3 +155,34 @@ def test_an_advanced_trade_snapshot_newest_first_is_taken_whole_in_order():
     assert [int(t.trade_id) for t in received] == list(range(101, 201)) + ids
     assert feed.status.duplicates == 0 and feed.status.gaps == 0
     assert received[99].price == 199 and all(t.snapshot for t in received[:100])
+
+
+def test_odd_shapes_are_rejected_not_raised():
+    """Shapes no parser foresaw (a subscriptions reply with numbers for lists, events that
+    are not objects) are counted as rejected; the handler never raises."""
+
+    async def scenario():
+        feed = CoinbaseFeed(["BTC-USD"], deliver=lambda trades: None, ws_url="ws://unused")
+        for raw in (
+            '{"type": "subscriptions", "channels": [{"name": "matches", "product_ids": 5}]}',
+            '{"type": "heartbeat", "product_id": ["BTC-USD"], "last_trade_id": 1}',
+            '{"type": "match", "trade_id": true, "product_id": "BTC-USD", "price": "1",'
+            ' "size": "1", "time": "2023-11-14T22:14:12Z"}',
+            "",
+            "null",
+        ):
+            await feed.handle_raw(raw)
+        advanced = CoinbaseFeed(
+            ["BTC-USD"], deliver=lambda trades: None, ws_url="ws://unused", dialect="advanced"
+        )
+        for raw in (
+            '{"channel": "subscriptions", "events": [{"subscriptions": {"market_trades": 3}}]}',
+            '{"channel": "market_trades", "events": ["x", {"type": "update", "trades": "y"}]}',
+            '{"channel": "market_trades", "timestamp": "soon", "events": []}',
+        ):
+            await advanced.handle_raw(raw)
+        return feed.status, advanced.status
+
+    exchange, advanced = asyncio.run(scenario())
+    assert exchange.rejected == 5 and exchange.messages == 5
+    assert advanced.rejected == 4  # the subscriptions, "x", "y", the timestamp

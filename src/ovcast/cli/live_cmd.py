@@ -89,9 +89,12 @@ def run(args: argparse.Namespace) -> int:
 
     import orjson
 
+    from ..errors import DataError
     from ..market.coinbase import ADVANCED_WS_URL, EXCHANGE_WS_URL
     from ..pipeline.live import LiveConfig, LivePipeline
 
+    if args.max_ahead <= 0 or args.grace < 0 or args.interval <= 0:
+        raise DataError("--max-ahead and --interval must be > 0, --grace >= 0")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is noise here
     ws_url = args.ws_url or (EXCHANGE_WS_URL if args.feed == "exchange" else ADVANCED_WS_URL)
     out = open(args.out, "ab") if args.out else sys.stdout.buffer

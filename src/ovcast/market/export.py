@@ -71,8 +71,8 @@ def export(recording: Recording, product: str, *, what: str, out: str | Path) ->
         pa = require("pyarrow", extra="test", purpose="writing Parquet")
         import pyarrow.parquet as pq
 
-        columns = list(zip(*data, strict=True)) if data else [[] for _ in header]
-        table = pa.table({name: list(col) for name, col in zip(header, columns, strict=True)})
+        columns: list[list] = [[row[k] for row in data] for k in range(len(header))]
+        table = pa.table(dict(zip(header, columns, strict=True)))
         pq.write_table(table, out)
     elif out.suffix.lower() == ".csv":
         with open(out, "w", newline="") as f:

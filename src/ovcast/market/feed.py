@@ -215,7 +215,12 @@ class CoinbaseFeed:
         if not isinstance(message, dict):
             self.reject(f"expected a JSON object, got a JSON {type(message).__name__}", raw)
             return None
-        parsed = parse_exchange(message) if self.dialect == "exchange" else parse_advanced(message)
+        try:
+            parse = parse_exchange if self.dialect == "exchange" else parse_advanced
+            parsed = parse(message)
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:  # a shape not foreseen
+            self.reject(f"malformed message ({type(exc).__name__}: {exc})", raw)
+            return None
         for reason in parsed.rejected:
             self.reject(reason, raw)
         if parsed.time_s is not None:

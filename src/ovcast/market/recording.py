@@ -133,10 +133,14 @@ class Recording:
         """One product's bars as arrays, with the ``filled`` and ``partial`` masks (for
         fine-tuning: exclude both from scored targets)."""
         bars = self.bars(product_id)
-        columns = np.array([b.as_floats() for b in bars], dtype=np.float64).reshape(-1, 5).T
+        o, h, lo, c, v = np.array([b.as_floats() for b in bars], dtype=np.float64).reshape(-1, 5).T
         return Bars(
             np.array([b.start_s for b in bars], dtype=np.int64),
-            *columns,
+            o,
+            h,
+            lo,
+            c,
+            v,
             np.array([b.filled for b in bars], dtype=bool),
             np.array([b.partial for b in bars], dtype=bool),
         )

@@ -43,6 +43,14 @@ PAGE_LIMIT = 1000
 class CoinbaseRestError(DataError):
     """A REST request that failed for good (after retries, or a refusal retrying can't fix)."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status of a refusal (4xx other than 429), if any
+
+    @property
+    def refused(self) -> bool:
+        return self.status is not None and 400 <= self.status < 500
+
 
 @dataclass
 class RestRetry:
@@ -104,7 +112,8 @@ class CoinbaseRest:
                 elif response.status_code >= 400:
                     raise CoinbaseRestError(
                         f"{what} answered {response.status_code} {response.content[:200]!r} "
-                        f"({response.url})"
+                        f"({response.url})",
+                        response.status_code,
                     )
                 else:
                     try:

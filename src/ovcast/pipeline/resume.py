@@ -84,7 +84,7 @@ async def resume_product(
         try:
             candles = await rest.candles(product, candle_from, open_minute, interval, now_s)
         except CoinbaseRestError as exc:
-            if "answered 4" in str(exc) or not recorded:
+            if exc.refused or not recorded:
                 raise  # an unknown product, or nothing to start from
             log.warning("%s: %s; continuing from the recording", product, exc)
 

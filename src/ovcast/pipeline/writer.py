@@ -107,7 +107,11 @@ class BarWriter:
         """Wait (without blocking the loop) until everything submitted so far is done."""
         loop = asyncio.get_running_loop()
         done = loop.create_future()
-        self.submit(_Call(lambda: loop.call_soon_threadsafe(_resolve, done)))
+
+        def mark_done() -> None:
+            loop.call_soon_threadsafe(_resolve, done)
+
+        self.submit(_Call(mark_done))
         await done
 
     @property
