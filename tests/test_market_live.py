@@ -55,6 +55,11 @@ async def recorded_trades(path, count: int, proc, timeout: float = 30.0, product
         await asyncio.sleep(0.02)
 
 
+async def collect_lines(stream, lines: list[str]) -> None:
+    async for line in stream:
+        lines.append(line.decode())
+
+
 def test_live_backfills_forecasts_at_bar_close_records_and_hot_swaps(
     tmp_path, market_package, other_market_package
 ):
@@ -81,15 +86,21 @@ def test_live_backfills_forecasts_at_bar_close_records_and_hot_swaps(
             await clock_to(fake, m + 186)
             await fake.trade("BTC-USD", "99.0", "1", t=m + 185.0)  # closes m+60, fills m+120
             records = await read_records(proc, 3)
+            lines: list[str] = []
+            reader = asyncio.create_task(collect_lines(proc.stderr, lines))
             shutil.rmtree(served)  # a new model in the same place, then SIGHUP: hot swap
             shutil.copytree(other, served)
             proc.send_signal(signal.SIGHUP)
-            await asyncio.sleep(1.5)  # the reload compiles in a thread; no marker to wait on
+            while not any("reloaded: now serving" in line for line in lines):
+                assert proc.returncode is None and not reader.done(), "".join(lines)[-3000:]
+                await asyncio.sleep(0.02)
             await clock_to(fake, m + 246)
             await fake.trade("BTC-USD", "98.0", "1", t=m + 245.0)  # closes m+180
             records += await read_records(proc, 1)
             proc.send_signal(signal.SIGTERM)
-            _, err = await asyncio.wait_for(proc.communicate(), 30)
+            await asyncio.wait_for(proc.wait(), 30)
+            await reader
+            err = "".join(lines).encode()
             return fake, records, proc.returncode, err.decode()
 
     fake, records, code, err = asyncio.run(scenario())
@@ -99,7 +110,7 @@ def test_live_backfills_forecasts_at_bar_close_records_and_hot_swaps(
     assert records[0]["bar_close"] == 101.75 and records[2]["bar_close"] == 99.25  # flat fill
     assert len(records[0]["forecast_close"]) == 16 and records[0]["forecast_time_s"][0] == m + 60
     assert all(r["partial_in_window"] == 0 for r in records)
-    assert "open minute complete from REST" in err
+    assert "open minute complete from REST" in err and "stopped; reconnects 1" in err
     truth = bars_from_trades(fake.trades["BTC-USD"])
     with Recording(tmp_path / "live.db") as rec:
         bars = rec.bars("BTC-USD")

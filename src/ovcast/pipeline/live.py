@@ -270,15 +270,16 @@ class LivePipeline:
             "last_error": s.last_error,
         }
 
-    def status_line(self) -> str:
+    def status_line(self, *, final: bool = False) -> str:
         s = self.feed.status
+        state = "stopped" if final else "connected" if s.connected else "DISCONNECTED"
         summary = self.feed_summary()
         streams = ", ".join(
             f"{p} {st.stream.bars} bars/{st.stream.forecasts} forecasts"
             for p, st in self.products.items()
         )
         return (
-            f"{'connected' if s.connected else 'DISCONNECTED'}; reconnects {s.reconnects}, trades "
+            f"{state}; reconnects {s.reconnects}, trades "
             f"{s.trades}, duplicates {s.duplicates}, rejected {s.rejected}, gaps {s.gaps} "
             f"(repaired {s.repaired}, failed {s.repair_failures}), late {summary['late_trades']}, "
             f"partial bars {summary['partial_bars']}; {streams}"
@@ -306,7 +307,7 @@ class LivePipeline:
         finally:
             await self.close()
             if self.products:
-                log.info("stopped: %s", self.status_line())
+                log.info("%s", self.status_line(final=True))
         if self.writer is not None and self.writer.failure is not None:
             raise OvcastError(f"the live pipeline stopped: {self.writer.failure}")
 
