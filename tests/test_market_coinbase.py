@@ -165,6 +165,11 @@ def test_exchange_clock_follows_messages_and_bounds_them():
     assert clock.now() == 1020.0
     assert clock.plausible(1100.0, max_ahead_s=120) is None
     assert "ahead" in clock.plausible(1020.0 + 3600, max_ahead_s=120)
+    unsynced = ExchangeClock(wall.time)  # no REST /time: the local clock, 5 minutes fast
+    wall.advance(300)
+    assert unsynced.plausible(1000.0, max_ahead_s=120) is None
+    unsynced.observe(1006.0)  # the first message sets it, even backwards
+    assert unsynced.now() == 1006.0 and unsynced.synced
 
 
 def test_candles_newest_first_with_holes_and_open_bucket():

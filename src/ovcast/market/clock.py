@@ -8,7 +8,10 @@
 Bars are cut on exchange time, never on the local clock (which may be off by seconds or
 minutes). Between messages the estimate runs on at wall-clock speed; a message never sets
 it back (messages arrive late, not early). ``plausible`` bounds what a message may claim:
-a trade stamped an hour ahead would close sixty bars at once.
+a trade stamped an hour ahead would close sixty bars at once. Until the clock is synced
+(REST ``/time`` unavailable), the local clock is only a guess: the first message sets the
+clock either way and is not bounded, so a local clock that is minutes off neither rejects
+every trade nor closes bars early.
 """
 
 from __future__ import annotations
@@ -47,12 +50,14 @@ class ExchangeClock:
 
     def observe(self, exchange_time_s: float) -> None:
         """A message stamped ``exchange_time_s`` arrived: the exchange is at least there."""
-        if exchange_time_s > self.now():
+        if exchange_time_s > self.now() or not self.synced:
             self._anchor_exchange, self._anchor_wall = exchange_time_s, self.wall()
         self.synced = True
 
     def plausible(self, exchange_time_s: float, max_ahead_s: float) -> str | None:
         """Why a message stamped ``exchange_time_s`` cannot be trusted (None if it can)."""
+        if not self.synced:
+            return None
         ahead = exchange_time_s - self.now()
         if ahead > max_ahead_s:
             return f"stamped {ahead:.0f} s ahead of the exchange clock (limit {max_ahead_s:g} s)"
