@@ -91,6 +91,13 @@ async def start(tmp_path, package, fake, clock, *, dialect="exchange", products=
     return Harness(fake, pipeline, clock, records, task, stop)
 
 
+async def start_after_one_trade(tmp_path, package, fake, clock):
+    """History up to MINUTE, one trade (100, size 1) at MINUTE - 1, then the pipeline."""
+    seed_candles(fake, MINUTE, n=300)
+    fake.add_trade("BTC-USD", "100", "1", t=MINUTE - 1)
+    return await start(tmp_path, package, fake, clock)
+
+
 def check_bars_equal_truth(path, fake, product, starts):
     truth = bars_from_trades(fake.trades[product])
     with Recording(path) as rec:
@@ -192,9 +199,7 @@ def test_bad_input_is_counted_and_skipped_and_the_feed_goes_on(tmp_path, market_
     async def scenario():
         clock = ManualClock(m + 10.0)
         async with FakeCoinbase(clock=clock.time) as fake:
-            seed_candles(fake, m, n=300)
-            fake.add_trade("BTC-USD", "100", "1", t=m - 1)
-            h = await start(tmp_path, market_package, fake, clock)
+            h = await start_after_one_trade(tmp_path, market_package, fake, clock)
             next_id = fake.next_id["BTC-USD"] + 1
             t = "2023-11-14T22:14:12.000000Z"  # m + 12
             bad = [
@@ -254,9 +259,7 @@ def test_a_repair_that_keeps_failing_marks_bars_partial_and_the_feed_goes_on(
     async def scenario():
         clock = ManualClock(m + 10.0)
         async with FakeCoinbase(clock=clock.time) as fake:
-            seed_candles(fake, m, n=300)
-            fake.add_trade("BTC-USD", "100", "1", t=m - 1)
-            h = await start(tmp_path, market_package, fake, clock)
+            h = await start_after_one_trade(tmp_path, market_package, fake, clock)
             fake.rest_faults += [("/trades", 500, "down")] * 3
             fake.skip_ids.add(("BTC-USD", fake.next_id["BTC-USD"] + 1))
             await fake.trade("BTC-USD", "101", "1", t=m + 12)
