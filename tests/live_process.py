@@ -61,16 +61,6 @@ async def read_records(proc, count: int, timeout: float = 30.0) -> list[dict]:
     return records
 
 
-async def open_minute(room_s: float = 20.0) -> int:
-    """The start of the current minute, first waiting for the next one if fewer than
-    ``room_s`` seconds remain: tests that place trades relative to the open minute must not
-    see it close on the wall clock (REST backfill and bar closes follow real time)."""
-    now = time.time()
-    if 60 - now % 60 < room_s:
-        await asyncio.sleep(60 - now % 60 + 0.05)
-    return int(time.time() // 60) * 60
-
-
 async def wait_subscribed(fake: FakeCoinbase, proc, timeout: float = 60.0) -> None:
     """Until `ovcast live` has subscribed to the fake; its stderr if it died or hung first."""
     deadline = time.monotonic() + timeout
