@@ -48,20 +48,17 @@ def seed_candles(fake: FakeCoinbase, end: int, n: int = 400) -> None:
 async def read_records(proc, count: int, timeout: float = 30.0) -> list[dict]:
     records = []
     while len(records) < count:
-        line = await asyncio.wait_for(proc.stdout.readline(), timeout)
-        assert line, (await proc.stderr.read()).decode()[-2000:]
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), timeout)
+        except TimeoutError:
+            proc.kill()
+            line = b""
+        assert line, (
+            f"{len(records)} of {count} records; stderr:\n"
+            + (await proc.stderr.read()).decode()[-3000:]
+        )
         records.append(json.loads(line))
     return records
-
-
-async def open_minute(room_s: float = 20.0) -> int:
-    """The start of the current minute, first waiting for the next one if fewer than
-    ``room_s`` seconds remain: tests that place trades relative to the open minute must not
-    see it close on the wall clock (REST backfill and bar closes follow real time)."""
-    now = time.time()
-    if 60 - now % 60 < room_s:
-        await asyncio.sleep(60 - now % 60 + 0.05)
-    return int(time.time() // 60) * 60
 
 
 async def wait_subscribed(fake: FakeCoinbase, proc, timeout: float = 60.0) -> None:
@@ -71,3 +68,36 @@ async def wait_subscribed(fake: FakeCoinbase, proc, timeout: float = 60.0) -> No
         if proc.returncode is not None or time.monotonic() > deadline:
             raise AssertionError((await proc.stderr.read()).decode()[-3000:])
         await asyncio.sleep(0.05)
+
+
+def bars_from_trades(trades: list[dict], interval_s: int = 60) -> dict[int, tuple]:
+    """The truth, computed independently: per bar start, (open, high, low, close, volume,
+    count) from every trade the exchange made, in trade-id order."""
+    import datetime as dt
+    from decimal import Decimal
+
+    bars: dict[int, list] = {}
+    for t in sorted(trades, key=lambda t: t["trade_id"]):
+        when = dt.datetime.fromisoformat(t["time"].replace("Z", "+00:00")).timestamp()
+        start = int(when // interval_s) * interval_s
+        price, size = Decimal(t["price"]), Decimal(t["size"])
+        if start not in bars:
+            bars[start] = [price, price, price, price, Decimal(0), 0]
+        bar = bars[start]
+        bar[1], bar[2], bar[3] = max(bar[1], price), min(bar[2], price), price
+        bar[4] += size
+        bar[5] += 1
+    return {start: tuple(v) for start, v in bars.items()}
+
+
+def recorded_bar(bar) -> tuple:
+    return (bar.open, bar.high, bar.low, bar.close, bar.volume, bar.trades)
+
+
+async def clock_to(fake: FakeCoinbase, t: float, product: str = "BTC-USD") -> None:
+    """Move the fake's pinned exchange clock to ``t``, saying so in heartbeats as the real
+    one does every second (here: every 60 s of exchange time, within the pipeline's bound
+    on how far ahead a message may be)."""
+    while fake.now < t:
+        fake.now = min(t, fake.now + 60)
+        await fake.heartbeat(product)

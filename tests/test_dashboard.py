@@ -59,7 +59,7 @@ def test_state_keeps_recent_bars_once_and_the_latest_forecast_from_the_last_clos
     bars = snap["products"]["BTC-USD"]["bars"]
     assert len(bars) == MAX_BARS and bars[-1]["time"] == 60 * (MAX_BARS + 4)
     assert bars[0] == {"time": 300, "open": 100.5, "high": 101.5, "low": 99.5, "close": 100.5,
-                       "volume": 2.5, "filled": False}  # fmt: skip
+                       "volume": 2.5, "filled": False, "partial": False}  # fmt: skip
     line = snap["products"]["BTC-USD"]["forecast"]
     assert line["time"] == [60 * (MAX_BARS + 4), 60 * (MAX_BARS + 5), 60 * (MAX_BARS + 6)]
     assert line["value"] == [101.0, 102.0, 103.0]  # starts at the bar's close

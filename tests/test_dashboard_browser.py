@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from conftest import make_package
 from fake_coinbase import FakeCoinbase
-from live_process import read_records, seed_candles, start_live
+from live_process import clock_to, read_records, seed_candles, start_live
 
 CHROMIUM = os.environ.get("OVCAST_CHROMIUM") or shutil.which("chromium")
 ARTIFACTS = Path(
@@ -105,8 +105,9 @@ def test_live_dashboard_in_chromium_against_the_fake_coinbase(
     shutil.copytree(market_package, served)
 
     async def scenario():
-        async with FakeCoinbase() as fake, async_playwright() as playwright:
-            seed_candles(fake, int(time.time() // 60) * 60)
+        minute = int(time.time() // 60) * 60
+        async with FakeCoinbase(now=minute + 5) as fake, async_playwright() as playwright:
+            seed_candles(fake, minute)  # the exchange clock is pinned: the test moves it
             # A long grace: only trades close bars, so a minute turning mid-test changes nothing.
             proc = await start_live(
                 fake, "BTC-USD", served, tmp_path / "live.db",
@@ -134,6 +135,7 @@ def test_live_dashboard_in_chromium_against_the_fake_coinbase(
                 assert pixels_near(empty_chart, FORECAST) < 20
 
                 await fake.trade("BTC-USD", "101.25", "0.5", t=end + 1.5)
+                await clock_to(fake, end + 62)
                 await fake.trade("BTC-USD", "102.5", "0.5", t=end + 61.0)  # closes `end`
                 first = await until(lambda: forecast_from(page, summary, end), "the first forecast")
                 assert first["forecastPoints"] == 17 and first["forecastTo"] == end + 16 * 60
@@ -141,6 +143,7 @@ def test_live_dashboard_in_chromium_against_the_fake_coinbase(
                 drawn = await chart.screenshot()
                 assert pixels_near(drawn, FORECAST) > 50  # the dashed line is really drawn
 
+                await clock_to(fake, end + 122)
                 await fake.trade("BTC-USD", "103.0", "0.5", t=end + 121.0)  # closes end + 60
                 moved = await until(
                     lambda: forecast_from(page, summary, end + 60), "the forecast to move"
@@ -149,11 +152,16 @@ def test_live_dashboard_in_chromium_against_the_fake_coinbase(
                 records = await read_records(proc, 2)
                 assert [r["bar_time_s"] for r in records] == [end, end + 60]
 
+                await clock_to(fake, end + 136)
                 lost = await fake.trade("BTC-USD", "103.5", "0.5", t=end + 125.0) + 1
-                fake.skip_ids.add(lost)  # lost on the socket, kept on REST: a gap to repair
+                fake.skip_ids.add(("BTC-USD", lost))  # lost on the socket, kept on REST: a gap
                 await fake.trade("BTC-USD", "104.0", "0.5", t=end + 130.0)
                 await fake.trade("BTC-USD", "104.5", "0.5", t=end + 135.0)
                 await until(lambda: has_text(at("[data-key='gaps']"), "1 of 1"), "gap repaired")
+                await fake.send_raw('{"type": "match", "price": "NaN"}')  # bad input: counted
+                await until(lambda: has_text(at("[data-key='rejected']"), "1"), "rejected = 1")
+                status = await page.evaluate("fetch('/api/status').then(r => r.json())")
+                assert status["feed"]["rejected"] == 1 and status["feed"]["partial_bars"] == 0
 
                 await fake.close_all(clean=False)  # an abrupt drop: the page must say so
                 await until(lambda: has_text(at("[data-key='reconnects']"), "1"), "reconnects = 1")

@@ -7,6 +7,9 @@ import sys
 import textwrap
 from decimal import Decimal as D
 
+import pytest
+
+from ovcast.errors import DataError
 from ovcast.market.aggregator import Bar
 from ovcast.market.coinbase import Trade
 from ovcast.market.recording import Recording
@@ -42,3 +45,74 @@ def test_a_killed_writer_leaves_a_readable_recording(tmp_path):
     assert subprocess.run([sys.executable, "-c", code]).returncode == 9
     with Recording(path) as rec:
         assert len(list(rec.trades("BTC-USD"))) == 500  # every acknowledged trade is there
+
+
+def test_partial_marks_are_stored_read_back_as_masks_and_old_recordings_migrate(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:  # a recording from before bars had the partial mark
+        db.executescript(
+            "CREATE TABLE bars (product_id TEXT NOT NULL, start_s INTEGER NOT NULL, open TEXT "
+            "NOT NULL, high TEXT NOT NULL, low TEXT NOT NULL, close TEXT NOT NULL, volume TEXT "
+            "NOT NULL, trades INTEGER NOT NULL, filled INTEGER NOT NULL, "
+            "PRIMARY KEY (product_id, start_s));"
+            "INSERT INTO bars VALUES ('BTC-USD', 0, '1', '1', '1', '1', '2', 3, 0);"
+        )
+    with Recording(path) as rec:
+        rec.add_bar("BTC-USD", Bar(60, D("1"), D("1"), D("1"), D("1"), filled=True))
+        rec.add_bar("BTC-USD", Bar(120, D("2"), D("3"), D("1"), D("2.5"), D("4"), 2, partial=True))
+        rec.add_bar("BTC-USD", Bar(180, D("2"), D("3"), D("1"), D("2.5"), D("4"), 2))
+        rec.mark_partial("BTC-USD", 180)  # a late trade it missed
+        bars = rec.read_bars("BTC-USD")
+        assert bars.time_s.tolist() == [0, 60, 120, 180]
+        assert bars.filled.tolist() == [False, True, False, False]
+        assert bars.partial.tolist() == [False, False, True, True]
+        assert bars.close.tolist() == [1.0, 1.0, 2.5, 2.5] and bars.volume[0] == 2.0
+        assert len(rec.read_bars("ETH-USD")) == 0
+        with pytest.raises(RuntimeError):  # a failed batch leaves nothing behind
+            with rec.transaction():
+                rec.add_trade(Trade("BTC-USD", "1", 1.0, D("1"), D("1")))
+                raise RuntimeError("crash mid-batch")
+        assert list(rec.trades("BTC-USD")) == [] and rec.last_trade("BTC-USD") is None
+        rec.add_trades([Trade("BTC-USD", str(i), float(i), D("1"), D("1")) for i in (9, 10, 8)])
+        assert rec.last_trade("BTC-USD").trade_id == "10"  # numerically, not as text
+        assert [t.trade_id for t in rec.trades("BTC-USD", since_s=9.0)] == ["9", "10"]
+
+
+def test_export_bars_and_trades_exactly_to_csv_and_parquet(tmp_path):
+    import csv
+
+    pq = pytest.importorskip("pyarrow.parquet", reason="Parquet export needs pyarrow")
+    path = tmp_path / "r.db"
+    with Recording(path) as rec:
+        rec.add_trade(Trade("BTC-USD", "7", 60.25, D("43000.123456789"), D("0.00000001"), "buy"))
+        rec.add_bar("BTC-USD", Bar(60, D("43000.123456789"), D("43000.2"), D("42999.9"),
+                                   D("43000.1"), D("0.00000001"), 1, partial=True))  # fmt: skip
+        rec.add_bar("BTC-USD", Bar(120, *[D("43000.1")] * 4, filled=True))
+    out = subprocess.run(
+        [sys.executable, "-m", "ovcast", "export", str(path), "--what", "bars",
+         "--out", str(tmp_path / "bars.csv")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    rows = list(csv.DictReader(open(tmp_path / "bars.csv")))
+    assert rows[0]["time"] == "1970-01-01T00:01:00Z" and rows[0]["open"] == "43000.123456789"
+    assert (rows[0]["partial"], rows[0]["filled"], rows[1]["filled"]) == ("1", "0", "1")
+    from ovcast.market.export import export
+
+    with Recording(path) as rec:
+        assert export(rec, "BTC-USD", what="trades", out=tmp_path / "t.parquet") == 1
+        with pytest.raises(DataError, match="no data of ETH-USD"):
+            export(rec, "ETH-USD", what="bars", out=tmp_path / "e.csv")
+        with pytest.raises(DataError, match=r"\.csv or \.parquet"):
+            export(rec, "BTC-USD", what="bars", out=tmp_path / "x.txt")
+    table = pq.read_table(tmp_path / "t.parquet").to_pylist()
+    assert table == [{"time": "1970-01-01T00:01:00.250000Z", "time_s": "60.250000",
+                      "trade_id": "7", "price": "43000.123456789", "size": "0.00000001",
+                      "side": "buy"}]  # fmt: skip
+    bad = subprocess.run(
+        [sys.executable, "-m", "ovcast", "export", str(tmp_path / "none.db"), "--out", "x.csv"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert bad.returncode == 1 and "no recording at" in bad.stderr

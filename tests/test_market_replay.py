@@ -84,9 +84,9 @@ def test_replay_interleaves_products_in_bar_time_and_paces_after_warmup(tmp_path
     import threading
 
     from ovcast import Engine
-    from ovcast.market.replay import Pace
-    from ovcast.market.replay import replay as run_replay
     from ovcast.market.synthetic import synthetic_bars
+    from ovcast.pipeline.replay import Pace
+    from ovcast.pipeline.replay import replay as run_replay
 
     with Recording(tmp_path / "two.db") as rec:
         for seed, product in enumerate(("BTC-USD", "ETH-USD")):
@@ -121,7 +121,7 @@ def test_an_unpaced_replay_stops_at_the_next_bar_when_asked(tmp_path, market_pac
     import threading
 
     from ovcast import Engine
-    from ovcast.market.replay import replay as run_replay
+    from ovcast.pipeline.replay import replay as run_replay
 
     record_bars(tmp_path / "run.db")
     stop, records = threading.Event(), []

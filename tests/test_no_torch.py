@@ -16,8 +16,8 @@ def test_import_and_predict_without_torch(small_package):
         from ovcast.cli import build_parser
         import ovcast.serve.http, ovcast.serve.jsonl, ovcast.runtime.doctor
         import ovcast.market.aggregator, ovcast.market.features, ovcast.market.bars
-        import ovcast.market.feed, ovcast.market.stream, ovcast.market.recording
-        import ovcast.market.live, ovcast.market.replay, ovcast.market.synthetic
+        import ovcast.market.feed, ovcast.market.rest, ovcast.market.recording
+        import ovcast.pipeline.live, ovcast.pipeline.replay, ovcast.market.synthetic
         import ovcast.dashboard, ovcast.dashboard.server, ovcast.default_model
         build_parser()
         engine = ovcast.Engine({str(small_package)!r})

@@ -20,6 +20,7 @@ from . import (
     convert_cmd,
     doctor_cmd,
     evaluate_cmd,
+    export_cmd,
     features_cmd,
     finetune_cmd,
     info_cmd,
@@ -47,6 +48,7 @@ COMMANDS = (
     features_cmd,
     live_cmd,
     replay_cmd,
+    export_cmd,
 )
 
 EPILOG = """\
@@ -65,6 +67,7 @@ typical flow:
   ovcast live --product BTC-USD --model models/btc   live Coinbase -> a forecast per bar
   ovcast replay run.db --model models/btc      recorded bars -> a forecast at every bar close
   ovcast replay --demo --dashboard 127.0.0.1:8050   bars and forecasts in a browser, offline
+  ovcast export run.db --product BTC-USD --out bars.csv   recorded bars/trades to CSV or Parquet
   ovcast features candles.csv --out f.csv     the 7 market channels (close ... volatility)
 run 'ovcast COMMAND --help' for each command's options and examples.
 """

@@ -10,12 +10,16 @@ from ._dashboard import add_dashboard_option
 DESCRIPTION = """\
 Forecast live Coinbase markets. Public feeds, no account needed: Exchange (matches +
 heartbeat) or Advanced Trade (market_trades + heartbeats). Starts from the recording and
-REST candles (no 512-bar wait), then builds bars from live trades on exchange time.
+REST candles (no 512-bar wait), completes the open minute from REST trades (or marks that
+bar partial), then builds bars from live trades on the exchange's clock.
 Forecast records (product, bar time, forecast times, forecast close prices, model,
-inference ms) go to stdout as JSON lines, or --out FILE; status goes to stderr. Every trade
-and bar is in --recording (SQLite) before it counts; restart with the same recording to
-resume; 'ovcast replay' and 'ovcast finetune' read it. SIGHUP reloads the model package
-(e.g. after 'ovcast finetune --convert' wrote a new one there) without stopping.
+inference ms, partial bars in the window) go to stdout as JSON lines, or --out FILE; status
+goes to stderr every 10 s (trades, duplicates, rejected, gaps, late, partial bars). Every
+trade and bar is in --recording (SQLite) before it counts; restart with the same recording
+(even after kill -9) to resume: the outage is repaired over REST. Malformed messages are
+logged, counted and skipped. 'ovcast replay', 'ovcast finetune' and 'ovcast export' read
+the recording. SIGHUP reloads the model package (e.g. after 'ovcast finetune --convert'
+wrote a new one there) without stopping.
 
 The embedded default model was trained on ETTh1, not on markets: its forecasts of prices
 mean little until fine-tuned ('ovcast finetune').
@@ -48,13 +52,23 @@ def register(subparsers) -> None:
     p.add_argument("--interval", type=int, default=60, help="bar interval in seconds (default 60)")
     p.add_argument("--grace", type=float, default=3.0, help="seconds a bar waits for late trades")
     p.add_argument(
+        "--max-ahead",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="reject trades and heartbeats stamped more than S seconds ahead of the exchange "
+        "clock (default 120)",
+    )
+    p.add_argument(
         "--ws-url", default=None, help=f"default: {EXCHANGE_WS_URL} (or Advanced Trade's)"
     )
-    p.add_argument("--rest-url", default=EXCHANGE_REST_URL, help="candles and trades for backfill")
+    p.add_argument(
+        "--rest-url", default=EXCHANGE_REST_URL, help="Exchange REST: time, candles, trades"
+    )
     p.add_argument(
         "--advanced-rest-url",
         default=ADVANCED_REST_URL,
-        help="Advanced Trade REST, for gap repair with --feed advanced",
+        help="Advanced Trade REST: trades for the open minute and repairs with --feed advanced",
     )
     p.add_argument("--out", metavar="FILE", help="forecast records as JSON lines (default: stdout)")
     p.add_argument(
@@ -70,13 +84,18 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
+    import logging
     import signal
 
     import orjson
 
+    from ..errors import DataError
     from ..market.coinbase import ADVANCED_WS_URL, EXCHANGE_WS_URL
-    from ..market.live import LiveConfig, LivePipeline
+    from ..pipeline.live import LiveConfig, LivePipeline
 
+    if args.max_ahead <= 0 or args.grace < 0 or args.interval <= 0:
+        raise DataError("--max-ahead and --interval must be > 0, --grace >= 0")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is noise here
     ws_url = args.ws_url or (EXCHANGE_WS_URL if args.feed == "exchange" else ADVANCED_WS_URL)
     out = open(args.out, "ab") if args.out else sys.stdout.buffer
 
@@ -96,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
             interval_s=args.interval,
             backfill_bars=args.backfill_bars,
             grace_s=args.grace,
+            max_ahead_s=args.max_ahead,
         ),
         sink,
     )
@@ -116,8 +136,9 @@ def run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        # In the loop's thread: a compile takes ~0.1-0.5 s, during which trades wait in the socket.
-        loop.add_signal_handler(signal.SIGHUP, pipeline.reload)
+        # In the writer thread, between bars: a compile takes ~0.1-0.5 s, and the socket must
+        # keep being read meanwhile.
+        loop.add_signal_handler(signal.SIGHUP, pipeline.request_reload)
         await pipeline.run(stop)
 
     try:

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import DataError
     from ..market.recording import Recording
-    from ..market.replay import Pace, ReplayProgress, replay
+    from ..pipeline.replay import Pace, ReplayProgress, replay
     from ..runtime.engine import Engine
 
     log = logging.getLogger("ovcast.replay")
@@ -156,8 +156,8 @@ def _demo_recording(folder: str, engine, interval_s: int) -> str:
 
     from ..market.features import warmup_bars
     from ..market.recording import Recording
-    from ..market.stream import fit_market_scaler
     from ..market.synthetic import synthetic_bars
+    from ..pipeline.stream import fit_market_scaler
 
     path = f"{folder}/demo.db"
     history = engine.context_length + warmup_bars()

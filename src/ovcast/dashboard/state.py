@@ -43,6 +43,7 @@ def bar_point(bar: Bar) -> dict[str, Any]:
         "close": close,
         "volume": volume,
         "filled": bar.filled,
+        "partial": bar.partial,
     }
 
 

@@ -10,8 +10,12 @@ Rules (the pitfalls of feed handlers, see the Coinbase notes):
 - a bar closes when a trade of a later bucket arrives, or when ``advance`` is told that the
   exchange clock passed its end plus ``grace_s`` (late trades of the open bar still count);
 - intervals without trades become flat bars at the previous close, volume 0, ``filled``;
-- a trade for a bar already closed is not applied: it is counted in ``late_trades`` and
-  logged, so emitted bars (and the forecasts made from them) never change afterwards;
+- a trade for a bar already closed is not applied: it is counted in ``late_trades``, logged
+  once per bar, and that bar's start is handed out by ``take_late_starts`` so the pipeline
+  can mark the recorded bar ``partial``; emitted bars (and the forecasts made from them)
+  never change afterwards;
+- a bar whose start was passed to ``mark_partial`` (trades known or feared missing: an
+  unproven start-up minute, an unrepaired gap) comes out with ``partial=True``;
 - prices and sizes stay ``Decimal`` (exact) until a bar is turned into floats for features.
 """
 
@@ -34,6 +38,7 @@ class Bar:
     volume: Decimal = Decimal(0)
     trades: int = 0
     filled: bool = False  # no trades: flat at the previous close
+    partial: bool = False  # trades may be missing: never a scored target or unmarked input
 
     def add(self, price: Decimal, size: Decimal) -> None:
         self.high = max(self.high, price)
@@ -59,6 +64,8 @@ class BarAggregator:
     late_trades: int = 0
     _open: Bar | None = field(default=None, repr=False)
     _last_closed: Bar | None = field(default=None, repr=False)
+    _partial: set[int] = field(default_factory=set, repr=False)
+    _late: list[int] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         if self.interval_s <= 0 or self.grace_s < 0:
@@ -72,6 +79,30 @@ class BarAggregator:
         self._last_closed = last_bar
         self._open = None
 
+    @property
+    def open_bar(self) -> Bar | None:
+        return self._open
+
+    @property
+    def last_closed(self) -> Bar | None:
+        return self._last_closed
+
+    def mark_partial(self, start_s: int) -> bool:
+        """The bar at ``start_s`` may lack trades. True if it is still to come (or open) and
+        will carry the mark; False if it already closed (the caller marks the record)."""
+        if self._last_closed is not None and start_s <= self._last_closed.start_s:
+            return False
+        if self._open is not None and self._open.start_s == start_s:
+            self._open.partial = True
+        else:
+            self._partial.add(start_s)
+        return True
+
+    def take_late_starts(self) -> list[int]:
+        """Starts of closed bars that late trades missed since the last call."""
+        late, self._late = self._late, []
+        return late
+
     def add_trade(self, time_s: float, price: Decimal, size: Decimal) -> list[Bar]:
         """Apply a trade; returns the bars this trade proved closed (oldest first)."""
         start = self.bucket(time_s)
@@ -83,20 +114,35 @@ class BarAggregator:
             newest_closed is not None and start <= newest_closed
         ):
             self.late_trades += 1
-            log.warning(
-                "late trade at %.3f for a closed bar (%d so far); not applied",
-                time_s,
-                self.late_trades,
-            )
+            if start not in self._late:
+                log.warning(
+                    "late trade at %.3f for the closed bar at %d (%d late so far); not applied, "
+                    "the bar is marked partial",
+                    time_s,
+                    start,
+                    self.late_trades,
+                )
+                self._late.append(start)
             return []
         closed = self._close_through(start - self.interval_s)
         self._open = Bar(start, price, price, price, price, size, 1)
+        self._open.partial = self._take_partial(start)
         return closed
+
+    def close_until(self, start_s: int) -> list[Bar]:
+        """Close every bar that starts before ``start_s`` (filling empty intervals)."""
+        return self._close_through(start_s - self.interval_s)
 
     def advance(self, now_s: float) -> list[Bar]:
         """The exchange clock reached ``now_s``: close every bar that ended ``grace_s`` ago."""
         complete_before = self.bucket(now_s - self.grace_s)  # bars starting before this are done
         return self._close_through(complete_before - self.interval_s)
+
+    def _take_partial(self, start: int) -> bool:
+        if start in self._partial:
+            self._partial.discard(start)
+            return True
+        return False
 
     def _close_through(self, last_start: int) -> list[Bar]:
         """Close the open bar and fill empty intervals, up to the bar starting at ``last_start``."""
@@ -115,6 +161,7 @@ class BarAggregator:
         while start <= upto:
             price = self._last_closed.close
             flat = Bar(start, price, price, price, price, filled=True)
+            flat.partial = self._take_partial(start)
             closed.append(flat)
             self._last_closed = flat
             start += self.interval_s

@@ -1,24 +1,37 @@
-"""Coinbase's public market-data protocols, as pure functions (no sockets here).
+"""Coinbase's public market-data protocols, as pure functions (no sockets, no HTTP here).
 
-Two WebSocket dialects (see the protocol notes for sources):
-- Exchange (``wss://ws-feed.exchange.coinbase.com``): ``matches`` (``last_match``/``match``,
-  numeric ``trade_id``) and ``heartbeat`` (``last_trade_id`` per product);
-- Advanced Trade (``wss://advanced-trade-ws.coinbase.com``): ``market_trades`` (batched
-  trades, string ``trade_id``, first event a snapshot) and ``heartbeats`` (a counter).
-Both answer ``subscriptions`` and ``error``; unknown message types are ignored.
+Two WebSocket dialects (sources in ``shared/notes/coinbase-protocol.md``):
+
+- Exchange (``wss://ws-feed.exchange.coinbase.com``): ``matches`` sends one trade per
+  message, ``last_match`` first after every (re)subscribe (a repeat of a trade already
+  seen), then ``match``; ids are numeric and consecutive per product, so a jump is a lost
+  trade. ``heartbeat`` (once a second per product) carries ``last_trade_id`` and ``time``.
+  ``sequence`` jumps are normal on these channels and are not used.
+- Advanced Trade (``wss://advanced-trade-ws.coinbase.com``): ``market_trades`` envelopes
+  hold events; the first is a ``snapshot`` (about 100 recent trades), then ``update``
+  events batch 250 ms of trades. Within every event trades are listed **newest first**
+  (descending ``trade_id`` and ``time``; seen in every multi-trade event of a real
+  recording), so ``parse_advanced`` returns them oldest first. ``trade_id`` is a string;
+  ``heartbeats`` carry a counter (integer or string) and a Go-format ``current_time`` that
+  is not parsed: the envelope's ``timestamp`` (up to 9 fractional digits) is the clock.
+
+Both answer ``subscriptions`` and ``error``; unknown message types are ignored. Anything
+malformed is not an exception that ends the feed: parsing returns the good events plus one
+reason per item it had to reject (``ParsedMessage.rejected``).
 
 REST candles (Exchange ``/products/{id}/candles``) come newest first, at most 300 per
 request, with no row for intervals without trades, and include the still-open bucket.
-``TradeTracker`` deduplicates trades (resubscribes repeat them) and finds gaps in the ids.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from ..errors import DataError
 from .aggregator import Bar
 from .bars import parse_time
 
@@ -27,6 +40,10 @@ ADVANCED_WS_URL = "wss://advanced-trade-ws.coinbase.com"
 EXCHANGE_REST_URL = "https://api.exchange.coinbase.com"
 ADVANCED_REST_URL = "https://api.coinbase.com"
 MAX_CANDLES_PER_REQUEST = 300
+
+
+class BadMessage(DataError):
+    """A message or REST answer that does not hold what the protocol says it should."""
 
 
 @dataclass(frozen=True)
@@ -39,12 +56,17 @@ class Trade:
     side: str = ""
     snapshot: bool = False  # part of Advanced Trade's first (historical) batch
 
+    @property
+    def numeric_id(self) -> int | None:
+        return int(self.trade_id) if self.trade_id.isdigit() else None
+
 
 @dataclass(frozen=True)
 class Heartbeat:
     product_id: str | None  # None for Advanced Trade's connection-wide heartbeats
     last_trade_id: int | None
     counter: int | None = None
+    time_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -61,12 +83,73 @@ class FeedError:
 Event = Trade | Heartbeat | Subscribed | FeedError
 
 
-def iso_seconds(text: str) -> float:
+@dataclass
+class ParsedMessage:
+    """What one WebSocket message says: events in the order to apply them, the reasons for
+    every item rejected, and the exchange's clock when it was sent (if the message says)."""
+
+    events: list[Event] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    time_s: float | None = None
+
+
+def iso_seconds(text: Any) -> float:
     """ISO 8601 (6 or 9 fractional digits, Z) to epoch seconds with microseconds."""
-    whole = parse_time(text)
+    if not isinstance(text, str):
+        raise BadMessage(f"time {text!r} is not an ISO 8601 string")
+    try:
+        whole = parse_time(text)
+    except DataError as exc:
+        raise BadMessage(str(exc)) from exc
     fraction = text.split(".", 1)[1] if "." in text else ""
     digits = "".join(c for c in fraction if c.isdigit())[:6]
     return whole + (int(digits.ljust(6, "0")) / 1e6 if digits else 0.0)
+
+
+def positive_decimal(value: Any, what: str) -> Decimal:
+    """A decimal string (or number) that is finite and > 0; else ``BadMessage``."""
+    try:
+        number = Decimal(value if isinstance(value, str) else str(value))
+    except (InvalidOperation, ValueError, TypeError):
+        raise BadMessage(f"{what} {value!r} is not a decimal number") from None
+    if not number.is_finite() or number <= 0:
+        raise BadMessage(f"{what} {value!r} must be finite and > 0")
+    return number
+
+
+def trade_from(data: Any, *, product_id: str | None = None, snapshot: bool = False) -> Trade:
+    """One trade object (socket or REST) to a validated ``Trade``; ``BadMessage`` otherwise."""
+    if not isinstance(data, dict):
+        raise BadMessage(f"expected a trade object, got {type(data).__name__}")
+    missing = [k for k in ("trade_id", "price", "size", "time") if k not in data]
+    if product_id is None and "product_id" not in data:
+        missing.append("product_id")
+    if missing:
+        raise BadMessage(f"trade lacks {', '.join(missing)}")
+    product = data.get("product_id", product_id)
+    trade_id = data["trade_id"]
+    if isinstance(trade_id, bool) or not isinstance(trade_id, int | str) or str(trade_id) == "":
+        raise BadMessage(f"trade_id {trade_id!r} is not an id")
+    if isinstance(trade_id, int) and trade_id < 0:
+        raise BadMessage(f"trade_id {trade_id!r} is negative")
+    if not isinstance(product, str) or not product:
+        raise BadMessage(f"product_id {product!r} is not a product")
+    return Trade(
+        product,
+        str(trade_id),
+        iso_seconds(data["time"]),
+        positive_decimal(data["price"], "price"),
+        positive_decimal(data["size"], "size"),
+        str(data.get("side", "")),
+        snapshot,
+    )
+
+
+def apply_order(trades: list[Trade]) -> list[Trade]:
+    """Oldest first: by numeric trade id where every id is numeric, else by time."""
+    if all(t.numeric_id is not None for t in trades):
+        return sorted(trades, key=lambda t: t.numeric_id or 0)
+    return sorted(trades, key=lambda t: (t.time_s, t.trade_id))
 
 
 def exchange_subscribe(products: list[str]) -> dict[str, Any]:
@@ -81,66 +164,113 @@ def advanced_subscribe(products: list[str]) -> list[dict[str, Any]]:
     ]
 
 
-def parse_exchange(message: dict[str, Any]) -> list[Event]:
+def parse_exchange(message: dict[str, Any]) -> ParsedMessage:
+    out = ParsedMessage()
     kind = message.get("type")
-    if kind in ("match", "last_match"):
-        return [
-            Trade(
-                message["product_id"],
-                str(message["trade_id"]),
-                iso_seconds(message["time"]),
-                Decimal(message["price"]),
-                Decimal(message["size"]),
-                message.get("side", ""),
+    try:
+        if kind in ("match", "last_match"):
+            trade = trade_from(message)
+            out.events.append(trade)
+        elif kind == "heartbeat":
+            last = message.get("last_trade_id")
+            if isinstance(last, str) and last.isdigit():
+                last = int(last)
+            if isinstance(last, bool) or not isinstance(last, int) or last < 0:
+                raise BadMessage(f"heartbeat last_trade_id {last!r} is not a trade id")
+            product = message.get("product_id")
+            if not isinstance(product, str):
+                raise BadMessage(f"heartbeat product_id {product!r} is not a product")
+            out.time_s = iso_seconds(message.get("time"))
+            out.events.append(Heartbeat(product, last, time_s=out.time_s))
+        elif kind == "subscriptions":
+            channels = message.get("channels", [])
+            out.events.append(
+                Subscribed(
+                    {
+                        c["name"]: list(c.get("product_ids", []))
+                        for c in channels
+                        if isinstance(c, dict) and "name" in c
+                    }
+                )
             )
-        ]
-    if kind == "heartbeat":
-        return [Heartbeat(message["product_id"], int(message["last_trade_id"]))]
-    if kind == "subscriptions":
-        return [
-            Subscribed({c["name"]: c.get("product_ids", []) for c in message.get("channels", [])})
-        ]
-    if kind == "error":
-        return [FeedError(message.get("message", ""), message.get("reason", ""))]
-    return []
+        elif kind == "error":
+            out.events.append(
+                FeedError(str(message.get("message", "")), str(message.get("reason", "")))
+            )
+    except BadMessage as exc:
+        out.rejected.append(f"{kind}: {exc}")
+    return out
 
 
-def parse_advanced(message: dict[str, Any]) -> list[Event]:
+def parse_advanced(message: dict[str, Any]) -> ParsedMessage:
+    out = ParsedMessage()
     if message.get("type") == "error":
-        return [FeedError(message.get("message", ""), message.get("reason", ""))]
+        out.events.append(
+            FeedError(str(message.get("message", "")), str(message.get("reason", "")))
+        )
+        return out
     channel = message.get("channel")
-    events: list[Event] = []
-    for event in message.get("events", []):
+    if "timestamp" in message and channel in ("market_trades", "heartbeats"):
+        try:
+            out.time_s = iso_seconds(message["timestamp"])
+        except BadMessage as exc:
+            out.rejected.append(f"{channel} envelope: {exc}")
+    events = message.get("events", [])
+    if not isinstance(events, list):
+        out.rejected.append(f"{channel}: events is {type(events).__name__}, expected a list")
+        return out
+    for event in events:
+        if not isinstance(event, dict):
+            out.rejected.append(f"{channel}: event is {type(event).__name__}, expected an object")
+            continue
         if channel == "market_trades":
             snapshot = event.get("type") == "snapshot"
-            for t in event.get("trades", []):
-                events.append(
-                    Trade(
-                        t["product_id"],
-                        str(t["trade_id"]),
-                        iso_seconds(t["time"]),
-                        Decimal(t["price"]),
-                        Decimal(t["size"]),
-                        t.get("side", ""),
-                        snapshot,
-                    )
-                )
+            batch: list[Trade] = []
+            raw_trades = event.get("trades", [])
+            for raw in raw_trades if isinstance(raw_trades, list) else [raw_trades]:
+                try:
+                    batch.append(trade_from(raw, snapshot=snapshot))
+                except BadMessage as exc:
+                    out.rejected.append(f"market_trades: {exc}")
+            out.events.extend(apply_order(batch))  # listed newest first: apply oldest first
         elif channel == "heartbeats":
-            events.append(Heartbeat(None, None, int(event.get("heartbeat_counter", 0))))
+            counter = event.get("heartbeat_counter", 0)
+            if isinstance(counter, str) and counter.isdigit():
+                counter = int(counter)
+            if isinstance(counter, bool) or not isinstance(counter, int):
+                out.rejected.append(f"heartbeats: heartbeat_counter {counter!r} is not a count")
+                continue
+            out.events.append(Heartbeat(None, None, counter, out.time_s))
         elif channel == "subscriptions":
-            events.append(Subscribed(dict(event.get("subscriptions", {}))))
-    return events
+            subscriptions = event.get("subscriptions", {})
+            if isinstance(subscriptions, dict):
+                out.events.append(Subscribed({k: list(v or []) for k, v in subscriptions.items()}))
+    return out
 
 
-def parse_candles(rows: list[list[Any]], granularity_s: int, now_s: float) -> list[Bar]:
+def parse_candles(rows: Any, granularity_s: int, now_s: float) -> list[Bar]:
     """Exchange candle rows ``[time, low, high, open, close, volume]`` (newest first) to
     oldest-first bars on a full grid: the still-open bucket dropped, empty buckets filled."""
-    closed = sorted(
-        (r for r in rows if int(r[0]) + granularity_s <= now_s), key=lambda r: int(r[0])
-    )
+    if not isinstance(rows, list):
+        raise BadMessage(f"candles: expected a list of rows, got {type(rows).__name__}")
+    parsed = []
+    for row in rows:
+        if not isinstance(row, list) or len(row) != 6:
+            raise BadMessage(
+                f"candles: expected [time, low, high, open, close, volume], got {row!r}"
+            )
+        try:
+            start = int(row[0])
+            low, high, open_, close = (positive_decimal(v, "candle price") for v in row[1:5])
+            volume = Decimal(str(row[5]))
+        except (ValueError, TypeError, InvalidOperation) as exc:
+            raise BadMessage(f"candles: bad row {row!r} ({exc})") from None
+        if not volume.is_finite() or volume < 0:
+            raise BadMessage(f"candles: bad volume in {row!r}")
+        parsed.append((start, open_, high, low, close, volume))
+    closed = sorted((r for r in parsed if r[0] + granularity_s <= now_s), key=lambda r: r[0])
     bars: list[Bar] = []
-    for time_s, low, high, open_, close, volume in closed:
-        start = int(time_s)
+    for start, open_, high, low, close, volume in closed:
         while bars and bars[-1].start_s + granularity_s < start:
             price = bars[-1].close
             bars.append(
@@ -148,82 +278,30 @@ def parse_candles(rows: list[list[Any]], granularity_s: int, now_s: float) -> li
             )
         if bars and bars[-1].start_s == start:
             continue  # the same bucket twice (overlapping requests): keep the first
-        bars.append(
-            Bar(
-                start,
-                Decimal(str(open_)),
-                Decimal(str(high)),
-                Decimal(str(low)),
-                Decimal(str(close)),
-                Decimal(str(volume)),
-            )
-        )
+        bars.append(Bar(start, open_, high, low, close, volume))
     return bars
 
 
 def candle_windows(start_s: int, end_s: int, granularity_s: int) -> list[tuple[str, str]]:
     """ISO (start, end) ranges of at most 300 candles covering [start_s, end_s)."""
     step = MAX_CANDLES_PER_REQUEST * granularity_s
-    return [(_iso_z(lo), _iso_z(min(lo + step, end_s) - 1)) for lo in range(start_s, end_s, step)]
+    return [(iso_z(lo), iso_z(min(lo + step, end_s) - 1)) for lo in range(start_s, end_s, step)]
 
 
-def _iso_z(epoch_s: int) -> str:
+def iso_z(epoch_s: float) -> str:
     """ISO 8601 with 'Z' (a '+00:00' offset would need URL-encoding in a query string)."""
-    return dt.datetime.fromtimestamp(epoch_s, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.fromtimestamp(int(epoch_s), dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass
-class TradeTracker:
-    """Per product: drop repeated trades, report holes in numeric trade ids.
-
-    An id inside a reported hole (a late or out-of-order trade, or one fetched over REST to
-    repair the hole) is new; any other id at or below the highest seen is a repeat.
-    """
-
-    last_id: dict[str, int] = field(default_factory=dict)
-    missing: dict[str, set[int]] = field(default_factory=dict)
-    seen: dict[str, set[str]] = field(default_factory=dict)  # non-numeric ids (bounded)
-    duplicates: int = 0
-
-    def accept(self, trade: Trade) -> tuple[bool, tuple[int, int] | None]:
-        """(is new, missing id range [first, last] or None)."""
-        if not trade.trade_id.isdigit():
-            seen = self.seen.setdefault(trade.product_id, set())
-            if trade.trade_id in seen:
-                self.duplicates += 1
-                return False, None
-            if len(seen) > 100_000:
-                seen.clear()
-            seen.add(trade.trade_id)
-            return True, None
-        trade_id = int(trade.trade_id)
-        last = self.last_id.get(trade.product_id)
-        missing = self.missing.setdefault(trade.product_id, set())
-        if last is not None and trade_id <= last:
-            if trade_id in missing:
-                missing.discard(trade_id)
-                return True, None
-            self.duplicates += 1
-            return False, None
-        self.last_id[trade.product_id] = trade_id
-        gap = (last + 1, trade_id - 1) if last is not None and trade_id > last + 1 else None
-        if gap:
-            self._remember(trade.product_id, gap)
-        return True, gap
-
-    def _remember(self, product_id: str, gap: tuple[int, int]) -> None:
-        missing = self.missing.setdefault(product_id, set())
-        if gap[1] - gap[0] < 100_000:  # a huge hole (a restart) is repaired from candles instead
-            missing.update(range(gap[0], gap[1] + 1))
-
-    def heartbeat_gap(self, heartbeat: Heartbeat) -> tuple[int, int] | None:
-        """Trades the heartbeat says happened but we never saw (Exchange only)."""
-        if heartbeat.product_id is None or heartbeat.last_trade_id is None:
-            return None
-        last = self.last_id.get(heartbeat.product_id)
-        if last is None or heartbeat.last_trade_id <= last:
-            return None
-        gap = (last + 1, heartbeat.last_trade_id)
-        self.last_id[heartbeat.product_id] = heartbeat.last_trade_id
-        self._remember(heartbeat.product_id, gap)
-        return gap
+def server_epoch(answer: Any) -> float:
+    """The server clock from Exchange ``GET /time`` (``epoch``) or Advanced Trade
+    ``GET /api/v3/brokerage/time`` (``epochSeconds``, a string)."""
+    if isinstance(answer, dict):
+        for key in ("epoch", "epochSeconds", "epoch_seconds"):
+            try:
+                value = float(answer[key])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if math.isfinite(value) and value > 0:
+                return value
+    raise BadMessage(f"server time: expected {{'epoch': seconds}}, got {str(answer)[:200]}")

@@ -1,8 +1,8 @@
-"""A Coinbase trade feed that does not lose trades: reconnects, deduplicates, repairs gaps.
+"""A Coinbase trade feed you can trust: ordered, deduplicated, repaired, and unkillable by
+bad input.
 
-    feed = CoinbaseFeed(["BTC-USD"], on_trade=handle, dialect="exchange",
-                        ws_url="wss://ws-feed.exchange.coinbase.com",
-                        rest_url="https://api.exchange.coinbase.com")
+    feed = CoinbaseFeed(["BTC-USD"], deliver=handle, dialect="exchange",
+                        ws_url="wss://ws-feed.exchange.coinbase.com", rest=rest, clock=clock)
     await feed.run(stop_event)
 
 - subscribes right after connecting (Coinbase drops clients silent for 5 s) and waits for
@@ -11,10 +11,20 @@
 - reconnects after any close, clean (1000) or not, with jittered exponential backoff capped
   at ``max_backoff_s``; a watchdog treats ``silence_timeout_s`` without messages as a dead
   connection;
-- drops repeated trades (a resubscribe replays ``last_match``/snapshots), detects holes in
-  trade ids (a jump, or an Exchange heartbeat's ``last_trade_id`` ahead of the last trade)
-  and fetches the missing trades over REST: Exchange pages back by id; Advanced Trade, which
-  has no by-id history, from its latest public trades (``rest_url`` is then its API base).
+- applies each message's trades oldest first (Advanced Trade lists them newest first);
+  drops repeats (``last_match`` and snapshots on every resubscribe); finds holes in trade
+  ids (a jump, or an Exchange heartbeat's ``last_trade_id`` ahead of the last trade) and
+  fetches the missing trades over REST *before* the trade that revealed the hole is
+  delivered, so bars see trades in order. A repair that fails (after the REST client's
+  retries) is reported through ``on_unrepaired`` and the feed goes on;
+- rejects, counts (``status.rejected``) and logs, without ending the feed: text that is
+  not JSON, JSON that is not an object, trades with a missing field, a non-finite or
+  non-positive price or size, an unparseable time, a product not subscribed; a trade or
+  heartbeat stamped more than ``max_ahead_s`` ahead of the exchange clock; a trade id or
+  ``last_trade_id`` further ahead than any market could trade (``TradeTracker``).
+
+Every accepted trade is handed to ``deliver`` (synchronously, in order); ``deliver`` must
+not block (the live pipeline queues it to its writer thread).
 """
 
 from __future__ import annotations
@@ -23,32 +33,37 @@ import asyncio
 import json
 import logging
 import random
-import urllib.request
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
+from typing import Any
 
 import orjson
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from ..errors import OvcastError
+from .clock import ExchangeClock
 from .coinbase import (
     FeedError,
     Heartbeat,
+    ParsedMessage,
     Subscribed,
     Trade,
-    TradeTracker,
     advanced_subscribe,
     exchange_subscribe,
-    iso_seconds,
     parse_advanced,
     parse_exchange,
 )
+from .rest import CoinbaseRest, CoinbaseRestError
+from .tracker import TradeTracker
 
 log = logging.getLogger(__name__)
 
 SUBSCRIBE_TIMEOUT_S = 5.0
+MAX_AHEAD_S = 120.0  # a message stamped further ahead of the exchange clock is not trusted
+REPAIR_PAGES = 50  # at most 50,000 trades fetched to repair one hole
+LOGGED_REJECTIONS = 20  # then one line per 100 rejections
 
 
 class FeedRejected(OvcastError):
@@ -63,10 +78,14 @@ class FeedStatus:
     messages: int = 0
     trades: int = 0
     duplicates: int = 0
+    rejected: int = 0
     gaps: int = 0
-    repaired: int = 0
-    last_message_at: float = 0.0  # loop time
+    repaired: int = 0  # gaps repaired in full
+    repaired_trades: int = 0
+    repair_failures: int = 0  # gaps left (partly) open: their bars are marked partial
+    last_message_at: float = 0.0  # time.monotonic()
     last_error: str = ""
+    last_rejection: str = ""
     products: list[str] = field(default_factory=list)
 
 
@@ -75,28 +94,39 @@ class CoinbaseFeed:
         self,
         products: list[str],
         *,
-        on_trade: Callable[[Trade], Awaitable[None] | None],
-        on_heartbeat: Callable[[Heartbeat], Awaitable[None] | None] | None = None,
+        deliver: Callable[[list[Trade]], None],
         dialect: str = "exchange",
         ws_url: str,
-        rest_url: str | None = None,
+        rest: CoinbaseRest | None = None,
+        clock: ExchangeClock | None = None,
+        tracker: TradeTracker | None = None,
+        on_unrepaired: Callable[[str, float, float], None] | None = None,
         silence_timeout_s: float = 30.0,
         max_backoff_s: float = 30.0,
         first_backoff_s: float = 0.5,
+        max_ahead_s: float = MAX_AHEAD_S,
     ) -> None:
         if dialect not in ("exchange", "advanced"):
             raise ValueError(f"dialect must be 'exchange' or 'advanced', got {dialect!r}")
-        self.products = products
+        self.products = list(products)
         self.dialect = dialect
         self.ws_url = ws_url
-        self.rest_url = rest_url
-        self.on_trade = on_trade
-        self.on_heartbeat = on_heartbeat
+        self.rest = rest
+        self.deliver = deliver
+        self.on_unrepaired = on_unrepaired
+        self.clock = clock or ExchangeClock()
+        self.tracker = tracker or TradeTracker()
         self.silence_timeout_s = silence_timeout_s
         self.max_backoff_s = max_backoff_s
         self.first_backoff_s = first_backoff_s
-        self.tracker = TradeTracker()
+        self.max_ahead_s = max_ahead_s
         self.status = FeedStatus(products=list(products))
+        self._last_time: dict[str, float] = {}  # per product: the newest accepted trade time
+
+    def seed(self, product_id: str, trade_id: int, time_s: float) -> None:
+        """Continue after a trade known from the recording or a REST fetch."""
+        self.tracker.seed(product_id, trade_id, time_s)
+        self._last_time[product_id] = max(time_s, self._last_time.get(product_id, time_s))
 
     def backoff_s(self, attempt: int) -> float:
         """Full-jitter exponential backoff, capped."""
@@ -152,7 +182,7 @@ class CoinbaseFeed:
                     if stop.is_set():
                         return
                     raise TimeoutError(f"no message for {self.silence_timeout_s:g} s")
-                await self._handle(orjson.loads(recv.result()))
+                await self.handle_raw(recv.result())
             await ws.close()
 
     async def _await_subscribed(self, ws) -> None:
@@ -161,125 +191,149 @@ class CoinbaseFeed:
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
                 raise TimeoutError("no subscriptions reply within 5 s")
-            message = orjson.loads(await asyncio.wait_for(ws.recv(), left))
-            events = self._parse(message)
-            for event in events:
+            parsed = await self.handle_raw(await asyncio.wait_for(ws.recv(), left))
+            if parsed is None:
+                continue
+            for event in parsed.events:
                 if isinstance(event, FeedError):
                     raise FeedRejected(
                         f"Coinbase refused the subscription: {event.message} {event.reason}".strip()
                     )
-            if any(isinstance(e, Subscribed) for e in events):
+            if any(isinstance(e, Subscribed) for e in parsed.events):
                 return
-            await self._handle(message)  # trades may precede the reply
 
-    def _parse(self, message: dict) -> list:
-        return parse_exchange(message) if self.dialect == "exchange" else parse_advanced(message)
-
-    async def _handle(self, message: dict) -> None:
+    # -- one message -------------------------------------------------------------------------
+    async def handle_raw(self, raw: str | bytes) -> ParsedMessage | None:
+        """Parse, validate and apply one WebSocket message; None if it was rejected whole."""
         self.status.messages += 1
-        self.status.last_message_at = asyncio.get_running_loop().time()
-        for event in self._parse(message):
+        self.status.last_message_at = time.monotonic()
+        try:
+            message = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            self.reject(f"not JSON ({exc})", raw)
+            return None
+        if not isinstance(message, dict):
+            self.reject(f"expected a JSON object, got a JSON {type(message).__name__}", raw)
+            return None
+        try:
+            parse = parse_exchange if self.dialect == "exchange" else parse_advanced
+            parsed = parse(message)
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:  # a shape not foreseen
+            self.reject(f"malformed message ({type(exc).__name__}: {exc})", raw)
+            return None
+        for reason in parsed.rejected:
+            self.reject(reason, raw)
+        if parsed.time_s is not None:
+            problem = self.clock.plausible(parsed.time_s, self.max_ahead_s)
+            if problem:
+                self.reject(f"message {problem}", raw)
+                return None
+            self.clock.observe(parsed.time_s)
+        for event in parsed.events:
             if isinstance(event, Trade):
-                await self._trade(event)
+                await self._trade(event, raw)
             elif isinstance(event, Heartbeat):
-                gap = self.tracker.heartbeat_gap(event)
-                if gap:
-                    await self._repair(event.product_id, gap)
-                if self.on_heartbeat:
-                    await _maybe_await(self.on_heartbeat(event))
+                await self._heartbeat(event, raw)
             elif isinstance(event, FeedError):
                 self.status.last_error = f"{event.message} {event.reason}".strip()
                 log.warning("feed error: %s", self.status.last_error)
+        return parsed
 
-    async def _trade(self, trade: Trade) -> None:
+    def reject(self, reason: str, raw: Any = None) -> None:
+        """Count and log a message or trade we will not use; the feed goes on."""
+        self.status.rejected += 1
+        self.status.last_rejection = reason
+        n = self.status.rejected
+        if n <= LOGGED_REJECTIONS or n % 100 == 0:
+            shown = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+            log.warning(
+                "rejected (%d so far%s): %s; message: %.200s",
+                n,
+                "" if n <= LOGGED_REJECTIONS else ", logging every 100th",
+                reason,
+                shown,
+            )
+
+    async def _trade(self, trade: Trade, raw: Any) -> None:
+        if trade.product_id not in self.products:
+            self.reject(f"trade for {trade.product_id!r}, which is not subscribed", raw)
+            return
+        problem = self.clock.plausible(trade.time_s, self.max_ahead_s)
+        problem = problem and f"trade {trade.trade_id} {problem}"
+        problem = problem or self.tracker.implausible(trade, self.clock.now())
+        if problem:
+            self.reject(problem, raw)
+            return
         new, gap = self.tracker.accept(trade)
         if not new:
             self.status.duplicates += 1
             return
         if gap:
-            await self._repair(trade.product_id, gap)
-        self.status.trades += 1
-        await _maybe_await(self.on_trade(trade))
+            await self.repair(trade.product_id, gap, until_s=trade.time_s)
+        self.clock.observe(trade.time_s)
+        self._accepted([trade])
 
-    async def _repair(self, product_id: str, gap: tuple[int, int]) -> None:
-        """Fetch trades [first, last] over REST (Exchange ``/products/{id}/trades``)."""
+    async def _heartbeat(self, heartbeat: Heartbeat, raw: Any) -> None:
+        if heartbeat.product_id is not None and heartbeat.product_id not in self.products:
+            self.reject(f"heartbeat for {heartbeat.product_id!r}, which is not subscribed", raw)
+            return
+        problem = self.tracker.implausible_heartbeat(heartbeat, self.clock.now())
+        if problem:
+            self.reject(f"heartbeat last_trade_id: {problem}", raw)
+            return
+        gap = self.tracker.heartbeat_gap(heartbeat)
+        if gap and heartbeat.product_id is not None:
+            await self.repair(heartbeat.product_id, gap, until_s=heartbeat.time_s)
+
+    def _accepted(self, trades: list[Trade]) -> None:
+        for trade in trades:
+            self.status.trades += 1
+            last = self._last_time.get(trade.product_id)
+            if last is None or trade.time_s > last:
+                self._last_time[trade.product_id] = trade.time_s
+        self.deliver(trades)
+
+    # -- repair ------------------------------------------------------------------------------
+    async def repair(self, product_id: str, gap: tuple[int, int], until_s: float | None) -> None:
+        """Fetch trades [first, last] over REST and deliver the ones still missing."""
         self.status.gaps += 1
         first, last = gap
         log.warning("%s: trade ids %d..%d missing; repairing over REST", product_id, first, last)
-        if self.rest_url is None:
-            return
-        fetch = fetch_trades if self.dialect == "exchange" else fetch_recent_trades_advanced
-        try:
-            trades = await asyncio.to_thread(fetch, self.rest_url, product_id, first, last)
-        except OSError as exc:
-            log.warning("%s: REST repair failed: %s", product_id, exc)
-            return
-        for trade in sorted(trades, key=lambda t: int(t.trade_id)):
-            new, _ = self.tracker.accept(trade)
-            if new:
-                self.status.repaired += 1
-                self.status.trades += 1
-                await _maybe_await(self.on_trade(trade))
-
-
-def fetch_trades(rest_url: str, product_id: str, first: int, last: int) -> list[Trade]:
-    """Trades with ids in [first, last], paging backwards with the ``after`` cursor."""
-    found: list[Trade] = []
-    cursor = last + 1
-    while cursor > first:
-        url = f"{rest_url.rstrip('/')}/products/{product_id}/trades?after={cursor}&limit=1000"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            page = json.loads(response.read())
-        if not page:
-            break
-        for t in page:
-            trade_id = int(t["trade_id"])
-            if first <= trade_id <= last:
-                found.append(
-                    Trade(
-                        product_id,
-                        str(trade_id),
-                        iso_seconds(t["time"]),
-                        Decimal(t["price"]),
-                        Decimal(t["size"]),
-                        t.get("side", ""),
-                    )
+        since_s = self._last_time.get(product_id, until_s if until_s is not None else 0.0)
+        found: list[Trade] = []
+        if self.rest is not None:
+            try:
+                fetched, _ = await self.rest.trades_back(
+                    product_id,
+                    self.dialect,
+                    to_id=first,
+                    before_id=last + 1 if self.dialect == "exchange" else None,
+                    max_pages=REPAIR_PAGES,
                 )
-        cursor = min(int(t["trade_id"]) for t in page)
-    return found
-
-
-def fetch_recent_trades_advanced(
-    rest_url: str, product_id: str, first: int, last: int
-) -> list[Trade]:
-    """Advanced Trade has no by-id trade history; its public market-trades endpoint returns the
-    latest trades (up to 1000), which covers a hole noticed while streaming."""
-    url = f"{rest_url.rstrip('/')}/api/v3/brokerage/market/products/{product_id}/ticker?limit=1000"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        page = json.loads(response.read()).get("trades", [])
-    found = [
-        t for t in page if str(t["trade_id"]).isdigit() and first <= int(t["trade_id"]) <= last
-    ]
-    if len(found) < last - first + 1:
+                found = [t for t in fetched if first <= (t.numeric_id or -1) <= last]
+                for trade in found:
+                    problem = self.clock.plausible(trade.time_s, self.max_ahead_s)
+                    if problem:
+                        self.reject(f"REST trade {trade.trade_id} {problem}", trade)
+                found = [t for t in found if not self.clock.plausible(t.time_s, self.max_ahead_s)]
+            except CoinbaseRestError as exc:
+                self.status.last_error = str(exc)
+                log.warning("%s: REST repair failed: %s", product_id, exc)
+        fresh = [t for t in found if self.tracker.accept(t)[0]]
+        self.status.repaired_trades += len(fresh)
+        if fresh:
+            self._accepted(fresh)
+        missing = self.tracker.still_missing(product_id, first, last)
+        if missing == 0:
+            self.status.repaired += 1
+            return
+        self.status.repair_failures += 1
         log.warning(
-            "%s: only %d of %d missing trades are still in the recent-trades window",
+            "%s: %d of %d missing trades could not be repaired; the bars they fall in are "
+            "marked partial",
             product_id,
-            len(found),
+            missing,
             last - first + 1,
         )
-    return [
-        Trade(
-            product_id,
-            str(t["trade_id"]),
-            iso_seconds(t["time"]),
-            Decimal(t["price"]),
-            Decimal(t["size"]),
-            t.get("side", ""),
-        )
-        for t in found
-    ]
-
-
-async def _maybe_await(result) -> None:
-    if asyncio.iscoroutine(result):
-        await result
+        if self.on_unrepaired is not None:
+            self.on_unrepaired(product_id, since_s, until_s if until_s is not None else since_s)

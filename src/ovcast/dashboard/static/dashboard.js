@@ -39,6 +39,8 @@ function el(tag, attrs = {}, text = "") {
 function candle(bar) {
   const point = { time: bar.time, open: bar.open, high: bar.high, low: bar.low, close: bar.close };
   if (bar.filled) Object.assign(point, { color: "#5c6370", borderColor: "#5c6370", wickColor: "#5c6370" });
+  // Partial: trades may be missing (hollow, outlined in amber); never trusted as a whole bar.
+  if (bar.partial) Object.assign(point, { color: "rgba(0,0,0,0)", borderColor: "#d19a66", wickColor: "#d19a66" });
   return point;
 }
 
@@ -132,7 +134,9 @@ function showFeed(feed) {
       ["reconnects", "Reconnects", String(feed.reconnects)],
       ["trades", "Trades", String(feed.trades)],
       ["duplicates", "Duplicates dropped", String(feed.duplicates)],
+      ["rejected", "Rejected (bad input)", String(feed.rejected ?? 0)],
       ["gaps", "Gaps repaired", `${feed.repaired} of ${feed.gaps}`],
+      ["partial_bars", "Partial bars", String(feed.partial_bars ?? 0)],
       ["last_error", "Last error", feed.last_error || "none"],
     ]);
   } else {

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import DataError
+from ..market.aggregator import Bar
+from ..market.recording import Recording
 from ..runtime.engine import Engine
 from ..scaling import Scaler
-from .aggregator import Bar
-from .recording import Recording
 from .stream import ProductStream, fit_market_scaler
 
 log = logging.getLogger(__name__)

@@ -3,9 +3,11 @@
     stream = ProductStream("BTC-USD", engine, scaler, interval_s=60)
     record = stream.on_bar(bar)     # None while warming up, else the forecast record
 
-The scaler is fitted once on history (``fit_market_scaler``), stored with the run and then
-frozen: a live window is never used to refit it. The close channel of the forecast is
-inverse-scaled to prices; every record names its model so a hot swap is visible downstream.
+The scaler is fitted once on history (``fit_market_scaler``, partial bars left out), stored
+with the run and then frozen: a live window is never used to refit it. The close channel of
+the forecast is inverse-scaled to prices; every record names its model so a hot swap is
+visible downstream, and says how many bars of its input window are ``partial`` (trades may
+be missing) in ``partial_in_window``: a partial bar is never model input unmarked.
 """
 
 from __future__ import annotations
@@ -17,10 +19,16 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from ..market.aggregator import Bar
+from ..market.features import (
+    CHANNELS,
+    MARKET_SCALER_KINDS,
+    FeatureConfig,
+    FeatureState,
+    compute_features,
+)
 from ..runtime.engine import Engine
 from ..scaling import Scaler
-from .aggregator import Bar
-from .features import CHANNELS, MARKET_SCALER_KINDS, FeatureConfig, FeatureState, compute_features
 
 
 def fit_market_scaler(bars: list[Bar], config: FeatureConfig | None = None) -> Scaler:
@@ -29,7 +37,8 @@ def fit_market_scaler(bars: list[Bar], config: FeatureConfig | None = None) -> S
         np.array(x, dtype=np.float64) for x in zip(*(b.as_floats() for b in bars), strict=True)
     )
     rows = compute_features(h, lo, c, v, config)
-    rows = rows[~np.isnan(rows).any(axis=1)]
+    complete = np.array([not b.partial for b in bars], dtype=bool)
+    rows = rows[~np.isnan(rows).any(axis=1) & complete]
     if len(rows) < 2:
         raise DataError(f"{len(bars)} bars are too few to fit scalers after indicator warm-up")
     return Scaler.fit(rows, MARKET_SCALER_KINDS, CHANNELS)
@@ -58,6 +67,7 @@ class ProductStream:
         self.interval_s = interval_s
         self._features = FeatureState(features)
         self._window: deque[np.ndarray] = deque(maxlen=engine.context_length)
+        self._partial: deque[bool] = deque(maxlen=engine.context_length)
         self.bars = 0
         self.forecasts = 0
 
@@ -73,6 +83,7 @@ class ProductStream:
         if np.isnan(row).any():
             return None  # indicators still warming up
         self._window.append(row)
+        self._partial.append(bar.partial)
         if self.warming_up:
             return None
         window = self.scaler.transform(np.stack(self._window))
@@ -91,4 +102,5 @@ class ProductStream:
             "forecast_close": prices.astype(float).round(8).tolist(),
             "model": engine.name,
             "inference_ms": round(inference_ms, 3),
+            "partial_in_window": sum(self._partial),
         }
