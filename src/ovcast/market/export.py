@@ -68,7 +68,7 @@ def export(recording: Recording, product: str, *, what: str, out: str | Path) ->
     out = Path(out)
     header, data = rows(recording, product, what)
     if out.suffix.lower() == ".parquet":
-        pa = require("pyarrow", extra="test", purpose="writing Parquet")
+        pa = require("pyarrow", extra="parquet", purpose="writing Parquet")
         import pyarrow.parquet as pq
 
         columns: list[list] = [[row[k] for row in data] for k in range(len(header))]
