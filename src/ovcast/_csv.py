@@ -104,11 +104,13 @@ class Table:
                 )
         problems.raise_if_any("Pass --time-unit if the unit was guessed wrong")
         seconds = np.array([s for s, _ in parsed])
-        for r in np.flatnonzero(np.diff(seconds) <= 0) + 1:
-            relation = "repeats the time of" if seconds[r] == seconds[r - 1] else "is earlier than"
+        for row in (np.flatnonzero(np.diff(seconds) <= 0) + 1).tolist():
+            same = seconds[row] == seconds[row - 1]
+            relation = "repeats the time of" if same else "is earlier than"
             problems.add(
-                int(r),
-                f"line {self.lines[r]} ({cells[r]}) {relation} line {self.lines[r - 1]} ({cells[r - 1]})",
+                row,
+                f"line {self.lines[row]} ({cells[row]}) {relation} line {self.lines[row - 1]} "
+                f"({cells[row - 1]})",
             )
         problems.raise_if_any("Times must increase from row to row: sort the file, drop repeats")
         return seconds

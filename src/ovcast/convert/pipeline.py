@@ -200,7 +200,9 @@ def _pytorch_reference(
     return reference
 
 
-def _export(ov, torch, forecast_only, hf_model, context: int, channels: int):
+def _export(
+    ov: Any, torch: Any, forecast_only: Any, hf_model: Any, context: int, channels: int
+) -> Any:
     from .export_fixes import exportable_patchify
 
     example = torch.from_numpy(parity.parity_windows(context, channels, 2))
@@ -222,12 +224,12 @@ def _export(ov, torch, forecast_only, hf_model, context: int, channels: int):
     return ov_model
 
 
-def _ov_runner(core, ov_model):
+def _ov_runner(core: Any, ov_model: Any) -> Callable[[np.ndarray], np.ndarray]:
     compiled = core.compile_model(ov_model, "CPU", EXACT_CONFIG)
     return lambda x: compiled(x)[0]
 
 
-def _save_and_reload(ov, core, ov_model, precision: str):
+def _save_and_reload(ov: Any, core: Any, ov_model: Any, precision: str) -> Any:
     """The model as it will be on disk (fp16 compression happens at save time)."""
     with tempfile.TemporaryDirectory() as tmp:
         xml = Path(tmp) / XML_FILE
@@ -240,7 +242,7 @@ def _default_name(source_name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in stem).lower()
 
 
-def _versions(ov, torch) -> dict[str, str]:
+def _versions(ov: Any, torch: Any) -> dict[str, str]:
     import transformers
 
     return {

@@ -61,10 +61,10 @@ def read_ohlcv_csv(
     for row, column, message in bar_value_problems(*values.T):
         problems.add(row, f"line {table.lines[row]}, column {column!r}: {message}")
     interval_s = interval_s or infer_interval(seconds)
-    for row in np.flatnonzero((seconds - seconds[0]) % interval_s):
+    for off_grid in np.flatnonzero((seconds - seconds[0]) % interval_s).tolist():
         problems.add(
-            int(row),
-            f"line {table.lines[row]}: time {seconds[row]:.0f} is not on the {interval_s}-second "
+            off_grid,
+            f"line {table.lines[off_grid]}: time {seconds[off_grid]:.0f} is not on the {interval_s}-second "
             f"grid of line {table.lines[0]} (pass --interval if the bars are not {interval_s} s)",
         )
     problems.raise_if_any()

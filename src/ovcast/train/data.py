@@ -174,9 +174,9 @@ def _check_bars(bars: Bars, source: Path) -> None:
     """Recorded bars are refused for what a CSV would be refused for, naming the bar."""
     columns = (bars.open, bars.high, bars.low, bars.close, bars.volume)
     found = bar_value_problems(*columns)
-    for name, column in zip(("open", "high", "low", "close", "volume"), columns, strict=True):
+    for name, values in zip(("open", "high", "low", "close", "volume"), columns, strict=True):
         found += [
-            (int(r), name, "not a finite number") for r in np.flatnonzero(~np.isfinite(column))
+            (int(r), name, "not a finite number") for r in np.flatnonzero(~np.isfinite(values))
         ]
     problems = Problems(source)
     for row, column, message in found:

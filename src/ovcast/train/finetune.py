@@ -24,7 +24,7 @@ from ..market.features import CHANNELS, MARKET_SCALER_KINDS, FeatureConfig
 from .config import FinetuneConfig
 from .data import load_bars, market_series
 from .evaluate import evaluate
-from .forecasters import LAST_VALUE, baselines, torch_forecaster
+from .forecasters import LAST_VALUE, baselines
 from .loop import TrainResult, fit
 from .report import Report, plot_forecasts
 from .splits import split_series
@@ -39,7 +39,7 @@ PLOT_FILE = "forecasts.png"
 def finetune(config: FinetuneConfig, *, progress: bool = True) -> dict[str, Any]:
     """Run the whole flow; returns the evaluation report as written to OUT/evaluation.json."""
     torch = require("torch", extra="convert", purpose="Fine-tuning")
-    from ..hf.loading import load_model, resolve_source
+    from ..hf.loading import load_model, predictor, resolve_source
 
     out, source = Path(config.out), resolve_source(config.base)
     model = load_model(source)
@@ -68,8 +68,8 @@ def finetune(config: FinetuneConfig, *, progress: bool = True) -> dict[str, Any]
     torch.manual_seed(config.seed)
     result = fit(model, data, config, out, starts_trained=True, progress=progress)
     forecasters = {
-        FINETUNED: torch_forecaster(load_model(resolve_source(result.best_dir))),
-        BASE: torch_forecaster(load_model(source)),
+        FINETUNED: predictor(load_model(resolve_source(result.best_dir))),
+        BASE: predictor(load_model(source)),
         **baselines(horizon, context, with_drift=True),
     }
     report = evaluate(

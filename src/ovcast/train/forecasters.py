@@ -2,7 +2,8 @@
 
 A forecaster maps scaled contexts (batch, context, channels) to scaled forecasts
 (batch, horizon, channels). This module is the one place a torch model predicts in batches
-and the one place each baseline is written.
+and the one place each baseline is written (a torch model predicts through
+``hf.loading.predictor``).
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, require
+from ..errors import ConfigError
 from ..package import MANIFEST_FILE
 
 Forecaster = Callable[[np.ndarray], np.ndarray]
@@ -61,18 +61,6 @@ def baselines(
     return chosen
 
 
-def torch_forecaster(model: Any) -> Forecaster:
-    """A ``*ForPrediction`` model as a forecaster: eval mode, no gradients."""
-    torch = require("torch", extra="convert", purpose="Forecasting with a PyTorch checkpoint")
-
-    def predict(contexts: np.ndarray) -> np.ndarray:
-        model.eval()
-        with torch.no_grad():
-            return model(past_values=torch.from_numpy(contexts)).prediction_outputs.numpy()
-
-    return predict
-
-
 @dataclass(frozen=True)
 class LoadedModel:
     """A MODEL argument, loaded: its forecaster, shapes and a label for tables."""
@@ -97,12 +85,12 @@ def load_forecaster(model: str | Path) -> LoadedModel:
             engine.num_channels,
             f"{model} (OpenVINO)",
         )
-    from ..hf.loading import load_model, resolve_source
+    from ..hf.loading import load_model, predictor, resolve_source
 
     hf_model = load_model(resolve_source(model))
     c = hf_model.config
     return LoadedModel(
-        torch_forecaster(hf_model),
+        predictor(hf_model),
         c.context_length,
         c.prediction_length,
         c.num_input_channels,

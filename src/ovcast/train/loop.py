@@ -32,7 +32,6 @@ from ..hf.loading import SCALER_FILE
 from ..scaling import Scaler
 from .config import LoopConfig
 from .evaluate import evaluate
-from .forecasters import torch_forecaster
 from .metrics import Metrics
 from .splits import Batch, SplitData, Windows
 
@@ -192,7 +191,9 @@ def _train_epoch(
 
 def _validate(model: Any, val: Windows, scaler: Scaler) -> Metrics:
     """The selection score: exactly what the final report scores, on the validation windows."""
-    return evaluate({"model": torch_forecaster(model)}, val, scaler).score("model")
+    from ..hf.loading import predictor
+
+    return evaluate({"model": predictor(model)}, val, scaler).score("model")
 
 
 def _summary(config: LoopConfig, run: _Progress, selected_on: str) -> dict[str, Any]:

@@ -112,7 +112,7 @@ class Report:
             columns.append("MSE all steps")
         lines.append(f"{'forecaster':<46} {'steps':>7} " + " ".join(f"{c:>13}" for c in columns))
         for name, (lo, hi), scored, every in self.rows(buckets=buckets):
-            cells = [scored.mse, scored.mae]
+            cells: list[float | None] = [scored.mse, scored.mae]
             if self.units:
                 cells += [scored.mse_units, scored.mae_units]
             if buckets:

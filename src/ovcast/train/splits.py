@@ -149,21 +149,26 @@ def split_series(
     scaler = Scaler.fit(series.values[slice(*spans.train)], scaler_kinds, series.columns)
     scaled = scaler.transform(series.values)
     scored = ~series.partial & (score_filled | ~series.filled)
-    common = dict(
-        values=scaled,
-        context_length=context_length,
-        prediction_length=prediction_length,
-        targets=_target_indices(series.columns, targets),
-        channel_names=series.columns,
-        scored=scored,
-        scoring=_scoring(series, score_filled),
-    )
-    train, val, test = (
-        Windows(starts=window_starts(span, context_length, prediction_length, name), **common)
-        for name, span in (("train", spans.train), ("validation", spans.val), ("test", spans.test))
-    )
+    target_indices = _target_indices(series.columns, targets)
+    scoring = _scoring(series, score_filled)
+
+    def windows(name: str, span: tuple[int, int]) -> Windows:
+        return Windows(
+            values=scaled,
+            starts=window_starts(span, context_length, prediction_length, name),
+            context_length=context_length,
+            prediction_length=prediction_length,
+            targets=target_indices,
+            channel_names=series.columns,
+            scored=scored,
+            scoring=scoring,
+        )
+
     # A partial bar may lack trades: never a training target.
-    return SplitData(spans, scaler, train.without_targets_in(series.partial), val, test)
+    train = windows("train", spans.train).without_targets_in(series.partial)
+    return SplitData(
+        spans, scaler, train, windows("validation", spans.val), windows("test", spans.test)
+    )
 
 
 def window_starts(
