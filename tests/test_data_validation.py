@@ -93,6 +93,18 @@ def test_binance_microseconds_read_as_milliseconds_are_refused(tmp_path):
     assert "--time-unit" in message
 
 
+def test_a_headerless_binance_kline_file_says_what_to_add(tmp_path):
+    """Binance's kline CSVs have no header and 12 columns, the first six ours."""
+    row = f"{T0 * 10**6},100,101,99,100.5,2.5,{(T0 + 59) * 10**6 + 999999},251.2,17,1.2,120.6,0"
+    (tmp_path / "k.csv").write_text(f"{row}\n{row.replace(str(T0), str(T0 + 60), 1)}\n")
+    message = refusal(tmp_path / "k.csv")
+    assert "no header line" in message and "'time,open,high,low,close,volume'" in message
+    fixed = tmp_path / "fixed.csv"
+    fixed.write_text("time,open,high,low,close,volume\n" + (tmp_path / "k.csv").read_text())
+    bars = read_ohlcv_csv(fixed)
+    assert bars.time_s.tolist() == [T0, T0 + 60] and bars.close.tolist() == [100.5, 100.5]
+
+
 def test_a_unit_that_changes_midway_is_refused(tmp_path):
     def mix(cells):
         cells[30][0] = f"{int(cells[30][0]) * 1000}"

@@ -290,3 +290,13 @@ def test_the_default_models_card_figures_reproduce():
     assert (round(model.mse, 4), round(model.mae, 4)) == (0.3941, 0.4274)
     assert round(report.score(LAST_VALUE).mse, 4) == 1.2944
     assert round(report.score("seasonal naive (24 steps)").mse, 4) == 0.5122
+
+
+def test_a_split_with_nothing_to_score_is_refused():
+    filled = np.zeros(300, bool)
+    filled[180:] = True  # the market closed for good: validation and test are all filled
+    series = Series.of(np.linspace(1, 2, 300)[:, None], ["x"], filled=filled)
+    common = dict(splits="0.6,0.2", gap=None, context_length=10, prediction_length=5)
+    with pytest.raises(DataError, match="validation split has no target step to score"):
+        split_series(series, **common)
+    assert len(split_series(series, score_filled=True, **common).test) == 56

@@ -128,7 +128,7 @@ def read_table(path: str | Path, *, expected: str) -> Table:
     path = Path(path)
     rows, lines = [], []
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: Excel's BOM
             reader = csv.reader(f)
             for row in reader:
                 if any(cell.strip() for cell in row):

@@ -106,7 +106,7 @@ def add_options(
         kwargs: dict[str, Any] = {
             "dest": field.name,
             "help": help_text + shown,
-            "type": meta.get("parse") or kind,
+            "type": _readable(meta["parse"]) if meta.get("parse") else kind,
         }
         if required:
             kwargs["required"] = True
@@ -146,6 +146,20 @@ def as_flags(config: Any) -> list[str]:
         else:
             flags += [flag, str(value)]
     return flags
+
+
+def _readable(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse`` for argparse: its ValueError's message reaches the user (argparse would
+    otherwise say only "invalid <function> value")."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
 
 
 def _is_required(field: dataclasses.Field) -> bool:

@@ -53,6 +53,12 @@ def read_ohlcv_csv(
     if "timestamp" in table.header and "time" not in table.header:
         table.header[table.header.index("timestamp")] = "time"
     missing = [c for c in COLUMNS if c not in table.header]
+    if missing and _is_number(table.header[0]):
+        raise DataError(
+            f"{table.path} has no header line; its first line is data. Add the line "
+            f"'{','.join(COLUMNS)}' above it (Binance kline files: those are their first six "
+            "columns; the others are then ignored)"
+        )
     if missing:
         raise DataError(f"{table.path} lacks column(s) {missing}; expected {','.join(COLUMNS)}")
     seconds = table.times("time", time_unit)
@@ -101,7 +107,9 @@ def infer_interval(time_s: np.ndarray) -> int:
     steps, counts = np.unique(np.diff(time_s), return_counts=True)
     step = steps[np.argmax(counts)]
     if step < 1 or step != int(step):
-        raise DataError(f"bars {step:g} s apart: bar times must be whole seconds apart")
+        raise DataError(
+            f"bars {step:g} s apart: bar times must be whole seconds apart (is the time unit right?)"
+        )
     return int(step)
 
 
@@ -135,6 +143,14 @@ def fill_gaps(bars: Bars, interval_s: int) -> Bars:
     partial = np.zeros(n, bool)
     partial[slots] = bars.partial
     return Bars(time_s, out["open"], out["high"], out["low"], out["close"], volume, filled, partial)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _spread(values: np.ndarray, slots: np.ndarray, n: int) -> np.ndarray:

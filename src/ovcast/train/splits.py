@@ -116,10 +116,17 @@ class Windows:
 
     def without_targets_in(self, rows: np.ndarray) -> Windows:
         """The windows none of whose target steps falls on ``rows`` (a (time,) bool mask)."""
+        return replace(self, starts=self.starts[self._targets_in(rows) == 0])
+
+    def scored_steps(self) -> int:
+        """How many (window, step) targets count in a score."""
+        return int(self._targets_in(self.scored).sum())
+
+    def _targets_in(self, rows: np.ndarray) -> np.ndarray:
+        """(windows,) how many target steps of each window fall on ``rows``."""
         before = np.concatenate([[0], np.cumsum(rows)])  # before[i]: marked rows among [0, i)
         first = self.starts + self.context_length
-        touched = before[first + self.prediction_length] - before[first] > 0
-        return replace(self, starts=self.starts[~touched])
+        return before[first + self.prediction_length] - before[first]
 
 
 @dataclass(frozen=True)
@@ -166,9 +173,14 @@ def split_series(
 
     # A partial bar may lack trades: never a training target.
     train = windows("train", spans.train).without_targets_in(series.partial)
-    return SplitData(
-        spans, scaler, train, windows("validation", spans.val), windows("test", spans.test)
-    )
+    val, test = windows("validation", spans.val), windows("test", spans.test)
+    for name, split in (("validation", val), ("test", test)):
+        if not split.scored_steps():
+            raise DataError(
+                f"the {name} split has no target step to score: every one falls on a filled "
+                "or partial bar. Use other --splits, or --score-filled to score filled bars"
+            )
+    return SplitData(spans, scaler, train, val, test)
 
 
 def window_starts(
