@@ -9,6 +9,7 @@ import pytest
 from conftest import SHARED_DATA
 
 from ovcast.errors import ConfigError, DataError
+from ovcast.train.config import SplitConfig
 from ovcast.train.data import Series, read_csv
 from ovcast.train.evaluate import evaluate
 from ovcast.train.forecasters import LAST_VALUE, baselines, drift, last_value, seasonal_naive
@@ -96,9 +97,7 @@ def test_split_forms_and_the_gap():
 
 def test_with_a_gap_no_window_crosses_a_boundary():
     series = Series.of(np.arange(1000, dtype=np.float32)[:, None] + 1, ["x"])
-    data = split_series(
-        series, splits="600,800,1000", gap=7, context_length=20, prediction_length=5
-    )
+    data = split_series(series, SplitConfig(splits="600,800,1000", gap=7), 20, 5)
     rows = {
         name: set(range(w.starts.min(), w.starts.max() + 25))
         for name, w in (("train", data.train), ("val", data.val), ("test", data.test))
@@ -120,8 +119,8 @@ def test_filled_and_partial_targets_are_left_out_of_the_score():
     partial = np.zeros(n, bool)
     partial[300] = True
     series = Series.of(close[:, None], ["close"], filled=filled, partial=partial)
-    common = dict(splits="0.5,0.2", gap=None, context_length=context, prediction_length=horizon)
-    data = split_series(series, **common)
+    common = (SplitConfig(splits="0.5,0.2"), context, horizon)
+    data = split_series(series, *common)
     report = evaluate(baselines(horizon, context), data.test, data.scaler)
     scored, every = report.score(LAST_VALUE), report.score(LAST_VALUE, every_step=True)
 
@@ -137,7 +136,7 @@ def test_filled_and_partial_targets_are_left_out_of_the_score():
     table = report.table()
     assert "real bars only" in table and "MSE all steps" in table
 
-    with_filled = split_series(series, score_filled=True, **common)
+    with_filled = split_series(series, *common, score_filled=True)
     report = evaluate(baselines(horizon, context), with_filled.test, with_filled.scaler)
     assert report.left_out == partial[target_rows].sum()  # partial bars are never scored
 
@@ -146,7 +145,7 @@ def test_partial_bars_are_never_training_targets():
     partial = np.zeros(300, bool)
     partial[100] = True
     series = Series.of(np.linspace(1, 2, 300)[:, None], ["x"], partial=partial)
-    data = split_series(series, splits="0.8,0.1", gap=None, context_length=10, prediction_length=5)
+    data = split_series(series, SplitConfig(splits="0.8,0.1"), 10, 5)
     targets = data.train.starts[:, None] + 10 + np.arange(5)[None, :]
     assert not (targets == 100).any() and len(data.train) == 240 - 15 + 1 - 5
 
@@ -296,7 +295,7 @@ def test_a_split_with_nothing_to_score_is_refused():
     filled = np.zeros(300, bool)
     filled[180:] = True  # the market closed for good: validation and test are all filled
     series = Series.of(np.linspace(1, 2, 300)[:, None], ["x"], filled=filled)
-    common = dict(splits="0.6,0.2", gap=None, context_length=10, prediction_length=5)
+    common = (SplitConfig(splits="0.6,0.2"), 10, 5)
     with pytest.raises(DataError, match="validation split has no target step to score"):
-        split_series(series, **common)
-    assert len(split_series(series, score_filled=True, **common).test) == 56
+        split_series(series, *common)
+    assert len(split_series(series, *common, score_filled=True).test) == 56

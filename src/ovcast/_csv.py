@@ -184,6 +184,14 @@ def _iso_seconds(text: str) -> float:
     return stamp.timestamp()
 
 
+def is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _number(row: list[str], i: int) -> tuple[float, str]:
     """A cell as a finite float, or NaN and what is wrong with it."""
     if i >= len(row):

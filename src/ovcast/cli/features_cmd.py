@@ -45,24 +45,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..market.features import CHANNELS, FeatureConfig, compute_features
+    from ..market.features import CHANNELS, compute_features
     from ..train.config import MarketData
-    from ..train.data import load_bars
 
     config = from_args(MarketData, args, data=args.data)
-    bars = load_bars(
-        config.data,
-        product=config.product,
-        interval_s=config.interval_s,
-        time_unit=config.time_unit,
-    )
-    features = compute_features(
-        bars.high,
-        bars.low,
-        bars.close,
-        bars.volume,
-        FeatureConfig(macd_output=config.macd_output, volatility_window=config.volatility_window),
-    )
+    bars = config.bars()
+    features = compute_features(bars.high, bars.low, bars.close, bars.volume, config.features())
     with open(args.out, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["time", *CHANNELS, "filled"])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._csv import Problems, read_table
+from .._csv import Problems, is_number, read_table
 from .._csv import parse_time as parse_time  # where the market modules have always found it
 from ..errors import DataError
 
@@ -53,7 +53,7 @@ def read_ohlcv_csv(
     if "timestamp" in table.header and "time" not in table.header:
         table.header[table.header.index("timestamp")] = "time"
     missing = [c for c in COLUMNS if c not in table.header]
-    if missing and _is_number(table.header[0]):
+    if missing and is_number(table.header[0]):
         raise DataError(
             f"{table.path} has no header line; its first line is data. Add the line "
             f"'{','.join(COLUMNS)}' above it (Binance kline files: those are their first six "
@@ -143,14 +143,6 @@ def fill_gaps(bars: Bars, interval_s: int) -> Bars:
     partial = np.zeros(n, bool)
     partial[slots] = bars.partial
     return Bars(time_s, out["open"], out["high"], out["low"], out["close"], volume, filled, partial)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _spread(values: np.ndarray, slots: np.ndarray, n: int) -> np.ndarray:

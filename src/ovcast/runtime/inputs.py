@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .._csv import is_number
 from ..errors import DataError, InvalidInputError
 
 
@@ -84,21 +85,13 @@ def _read_csv_window(path: Path) -> np.ndarray:
 
     with open(path, newline="") as f:
         rows = [r for r in csv.reader(f) if r]
-    if rows and not _is_number(rows[0][-1]):
+    if rows and not is_number(rows[0][-1]):
         rows = rows[1:]  # header
     if not rows:
         raise DataError(f"{path} has no data rows")
-    if not _is_number(rows[0][0]):
+    if not is_number(rows[0][0]):
         rows = [r[1:] for r in rows]  # timestamp column
     return np.array([[float(v) for v in r] for r in rows], dtype=np.float32)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def sliding_windows(series: np.ndarray, context_length: int, *, max_windows: int = 0) -> np.ndarray:

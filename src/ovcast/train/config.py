@@ -20,6 +20,9 @@ from typing import Any
 from .._csv import TIME_UNITS
 from ..cli._options import option, redefault
 from ..errors import ConfigError
+from ..market.bars import Bars
+from ..market.features import FeatureConfig
+from .data import Series, load_bars, read_csv
 
 
 def comma_list(text: str) -> list[str]:
@@ -106,6 +109,14 @@ class CsvData(TimeConfig):
         help="the columns that are scored, and that early stopping selects on (default: all)",
     )
 
+    def read(self) -> Series:
+        return read_csv(
+            self.data,
+            columns=self.columns,
+            timestamp_column=self.timestamp_column,
+            time_unit=self.time_unit,
+        )
+
 
 @dataclass(kw_only=True)
 class MarketData(TimeConfig):
@@ -128,6 +139,14 @@ class MarketData(TimeConfig):
         "minute is a real price for crypto but a closed market for FX; partial bars are "
         "never scored",
     )
+
+    def bars(self) -> Bars:
+        return load_bars(
+            self.data, product=self.product, interval_s=self.interval_s, time_unit=self.time_unit
+        )
+
+    def features(self) -> FeatureConfig:
+        return FeatureConfig(self.macd_output, self.volatility_window)
 
 
 @dataclass(kw_only=True)

@@ -19,7 +19,6 @@ import numpy as np
 from ..errors import DataError
 from ..scaling import Scaler
 from .config import EvaluateConfig
-from .data import read_csv
 from .forecasters import Forecaster, baselines, load_forecaster
 from .metrics import ErrorSums
 from .report import Examples, Published, Report
@@ -75,24 +74,14 @@ def evaluate(
 def evaluate_model(config: EvaluateConfig) -> Report:
     """MODEL and the naive baselines on one split of a CSV (``ovcast evaluate``)."""
     model = load_forecaster(config.model)
-    series = read_csv(
-        config.data,
-        columns=config.columns,
-        timestamp_column=config.timestamp_column,
-        time_unit=config.time_unit,
-    )
+    series = config.read()
     if len(series.columns) != model.num_channels:
         raise DataError(
             f"{config.model} takes {model.num_channels} channels; {config.data} gives "
             f"{len(series.columns)} ({', '.join(series.columns)}). Choose them with --columns"
         )
     data = split_series(
-        series,
-        splits=config.splits,
-        gap=config.gap,
-        context_length=model.context_length,
-        prediction_length=model.prediction_length,
-        targets=config.target_columns,
+        series, config, model.context_length, model.prediction_length, targets=config.target_columns
     )
     windows = getattr(data, config.split).subsample(config.max_windows)
     forecasters = {

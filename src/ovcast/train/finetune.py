@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from ..cli._options import as_flags
 from ..errors import DataError, require
-from ..market.features import CHANNELS, MARKET_SCALER_KINDS, FeatureConfig
+from ..market.features import CHANNELS, MARKET_SCALER_KINDS
 from .config import FinetuneConfig
-from .data import load_bars, market_series
+from .data import market_series
 from .evaluate import evaluate
 from .forecasters import LAST_VALUE, baselines
 from .loop import TrainResult, fit
@@ -49,18 +49,11 @@ def finetune(config: FinetuneConfig, *, progress: bool = True) -> dict[str, Any]
             f"--base {config.base} takes {model.config.num_input_channels} channels; market "
             f"fine-tuning feeds the {len(CHANNELS)} channels {', '.join(CHANNELS)}"
         )
-    bars = load_bars(
-        config.data,
-        product=config.product,
-        interval_s=config.interval_s,
-        time_unit=config.time_unit,
-    )
     data = split_series(
-        market_series(bars, FeatureConfig(config.macd_output, config.volatility_window)),
-        splits=config.splits,
-        gap=horizon if config.gap is None else config.gap,
-        context_length=context,
-        prediction_length=horizon,
+        market_series(config.bars(), config.features()),
+        replace(config, gap=horizon if config.gap is None else config.gap),
+        context,
+        horizon,
         targets=[TARGET],
         score_filled=config.score_filled,
         scaler_kinds=MARKET_SCALER_KINDS,

@@ -1,7 +1,7 @@
 """A series split by time, scaled on its train rows, and cut into (context, horizon) windows.
 
-    data = split_series(series, splits="0.7,0.15", gap=96, context_length=512,
-                        prediction_length=96, targets=["close"])
+    data = split_series(series, SplitConfig(splits="0.7,0.15", gap=96), 512, 96,
+                        targets=["close"])
     for batch in data.val.batches(256): ...   # contexts (b, 512, 7), futures (b, 96, 7)
 
 Two split forms. Without a gap (the standard ETTh1 protocol), validation and test start
@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..scaling import Scaler
+from .config import SplitConfig
 from .data import Series
 
 ETTH1_ENDS = (8640, 11520, 14400)  # 12/4/4 months of hourly rows
@@ -142,17 +143,16 @@ class SplitData:
 
 def split_series(
     series: Series,
-    *,
-    splits: str,
-    gap: int | None,
+    split: SplitConfig,
     context_length: int,
     prediction_length: int,
+    *,
     targets: Sequence[str] | None = None,
     score_filled: bool = False,
     scaler_kinds: str | Sequence[str] = "standard",
 ) -> SplitData:
     """Split, fit the scaler on the train rows only, scale, and cut every split's windows."""
-    spans = Splits.parse(splits, len(series), context_length, gap=gap)
+    spans = Splits.parse(split.splits, len(series), context_length, gap=split.gap)
     scaler = Scaler.fit(series.values[slice(*spans.train)], scaler_kinds, series.columns)
     scaled = scaler.transform(series.values)
     scored = ~series.partial & (score_filled | ~series.filled)
@@ -174,8 +174,8 @@ def split_series(
     # A partial bar may lack trades: never a training target.
     train = windows("train", spans.train).without_targets_in(series.partial)
     val, test = windows("validation", spans.val), windows("test", spans.test)
-    for name, split in (("validation", val), ("test", test)):
-        if not split.scored_steps():
+    for name, windows_of_split in (("validation", val), ("test", test)):
+        if not windows_of_split.scored_steps():
             raise DataError(
                 f"the {name} split has no target step to score: every one falls on a filled "
                 "or partial bar. Use other --splits, or --score-filled to score filled bars"

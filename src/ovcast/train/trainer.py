@@ -16,7 +16,6 @@ from typing import Any
 
 from ..errors import DataError, require
 from .config import TrainConfig
-from .data import read_csv
 from .loop import TrainResult, fit
 from .splits import split_series
 
@@ -25,18 +24,12 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
     """Run training; returns where the best checkpoint is and the validation history."""
     torch = require("torch", extra="convert", purpose="Training")
     torch.manual_seed(config.seed)  # before the model's weights are drawn
-    series = read_csv(
-        config.data,
-        columns=config.columns,
-        timestamp_column=config.timestamp_column,
-        time_unit=config.time_unit,
-    )
+    series = config.read()
     data = split_series(
         series,
-        splits=config.splits,
-        gap=config.gap,
-        context_length=config.context_length,
-        prediction_length=config.prediction_length,
+        config,
+        config.context_length,
+        config.prediction_length,
         targets=config.target_columns,
     )
     model = _model(config, len(series.columns))
