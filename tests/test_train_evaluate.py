@@ -231,6 +231,31 @@ def test_tiny_training_selects_what_it_scores_and_resumes(tmp_path):
     assert ov_mse == pytest.approx(torch_report.score(label).mse, rel=1e-3)
 
 
+def test_a_run_that_never_scores_is_an_error_not_a_stale_checkpoint(tmp_path, monkeypatch):
+    """Diverged weights score NaN on validation every epoch: no best/ to hand on."""
+    pytest.importorskip("torch", reason="training needs the ovcast[convert] extra")
+    from ovcast.errors import TrainingError
+    from ovcast.train import loop
+    from ovcast.train.config import TrainConfig
+    from ovcast.train.metrics import Metrics
+    from ovcast.train.trainer import train
+
+    nan = float("nan")
+    monkeypatch.setattr(loop, "_validate", lambda *a: Metrics(nan, nan, nan, nan, None, 1))
+    config = TrainConfig(
+        data=str(write_series_csv(tmp_path / "s.csv", rows=300)),
+        out=str(tmp_path / "run"),
+        context_length=48,
+        prediction_length=12,
+        epochs=2,
+        windows_per_epoch=32,
+        model_overrides=TINY_PATCHTST,
+    )
+    with pytest.raises(TrainingError, match="no epoch had a finite validation score"):
+        train(config, progress=False)
+    assert not (tmp_path / "run" / "best").exists()
+
+
 def test_evaluate_cli_writes_json(tmp_path, small_checkpoint, capsys):
     from ovcast.cli import main
 

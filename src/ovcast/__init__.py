@@ -30,6 +30,7 @@ from .errors import (  # noqa: E402
     ModelSourceError,
     OvcastError,
     ParityError,
+    TrainingError,
 )
 from .package import Manifest, ModelPackage, TensorSpec  # noqa: E402
 from .runtime.cpu import usable_cores  # noqa: E402
@@ -53,6 +54,7 @@ __all__ = [
     "PatchTSTOpenVINOInference",
     "Scaler",
     "TensorSpec",
+    "TrainingError",
     "__version__",
     "convert",
     "usable_cores",

@@ -13,6 +13,7 @@ torch, json) are translated where they cross into ovcast and re-raised ``from ex
     │   └── ParityError                       the IR disagrees with PyTorch beyond tolerance
     ├── DataError (also ValueError)           a CSV / data set that cannot be used
     ├── ConfigError (also ValueError)         an option or setting ovcast does not accept
+    ├── TrainingError                         training produced no usable checkpoint
     ├── ServerStartError                      a server cannot listen where it was asked
     ├── BenchmarkError                        a benchmark could not measure what it was asked to
     └── MissingDependencyError (also ImportError)  an optional extra is not installed
@@ -57,6 +58,10 @@ class DataError(OvcastError, ValueError):
 
 class ConfigError(OvcastError, ValueError):
     """An option or setting has a value ovcast does not accept (the message lists the valid ones)."""
+
+
+class TrainingError(OvcastError):
+    """Training produced no checkpoint worth keeping (e.g. every validation score was NaN)."""
 
 
 class ServerStartError(OvcastError):

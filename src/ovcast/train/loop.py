@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
-from ..errors import ConfigError, require
+from ..errors import ConfigError, TrainingError, require
 from ..hf.loading import SCALER_FILE
 from ..scaling import Scaler
 from .config import LoopConfig
@@ -121,7 +121,10 @@ def fit(
     steps = math.ceil(per_epoch / config.batch_size) * config.epochs
     trainer = _trainer(torch, model, config, steps)
     run = _Progress()
-    if resume and (out / LAST_DIR / STATE_FILE).is_file():
+    resuming = resume and (out / LAST_DIR / STATE_FILE).is_file()
+    if resume and not resuming:
+        log.warning("nothing to resume in %s: starting a new run", out / LAST_DIR)
+    if resuming:
         run = _load_last(torch, out / LAST_DIR, trainer, config)
     elif starts_trained and run.record(0, None, _validate(model, val, data.scaler), 0.0):
         _save_best(model, data.scaler, out / BEST_DIR, _summary(config, run, selected_on))
@@ -138,6 +141,11 @@ def fit(
         _save_last(torch, out / LAST_DIR, trainer, run, config)
     summary = _summary(config, run, selected_on)
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    if run.best_epoch < 0:
+        raise TrainingError(
+            f"no epoch had a finite validation score ({out / SUMMARY_FILE} has the history): "
+            "training diverged; try a lower --lr"
+        )
     return TrainResult(
         out / BEST_DIR, run.best_epoch, run.best_val_mse, selected_on, run.history, run.elapsed
     )
