@@ -152,6 +152,8 @@ def _recorded_bars(path: Path, product: str | None) -> Bars:
 
     with Recording(path) as recording:
         products = recording.products()
+        if not products:
+            raise DataError(f"{path} is a recording without bars yet; let 'ovcast live' run")
         product = product or (products[0] if len(products) == 1 else None)
         if product is None or product not in products:
             raise DataError(f"{path} holds {products}; choose one with --product")
