@@ -197,3 +197,84 @@ def test_repository_layout_for_ovms(tmp_path, small_checkpoint):
     assert config["model_config_list"][0]["config"]["name"] == "granite"
     assert config["model_config_list"][0]["config"]["base_path"] == "granite"
     Engine(version)  # the repository copy is itself a valid package
+
+
+def test_a_checkpoint_whose_own_forward_fails_is_not_blamed_on_openvino(tmp_path):
+    """transformers 5.x breaks PatchTST with share_projection=False in its own forward: the
+    error names the checkpoint/transformers side and the version, and nothing is written."""
+    import transformers
+
+    checkpoint = make_checkpoint(tmp_path / "ckpt", **SMALL_PATCHTST, share_projection=False)
+    try:
+        torch_forecast(checkpoint, random_windows(1, 64, 3))
+    except Exception:
+        with pytest.raises(ModelSourceError) as caught:
+            convert(checkpoint, tmp_path / "out")
+        message = str(caught.value)
+        assert "own PyTorch forward fails" in message and "not of OpenVINO" in message
+        assert f"transformers {transformers.__version__}" in message
+        assert not (tmp_path / "out").exists()
+    else:  # a transformers version whose forward works: the conversion must work too
+        assert convert(checkpoint, tmp_path / "out").manifest.parity["fp32_vs_torch"]
+
+
+def test_forward_failure_injected(tmp_path, small_checkpoint, monkeypatch):
+    import transformers
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("shape mismatch in the head")
+
+    monkeypatch.setattr(transformers.PatchTSTForPrediction, "forward", broken)
+    with pytest.raises(ModelSourceError, match="RuntimeError: shape mismatch in the head"):
+        convert(small_checkpoint, tmp_path / "out")
+
+
+TELEMETRY_PROBE = """
+import sys
+from openvino_telemetry.utils.sender import TelemetrySender
+sent = []
+TelemetrySender.send = lambda self, backend, message: sent.append(message)  # never the network
+import ovcast
+if sys.argv[1:]:
+    from ovcast.convert import convert
+    convert(sys.argv[1], sys.argv[2])
+print("SENT", len(sent))
+"""
+
+
+def run_telemetry_probe(home, *args):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HOME": str(home)}
+    env.pop("CI", None)  # OpenVINO's own CI switch would hide what ovcast does
+    result = subprocess.run(
+        [sys.executable, "-c", TELEMETRY_PROBE, *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return int(result.stdout.split("SENT")[-1])
+
+
+def test_conversion_sends_no_openvino_telemetry(tmp_path, small_checkpoint):
+    """No consent recorded: ovcast records OpenVINO's opt-out, and neither the import nor
+    convert_model starts a send (each would fork from a thread in a torch process)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    assert run_telemetry_probe(home, small_checkpoint, tmp_path / "pkg") == 0
+    assert (home / "intel" / "openvino_telemetry").read_text() == "0"
+    assert (tmp_path / "pkg" / "model.xml").is_file()
+
+
+def test_an_explicit_opt_in_is_respected(tmp_path):
+    """The control: with a recorded opt-in OpenVINO does send (here: into a list), so the
+    probe above would see sends if ovcast did not decline."""
+    home = tmp_path / "home"
+    (home / "intel").mkdir(parents=True)
+    (home / "intel" / "openvino_telemetry").write_text("1")
+    assert run_telemetry_probe(home) > 0
+    assert (home / "intel" / "openvino_telemetry").read_text() == "1"

@@ -1,4 +1,5 @@
-"""Fine-tuning on candles: learns a learnable pattern, beats the random walk, converts."""
+"""Fine-tuning on candles: selects on the scored close, leaves filled bars out of the score,
+learns a learnable pattern, beats the random walk, converts."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from conftest import make_checkpoint
 
 pytest.importorskip("torch", reason="fine-tuning needs ovcast[convert]")
 
-from ovcast.train.finetune import FinetuneConfig, finetune, horizon_buckets  # noqa: E402
+from ovcast.train.config import FinetuneConfig  # noqa: E402
+from ovcast.train.finetune import finetune  # noqa: E402
+from ovcast.train.metrics import horizon_buckets  # noqa: E402
 
 BASE = dict(
     context_length=64,
@@ -25,9 +28,11 @@ BASE = dict(
     dropout=0.0,
     head_dropout=0.0,
 )
+# Empty minutes early (training) and late (test), so the test split scores around filled bars.
+MISSING = (500, 501, 502, *range(1450, 1462))
 
 
-def write_candles(path, bars: int = 1600, missing=(500, 501, 502)):
+def write_candles(path, bars: int = 1600, missing=MISSING):
     """A price with a 24-bar cycle (learnable) plus noise; a few empty minutes."""
     rng = np.random.default_rng(0)
     t = np.arange(bars)
@@ -49,7 +54,7 @@ def test_horizon_buckets_cover_every_step():
     assert horizon_buckets(16) == [(1, 1), (2, 4), (5, 16)]
 
 
-def test_finetune_beats_random_walk_and_converts(tmp_path):
+def test_finetune_selects_on_the_close_beats_random_walk_and_converts(tmp_path):
     base = make_checkpoint(tmp_path / "base", **BASE)
     candles = write_candles(tmp_path / "candles.csv")
     report = finetune(
@@ -64,27 +69,60 @@ def test_finetune_beats_random_walk_and_converts(tmp_path):
         ),
         progress=False,
     )
-    assert report["beats_random_walk"]
-    mse = report["overall_mse_price"]
-    assert mse["fine-tuned"] < mse["random walk (last value)"] and mse["fine-tuned"] < mse["base"]
-    names = {r["forecaster"] for r in report["rows"]}
-    assert names == {"fine-tuned", "base", "random walk (last value)", "drift"}
-    assert {r["steps"] for r in report["rows"]} == {"1-1", "2-4", "5-16"}
+    assert report["beats_random_walk"] and report["beats_base"]
+    overall = {r["forecaster"]: r["scored"] for r in report["results"] if r["steps"] == "1-16"}
+    assert set(overall) == {"fine-tuned", "base", "last value (random walk)", "drift"}
+    assert overall["fine-tuned"]["mse_units"] < overall["last value (random walk)"]["mse_units"]
+    assert {r["steps"] for r in report["results"]} == {"1-1", "2-4", "5-16", "1-16"}
     accuracy = [
-        r["directional_accuracy"] for r in report["rows"] if r["forecaster"] == "fine-tuned"
+        r["scored"]["directional_accuracy"]
+        for r in report["results"]
+        if r["forecaster"] == "fine-tuned"
     ]
     assert all(a is not None and a > 0.5 for a in accuracy)  # it calls the cycle's turns
+
+    # What is scored is what was selected on: the close, real bars only.
+    assert report["scored"]["channels"] == ["close"]
+    assert report["scored"]["target_steps_left_out"] > 0  # the filled minutes near 1450
+    assert report["selected_on"].startswith("validation MSE (scaled) of close; real bars only")
     run = tmp_path / "run"
+    history = json.loads((run / "best" / "training.json").read_text())["history"]
+    assert history[0]["epoch"] == 0  # the base model was a candidate too
+    assert min(h["val_mse"] for h in history) == history[report["best_epoch"]]["val_mse"]
+
     assert (run / "forecasts.png").stat().st_size > 5000
     card = (run / "best" / "MODEL_CARD.md").read_text()
-    assert "beats the random walk" in card and "ovcast finetune" in card
+    assert "beats the random walk" in card and "ovcast finetune --data" in card
+    assert "selected on: validation MSE (scaled) of close" in card and "scored: close" in card
+    assert "--epochs 4 --lr 0.003" in card  # the reproduce line carries what differed
     scaler = json.loads((run / "best" / "scaler.json").read_text())
     assert [c["kind"] for c in scaler["channels"]][4] == "identity"  # RSI keeps its [0, 1] bounds
-    header = (run / "features.csv").read_text().splitlines()[0]
-    assert header == "time,close,high,low,volume,rsi,macd,volatility"
+    assert not (run / "features.csv").exists()  # no CSV round trip
     package = json.loads((run / "package" / "ovcast.json").read_text())
     assert package["channel_names"][:3] == ["close", "high", "low"]
     assert package["parity"]["fp32_vs_torch"]["max_abs_error"] < 1e-4
+
+
+def test_a_finetune_that_only_hurts_keeps_the_base(tmp_path):
+    """A learning rate far too high wrecks every epoch: best/ stays the base model."""
+    base = make_checkpoint(tmp_path / "base", **BASE)
+    report = finetune(
+        FinetuneConfig(
+            data=str(write_candles(tmp_path / "c.csv")),
+            base=str(base),
+            out=str(tmp_path / "run"),
+            epochs=3,
+            patience=1,
+            learning_rate=10.0,
+            windows_per_epoch=64,
+            score_filled=True,
+        ),
+        progress=False,
+    )
+    assert report["best_epoch"] == 0 and "the base model: no epoch beat it" in report["selected_on"]
+    overall = {r["forecaster"]: r["scored"] for r in report["results"] if r["steps"] == "1-16"}
+    assert overall["fine-tuned"] == overall["base"]
+    assert report["scored"]["target_steps_left_out"] == 0  # --score-filled: filled bars count
 
 
 def test_base_with_wrong_channel_count_is_refused(tmp_path):
@@ -102,8 +140,8 @@ def test_base_with_wrong_channel_count_is_refused(tmp_path):
         )
 
 
-def test_finetune_reads_a_live_recording(tmp_path):
-    """The recording `ovcast live` writes is a fine-tuning data set as it is."""
+def test_finetune_reads_a_live_recording(tmp_path, capsys):
+    """The recording `ovcast live` writes is a fine-tuning data set as it is, holes and all."""
     from decimal import Decimal
 
     from ovcast.cli import main
@@ -113,29 +151,24 @@ def test_finetune_reads_a_live_recording(tmp_path):
     rng = np.random.default_rng(1)
     with Recording(tmp_path / "live.db") as rec:
         for i in range(1600):
+            if 700 <= i < 710:  # the process was down for ten minutes
+                continue
             c = Decimal(f"{100 + 4 * np.sin(2 * np.pi * i / 24) + 0.2 * rng.standard_normal():.4f}")
+            filled = 1500 <= i < 1505  # the live pipeline filled these, flat
             rec.add_bar(
                 "BTC-USD",
-                Bar(60 * i, c, c + Decimal("0.1"), c - Decimal("0.1"), c, Decimal("2"), 3),
+                Bar(60 * i, c, c + Decimal("0.1"), c - Decimal("0.1"), c, Decimal("2"), 3, filled),
             )
         rec.add_bar("ETH-USD", Bar(0, Decimal(1), Decimal(1), Decimal(1), Decimal(1)))
     base = make_checkpoint(tmp_path / "base", **BASE)
-    args = [
-        "-q",
-        "finetune",
-        "--data",
-        str(tmp_path / "live.db"),
-        "--base",
-        str(base),
-        "--out",
-        str(tmp_path / "run"),
-        "--epochs",
-        "3",
-        "--lr",
-        "3e-3",
-        "--no-progress",
-    ]
+    args = ["-q", "finetune", "--data", str(tmp_path / "live.db"), "--base", str(base)]
+    args += ["--out", str(tmp_path / "run"), "--epochs", "3", "--lr", "3e-3", "--no-progress"]
     assert main(args) == 1  # two products: which one?
+    assert "choose one with --product" in capsys.readouterr().err
     assert main([*args, "--product", "BTC-USD"]) == 0
+    out = capsys.readouterr().out
+    assert "scored: close, scaled and in price; real bars only" in out
+    assert "selected on: validation MSE (scaled) of close" in out
     report = json.loads((tmp_path / "run" / "evaluation.json").read_text())
     assert report["beats_random_walk"] and report["config"]["product"] == "BTC-USD"
+    assert report["scored"]["target_steps_left_out"] > 0  # the recorded filled bars

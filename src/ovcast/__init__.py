@@ -6,15 +6,21 @@
     engine.predict(window)                          # (512, 7) -> (96, 7)
 
 Importing ovcast never imports torch or transformers; ``convert`` loads them on first use.
+Nor does it let OpenVINO phone home: unless you have chosen with OpenVINO's ``opt_in_out``,
+ovcast records OpenVINO's telemetry opt-out before OpenVINO loads (see ``_telemetry.py``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from ._telemetry import decline_openvino_telemetry
+from ._version import __version__
 
-from .errors import (
+decline_openvino_telemetry()  # before anything imports openvino: its import sends an event
+
+from .errors import (  # noqa: E402
+    ConfigError,
     ConversionError,
     DataError,
     InvalidInputError,
@@ -24,13 +30,15 @@ from .errors import (
     ModelSourceError,
     OvcastError,
     ParityError,
+    TrainingError,
 )
-from .package import Manifest, ModelPackage, TensorSpec
-from .runtime.cpu import usable_cores
-from .runtime.engine import Engine, PatchTSTOpenVINOInference
-from .scaling import Scaler
+from .package import Manifest, ModelPackage, TensorSpec  # noqa: E402
+from .runtime.cpu import usable_cores  # noqa: E402
+from .runtime.engine import Engine, PatchTSTOpenVINOInference  # noqa: E402
+from .scaling import Scaler  # noqa: E402
 
 __all__ = [
+    "ConfigError",
     "ConversionError",
     "DataError",
     "Engine",
@@ -46,6 +54,7 @@ __all__ = [
     "PatchTSTOpenVINOInference",
     "Scaler",
     "TensorSpec",
+    "TrainingError",
     "__version__",
     "convert",
     "usable_cores",

@@ -11,12 +11,17 @@ torch, json) are translated where they cross into ovcast and re-raised ``from ex
     ├── ModelSourceError                      a HuggingFace checkpoint that cannot be loaded
     ├── ConversionError                       export to OpenVINO IR failed
     │   └── ParityError                       the IR disagrees with PyTorch beyond tolerance
-    ├── DataError                             a CSV / data set that cannot be used
+    ├── DataError (also ValueError)           a CSV / data set that cannot be used
+    ├── ConfigError (also ValueError)         an option or setting ovcast does not accept
+    ├── TrainingError                         training produced no usable checkpoint
     ├── ServerStartError                      a server cannot listen where it was asked
+    ├── BenchmarkError                        a benchmark could not measure what it was asked to
     └── MissingDependencyError (also ImportError)  an optional extra is not installed
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class OvcastError(Exception):
@@ -51,15 +56,27 @@ class DataError(OvcastError, ValueError):
     """A data file cannot be read or does not hold what was asked for."""
 
 
+class ConfigError(OvcastError, ValueError):
+    """An option or setting has a value ovcast does not accept (the message lists the valid ones)."""
+
+
+class TrainingError(OvcastError):
+    """Training produced no checkpoint worth keeping (e.g. every validation score was NaN)."""
+
+
 class ServerStartError(OvcastError):
     """A server (HTTP, dashboard) cannot start: a bad or busy address, missing assets."""
+
+
+class BenchmarkError(OvcastError):
+    """A benchmark target (a server under test, a backend) failed while being measured."""
 
 
 class MissingDependencyError(OvcastError, ImportError):
     """An optional dependency is missing; the message names the extra that brings it."""
 
 
-def require(module: str, *, extra: str, purpose: str):
+def require(module: str, *, extra: str, purpose: str) -> Any:
     """Import an optional dependency or say which ``ovcast[extra]`` installs it."""
     import importlib
 

@@ -8,6 +8,7 @@ fp16/int8 only report their error (they are approximations by design).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,9 @@ PARITY_BATCHES = (1, 8)
 PARITY_SEED = 20240117
 
 
-def parity_windows(context_length: int, num_channels: int, batch: int, seed: int = PARITY_SEED):
+def parity_windows(
+    context_length: int, num_channels: int, batch: int, seed: int = PARITY_SEED
+) -> np.ndarray:
     """(batch, context, channels) float32 windows of unit scale: random walk + a 24-step cycle."""
     rng = np.random.default_rng(seed + batch)
     steps = rng.standard_normal((batch, context_length, num_channels)) / np.sqrt(context_length)
@@ -42,11 +45,26 @@ def within_tolerance(figures: dict[str, Any], tolerance: float = FP32_ABS_TOLERA
     return figures["max_abs_error"] <= tolerance * max(1.0, figures["reference_peak"])
 
 
-def check(run_reference, run_candidate, context_length: int, num_channels: int) -> dict[str, Any]:
-    """Run both on the parity windows; figures per batch size and the worst case."""
+def reference(
+    run_reference: Callable[[np.ndarray], np.ndarray], context_length: int, num_channels: int
+) -> dict[int, np.ndarray]:
+    """The reference's forecasts on the parity windows, by batch size."""
+    return {
+        batch: run_reference(parity_windows(context_length, num_channels, batch))
+        for batch in PARITY_BATCHES
+    }
+
+
+def check(
+    expected: Mapping[int, np.ndarray],
+    run_candidate: Callable[[np.ndarray], np.ndarray],
+    context_length: int,
+    num_channels: int,
+) -> dict[str, Any]:
+    """Run the candidate on the parity windows; figures per batch size and the worst case."""
     per_batch = {}
-    for batch in PARITY_BATCHES:
+    for batch, forecasts in expected.items():
         x = parity_windows(context_length, num_channels, batch)
-        per_batch[f"batch_{batch}"] = compare(run_reference(x), run_candidate(x))
+        per_batch[f"batch_{batch}"] = compare(forecasts, run_candidate(x))
     worst = max(per_batch.values(), key=lambda f: f["max_abs_error"])
     return {**worst, "per_batch": per_batch}

@@ -14,10 +14,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..errors import require
+from ..errors import ConfigError, ModelPackageError, require
 from ..package import ModelPackage
 from ..runtime.cpu import usable_cores
 
@@ -33,6 +34,7 @@ class Backend:
 
 def load(name: str, package: ModelPackage, *, cache_dir: str | None = None) -> Backend:
     start = time.perf_counter()
+    predict: Callable[[np.ndarray], np.ndarray]
     if name == "openvino":
         from ..runtime.engine import Engine
 
@@ -43,29 +45,29 @@ def load(name: str, package: ModelPackage, *, cache_dir: str | None = None) -> B
     elif name == "onnxruntime":
         predict = _onnxruntime_predict(package)
     else:
-        raise ValueError(f"unknown backend {name!r}; expected one of {BACKENDS}")
+        raise ConfigError(f"unknown backend {name!r}; expected one of {BACKENDS}")
     return Backend(name, predict, time.perf_counter() - start)
 
 
-def source_model(package: ModelPackage):
+def source_model(package: ModelPackage) -> Any:
     """The PyTorch model a package was converted from."""
     from ..hf.loading import load_model, resolve_source
 
     source = package.manifest.source
     name = source.get("hub_id") or source.get("path") or source.get("name")
+    if not name:
+        raise ModelPackageError(
+            f"{package.path}'s manifest does not say what it was converted from"
+        )
     return load_model(resolve_source(name, revision=source.get("revision")))
 
 
-def _torch_predict(package: ModelPackage):
+def _torch_predict(package: ModelPackage) -> Callable[[np.ndarray], np.ndarray]:
+    from ..hf.loading import predictor
+
     torch = require("torch", extra="convert", purpose="The PyTorch benchmark backend")
     torch.set_num_threads(usable_cores())
-    model = source_model(package)
-
-    def predict(x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return model(past_values=torch.from_numpy(x)).prediction_outputs.numpy()
-
-    return predict
+    return predictor(source_model(package))
 
 
 def export_onnx(package: ModelPackage, path: Path) -> Path:
@@ -94,7 +96,7 @@ def export_onnx(package: ModelPackage, path: Path) -> Path:
     return path
 
 
-def _onnxruntime_predict(package: ModelPackage):
+def _onnxruntime_predict(package: ModelPackage) -> Callable[[np.ndarray], np.ndarray]:
     ort = require("onnxruntime", extra="bench", purpose="The ONNX Runtime benchmark backend")
     path = export_onnx(package, Path(tempfile.mkdtemp(prefix="ovcast-onnx-")) / "model.onnx")
     options = ort.SessionOptions()

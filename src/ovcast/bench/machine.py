@@ -6,7 +6,7 @@ import os
 import platform
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 from ..runtime.cpu import affinity_cores, cgroup_quota_cores, cpu_info, isa_summary, usable_cores
 
 

@@ -13,9 +13,21 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import orjson
+
+from ..errors import BenchmarkError, ServerStartError
+
+T = TypeVar("T")
+
+
+def _pipe(stream: T | None) -> T:
+    """A subprocess pipe that was asked for (``subprocess.PIPE``), hence never None."""
+    if stream is None:
+        raise ServerStartError("the server's pipe was not opened")
+    return stream
 
 
 class JsonLinesClient:
@@ -38,9 +50,10 @@ class JsonLinesClient:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
-        ready = orjson.loads(self.proc.stdout.readline())
+        self._stdin, self._stdout = _pipe(self.proc.stdin), _pipe(self.proc.stdout)
+        ready = orjson.loads(self._stdout.readline())
         if ready.get("event") != "ready":
-            raise RuntimeError(f"jsonl server did not start: {ready}")
+            raise ServerStartError(f"jsonl server did not start: {ready}")
         self._next = 0
 
     def __call__(self, window: np.ndarray) -> np.ndarray:
@@ -51,13 +64,13 @@ class JsonLinesClient:
             )
             + b"\n"
         )
-        self.proc.stdin.write(line)
-        self.proc.stdin.flush()
-        answer = orjson.loads(self.proc.stdout.readline())
+        self._stdin.write(line)
+        self._stdin.flush()
+        answer = orjson.loads(self._stdout.readline())
         return np.asarray(answer["predictions"], np.float32)
 
     def close(self) -> None:
-        self.proc.stdin.close()
+        self._stdin.close()
         self.proc.wait(timeout=30)
 
 
@@ -84,10 +97,11 @@ class HttpServerProcess:
         )
         deadline = time.time() + 120
         self.port = 0
+        stderr = _pipe(self.proc.stderr)
         while not self.port and time.time() < deadline:
-            line = self.proc.stderr.readline()
+            line = stderr.readline()
             if not line:
-                raise RuntimeError("http server exited before it was ready")
+                raise ServerStartError("http server exited before it was ready")
             if "ready model=" in line:
                 self.port = int(line.rsplit(":", 1)[1])
                 self.model = line.split("ready model=")[1].split()[0]
@@ -144,9 +158,9 @@ def http_caller(server: HttpServerProcess, *, binary: bool) -> Callable[[np.ndar
         response = conn.getresponse()
         data = response.read()
         if response.status != 200:
-            raise RuntimeError(f"HTTP {response.status}: {data[:200]!r}")
+            raise BenchmarkError(f"HTTP {response.status}: {data[:200]!r}")
         if binary:
-            length = int(response.getheader("Inference-Header-Content-Length"))
+            length = int(response.getheader("Inference-Header-Content-Length") or 0)
             return np.frombuffer(data[length:], "<f4")
         return np.asarray(orjson.loads(data)["outputs"][0]["data"], np.float32)
 

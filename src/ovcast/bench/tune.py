@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..package import ModelPackage
 from ..parity import parity_windows
 from ..runtime.cpu import cpu_info, usable_cores
@@ -85,7 +86,7 @@ def tune(
     elif objective == "throughput":
         _tune_throughput(package, report, duration_s)
     else:
-        raise ValueError(f"objective must be latency or throughput, got {objective!r}")
+        raise ConfigError(f"objective must be latency or throughput, got {objective!r}")
     if measure_env:
         report.environment = measure_environment(package.path)
     if save:
@@ -107,7 +108,11 @@ def _tune_latency(package: ModelPackage, report: TuneReport, duration_s: float) 
     cores = usable_cores()
     engines: dict[str, tuple[dict, Engine, str]] = {}
     for threads, pinning in itertools.product(range(1, cores + 1), (True, False)):
-        config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "ENABLE_CPU_PINNING": pinning}
+        config: dict[str, Any] = {
+            "INFERENCE_NUM_THREADS": threads,
+            "NUM_STREAMS": 1,
+            "ENABLE_CPU_PINNING": pinning,
+        }
         engines[json.dumps(config)] = (
             config,
             Engine(package, threads=threads, pinning=pinning),

@@ -11,13 +11,16 @@ A config field declares its option with ``option(...)`` instead of a bare defaul
     config = from_args(TrainConfig, args, data=path)  # the fields back from the parsed args
 
 Fields without ``option`` metadata (or with ``cli=False``) are not options; pass them to
-``from_args`` as keywords. Booleans become ``--flag`` / ``--no-flag``.
+``from_args`` as keywords. Booleans become ``--flag`` / ``--no-flag``; an option without a
+default is required. A subclass that wants another default re-declares the field with
+``redefault(Base, "name", value)``, keeping its flag and help.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -50,6 +53,13 @@ def option(
     }
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def redefault(config_cls: type, name: str, default: Any, *, help: str | None = None) -> Any:
+    """The option ``name`` of ``config_cls`` with another default (and help), for a subclass."""
+    base = {f.name: f for f in dataclasses.fields(config_cls)}[name]
+    metadata = {**base.metadata, **({"help": help} if help else {})}
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -91,13 +101,17 @@ def add_options(
                 help=help_text,
             )
             continue
-        shown = "" if default is None or default == "" else f" (default: {default})"
+        required = _is_required(field)
+        shown = "" if required or default is None or default == "" else f" (default: {default})"
         kwargs: dict[str, Any] = {
             "dest": field.name,
-            "default": default,
             "help": help_text + shown,
-            "type": meta.get("parse") or kind,
+            "type": _readable(meta["parse"]) if meta.get("parse") else kind,
         }
+        if required:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = default
         if meta.get("metavar"):
             kwargs["metavar"] = meta["metavar"]
         if meta.get("choices") is not None:
@@ -112,6 +126,44 @@ def from_args(config_cls: type[T], args: argparse.Namespace, **extra: Any) -> T:
     }
     values.update(extra)
     return config_cls(**values)
+
+
+def as_flags(config: Any) -> list[str]:
+    """The flags that rebuild ``config``: its required options, then those off their default."""
+    flags: list[str] = []
+    fields = sorted(option_fields(type(config)), key=lambda f: not _is_required(f))
+    for field in fields:
+        value = getattr(config, field.name)
+        if not _is_required(field) and value == _default_of(field):
+            continue
+        flag = flag_of(field)
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, list | tuple):
+            flags += [flag, ",".join(str(v) for v in value)]
+        elif isinstance(value, dict):
+            flags += [flag, json.dumps(value)]
+        else:
+            flags += [flag, str(value)]
+    return flags
+
+
+def _readable(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse`` for argparse: its ValueError's message reaches the user (argparse would
+    otherwise say only "invalid <function> value")."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
+
+
+def _is_required(field: dataclasses.Field) -> bool:
+    return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
 
 
 def _default_of(field: dataclasses.Field) -> Any:

@@ -1,4 +1,4 @@
-"""ovcast features OHLCV_CSV --out FILE: the 7 unscaled model channels per bar."""
+"""ovcast features CANDLES --out FILE: the 7 unscaled model channels per bar."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import csv
 import datetime as dt
 import math
 
+from ._options import add_options, from_args
+
 DESCRIPTION = """\
 Compute the 7 model channels for candles you already have, to inspect or check them:
 close, high, low, volume (log1p), rsi (Wilder RSI-14 / 100), macd (12/26/9 line by default),
@@ -14,36 +16,41 @@ volatility (population std of the last N log returns). Unscaled; empty intervals
 flat at the previous close with zero volume and marked filled=1. Indicator columns are empty
 while warming up.
 
-OHLCV_CSV needs a header with time,open,high,low,close,volume (time as epoch seconds or
-ISO 8601).
+CANDLES is an OHLCV CSV with a header time,open,high,low,close,volume (time as ISO 8601 or
+epoch s, ms, us or ns, told apart by magnitude unless --time-unit says), or a recording
+written by 'ovcast live' (--product picks one). Bad rows are refused with their line and
+column: missing, non-numeric, NaN or infinite cells, prices <= 0, negative volumes, times
+that repeat, go backwards or leave the bar grid.
 
-example:
+examples:
   ovcast features btc-usd-1m.csv --out features.csv --macd line --volatility-window 20
+  ovcast features BTCUSDT-1m-2025-01.csv --time-unit us --out f.csv
+  ovcast features runs/live.db --product BTC-USD --out f.csv
 """
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..train.config import MarketData
+
     p = subparsers.add_parser(
         "features",
-        help="the 7 model channels (close ... volatility) from an OHLCV CSV",
+        help="the 7 model channels (close ... volatility) from OHLCV candles",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("ohlcv_csv", metavar="OHLCV_CSV")
+    p.add_argument("data", metavar="CANDLES", help="OHLCV CSV or an 'ovcast live' recording")
     p.add_argument("--out", required=True, metavar="FILE", help="CSV to write")
-    p.add_argument("--interval", type=int, help="bar interval in seconds (default: inferred)")
-    p.add_argument("--macd", choices=("line", "signal", "histogram"), default="line")
-    p.add_argument("--volatility-window", type=int, default=20)
+    add_options(p, MarketData, exclude=("data", "score_filled"))
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..market.bars import read_ohlcv_csv
-    from ..market.features import CHANNELS, FeatureConfig, compute_features
+    from ..market.features import CHANNELS, compute_features
+    from ..train.config import MarketData
 
-    bars = read_ohlcv_csv(args.ohlcv_csv, interval_s=args.interval)
-    config = FeatureConfig(macd_output=args.macd, volatility_window=args.volatility_window)
-    features = compute_features(bars.high, bars.low, bars.close, bars.volume, config)
+    config = from_args(MarketData, args, data=args.data)
+    bars = config.bars()
+    features = compute_features(bars.high, bars.low, bars.close, bars.volume, config.features())
     with open(args.out, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["time", *CHANNELS, "filled"])

@@ -17,11 +17,12 @@ from __future__ import annotations
 import contextlib
 import types
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
 
-def _patchify_forward(self, past_values: torch.Tensor) -> torch.Tensor:
+def _patchify_forward(self: Any, past_values: torch.Tensor) -> torch.Tensor:
     """(batch, context, channels) -> (batch, channels, num_patches, patch_length)."""
     channels = past_values.shape[-1]
     x = past_values[:, self.sequence_start :, :]  # (batch, new_sequence_length, channels)

@@ -15,14 +15,16 @@ import datetime as dt
 import logging
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .. import __version__, parity
-from ..errors import ConversionError, ParityError, require
+from .. import parity
+from .._telemetry import decline_openvino_telemetry
+from .._version import __version__
+from ..errors import ConversionError, ModelSourceError, ParityError, require
 from ..package import BIN_FILE, PRECISIONS, XML_FILE, Manifest, ModelPackage, TensorSpec
 
 log = logging.getLogger(__name__)
@@ -88,9 +90,11 @@ def convert(
         with torch.no_grad():
             return forecast_only(torch.from_numpy(x)).numpy()
 
+    reference = _pytorch_reference(run_torch, hf_model, source.name)
+    decline_openvino_telemetry()  # convert_model reports usage unless declined
     ov_model = _export(ov, torch, forecast_only, hf_model, context, channels)
     core = ov.Core()
-    fp32_parity = parity.check(run_torch, _ov_runner(core, ov_model), context, channels)
+    fp32_parity = parity.check(reference, _ov_runner(core, ov_model), context, channels)
     log.info(
         "fp32 parity: max abs error %.2e (max rel %.2e)",
         fp32_parity["max_abs_error"],
@@ -122,7 +126,7 @@ def convert(
     if precision != "fp32":
         final = _save_and_reload(ov, core, ov_model, precision)
         report[f"{precision}_vs_torch"] = parity.check(
-            run_torch, _ov_runner(core, final), context, channels
+            reference, _ov_runner(core, final), context, channels
         )
         log.info(
             "%s vs PyTorch: max abs error %.2e",
@@ -167,7 +171,38 @@ def convert(
     return package
 
 
-def _export(ov, torch, forecast_only, hf_model, context: int, channels: int):
+def _pytorch_reference(
+    run_torch: Callable[[np.ndarray], np.ndarray], hf_model: Any, name: str
+) -> dict[int, np.ndarray]:
+    """The checkpoint's own PyTorch forecasts on the parity windows, before any export, so
+    that a failure there is reported as the checkpoint's or transformers', not OpenVINO's."""
+    import transformers
+
+    config = hf_model.config
+    saved_with = getattr(config, "transformers_version", None)
+    versions = f"transformers {transformers.__version__}" + (
+        f" (the checkpoint was saved with {saved_with})" if saved_with else ""
+    )
+    try:
+        reference = parity.reference(run_torch, config.context_length, config.num_input_channels)
+    except Exception as exc:
+        raise ModelSourceError(
+            f"{name}: the checkpoint's own PyTorch forward fails under {versions}, before any "
+            f"conversion: {type(exc).__name__}: {exc}. This is a problem of the checkpoint or "
+            "of this transformers version, not of OpenVINO: check its config.json, or install "
+            "the transformers version it was saved with"
+        ) from exc
+    if not all(np.isfinite(f).all() for f in reference.values()):
+        raise ModelSourceError(
+            f"{name}: the checkpoint's own PyTorch forecasts are NaN or infinite under "
+            f"{versions}, before any conversion; its weights or config.json are broken"
+        )
+    return reference
+
+
+def _export(
+    ov: Any, torch: Any, forecast_only: Any, hf_model: Any, context: int, channels: int
+) -> Any:
     from .export_fixes import exportable_patchify
 
     example = torch.from_numpy(parity.parity_windows(context, channels, 2))
@@ -189,12 +224,12 @@ def _export(ov, torch, forecast_only, hf_model, context: int, channels: int):
     return ov_model
 
 
-def _ov_runner(core, ov_model):
+def _ov_runner(core: Any, ov_model: Any) -> Callable[[np.ndarray], np.ndarray]:
     compiled = core.compile_model(ov_model, "CPU", EXACT_CONFIG)
     return lambda x: compiled(x)[0]
 
 
-def _save_and_reload(ov, core, ov_model, precision: str):
+def _save_and_reload(ov: Any, core: Any, ov_model: Any, precision: str) -> Any:
     """The model as it will be on disk (fp16 compression happens at save time)."""
     with tempfile.TemporaryDirectory() as tmp:
         xml = Path(tmp) / XML_FILE
@@ -207,7 +242,7 @@ def _default_name(source_name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in stem).lower()
 
 
-def _versions(ov, torch) -> dict[str, str]:
+def _versions(ov: Any, torch: Any) -> dict[str, str]:
     import transformers
 
     return {

@@ -8,6 +8,7 @@ overflow fix is on for every layer because AVX2 u8*s8 products saturate without 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +18,7 @@ log = logging.getLogger(__name__)
 SUBSET_SIZE = 300
 
 
-def quantize_int8(ov_model, windows: np.ndarray):
+def quantize_int8(ov_model: Any, windows: np.ndarray) -> Any:
     """Quantize an OpenVINO model, calibrated on model-space windows (n, context, channels)."""
     nncf = require("nncf", extra="convert", purpose="int8 quantization")
     windows = np.ascontiguousarray(windows, dtype=np.float32)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import require
+from ..errors import ConfigError, require
 
 GRANITE_PATCHTST: dict[str, Any] = dict(
     context_length=512,
@@ -65,17 +65,17 @@ GRANITE_PATCHTSMIXER: dict[str, Any] = dict(
 FAMILIES = ("patchtst", "patchtsmixer")
 
 
-def granite_config(family: str = "patchtst", **overrides: Any):
+def granite_config(family: str = "patchtst", **overrides: Any) -> Any:
     """A transformers config of the Granite model of ``family``, with ``overrides`` applied."""
     transformers = require("transformers", extra="convert", purpose="Building a model config")
     if family == "patchtst":
         return transformers.PatchTSTConfig(**{**GRANITE_PATCHTST, **overrides})
     if family == "patchtsmixer":
         return transformers.PatchTSMixerConfig(**{**GRANITE_PATCHTSMIXER, **overrides})
-    raise ValueError(f"unknown model family {family!r}; expected one of {FAMILIES}")
+    raise ConfigError(f"unknown model family {family!r}; expected one of {FAMILIES}")
 
 
-def new_model(family: str = "patchtst", **overrides: Any):
+def new_model(family: str = "patchtst", **overrides: Any) -> Any:
     """A randomly initialised ``*ForPrediction`` model with the Granite config of ``family``."""
     transformers = require("transformers", extra="convert", purpose="Building a model")
     config = granite_config(family, **overrides)

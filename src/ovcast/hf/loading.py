@@ -11,9 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..errors import ModelSourceError, require
 from ..scaling import Scaler
@@ -56,8 +59,6 @@ PUBLISHED_SCALERS = {
 
 
 def etth1_scaler() -> Scaler:
-    import numpy as np
-
     return Scaler(("standard",) * 7, np.array(ETTH1_MEAN), np.array(ETTH1_STD), ETTH1_COLUMNS)
 
 
@@ -163,7 +164,7 @@ def read_family(path: Path) -> str:
     return family
 
 
-def load_model(source: ModelSource):
+def load_model(source: ModelSource) -> Any:
     """Load the ``*ForPrediction`` model of a resolved source, in eval mode, float32."""
     transformers = require("transformers", extra="convert", purpose="Loading a checkpoint")
     family = read_family(source.path)
@@ -173,6 +174,20 @@ def load_model(source: ModelSource):
     except Exception as exc:
         raise ModelSourceError(f"cannot load {source.path} as {cls.__name__}: {exc}") from exc
     return model.float().eval()
+
+
+def predictor(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """A ``*ForPrediction`` model as a function of windows: (batch, context, channels) float32
+    -> (batch, horizon, channels), in eval mode without gradients. The one place ovcast
+    runs a PyTorch forecast (evaluation, training's validation, benchmarks)."""
+    torch = require("torch", extra="convert", purpose="Forecasting with a PyTorch checkpoint")
+    model.eval()
+
+    def predict(windows: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(past_values=torch.from_numpy(windows)).prediction_outputs.numpy()
+
+    return predict
 
 
 def load_scaler(source: ModelSource) -> Scaler | None:

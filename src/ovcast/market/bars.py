@@ -6,13 +6,13 @@ missing bar is filled flat at the previous close with zero volume and ``filled=T
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .._csv import read_rows
+from .._csv import Problems, is_number, read_table
+from .._csv import parse_time as parse_time  # where the market modules have always found it
 from ..errors import DataError
 
 COLUMNS = ("time", "open", "high", "low", "close", "volume")
@@ -39,66 +39,94 @@ class Bars:
         return len(self.time_s)
 
 
-def parse_time(text: str) -> int:
-    """Epoch seconds (or milliseconds) as a number, or ISO 8601 (Z or offset; any fraction)."""
-    text = text.strip()
-    try:
-        value = float(text)
-        return int(value / 1000) if value > 1e11 else int(value)
-    except ValueError:
-        pass
-    iso = text.replace("Z", "+00:00").replace(" ", "T", 1)
-    if "." in iso:  # truncate fractions to microseconds: 9-digit fractions break fromisoformat
-        head, _, rest = iso.partition(".")
-        digits = "".join(ch for ch in rest if ch.isdigit())
-        iso = head + "." + digits[:6].ljust(6, "0") + rest[len(digits) :]
-    try:
-        stamp = dt.datetime.fromisoformat(iso)
-    except ValueError as exc:
-        raise DataError(f"cannot parse time {text!r}; expected epoch seconds or ISO 8601") from exc
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=dt.timezone.utc)
-    return int(stamp.timestamp())
+def read_ohlcv_csv(
+    path: str | Path, *, interval_s: int | None = None, time_unit: str = "auto"
+) -> Bars:
+    """Read time, open, high, low, close, volume (header required, any order, extra columns ok).
 
-
-def read_ohlcv_csv(path: str | Path, *, interval_s: int | None = None) -> Bars:
-    """Read time, open, high, low, close, volume (header required, any order, extra columns ok)."""
-    path = Path(path)
-    rows = read_rows(path, expected=f"a header {','.join(COLUMNS)} and bars")
-    header = [h.strip().lower() for h in rows[0]]
-    if "timestamp" in header and "time" not in header:
-        header[header.index("timestamp")] = "time"
-    missing = [c for c in COLUMNS if c not in header]
+    Refuses, naming line and column: missing, non-numeric, NaN or infinite cells; prices that
+    are not positive; negative volumes; times that repeat, go backwards or leave the grid.
+    ``time_unit`` ('auto', 's', 'ms', 'us', 'ns') is the unit of epoch-number times.
+    """
+    table = read_table(path, expected=f"a header {','.join(COLUMNS)} and one bar per line")
+    table.header = [h.lower() for h in table.header]
+    if "timestamp" in table.header and "time" not in table.header:
+        table.header[table.header.index("timestamp")] = "time"
+    missing = [c for c in COLUMNS if c not in table.header]
+    if missing and is_number(table.header[0]):
+        raise DataError(
+            f"{table.path} has no header line; its first line is data. Add the line "
+            f"'{','.join(COLUMNS)}' above it (Binance kline files: those are their first six "
+            "columns; the others are then ignored)"
+        )
     if missing:
-        raise DataError(f"{path} lacks column(s) {missing}; expected {','.join(COLUMNS)}")
-    index = {c: header.index(c) for c in COLUMNS}
-    try:
-        times = np.array([parse_time(r[index["time"]]) for r in rows[1:]], dtype=np.int64)
-        values = {c: np.array([float(r[index[c]]) for r in rows[1:]]) for c in COLUMNS[1:]}
-    except (ValueError, IndexError) as exc:
-        raise DataError(f"{path}: a row has a missing or non-numeric value ({exc})") from exc
-    order = np.argsort(times, kind="stable")
-    times = times[order]
-    keep = np.r_[True, np.diff(times) > 0]  # a repeated bar time keeps its first row
-    bars = Bars(
-        times[keep], *(values[c][order][keep] for c in COLUMNS[1:]), np.zeros(keep.sum(), bool)
-    )
-    return fill_gaps(bars, interval_s or infer_interval(bars.time_s))
+        raise DataError(f"{table.path} lacks column(s) {missing}; expected {','.join(COLUMNS)}")
+    seconds = table.times("time", time_unit)
+    problems = Problems(table.path)
+    values = table.numbers(COLUMNS[1:], problems=problems)
+    for row, column, message in bar_value_problems(*values.T):
+        problems.add(row, f"line {table.lines[row]}, column {column!r}: {message}")
+    interval_s = interval_s or infer_interval(seconds)
+    for off_grid in np.flatnonzero((seconds - seconds[0]) % interval_s).tolist():
+        problems.add(
+            off_grid,
+            f"line {table.lines[off_grid]}: time {seconds[off_grid]:.0f} is not on the {interval_s}-second "
+            f"grid of line {table.lines[0]} (pass --interval if the bars are not {interval_s} s)",
+        )
+    problems.raise_if_any()
+    open_, high, low, close, volume = values.T
+    time_s = seconds.astype(np.int64)
+    bars = Bars(time_s, open_, high, low, close, volume, filled=np.zeros(len(time_s), bool))
+    return fill_gaps(bars, interval_s)
+
+
+def bar_value_problems(
+    open: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray
+) -> list[tuple[int, str, str]]:
+    """(row, column, what is wrong) for every price that is not positive and every negative
+    volume, in row order. (NaN and infinities are the parser's to report: they fail neither.)"""
+    found = []
+    for name, column in zip(COLUMNS[1:], (open, high, low, close, volume), strict=True):
+        if name == "volume":
+            found += [
+                (int(r), name, f"volume {column[r]:g} is negative")
+                for r in np.flatnonzero(column < 0)
+            ]
+        else:
+            found += [
+                (int(r), name, f"price {column[r]:g} is not positive")
+                for r in np.flatnonzero(column <= 0)
+            ]
+    return sorted(found)
 
 
 def infer_interval(time_s: np.ndarray) -> int:
+    """The most common step between bar times, in whole seconds."""
     if len(time_s) < 2:
         raise DataError("need at least two bars to infer the interval; pass interval_s")
     steps, counts = np.unique(np.diff(time_s), return_counts=True)
-    return int(steps[np.argmax(counts)])
+    step = steps[np.argmax(counts)]
+    if step < 1 or step != int(step):
+        raise DataError(
+            f"bars {step:g} s apart: bar times must be whole seconds apart (is the time unit right?)"
+        )
+    return int(step)
 
 
 def fill_gaps(bars: Bars, interval_s: int) -> Bars:
-    """Put bars on the grid of ``interval_s``; missing ones flat at the previous close, volume 0."""
+    """Put bars on the grid of ``interval_s``; missing ones flat at the previous close, volume 0.
+
+    A missing bar is ``filled``; a bar that was already filled or partial stays so.
+    """
     if np.any((bars.time_s - bars.time_s[0]) % interval_s):
         raise DataError(f"bar times are not on a {interval_s}-second grid")
     slots = (bars.time_s - bars.time_s[0]) // interval_s
     n = int(slots[-1]) + 1
+    if n > 10 * len(bars) + 10_000:
+        raise DataError(
+            f"{len(bars)} bars span {n} intervals of {interval_s} s: filling would invent "
+            f"{n - len(bars)} bars. Is the interval (--interval) or the time unit right?"
+        )
     present = np.zeros(n, bool)
     present[slots] = True
     position = np.maximum.accumulate(np.where(present, np.arange(n), 0))  # last real bar
@@ -110,11 +138,11 @@ def fill_gaps(bars: Bars, interval_s: int) -> Bars:
     }
     volume = np.where(present, _spread(bars.volume, slots, n), 0.0)
     time_s = bars.time_s[0] + np.arange(n, dtype=np.int64) * interval_s
+    filled = ~present
+    filled[slots] = bars.filled
     partial = np.zeros(n, bool)
     partial[slots] = bars.partial
-    return Bars(
-        time_s, out["open"], out["high"], out["low"], out["close"], volume, ~present, partial
-    )
+    return Bars(time_s, out["open"], out["high"], out["low"], out["close"], volume, filled, partial)
 
 
 def _spread(values: np.ndarray, slots: np.ndarray, n: int) -> np.ndarray:

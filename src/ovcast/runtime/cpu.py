@@ -13,6 +13,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 MODES = ("latency", "throughput")
 
@@ -65,7 +67,7 @@ def cpu_config(
     throughput: one single-threaded stream per core (most forecasts per second, each slower).
     """
     if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+        raise ConfigError(f"unknown mode {mode!r}; expected one of {MODES}")
     cores = cores or usable_cores()
     if mode == "latency":
         config: dict[str, Any] = {

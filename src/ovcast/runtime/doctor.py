@@ -190,7 +190,7 @@ def check_environment() -> list[Finding]:
 def check_versions() -> list[Finding]:
     import openvino
 
-    from .. import __version__
+    from .._version import __version__
 
     return [Finding(INFO, "versions", f"ovcast {__version__}, OpenVINO {openvino.get_version()}")]
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import openvino as ov
 
-from ..errors import InvalidInputError, ModelPackageError
+from ..errors import ConfigError, InvalidInputError, ModelPackageError
 from ..package import ModelPackage
 from ..scaling import Scaler
 from .cpu import cpu_config
@@ -65,7 +65,7 @@ class Engine:
         m = self.package.manifest
         self._scaler = self.package.scaler  # parsed once: forecast() is on every request's path
         if precision_hint not in PRECISION_HINTS:
-            raise ValueError(
+            raise ConfigError(
                 f"precision_hint must be one of {PRECISION_HINTS}, got {precision_hint!r}"
             )
         properties = cpu_config(mode, threads=threads, streams=streams, pinning=pinning)

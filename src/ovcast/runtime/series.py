@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
+from .._csv import is_number
 from ..errors import DataError, InvalidInputError, require
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -202,7 +203,7 @@ def _read_csv(path: Path) -> Series:
     if not rows:
         raise DataError(f"{path} is empty; expected a row per time step, a column per channel")
     header = None
-    if not all(_is_number(v) for v in rows[0][1:]) or not _is_number(rows[0][-1]):
+    if not all(is_number(v) for v in rows[0][1:]) or not is_number(rows[0][-1]):
         header, rows = [h.strip() for h in rows[0]], rows[1:]
     if not rows:
         raise DataError(f"{path} has a header but no data rows")
@@ -228,7 +229,7 @@ def _timestamp_column(header: list[str] | None, first_row: list[str]) -> int | N
         for i, name in enumerate(header):
             if name.lower() in TIMESTAMP_NAMES:
                 return i
-    return 0 if not _is_number(first_row[0]) else None
+    return 0 if not is_number(first_row[0]) else None
 
 
 def _parse_timestamps(texts: list[str]) -> np.ndarray | None:
@@ -242,14 +243,6 @@ def _parse_timestamps(texts: list[str]) -> np.ndarray | None:
     except ValueError:
         return None
     return stamps.astype("datetime64[s]") if stamps.dtype != "datetime64[ns]" else stamps
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 # Writing ------------------------------------------------------------------------------

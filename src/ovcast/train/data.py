@@ -1,30 +1,84 @@
-"""Time series from CSV files, split by time, cut into (context, horizon) windows.
+"""Series to train on and score: from a CSV, from market bars (a CSV or a recording), or arrays.
 
-Pure numpy, so evaluation of a converted package needs no torch. The split rule is the
-standard one of the ETTh1 benchmark: validation and test start ``context_length`` rows
-before their boundary, so their first window's context is history, while every forecast
-target lies inside the split.
+    series = read_csv("ETTh1.csv")                                   # every numeric column
+    series = market_series(load_bars("btc.csv"), FeatureConfig())    # the 7 live channels
+    series = Series(values, ("a", "b"))                              # arrays you already have
+
+Pure numpy: evaluating a converted package needs no torch. Bars from any source take the
+same path (on the grid, validated, features computed as the live pipeline computes them),
+and their ``filled`` and ``partial`` marks travel with the rows, so that scoring can leave
+those bars out (``splits.py``).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .._csv import read_rows
+from .._csv import Problems, read_table
 from ..errors import DataError
+from ..market.bars import Bars, bar_value_problems, fill_gaps, infer_interval, read_ohlcv_csv
+from ..market.features import CHANNELS, FeatureConfig, compute_features
+
+TIMESTAMP_NAMES = ("date", "time", "timestamp", "datetime")
+SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 @dataclass(frozen=True)
 class Series:
-    """A multichannel series read from a CSV: values (time, channels) and their names."""
+    """A multichannel series: values (time, channels), channel names, and which rows are real.
+
+    Build one with ``Series.of(values, columns)``; the masks default to "every row is real".
+    """
 
     values: np.ndarray  # (time, channels) float32
     columns: tuple[str, ...]
-    timestamps: tuple[str, ...] = ()
+    time_s: np.ndarray | None  # (time,) epoch seconds, when known
+    filled: np.ndarray  # (time,) bool: bars with no trades, filled flat at the last close
+    partial: np.ndarray  # (time,) bool: bars not proven complete (a live start-up minute)
+
+    @classmethod
+    def of(
+        cls,
+        values: np.ndarray,
+        columns: Sequence[str],
+        *,
+        time_s: np.ndarray | None = None,
+        filled: np.ndarray | None = None,
+        partial: np.ndarray | None = None,
+    ) -> Series:
+        rows = len(values)
+        no_row = np.zeros(rows, bool)
+        return cls(
+            np.asarray(values, np.float32),
+            tuple(columns),
+            time_s,
+            no_row if filled is None else np.asarray(filled, bool),
+            no_row if partial is None else np.asarray(partial, bool),
+        )
+
+    def __post_init__(self) -> None:
+        rows = len(self.values)
+        if self.values.ndim != 2 or self.values.shape[1] != len(self.columns):
+            raise DataError(
+                f"values of shape {self.values.shape} do not match the columns {self.columns}"
+            )
+        if len(self.filled) != rows or len(self.partial) != rows:
+            raise DataError(f"the filled and partial masks must have {rows} rows like the values")
+        bad = np.argwhere(~np.isfinite(self.values))
+        if len(bad):
+            row, channel = bad[0]
+            raise DataError(
+                f"{len(bad)} values are NaN or infinite, the first in row {row}, "
+                f"channel {self.columns[channel]!r}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.values)
 
 
 def read_csv(
@@ -32,126 +86,105 @@ def read_csv(
     *,
     columns: Sequence[str] | None = None,
     timestamp_column: str | None = None,
+    time_unit: str = "auto",
 ) -> Series:
-    """Read numeric ``columns`` (default: every column but the timestamp) from a CSV file.
+    """Numeric ``columns`` (default: all but the timestamp) of a CSV, refusing bad cells.
 
-    The timestamp column is ``timestamp_column``, else the first of date/time/timestamp
-    found, else none.
+    The timestamp column is ``timestamp_column``, else the first of date/time/timestamp/
+    datetime found, else none; its times must parse and increase strictly.
     """
-    path = Path(path)
-    rows = read_rows(path, expected="a header line and numeric rows")
-    header = [h.strip() for h in rows[0]]
+    table = read_table(path, expected="a header line and numeric rows")
     if timestamp_column is None:
-        timestamp_column = next(
-            (h for h in header if h.lower() in ("date", "time", "timestamp", "datetime")), None
-        )
-    elif timestamp_column not in header:
-        raise DataError(f"{path} has no column {timestamp_column!r}; it has {header}")
-    wanted = list(columns) if columns else [h for h in header if h != timestamp_column]
-    missing = [c for c in wanted if c not in header]
+        timestamp_column = next((h for h in table.header if h.lower() in TIMESTAMP_NAMES), None)
+    wanted = list(columns) if columns else [h for h in table.header if h != timestamp_column]
+    missing = [c for c in wanted if c not in table.header]
     if missing:
-        raise DataError(f"{path} has no column(s) {missing}; it has {header}")
-    index = [header.index(c) for c in wanted]
-    body = rows[1:]
+        raise DataError(f"{table.path} has no column(s) {missing}; it has {table.header}")
+    time_s = table.times(timestamp_column, time_unit) if timestamp_column else None
+    values = table.numbers(wanted).astype(np.float32)
+    return Series.of(values, wanted, time_s=time_s)
+
+
+def load_bars(
+    path: str | Path,
+    *,
+    product: str | None = None,
+    interval_s: int | None = None,
+    time_unit: str = "auto",
+) -> Bars:
+    """Bars on a regular grid from an OHLCV CSV or an `ovcast live` recording (SQLite)."""
+    path = Path(path)
     try:
-        values = np.array([[float(r[i]) for i in index] for r in body], dtype=np.float32)
-    except (ValueError, IndexError) as exc:
-        raise DataError(
-            f"{path}: non-numeric or missing value in columns {wanted} ({exc})"
-        ) from exc
-    if not np.all(np.isfinite(values)):
-        raise DataError(f"{path}: columns {wanted} contain NaN or inf")
-    stamps = ()
-    if timestamp_column is not None:
-        t = header.index(timestamp_column)
-        stamps = tuple(r[t] for r in body)
-    return Series(values, tuple(wanted), stamps)
+        with open(path, "rb") as f:
+            is_recording = f.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from exc
+    if not is_recording:
+        return read_ohlcv_csv(path, interval_s=interval_s, time_unit=time_unit)
+    bars = _recorded_bars(path, product)
+    _check_bars(bars, path)
+    return fill_gaps(bars, interval_s or infer_interval(bars.time_s))
 
 
-@dataclass(frozen=True)
-class Splits:
-    """Row ranges [start, end) of train, validation and test, context included."""
-
-    train: tuple[int, int]
-    val: tuple[int, int]
-    test: tuple[int, int]
-
-    @classmethod
-    def etth1(cls, context_length: int = 512) -> Splits:
-        """The standard ETTh1 protocol: 12/4/4 months of hourly rows."""
-        return cls.from_boundaries(8640, 11520, 14400, context_length)
-
-    @classmethod
-    def from_boundaries(cls, train_end: int, val_end: int, test_end: int, context_length: int):
-        return cls(
-            train=(0, train_end),
-            val=(train_end - context_length, val_end),
-            test=(val_end - context_length, test_end),
-        )
-
-    @classmethod
-    def from_fractions(
-        cls, n_rows: int, context_length: int, train: float = 0.7, val: float = 0.1
-    ) -> Splits:
-        """Train/val/test by fractions of the rows; test takes the rest."""
-        if not (0 < train < 1 and 0 <= val < 1 and train + val < 1):
-            raise DataError(
-                f"split fractions train={train}, val={val} must be in (0, 1) with sum < 1"
-            )
-        train_end = round(n_rows * train)
-        val_end = round(n_rows * (train + val))
-        return cls.from_boundaries(train_end, val_end, n_rows, context_length)
-
-    @classmethod
-    def disjoint(cls, n_rows: int, train: float, val: float, gap: int) -> Splits:
-        """Splits that share no row: every window (context and target) lies inside its split,
-        and ``gap`` rows separate the splits, so nothing leaks across a boundary."""
-        train_end = round(n_rows * train)
-        val_end = round(n_rows * (train + val))
-        return cls((0, train_end), (train_end + gap, val_end), (val_end + gap, n_rows))
-
-    @classmethod
-    def parse(
-        cls, spec: str, n_rows: int, context_length: int, *, gap: int | None = None
-    ) -> Splits:
-        """'etth1', 'TRAIN_END,VAL_END,TEST_END' (rows) or 'TRAIN_FRAC,VAL_FRAC' (fractions).
-
-        With ``gap`` (fractions only), the splits are disjoint (see ``disjoint``).
-        """
-        if spec == "etth1":
-            return cls.etth1(context_length)
-        try:
-            parts = [float(p) for p in spec.split(",")]
-        except ValueError:
-            parts = []
-        if len(parts) == 2 and all(p < 1 for p in parts):
-            if gap is not None:
-                return cls.disjoint(n_rows, parts[0], parts[1], gap)
-            return cls.from_fractions(n_rows, context_length, parts[0], parts[1])
-        if len(parts) == 3 and all(p.is_integer() for p in parts):
-            return cls.from_boundaries(*(int(p) for p in parts), context_length)
-        raise DataError(
-            f"bad split spec {spec!r}; expected 'etth1', row ends 'TRAIN_END,VAL_END,TEST_END' "
-            "or fractions 'TRAIN,VAL' (e.g. 0.7,0.1)"
-        )
+def market_series(bars: Bars, features: FeatureConfig | None = None) -> Series:
+    """The 7 live channels of each bar (``market.features``), indicator warm-up rows dropped."""
+    values = compute_features(bars.high, bars.low, bars.close, bars.volume, features)
+    ready = ~np.isnan(values).any(axis=1)
+    if not ready.any():
+        raise DataError(f"{len(bars)} bars are too few: the indicators need more to warm up")
+    first = int(np.argmax(ready))
+    if not ready[first:].all():
+        row = first + int(np.argmin(ready[first:]))
+        raise DataError(f"the features of the bar at {_utc(bars.time_s[row])} are undefined")
+    rows = slice(first, None)
+    return Series.of(
+        values[rows],
+        CHANNELS,
+        time_s=bars.time_s[rows],
+        filled=bars.filled[rows],
+        partial=None if bars.partial is None else bars.partial[rows],
+    )
 
 
-def window_starts(span: tuple[int, int], context_length: int, prediction_length: int) -> np.ndarray:
-    """Start rows of every (context + horizon) window inside ``span``, stride 1."""
-    start, end = span
-    last = end - context_length - prediction_length
-    if last < start:
-        raise DataError(
-            f"rows [{start}, {end}) are too few for one window of {context_length} + "
-            f"{prediction_length} rows"
-        )
-    return np.arange(start, last + 1)
+def _recorded_bars(path: Path, product: str | None) -> Bars:
+    # TODO(issue 12): Recording.read_bars(product) returns Bars with the partial mask; use it.
+    from ..market.recording import Recording
+
+    with Recording(path) as recording:
+        products = recording.products()
+        if not products:
+            raise DataError(f"{path} is a recording without bars yet; let 'ovcast live' run")
+        product = product or (products[0] if len(products) == 1 else None)
+        if product is None or product not in products:
+            raise DataError(f"{path} holds {products}; choose one with --product")
+        recorded = recording.bars(product)
+    if len(recorded) < 2:
+        raise DataError(f"{path} has {len(recorded)} bars of {product}; too few to train on")
+    open_, high, low, close, volume = np.array([b.as_floats() for b in recorded]).T
+    return Bars(
+        np.array([b.start_s for b in recorded], dtype=np.int64),
+        open_,
+        high,
+        low,
+        close,
+        volume,
+        np.array([b.filled for b in recorded]),
+    )
 
 
-def gather_windows(
-    values: np.ndarray, starts: np.ndarray, context_length: int, prediction_length: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Contexts (n, context, channels) and targets (n, horizon, channels) at ``starts``."""
-    offsets = np.arange(context_length + prediction_length)
-    windows = values[starts[:, None] + offsets[None, :]]  # (n, context + horizon, channels)
-    return windows[:, :context_length], windows[:, context_length:]
+def _check_bars(bars: Bars, source: Path) -> None:
+    """Recorded bars are refused for what a CSV would be refused for, naming the bar."""
+    columns = (bars.open, bars.high, bars.low, bars.close, bars.volume)
+    found = bar_value_problems(*columns)
+    for name, values in zip(("open", "high", "low", "close", "volume"), columns, strict=True):
+        found += [
+            (int(r), name, "not a finite number") for r in np.flatnonzero(~np.isfinite(values))
+        ]
+    problems = Problems(source)
+    for row, column, message in found:
+        problems.add(row, f"bar {_utc(bars.time_s[row])}, column {column!r}: {message}")
+    problems.raise_if_any()
+
+
+def _utc(time_s: int) -> str:
+    return dt.datetime.fromtimestamp(int(time_s), dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,212 @@
+"""Every knob of training, fine-tuning and evaluation, in flat dataclasses.
+
+Each field is also its command-line option (``cli/_options.py`` generates the flags, defaults
+and help from these declarations), and a run stores its config inside its checkpoint
+(``best/training.json``), so the run can be read back and repeated from the checkpoint alone.
+
+    SplitConfig                 how rows become train / validation / test
+    ├── LoopConfig              the training loop (ovcast train and finetune share it)
+    │   ├── TrainConfig         + CsvData + the model to build       (ovcast train)
+    │   └── FinetuneConfig      + MarketData + the base model        (ovcast finetune)
+    └── EvaluateConfig          + CsvData + the split to score       (ovcast evaluate)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .._csv import TIME_UNITS
+from ..cli._options import option, redefault
+from ..errors import ConfigError
+from ..market.bars import Bars
+from ..market.features import FeatureConfig
+from .data import Series, load_bars, read_csv
+
+
+def comma_list(text: str) -> list[str]:
+    """'a,b' -> ['a', 'b'] (for options that name several columns)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"expected a JSON object such as '{{\"d_model\": 64}}': {exc}") from exc
+    if not isinstance(value, dict):
+        raise ConfigError(f"expected a JSON object such as '{{\"d_model\": 64}}', got {text!r}")
+    return value
+
+
+@dataclass(kw_only=True)
+class SplitConfig:
+    splits: str = option(
+        "0.7,0.1",
+        metavar="SPEC",
+        help="'etth1' (the standard ETTh1 rows), fractions TRAIN,VAL (test takes the rest) "
+        "or row ends TRAIN_END,VAL_END,TEST_END",
+    )
+    gap: int | None = option(
+        None,
+        metavar="ROWS",
+        help="leave this many rows out between splits, so every window lies inside its split "
+        "(default: none; validation and test contexts then reach back into the split before, "
+        "as the standard ETTh1 protocol does)",
+    )
+
+
+@dataclass(kw_only=True)
+class LoopConfig(SplitConfig):
+    epochs: int = option(
+        10, help="passes over the training windows (early stopping may end sooner)"
+    )
+    batch_size: int = option(64, help="windows per optimizer step")
+    windows_per_epoch: int = option(0, help="random training windows per epoch (0: all of them)")
+    learning_rate: float = option(1e-4, flag="--lr", help="peak AdamW learning rate")
+    weight_decay: float = option(0.01, help="AdamW weight decay")
+    warmup_fraction: float = option(
+        0.1, help="share of all steps spent warming up linearly; then cosine decay to 0"
+    )
+    patience: int = option(3, help="epochs without a better validation score before stopping")
+    seed: int = option(42, help="seeds the initial weights and the order of training windows")
+    head_only: bool = option(False, help="train only the forecasting head (fast fine-tuning)")
+    num_threads: int = option(0, flag="--threads", help="torch threads (0: the usable cores)")
+    max_eval_windows: int = option(
+        0, help="validate on this many evenly spaced windows (0: all of them)"
+    )
+
+
+@dataclass(kw_only=True)
+class TimeConfig:
+    time_unit: str = option(
+        "auto",
+        choices=TIME_UNITS,
+        help="unit of epoch-number times; auto tells s, ms, us and ns apart by magnitude",
+    )
+
+
+@dataclass(kw_only=True)
+class CsvData(TimeConfig):
+    """A CSV of a timestamp column and numeric columns (ETTh1's layout)."""
+
+    data: str = option(help="the CSV file", cli=False)  # a positional argument on the CLI
+    columns: list[str] | None = option(
+        None,
+        parse=comma_list,
+        metavar="A,B",
+        help="the columns to read, in the model's channel order (default: all but the timestamp)",
+    )
+    timestamp_column: str | None = option(
+        None, help="default: the first of date, time, timestamp, datetime"
+    )
+    target_columns: list[str] | None = option(
+        None,
+        flag="--targets",
+        parse=comma_list,
+        metavar="A,B",
+        help="the columns that are scored, and that early stopping selects on (default: all)",
+    )
+
+    def read(self) -> Series:
+        return read_csv(
+            self.data,
+            columns=self.columns,
+            timestamp_column=self.timestamp_column,
+            time_unit=self.time_unit,
+        )
+
+
+@dataclass(kw_only=True)
+class MarketData(TimeConfig):
+    """OHLCV candles (CSV or an `ovcast live` recording) and how they become the 7 channels."""
+
+    data: str = option(
+        flag="--data", metavar="FILE", help="OHLCV CSV, or a recording written by 'ovcast live'"
+    )
+    product: str | None = option(None, help="the product to read from a recording")
+    interval_s: int | None = option(
+        None, flag="--interval", help="bar interval in seconds (default: the commonest step)"
+    )
+    macd_output: str = option(
+        "line", flag="--macd", choices=("line", "signal", "histogram"), help="the MACD channel"
+    )
+    volatility_window: int = option(20, help="log returns in the volatility channel")
+    score_filled: bool = option(
+        False,
+        help="score filled bars (no trades: flat at the last close) as targets too. A filled "
+        "minute is a real price for crypto but a closed market for FX; partial bars are "
+        "never scored",
+    )
+
+    def bars(self) -> Bars:
+        return load_bars(
+            self.data, product=self.product, interval_s=self.interval_s, time_unit=self.time_unit
+        )
+
+    def features(self) -> FeatureConfig:
+        return FeatureConfig(self.macd_output, self.volatility_window)
+
+
+@dataclass(kw_only=True)
+class TrainConfig(CsvData, LoopConfig):
+    """Everything that determines an `ovcast train` run."""
+
+    out: str = option(
+        metavar="DIR", help="run folder: best/ (the selected checkpoint), checkpoint-last/"
+    )
+    family: str = option("patchtst", choices=("patchtst", "patchtsmixer"), help="architecture")
+    context_length: int = option(512, flag="--context", help="rows each forecast sees")
+    prediction_length: int = option(96, flag="--horizon", help="rows each forecast predicts")
+    model_overrides: dict[str, Any] = option(
+        default_factory=dict,
+        flag="--model-config",
+        metavar="JSON",
+        parse=json_object,
+        help="changes to the Granite config, e.g. '{\"d_model\": 64}'",
+    )
+    init_from: str | None = option(
+        None,
+        metavar="MODEL",
+        help="start from this checkpoint ('default', a folder or a hub id) instead of random "
+        "weights; it is then a candidate for best/ too",
+    )
+
+
+@dataclass(kw_only=True)
+class FinetuneConfig(MarketData, LoopConfig):
+    """Everything that determines an `ovcast finetune` run."""
+
+    base: str = option(
+        "default", metavar="MODEL", help="the model to start from: 'default', a folder or a hub id"
+    )
+    out: str = option(
+        metavar="DIR", help="run folder: best/, evaluation.json, forecasts.png, package/"
+    )
+    convert: bool = option(
+        False, help="also write the selected checkpoint as a parity-checked OpenVINO package"
+    )
+    splits: str = redefault(SplitConfig, "splits", "0.7,0.15")
+    gap: int | None = redefault(
+        SplitConfig,
+        "gap",
+        None,
+        help="rows left out between splits, so no window reaches into another split "
+        "(default: the horizon)",
+    )
+    epochs: int = redefault(LoopConfig, "epochs", 5)
+    batch_size: int = redefault(LoopConfig, "batch_size", 32)
+    patience: int = redefault(LoopConfig, "patience", 2)
+
+
+@dataclass(kw_only=True)
+class EvaluateConfig(CsvData, SplitConfig):
+    """Which model, data and split `ovcast evaluate` scores."""
+
+    model: str = option(help="a package folder, 'default', a checkpoint or a hub id", cli=False)
+    splits: str = redefault(SplitConfig, "splits", "etth1")
+    split: str = option("test", choices=("train", "val", "test"), help="the split to score")
+    season: int = option(24, help="period of the seasonal-naive baseline (0: leave it out)")
+    max_windows: int = option(0, help="score this many evenly spaced windows (0: all of them)")
+    batch_size: int = option(256, help="windows per forward pass")
