@@ -172,3 +172,22 @@ def test_finetune_reads_a_live_recording(tmp_path, capsys):
     report = json.loads((tmp_path / "run" / "evaluation.json").read_text())
     assert report["beats_random_walk"] and report["config"]["product"] == "BTC-USD"
     assert report["scored"]["target_steps_left_out"] > 0  # the recorded filled bars
+
+
+def test_partial_bars_of_a_recording_reach_training_marked(tmp_path):
+    """Bars the live pipeline marked partial come back marked, so they are never scored."""
+    from decimal import Decimal
+
+    from ovcast.market.aggregator import Bar
+    from ovcast.market.recording import Recording
+    from ovcast.train.data import load_bars, market_series
+
+    with Recording(tmp_path / "live.db") as rec:
+        for i in range(400):
+            c = Decimal(100 + i % 7)
+            rec.add_bar("BTC-USD", Bar(60 * i, c, c, c, c, Decimal(1), 1, False, i in (300, 301)))
+    bars = load_bars(tmp_path / "live.db", product="BTC-USD")
+    assert np.flatnonzero(bars.partial).tolist() == [300, 301]
+    series = market_series(bars)
+    partial_times = series.time_s[series.partial]
+    assert partial_times.tolist() == [60 * 300, 60 * 301]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from ._dashboard import add_dashboard_option
 
@@ -84,11 +86,17 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"--speed must be >= 0 (0: as fast as possible), got {speed:g}")
 
     engine = Engine(args.model or _default_package_dir())
-    workdir = tempfile.TemporaryDirectory(prefix="ovcast-demo-") if args.demo else None
-    path = _demo_recording(workdir.name, engine, args.interval) if args.demo else args.recording
-    out = open(args.out, "wb") if args.out else sys.stdout.buffer
+    workdir = None
+    path = args.recording
+    if args.demo:
+        workdir = tempfile.TemporaryDirectory(prefix="ovcast-demo-")
+        path = _demo_recording(workdir.name, engine, args.interval)
+    # With a dashboard the forecasts go to the page (and to --out if given), not the terminal.
+    out = open(args.out, "wb") if args.out else None if args.dashboard else sys.stdout.buffer
 
-    def write(record: dict) -> None:
+    def write(record: dict[str, Any]) -> None:
+        if out is None:
+            return
         out.write(orjson.dumps(record) + b"\n")
         if speed > 0:
             out.flush()  # paced: a reader downstream sees each record as it is made
@@ -99,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         with Recording(path) as recording:
             progress = ReplayProgress("demo" if args.demo else str(path))
-            sink, on_bar = write, None
+            sink: Callable[[dict[str, Any]], None] = write
+            on_bar = None
             if args.dashboard:
                 from ..dashboard import engine_summary, open_dashboard, tee
 
@@ -119,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
                 stop=stop,
                 progress=progress,
             )
-        out.flush()
+        if out is not None:
+            out.flush()
         if dashboard is not None and not stop.is_set():
             log.info("replay finished; the dashboard stays at %s until Ctrl-C", dashboard.url)
             stop.wait()
@@ -128,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(s, handler)
         if dashboard is not None:
             dashboard.close()
-        if args.out:
+        if args.out and out is not None:
             out.close()
         if workdir is not None:
             workdir.cleanup()

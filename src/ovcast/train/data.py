@@ -147,7 +147,7 @@ def market_series(bars: Bars, features: FeatureConfig | None = None) -> Series:
 
 
 def _recorded_bars(path: Path, product: str | None) -> Bars:
-    # TODO(issue 12): Recording.read_bars(product) returns Bars with the partial mask; use it.
+    """One product's recorded bars, filled and partial marks included."""
     from ..market.recording import Recording
 
     with Recording(path) as recording:
@@ -157,19 +157,10 @@ def _recorded_bars(path: Path, product: str | None) -> Bars:
         product = product or (products[0] if len(products) == 1 else None)
         if product is None or product not in products:
             raise DataError(f"{path} holds {products}; choose one with --product")
-        recorded = recording.bars(product)
-    if len(recorded) < 2:
-        raise DataError(f"{path} has {len(recorded)} bars of {product}; too few to train on")
-    open_, high, low, close, volume = np.array([b.as_floats() for b in recorded]).T
-    return Bars(
-        np.array([b.start_s for b in recorded], dtype=np.int64),
-        open_,
-        high,
-        low,
-        close,
-        volume,
-        np.array([b.filled for b in recorded]),
-    )
+        bars = recording.read_bars(product)
+    if len(bars) < 2:
+        raise DataError(f"{path} has {len(bars)} bars of {product}; too few to train on")
+    return bars
 
 
 def _check_bars(bars: Bars, source: Path) -> None:
