@@ -302,10 +302,11 @@ def start_dashboard_process(*args: str) -> tuple[subprocess.Popen, str, list[str
 
 
 def test_replay_demo_plays_a_synthetic_market_to_the_page_and_stays_up_until_sigterm(
-    market_package,
+    market_package, tmp_path
 ):
+    records = tmp_path / "forecasts.jsonl"
     proc, url, out = start_dashboard_process(
-        "replay", "--demo", "--model", str(market_package), "--speed", "6000"
+        "replay", "--demo", "--model", str(market_package), "--speed", "6000", "--out", str(records)
     )
     try:
         port = int(url.rsplit(":", 1)[1].strip("/"))
@@ -335,8 +336,9 @@ def test_replay_demo_plays_a_synthetic_market_to_the_page_and_stays_up_until_sig
         proc.wait(timeout=30)
     assert proc.returncode == 0
     proc.reader.join(10)  # the last lines
-    lines = [json.loads(line) for line in out]
-    assert len(lines) >= 600 and lines[0]["product"] == "DEMO-USD"  # the records, as without it
+    assert out == []  # with a dashboard the terminal gets no forecast records...
+    lines = [json.loads(line) for line in records.read_text().splitlines()]
+    assert len(lines) >= 600 and lines[0]["product"] == "DEMO-USD"  # ...--out gets them all
 
 
 def get_json(port: int, path: str) -> bytes:
