@@ -49,12 +49,18 @@ bool parse_args(int argc, char** argv, Args* args) {
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     bool has_value = i + 1 < argc;
-    if (arg == "--python" && has_value) args->python = argv[++i];
-    else if (arg == "--no-faults") args->faults = false;
-    else if (arg == "--bench" && has_value) args->bench = std::atoi(argv[++i]);
-    else if (arg == "--in-flight" && has_value) args->in_flight = std::max(1, std::atoi(argv[++i]));
-    else if (!arg.empty() && arg[0] == '-') return false;
-    else positional.push_back(arg);
+    if (arg == "--python" && has_value)
+      args->python = argv[++i];
+    else if (arg == "--no-faults")
+      args->faults = false;
+    else if (arg == "--bench" && has_value)
+      args->bench = std::atoi(argv[++i]);
+    else if (arg == "--in-flight" && has_value)
+      args->in_flight = std::max(1, std::atoi(argv[++i]));
+    else if (!arg.empty() && arg[0] == '-')
+      return false;
+    else
+      positional.push_back(arg);
   }
   if (positional.size() != 2) return false;
   args->model_dir = positional[0];
@@ -101,15 +107,17 @@ bool demonstrate_faults(ovcast::InferenceEngine& engine, const ovcast::Window& w
 
   const milliseconds deadline(1000);
   std::cout << "DEMO 3/3 hang: freezing the server with SIGSTOP, then asking with a "
-            << deadline.count() << " ms deadline. Expect a timeout on time; the client then "
+            << deadline.count()
+            << " ms deadline. Expect a timeout on time; the client then "
                "kills the frozen server and starts a new one.\n";
   pid_t frozen = engine.pid();
   kill(frozen, SIGSTOP);
   ovcast::wait_for_process_state(frozen, "tT", milliseconds(5000));
   auto asked = ovcast::Clock::now();
   ovcast::Result late = engine.predict(window, 0, deadline);
-  std::cout << "TIMEOUT error=" << ovcast::to_string(late.error) << " after_ms="
-            << static_cast<long>(ms_since(asked)) << " deadline_ms=" << deadline.count() << '\n';
+  std::cout << "TIMEOUT error=" << ovcast::to_string(late.error)
+            << " after_ms=" << static_cast<long>(ms_since(asked))
+            << " deadline_ms=" << deadline.count() << '\n';
   ovcast::Result again = engine.predict(window, 0, milliseconds(60000));
   if (report_failure("after the hang", again)) return false;
   print_forecast("RECOVERED", again);
@@ -172,15 +180,15 @@ double forecasts_per_second(ovcast::InferenceEngine& engine, const ovcast::Windo
 }
 
 void bench(ovcast::InferenceEngine& engine, const ovcast::Window& window, const Args& args) {
-  const std::string ovcast_cmd = args.python.empty() ? "ovcast" : shell_quote(args.python) + " -m ovcast";
+  const std::string ovcast_cmd =
+      args.python.empty() ? "ovcast" : shell_quote(args.python) + " -m ovcast";
   utsname host{};
   uname(&host);
   const ovcast::ServerInfo& server = engine.server();
   const std::string doctor = command_output(ovcast_cmd + " doctor");  // ovcast's machine report
-  std::cout << "BENCH machine: " << field(doctor, "cpu") << "; "
-            << sysconf(_SC_NPROCESSORS_ONLN) << " CPUs online; Linux " << host.release << '\n';
-  std::cout << "BENCH versions: " << field(doctor, "versions")
-            << "; client built by " <<
+  std::cout << "BENCH machine: " << field(doctor, "cpu") << "; " << sysconf(_SC_NPROCESSORS_ONLN)
+            << " CPUs online; Linux " << host.release << '\n';
+  std::cout << "BENCH versions: " << field(doctor, "versions") << "; client built by " <<
 #if defined(__clang__)
       "clang "
 #else
@@ -209,16 +217,19 @@ void bench(ovcast::InferenceEngine& engine, const ovcast::Window& window, const 
 int main(int argc, char** argv) {
   Args args;
   if (!parse_args(argc, argv, &args)) {
-    std::cerr << "usage: " << argv[0]
-              << " [--python PYTHON] [--no-faults] [--bench N [--in-flight K]] MODEL_DIR WINDOW_CSV\n"
-                 "  PYTHON: run the server as `PYTHON -m ovcast serve` (default: `ovcast serve`)\n"
-                 "  --no-faults: skip the fault demonstrations\n"
-                 "  --bench N: forecasts/s over N forecasts, 1 and K (default 4) in flight\n";
+    std::cerr
+        << "usage: " << argv[0]
+        << " [--python PYTHON] [--no-faults] [--bench N [--in-flight K]] MODEL_DIR WINDOW_CSV\n"
+           "  PYTHON: run the server as `PYTHON -m ovcast serve` (default: `ovcast serve`)\n"
+           "  --no-faults: skip the fault demonstrations\n"
+           "  --bench N: forecasts/s over N forecasts, 1 and K (default 4) in flight\n";
     return 2;
   }
   ovcast::Options options;
-  if (!args.python.empty()) options.command = {args.python, "-m", "ovcast"};
-  else options.command = {"ovcast"};
+  if (!args.python.empty())
+    options.command = {args.python, "-m", "ovcast"};
+  else
+    options.command = {"ovcast"};
   for (const char* arg : {"serve", "--mode", "jsonl", "--model"}) options.command.push_back(arg);
   options.command.push_back(args.model_dir);
   options.timeout = milliseconds(10000);

@@ -47,9 +47,15 @@ using std::chrono::milliseconds;
 std::string quote(const std::string& text) {
   std::string out = "\"";
   for (unsigned char c : text) {
-    if (c == '"' || c == '\\') { out += '\\'; out += static_cast<char>(c); }
-    else if (c < 0x20) { char hex[8]; std::snprintf(hex, sizeof hex, "\\u%04x", c); out += hex; }
-    else out += static_cast<char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\u%04x", c);
+      out += hex;
+    } else
+      out += static_cast<char>(c);
   }
   return out + "\"";
 }
@@ -89,7 +95,9 @@ class Drill {
  public:
   explicit Drill(Config config) : config_(std::move(config)), t0_(Clock::now()) {}
 
-  double now_ms() const { return std::chrono::duration<double, std::milli>(Clock::now() - t0_).count(); }
+  double now_ms() const {
+    return std::chrono::duration<double, std::milli>(Clock::now() - t0_).count();
+  }
 
   void set_mode(const char* mode) {
     std::ofstream(config_.mode_file) << mode << '\n';
@@ -125,7 +133,8 @@ class Drill {
   const ovcast::Window& window(size_t i) const { return windows_[i % windows_.size()]; }
 
   // One request: submitted now, waited for now.
-  ovcast::Result ask(ovcast::InferenceEngine& engine, const char* phase, size_t i, milliseconds timeout) {
+  ovcast::Result ask(ovcast::InferenceEngine& engine, const char* phase, size_t i,
+                     milliseconds timeout) {
     auto submitted = Clock::now();
     ovcast::Result r = engine.wait(engine.submit(window(i), static_cast<int64_t>(i), timeout));
     record(phase, i, r, submitted, timeout);
@@ -135,11 +144,16 @@ class Drill {
   // Requests first..last-1 with `depth` in flight, each with `timeout`.
   void pipelined(ovcast::InferenceEngine& engine, const char* phase, size_t first, size_t last,
                  size_t depth, milliseconds timeout) {
-    struct Sent { size_t i; ovcast::Ticket ticket; Clock::time_point at; };
+    struct Sent {
+      size_t i;
+      ovcast::Ticket ticket;
+      Clock::time_point at;
+    };
     std::deque<Sent> in_flight;
     for (size_t i = first; i < last || !in_flight.empty();) {
       if (i < last && in_flight.size() < depth) {
-        in_flight.push_back({i, engine.submit(window(i), static_cast<int64_t>(i), timeout), Clock::now()});
+        in_flight.push_back(
+            {i, engine.submit(window(i), static_cast<int64_t>(i), timeout), Clock::now()});
         ++i;
         continue;
       }
@@ -152,22 +166,22 @@ class Drill {
   void record(const char* phase, size_t i, const ovcast::Result& r, Clock::time_point submitted,
               milliseconds timeout) {
     double elapsed = std::chrono::duration<double, std::milli>(Clock::now() - submitted).count();
-    Line("result")("phase", phase)("i", static_cast<uint64_t>(i))("error", ovcast::to_string(r.error))(
-        "code", r.server_code)("message", r.message)("correct", r.ok() && matches(r, i))(
-        "restarted", r.restarted)("elapsed_ms", elapsed)("deadline_ms", static_cast<double>(timeout.count()))(
-        "t_ms", now_ms());
+    Line("result")("phase", phase)("i", static_cast<uint64_t>(i))(
+        "error", ovcast::to_string(r.error))("code", r.server_code)("message", r.message)(
+        "correct", r.ok() && matches(r, i))("restarted", r.restarted)("elapsed_ms", elapsed)(
+        "deadline_ms", static_cast<double>(timeout.count()))("t_ms", now_ms());
   }
 
   static void stats(const ovcast::InferenceEngine& engine, const char* phase) {
     const ovcast::Stats& s = engine.stats();
     Line("stats")("phase", phase)("submitted", s.submitted)("ok", s.ok)("timeouts", s.timeouts)(
-        "unavailable", s.unavailable)("server_errors", s.server_errors)("protocol_errors", s.protocol_errors)(
-        "child_died", s.child_died)("invalid_input", s.invalid_input)("resent", s.resent)(
-        "late_answers", s.late_answers)("garbage_lines", s.garbage_lines)("starts", s.starts)(
-        "restarts", s.restarts)("start_failures", s.start_failures)("exits", s.exits)(
-        "hung_kills", s.hung_kills)("protocol_kills", s.protocol_kills)(
-        "consecutive_failures", s.consecutive_failures)("last_fault", s.last_fault)(
-        "in_flight", static_cast<uint64_t>(engine.in_flight()));
+        "unavailable", s.unavailable)("server_errors", s.server_errors)(
+        "protocol_errors", s.protocol_errors)("child_died", s.child_died)(
+        "invalid_input", s.invalid_input)("resent", s.resent)("late_answers", s.late_answers)(
+        "garbage_lines", s.garbage_lines)("starts", s.starts)("restarts", s.restarts)(
+        "start_failures", s.start_failures)("exits", s.exits)("hung_kills", s.hung_kills)(
+        "protocol_kills", s.protocol_kills)("consecutive_failures", s.consecutive_failures)(
+        "last_fault", s.last_fault)("in_flight", static_cast<uint64_t>(engine.in_flight()));
   }
 
   const Config& config() const { return config_; }
@@ -181,7 +195,8 @@ class Drill {
     std::vector<ovcast::Window> out;
     if (per <= 0 || rows.size() % static_cast<size_t>(per) != 0) return out;
     for (size_t start = 0; start < rows.size(); start += static_cast<size_t>(per))
-      out.emplace_back(rows.begin() + static_cast<long>(start), rows.begin() + static_cast<long>(start) + per);
+      out.emplace_back(rows.begin() + static_cast<long>(start),
+                       rows.begin() + static_cast<long>(start) + per);
     return out;
   }
 
@@ -191,13 +206,16 @@ class Drill {
     for (size_t t = 0; t < want.size(); ++t) {
       if (r.predictions[t].size() != want[t].size()) return false;
       for (size_t c = 0; c < want[t].size(); ++c)
-        if (std::fabs(r.predictions[t][c] - want[t][c]) > 1e-4f + 1e-4f * std::fabs(want[t][c])) return false;
+        if (std::fabs(r.predictions[t][c] - want[t][c]) > 1e-4f + 1e-4f * std::fabs(want[t][c]))
+          return false;
     }
     return true;
   }
 };
 
-void note(const char* what, bool value, double t_ms) { Line("note")("what", what)("value", value)("t_ms", t_ms); }
+void note(const char* what, bool value, double t_ms) {
+  Line("note")("what", what)("value", value)("t_ms", t_ms);
+}
 
 // ------------------------------------------------------------------------- scenarios
 void pipeline(Drill& d) {
@@ -229,7 +247,8 @@ void stop(Drill& d) {
   d.ask(engine, "frozen", 1, milliseconds(1000));
   d.ask(engine, "after", 2, milliseconds(1000));
   d.ask(engine, "recovered", 3, milliseconds(30000));
-  note("frozen_server_gone", !ovcast::wait_for_process_state(frozen, "RSDtT", milliseconds(0)), d.now_ms());
+  note("frozen_server_gone", !ovcast::wait_for_process_state(frozen, "RSDtT", milliseconds(0)),
+       d.now_ms());
   Drill::stats(engine, "end");
 }
 
@@ -285,8 +304,8 @@ void storm(Drill& d) {
     most_failures = std::max(most_failures, engine.stats().consecutive_failures);
   }
   killer.join();
-  Line("storm")("kills", static_cast<uint64_t>(kills))("stopped_ms", static_cast<double>(stopped_at))(
-      "most_consecutive_failures", most_failures);
+  Line("storm")("kills", static_cast<uint64_t>(kills))(
+      "stopped_ms", static_cast<double>(stopped_at))("most_consecutive_failures", most_failures);
   // Recovery: ask until five answers in a row are right (bounded).
   int good = 0;
   const auto bound = Clock::now() + milliseconds(30000);
@@ -321,7 +340,8 @@ void never_ready(Drill& d) {
   kill(killed, SIGKILL);
   note("killed", ovcast::wait_for_process_state(killed, "Z", milliseconds(10000)), d.now_ms());
   const auto hanging_until = Clock::now() + milliseconds(3500);
-  for (size_t i = 1; Clock::now() < hanging_until; ++i) d.ask(engine, "hanging", i, milliseconds(300));
+  for (size_t i = 1; Clock::now() < hanging_until; ++i)
+    d.ask(engine, "hanging", i, milliseconds(300));
   Drill::stats(engine, "hanging");
   d.set_mode("real");
   engine.options().startup_timeout = milliseconds(30000);
@@ -362,8 +382,9 @@ void garbage(Drill& d) {
   d.ask(engine, "garbage", 0, milliseconds(20000));
   d.ask(engine, "garbage", 1, milliseconds(20000));
   auto at = Clock::now();
-  d.record("garbage_bad", 0, engine.predict(ovcast::Window(d.window(0).begin(), d.window(0).begin() + 3)),
-           at, o.timeout);
+  d.record("garbage_bad", 0,
+           engine.predict(ovcast::Window(d.window(0).begin(), d.window(0).begin() + 3)), at,
+           o.timeout);
   d.pipelined(engine, "garbage", 2, 5, 3, milliseconds(20000));
   Drill::stats(engine, "garbage");
   d.ask(engine, "flood", 5, milliseconds(30000));
@@ -387,10 +408,13 @@ void units() {
     schedule += std::to_string(got) + " ";
     doubling = doubling && got == want;
   }
-  check("backoff doubles from initial after an immediate first restart, capped", doubling, schedule);
-  check("backoff stays capped for a long outage",
-        backoff_delay(1000000, initial, cap) == cap && backoff_delay(INT32_MAX, initial, cap) == cap);
-  check("backoff with zero initial never waits", backoff_delay(50, milliseconds(0), cap).count() == 0);
+  check("backoff doubles from initial after an immediate first restart, capped", doubling,
+        schedule);
+  check(
+      "backoff stays capped for a long outage",
+      backoff_delay(1000000, initial, cap) == cap && backoff_delay(INT32_MAX, initial, cap) == cap);
+  check("backoff with zero initial never waits",
+        backoff_delay(50, milliseconds(0), cap).count() == 0);
 
   ovcast::detail::Json json;
   check("json: deep nesting is refused, not a stack overflow",
@@ -399,18 +423,23 @@ void units() {
         ovcast::detail::parse_json(R"({"m":"caf\u00e9 \ud83d\ude00"})", &json) &&
             json.get("m")->string == "caf\xc3\xa9 \xf0\x9f\x98\x80");
   check("json: bad escapes and numbers are refused",
-        !ovcast::detail::parse_json(R"({"m":"\uzzzz"})", &json) && !ovcast::detail::parse_json("[1.2.3]", &json) &&
-            !ovcast::detail::parse_json("[-]", &json) && !ovcast::detail::parse_json("[NaN]", &json) &&
-            !ovcast::detail::parse_json("[1e999]", &json) && !ovcast::detail::parse_json("{\"a\":1", &json));
+        !ovcast::detail::parse_json(R"({"m":"\uzzzz"})", &json) &&
+            !ovcast::detail::parse_json("[1.2.3]", &json) &&
+            !ovcast::detail::parse_json("[-]", &json) &&
+            !ovcast::detail::parse_json("[NaN]", &json) &&
+            !ovcast::detail::parse_json("[1e999]", &json) &&
+            !ovcast::detail::parse_json("{\"a\":1", &json));
   {  // A host app with a decimal comma in its global locale: the wire still uses '.'.
     struct DecimalComma : std::numpunct<char> {
       char do_decimal_point() const override { return ','; }
     };
-    std::locale previous = std::locale::global(std::locale(std::locale::classic(), new DecimalComma));
+    std::locale previous =
+        std::locale::global(std::locale(std::locale::classic(), new DecimalComma));
     std::string line, error;
     bool encoded = ovcast::detail::encode_request("1", 0, {{0.5f, -1.25f}}, &line, &error) &&
                    line.find("[[0.5,-1.25]]") != std::string::npos;
-    bool parsed = ovcast::detail::parse_json("[-1.5e-3, 2]", &json) && json.array[0].number == -1.5e-3;
+    bool parsed =
+        ovcast::detail::parse_json("[-1.5e-3, 2]", &json) && json.array[0].number == -1.5e-3;
     std::locale::global(previous);
     check("json: numbers in and out ignore a decimal-comma global locale", encoded && parsed, line);
   }
@@ -425,35 +454,43 @@ void units() {
     return r;
   };
   check("answer: ragged or non-numeric predictions are a protocol error",
-        decoded(R"({"success":true,"predictions":[[1,2],[3]]})").error == ovcast::Error::ProtocolError &&
-            decoded(R"({"success":true,"predictions":[["a"]]})").error == ovcast::Error::ProtocolError &&
+        decoded(R"({"success":true,"predictions":[[1,2],[3]]})").error ==
+                ovcast::Error::ProtocolError &&
+            decoded(R"({"success":true,"predictions":[["a"]]})").error ==
+                ovcast::Error::ProtocolError &&
             decoded(R"({"success":true,"predictions":[]})").error == ovcast::Error::ProtocolError &&
             decoded(R"({"success":true})").error == ovcast::Error::ProtocolError);
-  ovcast::Result server_error = decoded(R"({"success":false,"error":{"code":"invalid_input","message":"m"}})");
+  ovcast::Result server_error =
+      decoded(R"({"success":false,"error":{"code":"invalid_input","message":"m"}})");
   check("answer: a server error keeps its code and message",
-        server_error.error == ovcast::Error::ServerError && server_error.server_code == "invalid_input" &&
-            server_error.message == "m");
-  ovcast::Result good = decoded(R"({"success":true,"predictions":[[1.5,2],[3,4]],"inference_time_ms":0.5})");
+        server_error.error == ovcast::Error::ServerError &&
+            server_error.server_code == "invalid_input" && server_error.message == "m");
+  ovcast::Result good =
+      decoded(R"({"success":true,"predictions":[[1.5,2],[3,4]],"inference_time_ms":0.5})");
   check("answer: predictions decode as [horizon][channels]",
-        good.ok() && good.predictions.size() == 2 && good.predictions[1][0] == 3.0f && good.inference_time_ms == 0.5);
+        good.ok() && good.predictions.size() == 2 && good.predictions[1][0] == 3.0f &&
+            good.inference_time_ms == 0.5);
   check("answer: a line without a boolean success is not an answer",
         decoded(R"({"success":"yes"})").error == ovcast::Error::InvalidInput &&
             decoded(R"({"event":"log"})").error == ovcast::Error::InvalidInput);
 
   std::string line, error;
   check("encode: NaN is refused before sending",
-        !ovcast::detail::encode_request("1", 0, {{1.0f, NAN}}, &line, &error) && error.find("NaN") != std::string::npos);
+        !ovcast::detail::encode_request("1", 0, {{1.0f, NAN}}, &line, &error) &&
+            error.find("NaN") != std::string::npos);
   check("encode: a ragged window is refused before sending",
         !ovcast::detail::encode_request("1", 0, {{1.0f, 2.0f}, {1.0f}}, &line, &error) &&
             error.find("row 1") != std::string::npos);
-  check("encode: floats round-trip exactly",
-        ovcast::detail::encode_request("7", 5, {{0.1f, -3.4028235e38f}, {1e-45f, 123456.79f}}, &line, &error) &&
-            ovcast::detail::parse_json(line.substr(0, line.size() - 1), &json) &&
-            static_cast<float>(json.get("past_values")->array[0].array[0].number) == 0.1f &&
-            static_cast<float>(json.get("past_values")->array[0].array[1].number) == -3.4028235e38f &&
-            static_cast<float>(json.get("past_values")->array[1].array[0].number) == 1e-45f &&
-            static_cast<float>(json.get("past_values")->array[1].array[1].number) == 123456.79f,
-        line);
+  check(
+      "encode: floats round-trip exactly",
+      ovcast::detail::encode_request("7", 5, {{0.1f, -3.4028235e38f}, {1e-45f, 123456.79f}}, &line,
+                                     &error) &&
+          ovcast::detail::parse_json(line.substr(0, line.size() - 1), &json) &&
+          static_cast<float>(json.get("past_values")->array[0].array[0].number) == 0.1f &&
+          static_cast<float>(json.get("past_values")->array[0].array[1].number) == -3.4028235e38f &&
+          static_cast<float>(json.get("past_values")->array[1].array[0].number) == 1e-45f &&
+          static_cast<float>(json.get("past_values")->array[1].array[1].number) == 123456.79f,
+      line);
 }
 
 int read_csv(const std::string& path) {
@@ -487,8 +524,10 @@ int main(int argc, char** argv) {
   std::vector<std::string> positional;
   for (; i < argc && std::string(argv[i]) != "--"; ++i) {
     std::string arg = argv[i];
-    if (arg == "--mode-file" && i + 1 < argc) config.mode_file = argv[++i];
-    else positional.push_back(arg);
+    if (arg == "--mode-file" && i + 1 < argc)
+      config.mode_file = argv[++i];
+    else
+      positional.push_back(arg);
   }
   for (++i; i < argc; ++i) config.command.push_back(argv[i]);
   if (positional.size() != 3 || config.command.empty()) {
@@ -504,14 +543,22 @@ int main(int argc, char** argv) {
     config.expected_rows = ovcast::read_window_csv(positional[2]);
     Drill drill(config);
     const std::string& s = config.scenario;
-    if (s == "pipeline") pipeline(drill);
-    else if (s == "stop") stop(drill);
-    else if (s == "stop-keep") stop_keep(drill);
-    else if (s == "storm") storm(drill);
-    else if (s == "never-ready") never_ready(drill);
-    else if (s == "garbage") garbage(drill);
-    else if (s == "slow") slow(drill);
-    else throw std::runtime_error("unknown scenario " + s);
+    if (s == "pipeline")
+      pipeline(drill);
+    else if (s == "stop")
+      stop(drill);
+    else if (s == "stop-keep")
+      stop_keep(drill);
+    else if (s == "storm")
+      storm(drill);
+    else if (s == "never-ready")
+      never_ready(drill);
+    else if (s == "garbage")
+      garbage(drill);
+    else if (s == "slow")
+      slow(drill);
+    else
+      throw std::runtime_error("unknown scenario " + s);
   } catch (const std::exception& e) {
     Line("error")("message", e.what());
     return 1;

@@ -74,7 +74,7 @@ namespace ovcast {
 
 using Clock = std::chrono::steady_clock;
 using Window = std::vector<std::vector<float>>;  // [time step][channel]
-using Ticket = uint64_t;                          // names a submitted request
+using Ticket = uint64_t;                         // names a submitted request
 
 enum class Error {
   None,
@@ -88,13 +88,20 @@ enum class Error {
 
 inline const char* to_string(Error e) {
   switch (e) {
-    case Error::None: return "none";
-    case Error::Timeout: return "timeout";
-    case Error::Unavailable: return "unavailable";
-    case Error::ServerError: return "server_error";
-    case Error::ProtocolError: return "protocol_error";
-    case Error::ChildDied: return "child_died";
-    case Error::InvalidInput: return "invalid_input";
+    case Error::None:
+      return "none";
+    case Error::Timeout:
+      return "timeout";
+    case Error::Unavailable:
+      return "unavailable";
+    case Error::ServerError:
+      return "server_error";
+    case Error::ProtocolError:
+      return "protocol_error";
+    case Error::ChildDied:
+      return "child_died";
+    case Error::InvalidInput:
+      return "invalid_input";
   }
   return "unknown";
 }
@@ -112,8 +119,8 @@ struct Result {
 };
 
 struct Options {
-  std::vector<std::string> command;  // argv of the server; --ready-line is appended
-  std::chrono::milliseconds timeout{5000};            // default deadline of a request
+  std::vector<std::string> command;         // argv of the server; --ready-line is appended
+  std::chrono::milliseconds timeout{5000};  // default deadline of a request
   std::chrono::milliseconds startup_timeout{120000};  // a new server must be ready within this
   bool restart_on_timeout = true;  // a server that times out is hung: kill it, start another
   std::chrono::milliseconds backoff_initial{100};  // wait before the 2nd consecutive restart
@@ -142,11 +149,11 @@ struct Stats {
   uint64_t starts = 0;    // servers started, the first included
   uint64_t restarts = 0;  // starts after a fault: one on_restart call each
   // Faults by cause; each one schedules a restart.
-  uint64_t start_failures = 0;  // could not run, exited or over-long line before ready, or
-                                // not ready within startup_timeout
-  uint64_t exits = 0;           // a ready server exited or was killed from outside
-  uint64_t hung_kills = 0;      // a ready server killed after a timeout
-  uint64_t protocol_kills = 0;  // a ready server killed for a line over max_line_bytes
+  uint64_t start_failures = 0;   // could not run, exited or over-long line before ready, or
+                                 // not ready within startup_timeout
+  uint64_t exits = 0;            // a ready server exited or was killed from outside
+  uint64_t hung_kills = 0;       // a ready server killed after a timeout
+  uint64_t protocol_kills = 0;   // a ready server killed for a line over max_line_bytes
   int consecutive_failures = 0;  // faults since the last answer: drives the backoff
   std::string last_fault;        // the cause of the latest fault
 };
@@ -218,59 +225,52 @@ class Parser {
     throw std::runtime_error(std::string("invalid JSON: ") + what + " at " + std::to_string(i_));
   }
   void ws() {
-    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\r' || s_[i_] == '\t')) ++i_;
+    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\r' || s_[i_] == '\t'))
+      ++i_;
   }
-  bool consume(const char* word) {
+  // Skips whitespace, then consumes `word` if it comes next.
+  bool eat(const char* word) {
+    ws();
     size_t n = std::strlen(word);
-    if (s_.compare(i_, n, word) == 0) { i_ += n; return true; }
-    return false;
+    if (s_.compare(i_, n, word) != 0) return false;
+    i_ += n;
+    return true;
   }
   Json value(int depth) {
     if (depth > kMaxDepth) fail("nested too deep");
-    ws();
-    if (i_ >= s_.size()) fail("unexpected end");
     Json v;
-    char c = s_[i_];
-    if (c == '{') {
-      v.kind = Json::Object; ++i_; ws();
-      if (i_ < s_.size() && s_[i_] == '}') { ++i_; return v; }
-      while (true) {
+    if (eat("{")) {
+      v.kind = Json::Object;
+      if (eat("}")) return v;
+      do {
         ws();
         if (i_ >= s_.size() || s_[i_] != '"') fail("expected key");
         std::string key = str();
-        ws();
-        if (i_ >= s_.size() || s_[i_] != ':') fail("expected ':'");
-        ++i_;
+        if (!eat(":")) fail("expected ':'");
         v.object.emplace_back(std::move(key), value(depth + 1));
-        ws();
-        if (i_ < s_.size() && s_[i_] == ',') { ++i_; continue; }
-        if (i_ < s_.size() && s_[i_] == '}') { ++i_; return v; }
-        fail("expected ',' or '}'");
-      }
+      } while (eat(","));
+      if (!eat("}")) fail("expected ',' or '}'");
+    } else if (eat("[")) {
+      v.kind = Json::Array;
+      if (eat("]")) return v;
+      do v.array.push_back(value(depth + 1));
+      while (eat(","));
+      if (!eat("]")) fail("expected ',' or ']'");
+    } else if (i_ < s_.size() && s_[i_] == '"') {
+      v.kind = Json::String;
+      v.string = str();
+    } else if (eat("true")) {
+      v.kind = Json::Bool;
+      v.boolean = true;
+    } else if (eat("false")) {
+      v.kind = Json::Bool;
+    } else if (!eat("null")) {
+      v.kind = Json::Number;
+      size_t start = i_;
+      while (i_ < s_.size() && std::strchr("0123456789.eE+-", s_[i_]) && s_[i_] != '\0') ++i_;
+      if (i_ == start || !parse_number(s_.data() + start, s_.data() + i_, &v.number))
+        fail("expected a value");
     }
-    if (c == '[') {
-      v.kind = Json::Array; ++i_; ws();
-      if (i_ < s_.size() && s_[i_] == ']') { ++i_; return v; }
-      while (true) {
-        v.array.push_back(value(depth + 1));
-        ws();
-        if (i_ < s_.size() && s_[i_] == ',') { ++i_; continue; }
-        if (i_ < s_.size() && s_[i_] == ']') { ++i_; return v; }
-        fail("expected ',' or ']'");
-      }
-    }
-    if (c == '"') { v.kind = Json::String; v.string = str(); return v; }
-    if (consume("true")) { v.kind = Json::Bool; v.boolean = true; return v; }
-    if (consume("false")) { v.kind = Json::Bool; return v; }
-    if (consume("null")) return v;
-    size_t start = i_;
-    if (i_ < s_.size() && s_[i_] == '-') ++i_;
-    while (i_ < s_.size() && (std::isdigit(static_cast<unsigned char>(s_[i_])) || s_[i_] == '.' ||
-                              s_[i_] == 'e' || s_[i_] == 'E' || s_[i_] == '+' || s_[i_] == '-'))
-      ++i_;
-    if (i_ == start || !parse_number(s_.data() + start, s_.data() + i_, &v.number))
-      fail("expected a value");
-    v.kind = Json::Number;
     return v;
   }
   unsigned hex4() {
@@ -279,10 +279,14 @@ class Parser {
     for (int k = 0; k < 4; ++k) {
       char h = s_[i_++];
       code <<= 4;
-      if (h >= '0' && h <= '9') code |= static_cast<unsigned>(h - '0');
-      else if (h >= 'a' && h <= 'f') code |= static_cast<unsigned>(h - 'a' + 10);
-      else if (h >= 'A' && h <= 'F') code |= static_cast<unsigned>(h - 'A' + 10);
-      else fail("bad \\u escape");
+      if (h >= '0' && h <= '9')
+        code |= static_cast<unsigned>(h - '0');
+      else if (h >= 'a' && h <= 'f')
+        code |= static_cast<unsigned>(h - 'a' + 10);
+      else if (h >= 'A' && h <= 'F')
+        code |= static_cast<unsigned>(h - 'A' + 10);
+      else
+        fail("bad \\u escape");
     }
     return code;
   }
@@ -308,29 +312,44 @@ class Parser {
     ++i_;  // opening quote
     while (i_ < s_.size() && s_[i_] != '"') {
       char c = s_[i_++];
-      if (c != '\\') { out += c; continue; }
+      if (c != '\\') {
+        out += c;
+        continue;
+      }
       if (i_ >= s_.size()) fail("bad escape");
       char e = s_[i_++];
       switch (e) {
-        case 'n': out += '\n'; break;
-        case 't': out += '\t'; break;
-        case 'r': out += '\r'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
+        case 'n':
+          out += '\n';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
         case 'u': {
           unsigned code = hex4();
           if (code >= 0xD800 && code < 0xDC00 && s_.compare(i_, 2, "\\u") == 0) {
             i_ += 2;
             unsigned low = hex4();
-            code = (low >= 0xDC00 && low < 0xE000) ? 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
-                                                   : 0xFFFD;
+            code = (low >= 0xDC00 && low < 0xE000)
+                       ? 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                       : 0xFFFD;
           } else if (code >= 0xD800 && code < 0xE000) {
             code = 0xFFFD;  // a lone surrogate
           }
           utf8(code, &out);
           break;
         }
-        default: out += e;  // \" \\ \/
+        default:
+          out += e;  // \" \\ \/
       }
     }
     if (i_ >= s_.size()) fail("unterminated string");
@@ -343,9 +362,7 @@ inline bool parse_json(const std::string& text, Json* json) {
   try {
     *json = Parser(text).parse();
     return true;
-  } catch (const std::exception&) {
-    return false;
-  }
+  } catch (const std::exception&) { return false; }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -473,7 +490,8 @@ inline std::string describe_exit(int status) {
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
   if (WIFSIGNALED(status)) {
     const char* name = strsignal(WTERMSIG(status));
-    return "killed by signal " + std::to_string(WTERMSIG(status)) + (name ? std::string(" (") + name + ")" : "");
+    return "killed by signal " + std::to_string(WTERMSIG(status)) +
+           (name ? std::string(" (") + name + ")" : "");
   }
   return "exited";
 }
@@ -496,7 +514,9 @@ inline int millis_until(Clock::time_point when, Clock::time_point now) {
   return ms > INT_MAX ? INT_MAX : static_cast<int>(ms);
 }
 
-inline std::string ms_text(std::chrono::milliseconds ms) { return std::to_string(ms.count()) + " ms"; }
+inline std::string ms_text(std::chrono::milliseconds ms) {
+  return std::to_string(ms.count()) + " ms";
+}
 
 }  // namespace detail
 
@@ -508,7 +528,7 @@ class InferenceEngine {
   // std::runtime_error("could not start the ovcast server: ...") if it cannot.
   explicit InferenceEngine(Options options) : options_(std::move(options)) {
     if (options_.command.empty()) throw std::invalid_argument("Options::command is empty");
-    struct sigaction current {};
+    struct sigaction current{};
     if (sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) {
       signal(SIGPIPE, SIG_IGN);
     }
@@ -586,8 +606,8 @@ class InferenceEngine {
   }
 
   size_t in_flight() const {
-    return static_cast<size_t>(std::count_if(queue_.begin(), queue_.end(),
-                                             [](const Pending& p) { return !p.abandoned; }));
+    return static_cast<size_t>(
+        std::count_if(queue_.begin(), queue_.end(), [](const Pending& p) { return !p.abandoned; }));
   }
   pid_t pid() const { return pid_; }  // the current server, -1 while there is none
   const ServerInfo& server() const { return info_; }
@@ -666,7 +686,10 @@ class InferenceEngine {
   Stats stats_;
 
   static void close_fd(int* fd) {
-    if (*fd >= 0) { ::close(*fd); *fd = -1; }
+    if (*fd >= 0) {
+      ::close(*fd);
+      *fd = -1;
+    }
   }
 
   bool is_pending(Ticket ticket) const {
@@ -677,13 +700,27 @@ class InferenceEngine {
   void finish(Ticket ticket, Result result) {
     result.ticket = ticket;
     switch (result.error) {
-      case Error::None: ++stats_.ok; break;
-      case Error::Timeout: ++stats_.timeouts; break;
-      case Error::Unavailable: ++stats_.unavailable; break;
-      case Error::ServerError: ++stats_.server_errors; break;
-      case Error::ProtocolError: ++stats_.protocol_errors; break;
-      case Error::ChildDied: ++stats_.child_died; break;
-      case Error::InvalidInput: ++stats_.invalid_input; break;
+      case Error::None:
+        ++stats_.ok;
+        break;
+      case Error::Timeout:
+        ++stats_.timeouts;
+        break;
+      case Error::Unavailable:
+        ++stats_.unavailable;
+        break;
+      case Error::ServerError:
+        ++stats_.server_errors;
+        break;
+      case Error::ProtocolError:
+        ++stats_.protocol_errors;
+        break;
+      case Error::ChildDied:
+        ++stats_.child_died;
+        break;
+      case Error::InvalidInput:
+        ++stats_.invalid_input;
+        break;
     }
     done_[ticket] = std::move(result);
   }
@@ -704,7 +741,8 @@ class InferenceEngine {
                            ? "the server is starting (after: " + restart_cause_ + ")"
                            : "no server running (after: " + restart_cause_ + ")";
       if (state_ != State::Starting) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(next_start_at_ - Clock::now());
+        auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(next_start_at_ - Clock::now());
         if (left.count() > 0) result.message += "; next start in " + detail::ms_text(left);
       }
     }
@@ -735,7 +773,10 @@ class InferenceEngine {
     bool hung = false;
     std::chrono::milliseconds hung_timeout{0};
     for (auto it = queue_.begin(); it != queue_.end();) {
-      if (it->abandoned || now < it->deadline) { ++it; continue; }
+      if (it->abandoned || now < it->deadline) {
+        ++it;
+        continue;
+      }
       if (state_ != State::Ready) {
         finish(it->ticket, unavailable_result());
         it = queue_.erase(it);
@@ -744,9 +785,10 @@ class InferenceEngine {
       Result result;
       result.error = Error::Timeout;
       result.restarted = it->restarted;
-      result.message = it->written == it->line.size()
-                           ? "no answer within " + detail::ms_text(it->timeout)
-                           : "the server did not read the request within " + detail::ms_text(it->timeout);
+      result.message =
+          it->written == it->line.size()
+              ? "no answer within " + detail::ms_text(it->timeout)
+              : "the server did not read the request within " + detail::ms_text(it->timeout);
       finish(it->ticket, std::move(result));
       // Hung, or only slow? Silent for the last half of this request's timeout: hung.
       if (now - last_progress_ >= it->timeout / 2) {
@@ -809,10 +851,14 @@ class InferenceEngine {
 
   bool spawn(std::string* why) {
     int in_pipe[2], out_pipe[2];
-    if (!own_pipe(in_pipe)) { *why = std::string("cannot create a pipe: ") + std::strerror(errno); return false; }
+    if (!own_pipe(in_pipe)) {
+      *why = std::string("cannot create a pipe: ") + std::strerror(errno);
+      return false;
+    }
     if (!own_pipe(out_pipe)) {
       *why = std::string("cannot create a pipe: ") + std::strerror(errno);
-      ::close(in_pipe[0]); ::close(in_pipe[1]);
+      ::close(in_pipe[0]);
+      ::close(in_pipe[1]);
       return false;
     }
     std::vector<std::string> args = options_.command;
@@ -870,18 +916,27 @@ class InferenceEngine {
     inbuf_.clear();
     const bool was_starting = state_ == State::Starting;
     state_ = State::Down;
-    if (kind == Fault::StartFailure || was_starting) ++stats_.start_failures;
-    else if (kind == Fault::Exit) ++stats_.exits;
-    else if (kind == Fault::Hung) ++stats_.hung_kills;
-    else ++stats_.protocol_kills;
+    if (kind == Fault::StartFailure || was_starting)
+      ++stats_.start_failures;
+    else if (kind == Fault::Exit)
+      ++stats_.exits;
+    else if (kind == Fault::Hung)
+      ++stats_.hung_kills;
+    else
+      ++stats_.protocol_kills;
     ++stats_.consecutive_failures;
     stats_.last_fault = cause;
     restart_cause_ = cause;
-    next_start_at_ = Clock::now() + detail::backoff_delay(stats_.consecutive_failures,
-                                                          options_.backoff_initial, options_.backoff_max);
-    if (options_.max_restarts >= 0 && stats_.consecutive_failures > options_.max_restarts) gave_up_ = true;
+    next_start_at_ =
+        Clock::now() + detail::backoff_delay(stats_.consecutive_failures, options_.backoff_initial,
+                                             options_.backoff_max);
+    if (options_.max_restarts >= 0 && stats_.consecutive_failures > options_.max_restarts)
+      gave_up_ = true;
     for (auto it = queue_.begin(); it != queue_.end();) {
-      if (it->abandoned) { it = queue_.erase(it); continue; }
+      if (it->abandoned) {
+        it = queue_.erase(it);
+        continue;
+      }
       it->restarted = true;
       it->written = 0;
       if (it->sends >= 2 || gave_up_) {
@@ -906,17 +961,20 @@ class InferenceEngine {
     for (int k = 0; k < 20 && !(reaped = detail::try_reap(pid_, &status)); ++k) usleep(1000);
     std::string what = reaped ? detail::describe_exit(status) : "closed its stdout";
     if (reaped) pid_ = -1;
-    if (state_ == State::Starting) fault(Fault::StartFailure, "server " + what + " before it was ready");
-    else fault(Fault::Exit, "server " + what);
+    if (state_ == State::Starting)
+      fault(Fault::StartFailure, "server " + what + " before it was ready");
+    else
+      fault(Fault::Exit, "server " + what);
   }
 
   void reap_zombies(std::chrono::milliseconds patience) {
     const auto until = Clock::now() + patience;
     while (true) {
       int status = 0;
-      zombies_.erase(std::remove_if(zombies_.begin(), zombies_.end(),
-                                    [&status](pid_t pid) { return detail::try_reap(pid, &status); }),
-                     zombies_.end());
+      zombies_.erase(
+          std::remove_if(zombies_.begin(), zombies_.end(),
+                         [&status](pid_t pid) { return detail::try_reap(pid, &status); }),
+          zombies_.end());
       if (zombies_.empty() || Clock::now() >= until) return;
       usleep(2000);
     }
@@ -930,7 +988,10 @@ class InferenceEngine {
       while (to_child_ >= 0 && request.written < request.line.size()) {
         ssize_t n = ::write(to_child_, request.line.data() + request.written,
                             request.line.size() - request.written);
-        if (n > 0) { request.written += static_cast<size_t>(n); continue; }
+        if (n > 0) {
+          request.written += static_cast<size_t>(n);
+          continue;
+        }
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
         close_fd(&to_child_);  // EPIPE: it closed its stdin; its exit shows on stdout

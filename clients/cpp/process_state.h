@@ -58,7 +58,8 @@ inline std::vector<pid_t> live_children() {
       std::istringstream fields(text.substr(paren + 2));
       char state = 0;
       long parent = 0;
-      if (fields >> state >> parent && parent == getpid()) candidates.push_back(static_cast<pid_t>(pid));
+      if (fields >> state >> parent && parent == getpid())
+        candidates.push_back(static_cast<pid_t>(pid));
     }
     closedir(proc);
   }

@@ -37,9 +37,12 @@ inline bool to_float(std::string text, float* value) {
     for (char c : text) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     bool negative = lower[0] == '-';
     std::string word = negative ? lower.substr(1) : lower;
-    if (word == "inf" || word == "infinity") number = negative ? -HUGE_VAL : HUGE_VAL;
-    else if (word == "nan") number = NAN;
-    else return false;
+    if (word == "inf" || word == "infinity")
+      number = negative ? -HUGE_VAL : HUGE_VAL;
+    else if (word == "nan")
+      number = NAN;
+    else
+      return false;
   }
   *value = static_cast<float>(number);
   return true;
@@ -52,9 +55,13 @@ inline std::vector<std::string> split_record(const std::string& line) {
   for (size_t i = 0; i < line.size(); ++i) {
     char c = line[i];
     if (quoted) {
-      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') { cells.back() += '"'; ++i; }
-      else if (c == '"') quoted = false;
-      else cells.back() += c;
+      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
+        cells.back() += '"';
+        ++i;
+      } else if (c == '"')
+        quoted = false;
+      else
+        cells.back() += c;
     } else if (c == '"') {
       quoted = true;
     } else if (c == ',') {
@@ -78,8 +85,9 @@ inline Window read_window_csv(const std::string& path) {
     if (line.find_first_not_of("\r") == std::string::npos) continue;  // blank line
     records.emplace_back(number, csv_detail::split_record(line));
   }
-  const std::string expected = "a row per time step, a column per channel (numbers), with an "
-                               "optional header row and leading timestamp column";
+  const std::string expected =
+      "a row per time step, a column per channel (numbers), with an "
+      "optional header row and leading timestamp column";
   float scratch = 0.0f;
   if (!records.empty() && !csv_detail::to_float(records[0].second.back(), &scratch)) {
     records.erase(records.begin());  // header
