@@ -17,7 +17,8 @@
 //   stop-keep    SIGSTOP with restart_on_timeout off: the stdin pipe fills, every call still
 //                returns on time; after SIGCONT the late answers are dropped
 //   storm        SIGKILL every 150-600 ms while requests flow, then recovery
-//   never-ready  a server that never becomes ready: at construction, then on restarts
+//   never-ready  a server that never becomes ready: at construction, then on restarts; with
+//                max_restarts set, the client gives up, and reset() resumes
 //   garbage      stray lines on stdout around every answer, then an endless line
 //   slow         a server that answers late is kept; one silent for a whole timeout is not
 #include <signal.h>
@@ -237,13 +238,18 @@ void pipeline(Drill& d) {
   Drill::stats(engine, "end");
 }
 
+// SIGSTOP a server and wait until it has stopped (the signal lands asynchronously).
+pid_t freeze(Drill& d, pid_t server) {
+  kill(server, SIGSTOP);
+  note("stopped", ovcast::wait_for_process_state(server, "tT", milliseconds(10000)), d.now_ms());
+  return server;
+}
+
 void stop(Drill& d) {
   ovcast::InferenceEngine engine(d.options(milliseconds(1000)));
   d.attach(engine);
   d.ask(engine, "warm", 0, milliseconds(30000));
-  pid_t frozen = engine.pid();
-  kill(frozen, SIGSTOP);
-  note("stopped", ovcast::wait_for_process_state(frozen, "tT", milliseconds(10000)), d.now_ms());
+  pid_t frozen = freeze(d, engine.pid());
   d.ask(engine, "frozen", 1, milliseconds(1000));
   d.ask(engine, "after", 2, milliseconds(1000));
   d.ask(engine, "recovered", 3, milliseconds(30000));
@@ -258,9 +264,7 @@ void stop_keep(Drill& d) {
   ovcast::InferenceEngine engine(o);
   d.attach(engine);
   d.ask(engine, "warm", 0, milliseconds(30000));
-  pid_t frozen = engine.pid();
-  kill(frozen, SIGSTOP);
-  note("stopped", ovcast::wait_for_process_state(frozen, "tT", milliseconds(10000)), d.now_ms());
+  pid_t frozen = freeze(d, engine.pid());
   d.pipelined(engine, "burst", 0, 100, 100, milliseconds(500));  // fills the server's stdin
   for (size_t i = 0; i < 3; ++i) d.ask(engine, "blocked", i, milliseconds(300));
   kill(frozen, SIGCONT);
@@ -350,6 +354,24 @@ void never_ready(Drill& d) {
   for (size_t i = 0; good < 3 && Clock::now() < bound; ++i) {
     good = d.ask(engine, "recovery", i, milliseconds(300)).ok() ? good + 1 : 0;
   }
+  Drill::stats(engine, "recovered");
+  // 3. With a limit (max_restarts = 1): the second fault in a row gives up; reset() resumes.
+  engine.options().max_restarts = 1;
+  engine.options().startup_timeout = milliseconds(500);
+  d.set_mode("hang");
+  killed = engine.pid();
+  kill(killed, SIGKILL);
+  note("killed", ovcast::wait_for_process_state(killed, "Z", milliseconds(10000)), d.now_ms());
+  const auto giving_up_until = Clock::now() + milliseconds(5000);
+  for (size_t i = 0; Clock::now() < giving_up_until; ++i) {
+    if (d.ask(engine, "giving_up", i, milliseconds(300)).error == ovcast::Error::ChildDied) break;
+  }
+  d.ask(engine, "gave_up", 0, milliseconds(300));
+  Drill::stats(engine, "gave_up");
+  d.set_mode("real");
+  engine.options().startup_timeout = milliseconds(30000);
+  engine.reset();
+  d.ask(engine, "reset", 1, milliseconds(30000));
   Drill::stats(engine, "end");
 }
 

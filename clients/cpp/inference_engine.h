@@ -88,20 +88,13 @@ enum class Error {
 
 inline const char* to_string(Error e) {
   switch (e) {
-    case Error::None:
-      return "none";
-    case Error::Timeout:
-      return "timeout";
-    case Error::Unavailable:
-      return "unavailable";
-    case Error::ServerError:
-      return "server_error";
-    case Error::ProtocolError:
-      return "protocol_error";
-    case Error::ChildDied:
-      return "child_died";
-    case Error::InvalidInput:
-      return "invalid_input";
+    case Error::None: return "none";
+    case Error::Timeout: return "timeout";
+    case Error::Unavailable: return "unavailable";
+    case Error::ServerError: return "server_error";
+    case Error::ProtocolError: return "protocol_error";
+    case Error::ChildDied: return "child_died";
+    case Error::InvalidInput: return "invalid_input";
   }
   return "unknown";
 }
@@ -319,21 +312,11 @@ class Parser {
       if (i_ >= s_.size()) fail("bad escape");
       char e = s_[i_++];
       switch (e) {
-        case 'n':
-          out += '\n';
-          break;
-        case 't':
-          out += '\t';
-          break;
-        case 'r':
-          out += '\r';
-          break;
-        case 'b':
-          out += '\b';
-          break;
-        case 'f':
-          out += '\f';
-          break;
+        case 'n': out += '\n'; break;
+        case 't': out += '\t'; break;
+        case 'r': out += '\r'; break;
+        case 'b': out += '\b'; break;
+        case 'f': out += '\f'; break;
         case 'u': {
           unsigned code = hex4();
           if (code >= 0xD800 && code < 0xDC00 && s_.compare(i_, 2, "\\u") == 0) {
@@ -348,8 +331,7 @@ class Parser {
           utf8(code, &out);
           break;
         }
-        default:
-          out += e;  // \" \\ \/
+        default: out += e;  // \" \\ \/
       }
     }
     if (i_ >= s_.size()) fail("unterminated string");
@@ -700,27 +682,13 @@ class InferenceEngine {
   void finish(Ticket ticket, Result result) {
     result.ticket = ticket;
     switch (result.error) {
-      case Error::None:
-        ++stats_.ok;
-        break;
-      case Error::Timeout:
-        ++stats_.timeouts;
-        break;
-      case Error::Unavailable:
-        ++stats_.unavailable;
-        break;
-      case Error::ServerError:
-        ++stats_.server_errors;
-        break;
-      case Error::ProtocolError:
-        ++stats_.protocol_errors;
-        break;
-      case Error::ChildDied:
-        ++stats_.child_died;
-        break;
-      case Error::InvalidInput:
-        ++stats_.invalid_input;
-        break;
+      case Error::None: ++stats_.ok; break;
+      case Error::Timeout: ++stats_.timeouts; break;
+      case Error::Unavailable: ++stats_.unavailable; break;
+      case Error::ServerError: ++stats_.server_errors; break;
+      case Error::ProtocolError: ++stats_.protocol_errors; break;
+      case Error::ChildDied: ++stats_.child_died; break;
+      case Error::InvalidInput: ++stats_.invalid_input; break;
     }
     done_[ticket] = std::move(result);
   }
@@ -833,9 +801,14 @@ class InferenceEngine {
     ready_deadline_ = now + startup_timeout_;
   }
 
-  // A pipe end of ours, kept clear of fds 0-2 and closed on exec.
+  // A pipe whose ends are closed on exec (atomically where pipe2 exists, so no other thread's
+  // child inherits them) and kept clear of fds 0-2 (a dup2 onto itself would keep them open).
   static bool own_pipe(int fds[2]) {
+#ifdef __linux__
+    if (pipe2(fds, O_CLOEXEC) != 0) return false;
+#else
     if (pipe(fds) != 0) return false;
+#endif
     for (int k = 0; k < 2; ++k) {
       int moved = fcntl(fds[k], F_DUPFD_CLOEXEC, 3);
       ::close(fds[k]);
