@@ -82,15 +82,16 @@ def example_values(line: str) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def window_csv(tmp_path_factory) -> tuple[Path, np.ndarray]:
-    """A window as `ovcast predict` takes it: header row and a timestamp column."""
-    window = random_windows(1, 64, 3, seed=11)[0]
+    """A series as users hold it, which `ovcast predict` takes: a timestamp column, a header
+    naming the model's channels in another order, more rows than the context. Returns the
+    path and the window the model must get (the last 64 rows, columns in model order)."""
+    series = random_windows(1, 80, 3, seed=11)[0]  # close, volume, rsi
     path = tmp_path_factory.mktemp("csv") / "window.csv"
-    rows = ["time,close,volume,rsi"]
-    rows += [
-        f"2024-01-19 12:{i:02d}:00," + ",".join(f"{v:.9g}" for v in r) for i, r in enumerate(window)
-    ]
+    rows = ["time,rsi,close,volume"]
+    for i, (close, volume, rsi) in enumerate(series):
+        rows.append(f"2024-01-19 {i // 60:02d}:{i % 60:02d}:00,{rsi:.9g},{close:.9g},{volume:.9g}")
     path.write_text("\n".join(rows) + "\n")
-    return path, window
+    return path, series[-64:]
 
 
 def test_example_forecasts_and_rides_out_the_faults_it_announces(
@@ -106,6 +107,8 @@ def test_example_forecasts_and_rides_out_the_faults_it_announces(
     by_tag = {line.split()[0]: line for line in lines}
     expected = small_engine.predict(window)[0]
     assert by_tag["SERVER"] == "SERVER model=small context=64 horizon=16 channels=3"
+    assert "note: channels taken by name; reordered to the model's order" in result.stderr
+    assert "note: using the last 64 of 80 rows" in result.stderr
     assert "steps=16 channels=3" in by_tag["FORECAST"]
     np.testing.assert_allclose(example_values(by_tag["FORECAST"]), expected, atol=1e-5)
     # Each injected fault is announced before it happens, and says what to expect.
@@ -181,34 +184,85 @@ CSV_FORMS = {
 }
 
 
+def client_reads(binaries, path: Path, *window_for: str) -> subprocess.CompletedProcess:
+    """`fault_drill csv`: the series the C++ client reads, and with CONTEXT CHANNEL... the
+    window it makes of it (clients/cpp/series_csv.h)."""
+    return run([binaries["drill"], "csv", path, *window_for], timeout=60, env=SANITIZER_ENV)
+
+
 @pytest.mark.parametrize("form", sorted(CSV_FORMS))
 def test_client_reads_the_csv_forms_ovcast_predict_reads(binaries, tmp_path, form):
     from ovcast.runtime.inputs import read_array
 
     path = tmp_path / f"{form}.csv"
     path.write_bytes(CSV_FORMS[form].encode())
-    result = run([binaries["drill"], "csv", path], timeout=60, env=SANITIZER_ENV)
+    result = client_reads(binaries, path)
     assert result.returncode == 0, result.stderr
-    np.testing.assert_array_equal(
-        np.array(json.loads(result.stdout), dtype=np.float32), read_array(path)
+    values = np.array(json.loads(result.stdout)["values"], dtype=np.float32)
+    np.testing.assert_array_equal(values, read_array(path))
+
+
+CHANNELS = ["close", "volume", "rsi"]
+
+
+def write_rows(path: Path, header: list[str] | None, rows: np.ndarray, stamps=None) -> Path:
+    """A CSV of ``rows`` (%.9g: float32 exactly), with ``stamps`` as a last column if given."""
+    lines = [",".join(header)] if header else []
+    for i, row in enumerate(rows):
+        lines.append(",".join([f"{v:.9g}" for v in row] + ([str(stamps[i])] if stamps else [])))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_client_makes_the_window_as_ovcast_predict_does(binaries, tmp_path):
+    """The rules of `ovcast predict` (ovcast.runtime.series): a numeric column named ts is a
+    timestamp, channels by name in any order (extra columns ignored) or else by position, a
+    longer series gives its last CONTEXT rows; each choice said in a note."""
+    series = random_windows(1, 80, 3, seed=3)[0]
+    stamps = [1705678900000 + 60_000 * i for i in range(80)]  # epoch ms: numbers, by name
+    mixed = np.column_stack([series[:, 2], np.zeros(80), series[:, 0], series[:, 1]])
+    header = ["rsi", "extra", "close", "volume", "ts"]
+    path = write_rows(tmp_path / "mixed.csv", header, mixed, stamps)
+    result = client_reads(binaries, path, "64", *CHANNELS)
+    assert result.returncode == 0, result.stderr
+    read = json.loads(result.stdout)
+    assert read["columns"] == ["rsi", "extra", "close", "volume"]
+    assert read["timestamp_name"] == "ts" and read["timestamps"][0] == "1705678900000"
+    np.testing.assert_array_equal(np.array(read["window"], dtype=np.float32), series[-64:])
+    assert read["notes"] == [
+        "channels taken by name; ignored column(s) ['extra']",
+        "using the last 64 of 80 rows",
+    ]
+    plain = json.loads(
+        client_reads(
+            binaries, write_rows(tmp_path / "p.csv", None, series[:64]), "64", *CHANNELS
+        ).stdout
     )
+    np.testing.assert_array_equal(np.array(plain["window"], dtype=np.float32), series[:64])
+    assert plain["notes"] == [] and plain["columns"] == []
+    named = write_rows(tmp_path / "n.csv", ["a", "b", "c"], series[:64])
+    assert json.loads(client_reads(binaries, named, "64", *CHANNELS).stdout)["notes"] == [
+        "columns ['a', 'b', 'c'] taken in order as the model's ['close', 'volume', 'rsi']"
+    ]
 
 
 @pytest.mark.parametrize(
-    ("text", "message"),
+    ("text", "window_for", "message"),
     [
-        ("a,b\n1,2\n3,x\n", "line 3, column 2: 'x' is not a number"),
-        ("1,2\n3\n", "line 2 has 1 values, the first data row 2"),
-        ("close,volume\n", "has no data rows"),
-        ("", "has no data rows"),
+        ("a,b\n1,2\n3,x\n", [], "line 3, column 2: 'x' is not a number; expected a row per"),
+        ("1,2\n3\n", [], "line 2 has 1 fields; expected 2"),
+        ("close,volume\n", [], "has a header but no data rows"),
+        ("", [], "is empty; expected a row per time step"),
+        ("a,b,c\n1,2\n", [], "has 3 names in its header and 2 fields in its first data row"),
+        ("1,2\n3,4\n", ["2", *CHANNELS], "the input has 2 columns; the model takes 3 channels"),
+        ("1,2,3\n4,5,6\n", ["64", *CHANNELS], "the input has 2 rows; the model needs 64"),
     ],
 )
-def test_client_names_what_is_wrong_with_a_csv(binaries, tmp_path, text, message):
+def test_client_names_what_is_wrong_with_a_csv(binaries, tmp_path, text, window_for, message):
     path = tmp_path / "bad.csv"
     path.write_text(text)
-    result = run([binaries["drill"], "csv", path], timeout=60, env=SANITIZER_ENV)
-    assert result.returncode == 2
-    assert message in result.stderr and "expected a row per time step" in result.stderr
+    result = client_reads(binaries, path, *window_for)
+    assert result.returncode == 2 and message in result.stderr
 
 
 def test_client_logic_backoff_json_and_encoding(binaries):

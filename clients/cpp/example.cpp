@@ -6,8 +6,9 @@
 //   build/cpp/example --python .venv/bin/python models/default window.csv  # `PYTHON -m ovcast ...`
 //   build/cpp/example --no-faults --bench 300 models/default window.csv    # forecasts/s
 //
-// window.csv: what `ovcast predict --input` reads: a row per time step, a column per channel,
-// a header row and a leading timestamp column allowed.
+// window.csv: what `ovcast predict --input` reads (series_csv.h): a row per time step, a header
+// row and a timestamp column allowed, a longer series cut to the model's context, columns
+// taken by name when the header names the model's channels.
 //
 // Output: one line per step, its first word a tag. SERVER and FORECAST; then, unless
 // --no-faults, three faults the example injects on purpose, each announced by a DEMO line
@@ -29,7 +30,7 @@
 
 #include "inference_engine.h"
 #include "process_state.h"
-#include "window_csv.h"
+#include "series_csv.h"
 
 namespace {
 
@@ -235,20 +236,16 @@ int main(int argc, char** argv) {
   options.timeout = milliseconds(10000);
 
   try {
-    ovcast::Window window = ovcast::read_window_csv(args.csv);
+    ovcast::Series series = ovcast::read_series_csv(args.csv);
     ovcast::InferenceEngine engine(options);
     engine.on_restart = [](const std::string& why) { std::cout << "ON_RESTART " << why << '\n'; };
     const ovcast::ServerInfo& server = engine.server();
     std::cout << "SERVER model=" << server.model << " context=" << server.context_length
               << " horizon=" << server.prediction_length << " channels=" << server.num_channels
               << '\n';
-    if (static_cast<int>(window.size()) != server.context_length ||
-        static_cast<int>(window[0].size()) != server.num_channels) {
-      std::cerr << "error: " << args.csv << " holds " << window.size() << " rows x "
-                << window[0].size() << " channels; model " << server.model << " takes "
-                << server.context_length << " x " << server.num_channels << '\n';
-      return 2;
-    }
+    std::vector<std::string> notes;  // as `ovcast predict` says them: rows cut, columns by name
+    ovcast::Window window = series.window_for(server.context_length, server.channel_names, &notes);
+    for (const auto& note : notes) std::cerr << "note: " << note << '\n';
     ovcast::Result first = engine.predict(window, 1705678900000);
     if (report_failure("predict failed", first)) return 1;
     print_forecast("FORECAST", first);

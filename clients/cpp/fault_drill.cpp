@@ -4,7 +4,8 @@
 //
 //   fault_drill SCENARIO WINDOWS_CSV EXPECTED_CSV [--mode-file PATH] -- SERVER_ARGV...
 //   fault_drill units                 # pure logic: backoff schedule, JSON edge cases
-//   fault_drill csv FILE              # a window CSV as the client reads it, or its error
+//   fault_drill csv FILE [CONTEXT CHANNEL...]   # a CSV as the client reads it (series_csv.h)
+//                                               # and the model's window from it, or the error
 //
 // WINDOWS_CSV holds N windows stacked ([N*context][channels]) and EXPECTED_CSV their forecasts
 // ([N*horizon][channels]); request i sends window i % N and must get forecast i % N back.
@@ -37,7 +38,7 @@
 
 #include "inference_engine.h"
 #include "process_state.h"
-#include "window_csv.h"
+#include "series_csv.h"
 
 namespace {
 
@@ -515,17 +516,38 @@ void units() {
       line);
 }
 
-int read_csv(const std::string& path) {
+std::string json_list(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? "," : "") + quote(items[i]);
+  return out + "]";
+}
+
+std::string json_matrix(const ovcast::Window& rows) {
+  std::ostringstream out;
+  out.precision(9);
+  out << "[";
+  for (size_t t = 0; t < rows.size(); ++t) {
+    out << (t ? ",[" : "[");
+    for (size_t c = 0; c < rows[t].size(); ++c) out << (c ? "," : "") << rows[t][c];
+    out << "]";
+  }
+  return out.str() + "]";
+}
+
+// A CSV as the client reads it, and with CONTEXT and channel names the model's window from it.
+int read_csv(int argc, char** argv) {
   try {
-    ovcast::Window window = ovcast::read_window_csv(path);
-    std::cout.precision(9);
-    std::cout << "[";
-    for (size_t t = 0; t < window.size(); ++t) {
-      std::cout << (t ? ",[" : "[");
-      for (size_t c = 0; c < window[t].size(); ++c) std::cout << (c ? "," : "") << window[t][c];
-      std::cout << "]";
+    ovcast::Series series = ovcast::read_series_csv(argv[2]);
+    std::cout << "{\"values\":" << json_matrix(series.values)
+              << ",\"columns\":" << json_list(series.columns)
+              << ",\"timestamps\":" << json_list(series.timestamps)
+              << ",\"timestamp_name\":" << quote(series.timestamp_name);
+    if (argc > 3) {
+      std::vector<std::string> names(argv + 4, argv + argc), notes;
+      ovcast::Window window = series.window_for(std::atoi(argv[3]), names, &notes);
+      std::cout << ",\"window\":" << json_matrix(window) << ",\"notes\":" << json_list(notes);
     }
-    std::cout << "]\n";
+    std::cout << "}\n";
     return 0;
   } catch (const std::exception& e) {
     std::cerr << e.what() << '\n';
@@ -540,7 +562,7 @@ int main(int argc, char** argv) {
     units();
     return 0;
   }
-  if (argc == 3 && std::string(argv[1]) == "csv") return read_csv(argv[2]);
+  if (argc >= 3 && std::string(argv[1]) == "csv") return read_csv(argc, argv);
   Config config;
   int i = 1;
   std::vector<std::string> positional;
@@ -556,13 +578,13 @@ int main(int argc, char** argv) {
     std::cerr << "usage: " << argv[0]
               << " SCENARIO WINDOWS_CSV EXPECTED_CSV [--mode-file PATH] -- SERVER_ARGV...\n"
                  "       "
-              << argv[0] << " units | csv FILE\n";
+              << argv[0] << " units | csv FILE [CONTEXT CHANNEL...]\n";
     return 2;
   }
   config.scenario = positional[0];
   try {
-    config.window_rows = ovcast::read_window_csv(positional[1]);
-    config.expected_rows = ovcast::read_window_csv(positional[2]);
+    config.window_rows = ovcast::read_series_csv(positional[1]).values;
+    config.expected_rows = ovcast::read_series_csv(positional[2]).values;
     Drill drill(config);
     const std::string& s = config.scenario;
     if (s == "pipeline")

@@ -128,6 +128,7 @@ struct ServerInfo {
   int context_length = 0;
   int prediction_length = 0;
   int num_channels = 0;
+  std::vector<std::string> channel_names;
   std::string ready_line;
 };
 
@@ -139,7 +140,7 @@ struct Stats {
   uint64_t late_answers = 0;   // answers to requests that had already timed out, dropped
   uint64_t garbage_lines = 0;  // stdout lines that were not protocol lines, skipped
   // Servers.
-  uint64_t starts = 0;    // servers started, the first included
+  uint64_t starts = 0;    // servers started (attempts), the first included
   uint64_t restarts = 0;  // starts after a fault: one on_restart call each
   // Faults by cause; each one schedules a restart.
   uint64_t start_failures = 0;   // could not run, exited or over-long line before ready, or
@@ -451,6 +452,10 @@ inline bool decode_ready(const std::string& line, ServerInfo* info) {
   info->context_length = number("context_length");
   info->prediction_length = number("prediction_length");
   info->num_channels = number("num_channels");
+  info->channel_names.clear();
+  if (const Json* names = json.get("channel_names"))
+    for (const Json& name : names->array)
+      if (name.kind == Json::String) info->channel_names.push_back(name.string);
   info->ready_line = line;
   return true;
 }
