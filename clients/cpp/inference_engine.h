@@ -38,7 +38,9 @@
 //   is at its default disposition (the server gets the default back).
 // The server command should run the server itself (exec), not fork it: the client signals
 // the process it started. Not thread-safe: use one InferenceEngine per thread (each owns a
-// server process).
+// server process). wait() for every ticket: results are kept until then. on_restart must not
+// call back into the engine. The wire format is all in detail::encode_request,
+// decode_answer and decode_ready.
 #pragma once
 
 #include <fcntl.h>
