@@ -9,7 +9,7 @@ VENV ?= .venv
 INSTALL = $(VENV)/bin/pip install torch==2.13.0 -e '.[convert,bench,test]'
 STAMP = $(VENV)/.ovcast-installed
 
-.PHONY: install quickstart test chromium
+.PHONY: install quickstart test system-deps
 
 install: $(STAMP)
 
@@ -21,21 +21,25 @@ $(STAMP): pyproject.toml setup.py
 quickstart: $(STAMP)
 	$(VENV)/bin/ovcast quickstart
 
-# Debian's Chromium for the dashboard's browser tests (as root, or with passwordless sudo);
-# without it those tests skip and say how to install it.
-chromium:
-	@if [ -n "$$OVCAST_CHROMIUM" ] || command -v chromium >/dev/null 2>&1; then :; \
+# What the tests need from the system: Debian's Chromium for the dashboard's browser tests,
+# g++ for the C++ client's tests (as root, or with passwordless sudo). Without them those
+# tests skip and say how to install what is missing.
+SYSTEM_PACKAGES = $(if $(OVCAST_CHROMIUM),,$(if $(shell command -v chromium),,chromium)) \
+                  $(if $(shell command -v g++),,g++)
+
+system-deps:
+	@if [ -z "$(strip $(SYSTEM_PACKAGES))" ]; then :; \
 	elif ! command -v apt-get >/dev/null 2>&1; then \
-	  echo "make: no apt-get here: the browser tests will skip (set OVCAST_CHROMIUM to a Chromium)" >&2; \
+	  echo "make: no apt-get here: install $(strip $(SYSTEM_PACKAGES)) or their tests skip" >&2; \
 	elif [ "$$(id -u)" = 0 ]; then \
-	  apt-get update -qq && apt-get install -y -qq chromium; \
+	  apt-get update -qq && apt-get install -y -qq $(SYSTEM_PACKAGES); \
 	elif sudo -n true 2>/dev/null; then \
-	  sudo apt-get update -qq && sudo apt-get install -y -qq chromium; \
+	  sudo apt-get update -qq && sudo apt-get install -y -qq $(SYSTEM_PACKAGES); \
 	else \
-	  echo "make: cannot install Chromium without root: the browser tests will skip" >&2; \
+	  echo "make: cannot install $(strip $(SYSTEM_PACKAGES)) without root: their tests skip" >&2; \
 	fi
 
 # pytest's exit code 5 (no tests collected) is a failure here too.
-test: $(STAMP) chromium
+test: $(STAMP) system-deps
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests" >&2; exit 1; fi; exit $$rc
