@@ -13,6 +13,15 @@ torch, json) are translated where they cross into ovcast and re-raised ``from ex
     │   └── ParityError                       the IR disagrees with PyTorch beyond tolerance
     ├── DataError                             a CSV / data set that cannot be used
     ├── ServerStartError                      a server cannot listen where it was asked
+    ├── ServingError                          a served request that gets an error answer;
+    │   │                                     carries .code (protocol) and .http_status
+    │   ├── InvalidRequestError     400       malformed or invalid request (every problem listed)
+    │   │   └── PayloadTooLargeError 413      a body or line over the configured cap
+    │   ├── AccessDeniedError       401/403   no or wrong API key; model control disabled
+    │   ├── UnknownModelError       404       no such model or version is served
+    │   ├── ModelOutputError        422       the forecast is not finite (NaN or inf)
+    │   ├── ReloadError             400       a load or reload refused; the old model serves on
+    │   └── UnavailableError        503       not ready, draining, overloaded or timed out
     └── MissingDependencyError (also ImportError)  an optional extra is not installed
 """
 
@@ -53,6 +62,50 @@ class DataError(OvcastError, ValueError):
 
 class ServerStartError(OvcastError):
     """A server (HTTP, dashboard) cannot start: a bad or busy address, missing assets."""
+
+
+class ServingError(OvcastError):
+    """An error answer of the serving core: ``code`` for JSON lines, ``http_status`` for HTTP."""
+
+    code = "internal_error"
+    http_status = 500
+
+    def __init__(
+        self, message: str, *, code: str | None = None, http_status: int | None = None,
+        request_id: object = None,
+    ) -> None:  # fmt: skip
+        super().__init__(message)
+        self.code = code or self.code
+        self.http_status = http_status or self.http_status
+        self.request_id = request_id
+
+
+class InvalidRequestError(ServingError):
+    code, http_status = "invalid_request", 400
+
+
+class PayloadTooLargeError(InvalidRequestError):
+    code, http_status = "payload_too_large", 413
+
+
+class AccessDeniedError(ServingError):
+    code, http_status = "unauthorized", 401
+
+
+class UnknownModelError(ServingError):
+    code, http_status = "model_not_found", 404
+
+
+class ModelOutputError(ServingError):
+    code, http_status = "model_output_not_finite", 422
+
+
+class ReloadError(ServingError):
+    code, http_status = "reload_failed", 400
+
+
+class UnavailableError(ServingError):
+    code, http_status = "unavailable", 503
 
 
 class MissingDependencyError(OvcastError, ImportError):
