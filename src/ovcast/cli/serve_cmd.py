@@ -6,7 +6,6 @@ import argparse
 import os
 import sys
 
-from ..serve.config import HttpConfig, JsonLinesConfig, ServiceConfig
 from ._options import add_options, from_args
 
 API_KEY_ENV = "OVCAST_API_KEY"
@@ -51,6 +50,9 @@ examples:
 
 
 def register(subparsers) -> None:
+    # Here, not at the top: serve.config imports cli._options, which imports this package.
+    from ..serve.config import HttpConfig, JsonLinesConfig, ServiceConfig
+
     p = subparsers.add_parser(
         "serve",
         help="serve model packages over JSON lines (stdin/stdout) or HTTP (KServe v2)",
@@ -76,6 +78,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..serve.config import HttpConfig, JsonLinesConfig, ServiceConfig
     from ..serve.core import ForecastService
     from ..serve.repository import Repository, parse_model_option
 

@@ -604,7 +604,7 @@ def _finish(prepared: _Prepared, outputs: Outputs) -> dict[str, np.ndarray]:
         with np.errstate(all="ignore"):
             result[first] = prepared.engine.scaler.inverse_transform(selected, channels)
     elif channels is not None:
-        result[first] = np.ascontiguousarray(forecast[..., channels])
+        result[first] = forecast[..., channels]
     for name, array in result.items():
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise ModelOutputError(
@@ -614,7 +614,7 @@ def _finish(prepared: _Prepared, outputs: Outputs) -> dict[str, np.ndarray]:
             )
     if prepared.single:
         result = {name: array[0] for name, array in result.items()}
-    return result
+    return {name: np.ascontiguousarray(array) for name, array in result.items()}
 
 
 def _expected(shape: list[int]) -> str:

@@ -135,6 +135,19 @@ class HttpFrontEnd:
         log.info("stopped")
         return 0
 
+    def start(self) -> AsgiServer:
+        """Load the models, then serve in a background thread (embedding, tests); ``stop()`` it."""
+        sock = listen(self.config.host, self.config.port, what="the HTTP server")
+        self.service.start()
+        server = AsgiServer(
+            self.app,
+            sock,
+            drain_timeout_s=self.config.drain_timeout_s,
+            on_exit=self.service.draining.set,
+        )
+        server.start()
+        return server
+
     def _reload_in_background(self) -> None:
         def reload() -> None:
             try:

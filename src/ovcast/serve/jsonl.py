@@ -125,10 +125,9 @@ class JsonLinesServer:
         except ServingError as error:
             self.service.rejected(error)
             return _Answer(data=codec.encode_error(error))
-        except Exception as exc:  # a bug must not kill the pipeline: answer and log it
+        except Exception:  # a bug must not kill the pipeline: answer and log it
             log.exception("internal error")
-            error = ServingError(f"internal error ({type(exc).__name__}); see the server log")
-            return _Answer(data=codec.encode_error(error))
+            return _Answer(data=codec.encode_error(_internal(None)))
 
     def _command(self, command: codec.Command) -> bytes:
         rid, service = command.request_id, self.service
@@ -158,6 +157,9 @@ class JsonLinesServer:
                 answer.data = codec.encode_result(result, answer.timestamp_ms)
             except ServingError as error:
                 answer.data = codec.encode_error(error)
+            except Exception:  # a bug must not kill the pipeline: answer and log it
+                log.exception("internal error")
+                answer.data = codec.encode_error(_internal(answer.pending.request.request_id))
         self._write(answer.data)
         self.answered += 1
 
@@ -176,6 +178,10 @@ class JsonLinesServer:
             os.write(self._wake_w, b"x")
         except BlockingIOError:
             pass  # already woken
+
+
+def _internal(request_id: object) -> ServingError:
+    return ServingError("internal error; the server logged the details", request_id=request_id)
 
 
 def _reload_logged(service: ForecastService) -> None:
