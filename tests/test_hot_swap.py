@@ -24,7 +24,9 @@ def command(request_id, name, **fields) -> bytes:
     return json.dumps({"request_id": request_id, "command": name, **fields}).encode() + b"\n"
 
 
-def test_jsonl_reload_command_switches_in_order(small_package, other_package, wide_package, tmp_path):
+def test_jsonl_reload_command_switches_in_order(
+    small_package, other_package, wide_package, tmp_path
+):
     old, new = Engine(small_package).predict(WINDOW), Engine(other_package).predict(WINDOW)
     assert not np.allclose(old, new)
     requests = [
@@ -49,13 +51,18 @@ def test_jsonl_reload_command_switches_in_order(small_package, other_package, wi
     answers = [json.loads(x) for x in out.splitlines()]
     assert len(answers) == len(requests) and proc.returncode == 0, err.decode()[-2000:]
     np.testing.assert_allclose(answers[0]["predictions"], old, atol=1e-5)
-    assert answers[1]["error"]["code"] == "reload_failed" and "missing" in answers[1]["error"]["message"]
+    assert (
+        answers[1]["error"]["code"] == "reload_failed"
+        and "missing" in answers[1]["error"]["message"]
+    )
     np.testing.assert_allclose(answers[2]["predictions"], old, atol=1e-5)  # still the old model
     assert answers[3]["error"]["code"] == "reload_failed"
     assert "clients would break" in answers[3]["error"]["message"]
     np.testing.assert_allclose(answers[4]["predictions"], old, atol=1e-5)
     reloaded = answers[5]
-    assert reloaded["success"] and reloaded["event"] == "reloaded" and reloaded["request_id"] == "r3"
+    assert (
+        reloaded["success"] and reloaded["event"] == "reloaded" and reloaded["request_id"] == "r3"
+    )
     assert reloaded["model"] == "small" and reloaded["model_dir"] == str(other_package)
     np.testing.assert_allclose(answers[6]["predictions"], new, atol=1e-5)  # the new model
     assert answers[7]["error"]["code"] == "invalid_request"
@@ -110,7 +117,11 @@ def test_http_sighup_under_concurrent_load_fails_nothing(tmp_path, small_package
             response = conn.getresponse()
             answer = json.loads(response.read())
             statuses.append(response.status)
-            out = np.reshape(answer["outputs"][0]["data"], (1, 16, 3)) if response.status == 200 else None
+            out = (
+                np.reshape(answer["outputs"][0]["data"], (1, 16, 3))
+                if response.status == 200
+                else None
+            )
             if out is not None and np.allclose(out, new, atol=1e-5):
                 swapped.set()
             if swapped.is_set():

@@ -27,7 +27,9 @@ def front_end(request, small_package, wide_package):
     models = [f"small={small_package}", f"wide={wide_package}"]
     options = {"max_request_batch": 4}
     if request.param == "jsonl":
-        server = JsonLinesProcess(*(a for m in models for a in ("--model", m)), "--max-request-batch", "4")
+        server = JsonLinesProcess(
+            *(a for m in models for a in ("--model", m)), "--max-request-batch", "4"
+        )
         yield _JsonLines(server)
         assert server.close() == 0
     else:

@@ -74,6 +74,7 @@ class HttpFrontEnd:
         self.model_control = self.config.allow_model_control or is_loopback(self.config.host)
         self._key = self.config.api_key.encode() if self.config.api_key else None
         self._limiter: anyio.CapacityLimiter | None = None
+        self.server: AsgiServer | None = None  # set by start()
         model = "/v2/models/{name}"
         version = model + "/versions/{version}"
         routes = [
@@ -146,6 +147,7 @@ class HttpFrontEnd:
             on_exit=self.service.draining.set,
         )
         server.start()
+        self.server = server
         return server
 
     def _reload_in_background(self) -> None:
@@ -251,7 +253,9 @@ class HttpFrontEnd:
                         self._check_origin_and_type(request)
                 return await route(request)
             except ServingError as exc:
-                return _error(exc, close=isinstance(exc, PayloadTooLargeError))
+                return _error(
+                    exc, close=isinstance(exc, PayloadTooLargeError) or exc.http_status == 411
+                )
 
         return guarded
 
@@ -266,6 +270,17 @@ class HttpFrontEnd:
 
     def _check_length(self, request: Request) -> None:
         length = request.headers.get("content-length")
+        if (
+            request.method == "POST"
+            and length is None
+            and "transfer-encoding" not in request.headers
+        ):
+            # Without a length, what follows the headers would be read as the next request.
+            raise InvalidRequestError(
+                "a POST needs a Content-Length header (or chunked transfer encoding)",
+                code="length_required",
+                http_status=411,
+            )
         cap = self.service.max_request_bytes
         if length is not None and length.isdigit() and int(length) > cap:
             raise PayloadTooLargeError(
