@@ -192,7 +192,7 @@ def test_model_control_is_off_on_a_non_loopback_address_unless_allowed(small_pac
     service.start()
     for allowed, expected in ((False, 403), (True, 200)):
         front = HttpFrontEnd(service, HttpConfig(host="10.1.2.3", allow_model_control=allowed))
-        server = AsgiServer(front.app, listen("127.0.0.1", 0, what="test"))  # loopback in truth
+        server = AsgiServer(front, listen("127.0.0.1", 0, what="test"))  # loopback in truth
         server.start()
         try:
             status, answer, _ = request(

@@ -273,6 +273,10 @@ class ForecastService:
             with self._admit_lock:
                 self._admitted -= 1
 
+    def in_flight(self) -> int:
+        """Requests admitted and not yet answered."""
+        return self._admitted
+
     def infer(self, request: InferRequest) -> InferResult:
         return self.result(self.submit(request))
 
