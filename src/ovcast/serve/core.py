@@ -50,13 +50,13 @@ from .batching import Inputs, MicroBatcher, Outputs
 from .config import ServiceConfig
 from .metrics import UNKNOWN_MODEL, ServiceMetrics
 from .repository import ModelSource, Repository, check_name, served_versions
+from .tensors import Problem
 
 log = logging.getLogger(__name__)
 
 SCALED_INPUT = "past_values"  # the input that "raw" scales, and whose forecast it inverse-scales
 JSON_BYTES_PER_NUMBER = 24  # "-0.12345678901234568," : the widest a float64 prints
 HEADROOM_BYTES = 64 * 1024
-Problem = tuple[str, str]  # (error code, message)
 
 
 @dataclass

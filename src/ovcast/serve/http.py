@@ -51,7 +51,7 @@ from ..errors import (
     ServingError,
     UnavailableError,
 )
-from . import kserve
+from . import kserve, tensors
 from .asgi import AsgiServer, is_loopback, listen
 from .config import HttpConfig
 from .core import ForecastService
@@ -395,14 +395,7 @@ class HttpFrontEnd:
         body = await self._body(request.receive)
         if not body.strip():
             return {}
-        try:
-            options = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidRequestError(
-                f"body is not valid JSON: {exc}", code="invalid_json"
-            ) from exc
-        if not isinstance(options, dict):
-            raise InvalidRequestError("expected a JSON object (or no body)")
+        options = tensors.json_object(body, what="the body", expected="a JSON object (or no body)")
         if not isinstance(options.get("parameters", {}), dict):
             raise InvalidRequestError("'parameters' must be an object")
         return options

@@ -65,18 +65,11 @@ def decode(line: bytes) -> LineRequest | Command:
         raise InvalidRequestError(
             "empty line; expected one JSON request object per line", code="empty_line"
         )
-    try:
-        data = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequestError(
-            f"not valid JSON (or not UTF-8): {exc}", code="invalid_json"
-        ) from exc
-    if not isinstance(data, dict):
-        raise InvalidRequestError(f"expected a JSON object, got {type(data).__name__}")
+    data = tensors.json_object(line, what="the line", expected="a JSON request object")
     request_id = data.get("request_id")
     if "command" in data:
         return _decode_command(data, request_id)
-    problems: list[tuple[str, str]] = []
+    problems: list[tensors.Problem] = []
 
     def problem(message: str) -> None:
         problems.append(("invalid_request", message))
@@ -90,14 +83,7 @@ def decode(line: bytes) -> LineRequest | Command:
     if timestamp is not None and (not isinstance(timestamp, int) or isinstance(timestamp, bool)):
         problem(f"'timestamp_ms' must be an integer, got {type(timestamp).__name__}")
         timestamp = None
-    channels = data.get("channels")
-    if channels is not None and not _is_index_list(channels):
-        problem("'channels' must be a non-empty list of channel indices")
-        channels = None
-    raw = data.get("raw")
-    if raw is not None and not isinstance(raw, bool):
-        problem("'raw' must be true or false")
-        raw = None
+    channels, raw = tensors.request_options(data, "", problems)
     model, version = data.get("model"), data.get("version")
     for field, value in (("model", model), ("version", version)):
         if value is not None and not isinstance(value, str):
@@ -145,14 +131,6 @@ def _decode_command(data: dict[str, Any], request_id: Any) -> Command:
     if model_dir is not None and name != "reload":
         raise InvalidRequestError("only 'reload' takes 'model_dir'", request_id=request_id)
     return Command(request_id, name, model, model_dir)
-
-
-def _is_index_list(value: Any) -> bool:
-    return (
-        isinstance(value, list)
-        and bool(value)
-        and all(isinstance(c, int) and not isinstance(c, bool) for c in value)
-    )
 
 
 def encode_result(result: InferResult, timestamp_ms: int | None) -> bytes:

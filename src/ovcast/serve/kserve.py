@@ -69,35 +69,23 @@ def decode_infer(
     version: str | None,
 ) -> tuple[InferRequest, OutputChoice]:
     """A KServe v2 infer body (JSON, or JSON header + binary tensors) as a core request."""
-    problems: list[tuple[str, str]] = []
+    problems: list[tensors.Problem] = []
 
     def problem(message: str, code: str = "invalid_request") -> None:
         problems.append((code, message))
 
     header_bytes, binary = _split(body, header_length)
-    try:
-        header = orjson.loads(header_bytes)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequestError(
-            f"request body is not valid JSON: {exc}", code="invalid_json"
-        ) from exc
-    if not isinstance(header, dict):
-        raise InvalidRequestError(
-            'expected a JSON object {"inputs": [{"name", "shape", "datatype", "data"}]}'
-        )
+    header = tensors.json_object(
+        header_bytes,
+        what="the request body",
+        expected='a JSON object {"inputs": [{"name", "shape", "datatype", "data"}]}',
+    )
     request_id = header.get("id")
     if request_id is not None and not isinstance(request_id, str):
         problem(f"'id' must be a string, got {type(request_id).__name__}")
         request_id = None
     parameters = _object(header.get("parameters"), "parameters", problem)
-    channels = parameters.get("channels")
-    if channels is not None and not _index_list(channels):
-        problem("parameters.channels must be a non-empty list of channel indices")
-        channels = None
-    raw = parameters.get("raw")
-    if raw is not None and not isinstance(raw, bool):
-        problem("parameters.raw must be true or false")
-        raw = None
+    channels, raw = tensors.request_options(parameters, "parameters.", problems)
     binary_default = _flag(parameters, "binary_data_output", "parameters", problem)
     specs = {t.name: t for t in manifest.inputs}
     inputs: dict[str, np.ndarray | None] = {}
@@ -244,14 +232,6 @@ def _flag(parameters: dict[str, Any], key: str, where: str, problem) -> bool:
         problem(f"{where}.{key} must be true or false")
         return False
     return value
-
-
-def _index_list(value: Any) -> bool:
-    return (
-        isinstance(value, list)
-        and bool(value)
-        and all(isinstance(c, int) and not isinstance(c, bool) for c in value)
-    )
 
 
 def encode_infer(result: InferResult, choice: OutputChoice) -> tuple[bytes, dict[str, str]]:

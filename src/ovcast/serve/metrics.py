@@ -62,22 +62,22 @@ class ServiceMetrics:
         self.in_flight = Gauge(
             "ovcast_requests_in_flight", "Infer requests accepted and not yet answered", registry=r
         )
-        self._request_s = Histogram(
-            "ovcast_request_duration_seconds", "Accepted to answered", ("model",),
-            buckets=LATENCY_BUCKETS_S, registry=r,
-        )  # fmt: skip
-        self._queue_s = Histogram(
-            "ovcast_queue_duration_seconds", "Waiting for the micro-batcher", ("model",),
-            buckets=LATENCY_BUCKETS_S, registry=r,
-        )  # fmt: skip
-        self._inference_s = Histogram(
-            "ovcast_inference_duration_seconds", "Engine time per executed batch", ("model",),
-            buckets=LATENCY_BUCKETS_S, registry=r,
-        )  # fmt: skip
-        self._batch_size = Histogram(
-            "ovcast_batch_size", "Windows per executed batch", ("model",),
-            buckets=BATCH_BUCKETS, registry=r,
-        )  # fmt: skip
+
+        def histogram(name: str, text: str, buckets: tuple[float, ...]) -> Histogram:
+            return Histogram(name, text, ("model",), buckets=buckets, registry=r)
+
+        self._request_s = histogram(
+            "ovcast_request_duration_seconds", "Accepted to answered", LATENCY_BUCKETS_S
+        )
+        self._queue_s = histogram(
+            "ovcast_queue_duration_seconds", "Waiting for the micro-batcher", LATENCY_BUCKETS_S
+        )
+        self._inference_s = histogram(
+            "ovcast_inference_duration_seconds", "Engine time per executed batch", LATENCY_BUCKETS_S
+        )
+        self._batch_size = histogram(
+            "ovcast_batch_size", "Windows per executed batch", BATCH_BUCKETS
+        )
         self.model_loads = Counter(
             "ovcast_model_loads", "Model loads, reloads and unloads by outcome",
             ("model", "outcome"), registry=r,

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import orjson
 
 from ..errors import InvalidRequestError
 
@@ -24,6 +25,41 @@ DTYPES = {
     "INT64": np.dtype("<i8"),
 }
 _BOOL_LITERALS = (b"true", b"false")
+Problem = tuple[str, str]  # (error code, message)
+
+
+def json_object(data: bytes, *, what: str, expected: str) -> dict[str, Any]:
+    """``data`` parsed as a JSON object, or InvalidRequestError naming what was expected."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestError(
+            f"{what} is not valid JSON (or not UTF-8): {exc}", code="invalid_json"
+        ) from exc
+    if not isinstance(value, dict):
+        raise InvalidRequestError(f"{what}: expected {expected}, got {type(value).__name__}")
+    return value
+
+
+def request_options(
+    fields: dict[str, Any], where: str, problems: list[Problem]
+) -> tuple[list[int] | None, bool | None]:
+    """The options both wire formats carry, checked alike: ``channels`` and ``raw``."""
+    channels = fields.get("channels")
+    if channels is not None and not (
+        isinstance(channels, list)
+        and channels
+        and all(isinstance(c, int) and not isinstance(c, bool) for c in channels)
+    ):
+        problems.append(
+            ("invalid_request", f"'{where}channels' must be a non-empty list of channel indices")
+        )
+        channels = None
+    raw = fields.get("raw")
+    if raw is not None and not isinstance(raw, bool):
+        problems.append(("invalid_request", f"'{where}raw' must be true or false"))
+        raw = None
+    return channels, raw
 
 
 def from_json(value: Any, *, name: str, datatype: str = "FP32", source: bytes | None = None):
