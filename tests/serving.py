@@ -6,9 +6,9 @@ import http.client
 import json
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import orjson
 
@@ -74,6 +74,12 @@ def http_process(*args: str) -> tuple[subprocess.Popen, int]:
         line = proc.stderr.readline()
         seen.append(line)
         if "ready model=" in line:
+            # Drained from now on: a full pipe would stall the server at its next log line.
+            proc.log = []  # type: ignore[attr-defined]
+            proc.log_reader = threading.Thread(  # type: ignore[attr-defined]
+                target=proc.log.extend, args=(proc.stderr,), daemon=True
+            )
+            proc.log_reader.start()
             return proc, int(line.rsplit(":", 1)[1])
         if not line and proc.poll() is not None:
             break
@@ -107,7 +113,3 @@ class JsonLinesProcess:
         self.proc.stdout.close()
         self.proc.stderr.close()
         return code
-
-
-def model_path(package: Path) -> str:
-    return str(package)

@@ -23,8 +23,10 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +64,9 @@ class JsonLinesClient:
             stdout=subprocess.PIPE,
             env=_environment(source),
         )
-        ready = orjson.loads(self.proc.stdout.readline() or b"{}")
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
+        ready = orjson.loads(self.stdout.readline() or b"{}")
         if ready.get("event") != "ready":
             raise RuntimeError(f"jsonl server did not start: {ready}")
         self._next = 0
@@ -75,13 +79,13 @@ class JsonLinesClient:
             )
             + b"\n"
         )
-        self.proc.stdin.write(line)
-        self.proc.stdin.flush()
-        answer = orjson.loads(self.proc.stdout.readline())
+        self.stdin.write(line)
+        self.stdin.flush()
+        answer = orjson.loads(self.stdout.readline())
         return np.asarray(answer["predictions"], np.float32)
 
     def close(self) -> None:
-        self.proc.stdin.close()
+        self.stdin.close()
         self.proc.wait(timeout=30)
 
 
@@ -109,15 +113,19 @@ class HttpServerProcess:
             text=True,
             env=_environment(source),
         )
+        assert self.proc.stderr is not None
+        stderr = self.proc.stderr
         deadline = time.time() + 120
         self.port = 0
         while not self.port and time.time() < deadline:
-            line = self.proc.stderr.readline()
+            line = stderr.readline()
             if not line:
                 raise RuntimeError("http server exited before it was ready")
             if "ready model=" in line:
                 self.port = int(line.rsplit(":", 1)[1])
                 self.model = line.split("ready model=")[1].split()[0]
+        # Keep reading its log: a full pipe would stall the server at its next log line.
+        threading.Thread(target=stderr.read, daemon=True).start()
 
     def close(self) -> None:
         self.proc.terminate()
@@ -173,7 +181,7 @@ def http_caller(server: HttpServerProcess, *, binary: bool) -> Callable[[np.ndar
         if response.status != 200:
             raise RuntimeError(f"HTTP {response.status}: {data[:200]!r}")
         if binary:
-            length = int(response.getheader("Inference-Header-Content-Length"))
+            length = int(response.getheader("Inference-Header-Content-Length", "0"))
             return np.frombuffer(data[length:], "<f4")
         return np.asarray(orjson.loads(data)["outputs"][0]["data"], np.float32)
 
@@ -200,13 +208,14 @@ def compare(
     window = parity_windows(m.context_length, m.num_input_channels, 1)[0]
     expected = engine.predict(window)
     stacks = {"after": None, **({"before": before} if before is not None else {})}
-    servers, runners = [], {"engine.predict": lambda: engine.predict(window)}
+    servers: list[JsonLinesClient | HttpServerProcess] = []
+    runners: dict[str, Callable[[], object]] = {"engine.predict": lambda: engine.predict(window)}
     try:
         for stack, source in stacks.items():
             jsonl = JsonLinesClient(model_dir, source=source)
             http = HttpServerProcess(model_dir, source=source)
             servers += [jsonl, http]
-            calls = {
+            calls: dict[str, Callable[[np.ndarray], np.ndarray]] = {
                 "jsonl pipe": jsonl,
                 "http binary": http_caller(http, binary=True),
                 "http json": http_caller(http, binary=False),
@@ -215,7 +224,7 @@ def compare(
                 answer = np.asarray(call(window)).reshape(expected.shape)
                 if not np.allclose(answer, expected, atol=1e-4):
                     raise RuntimeError(f"{path} ({stack}) answers differently from the engine")
-                runners[f"{path} ({stack})"] = lambda call=call: call(window)
+                runners[f"{path} ({stack})"] = partial(call, window)
         log.info("serving: %d paths alternating for %.0f s", len(runners), duration_s)
         # Blocks of calls, the first ones after a switch untimed: the previous server's
         # OpenVINO threads may still be spinning on the 2 cores (as in ovcast bench).

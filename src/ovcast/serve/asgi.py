@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 import socket
 import threading
@@ -79,7 +80,7 @@ class AsgiServer:
             log_config=None,  # ovcast's logging (stderr) stays in charge
             access_log=False,
             lifespan="off",
-            timeout_graceful_shutdown=drain_timeout_s,
+            timeout_graceful_shutdown=math.ceil(drain_timeout_s),  # whole seconds
             timeout_keep_alive=5,
             server_header=False,
             date_header=False,
@@ -129,8 +130,9 @@ class _Server(uvicorn.Server):
             yield
             return
         handlers = {signal.SIGTERM: self.handle_exit, signal.SIGINT: self.handle_exit}
-        if self._on_hangup is not None:
-            handlers[signal.SIGHUP] = lambda sig, frame: self._on_hangup()
+        on_hangup = self._on_hangup
+        if on_hangup is not None:
+            handlers[signal.SIGHUP] = lambda sig, frame: on_hangup()
         previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
         try:
             yield

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from .metrics import ModelMetrics
 
 Inputs = dict[str, np.ndarray]  # name -> (batch, ...) tensor
 Outputs = dict[str, np.ndarray]
-RunBatch = Callable[[object, Inputs], Outputs]  # (engine, inputs) -> outputs
+RunBatch = Callable[[Any, Inputs], Outputs]  # (engine, inputs) -> outputs
 
 
 @dataclass

@@ -551,8 +551,8 @@ class ForecastService:
             outcome = "success" if len(failures) == failed else "reload_failed"
             self.metrics.model_loads.labels(model.name, outcome).inc()
         self._publish(current)
-        for version in closing:
-            version.close()
+        for retired in closing:
+            retired.close()
         if failures:
             raise ReloadError("; ".join(failures))
         described = [d for model in models for d in _describe(current[model.name])]

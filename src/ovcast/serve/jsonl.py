@@ -138,9 +138,10 @@ class JsonLinesServer:
                 if len(models) == 1:
                     fields.update(model=models[0]["name"], model_dir=models[0]["model_dir"])
                 return codec.encode_event(rid, "reloaded", **fields)
-            if command.name == "load":
-                return codec.encode_event(rid, "loaded", models=service.load(command.model))
-            if command.name == "unload":
+            if command.name in ("load", "unload"):
+                assert command.model is not None  # the codec insists on it
+                if command.name == "load":
+                    return codec.encode_event(rid, "loaded", models=service.load(command.model))
                 return codec.encode_event(rid, "unloaded", **service.unload(command.model))
             if command.name == "index":
                 return codec.encode_event(rid, "index", models=service.index())

@@ -18,7 +18,7 @@ import orjson
 from ..errors import InvalidRequestError
 
 # KServe v2 datatypes ovcast can carry, as little-endian numpy dtypes (binary extension).
-DTYPES = {
+DTYPES: dict[str, np.dtype] = {
     "FP32": np.dtype("<f4"),
     "FP64": np.dtype("<f8"),
     "INT32": np.dtype("<i4"),
