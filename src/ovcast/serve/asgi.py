@@ -23,6 +23,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import uvicorn
 
@@ -71,7 +72,7 @@ class AsgiServer:
         *,
         drain_timeout_s: float = 10.0,
         on_exit: Callable[[], None] | None = None,
-        on_hangup: Callable[[], None] | None = None,
+        on_hangup: Callable[[], object] | None = None,
     ) -> None:
         self.sock = sock
         self.port = sock.getsockname()[1]
@@ -117,7 +118,7 @@ class _Server(uvicorn.Server):
         self,
         config: uvicorn.Config,
         on_exit: Callable[[], None] | None,
-        on_hangup: Callable[[], None] | None,
+        on_hangup: Callable[[], object] | None,
     ) -> None:
         super().__init__(config)
         self._on_exit, self._on_hangup = on_exit, on_hangup
@@ -129,7 +130,10 @@ class _Server(uvicorn.Server):
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        handlers = {signal.SIGTERM: self.handle_exit, signal.SIGINT: self.handle_exit}
+        handlers: dict[int, Callable[[Any, Any], object]] = {
+            signal.SIGTERM: self.handle_exit,
+            signal.SIGINT: self.handle_exit,
+        }
         on_hangup = self._on_hangup
         if on_hangup is not None:
             handlers[signal.SIGHUP] = lambda sig, frame: on_hangup()

@@ -196,8 +196,9 @@ class ForecastService:
             models[model.name] = model
         if not models:
             raise UnknownModelError("no models to serve: give --model DIR or --repository DIR")
-        self._publish(models)
-        self.ready.set()
+        with self._control:
+            self._publish(models)
+            self.ready.set()
 
     def check(self) -> None:
         """Fail fast, before binding or compiling, on a model that cannot be served."""
@@ -464,6 +465,7 @@ class ForecastService:
     def load(self, name: str) -> list[dict[str, Any]]:
         """Load the repository's model ``name``, or hot-swap it in again if it is served."""
         check_name(name)
+        self._require_ready()
         with self._control:
             model = self._models.get(name)
             if model is not None:
@@ -483,6 +485,7 @@ class ForecastService:
 
     def unload(self, name: str) -> dict[str, Any]:
         check_name(name)
+        self._require_ready()
         with self._control:
             model = self._models.get(name)
             if model is None:
@@ -499,12 +502,33 @@ class ForecastService:
     ) -> list[dict[str, Any]]:
         """Re-read and hot-swap ``name`` (None: every model); ``model_dir`` swaps in another
         package for it (local callers only: the HTTP front end never passes a path)."""
+        self._require_ready()
         with self._control:
             if name is None and model_dir is None:
                 targets = list(self._models.values())
             else:
                 targets = [self._models_or_raise(name)]
             return self._refresh(targets, model_dir=model_dir)
+
+    def reload_in_background(self) -> threading.Thread:
+        """Reload every model in a thread of its own (SIGHUP); failures are logged."""
+
+        def reload() -> None:
+            try:
+                self.reload()
+            except ServingError as exc:
+                log.error("reload: %s", exc)
+
+        log.info("reloading every model")
+        thread = threading.Thread(target=reload, name="ovcast-reload", daemon=True)
+        thread.start()
+        return thread
+
+    def _require_ready(self) -> None:
+        if not self.ready.is_set():
+            raise UnavailableError(
+                "not ready: models are still loading; try again once ready", code="not_ready"
+            )
 
     def _models_or_raise(self, name: str | None) -> _Model:
         served = self.model(name)

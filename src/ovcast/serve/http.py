@@ -113,7 +113,7 @@ class HttpFrontEnd:
             sock,
             drain_timeout_s=c.drain_timeout_s,
             on_exit=self.service.draining.set,
-            on_hangup=self._reload_in_background,
+            on_hangup=self.service.reload_in_background,
         )
         failed: list[BaseException] = []
 
@@ -153,16 +153,6 @@ class HttpFrontEnd:
         server.start()
         self.server = server
         return server
-
-    def _reload_in_background(self) -> None:
-        def reload() -> None:
-            try:
-                self.service.reload()
-            except ServingError as exc:
-                log.error("SIGHUP reload: %s", exc)
-
-        log.info("SIGHUP: reloading every model")
-        threading.Thread(target=reload, name="ovcast-reload", daemon=True).start()
 
     # -- routes ----------------------------------------------------------------------------
     async def live(self, request: Request) -> Response:

@@ -22,7 +22,6 @@ import os
 import select
 import signal
 import sys
-import threading
 from collections import deque
 from typing import BinaryIO
 
@@ -170,8 +169,8 @@ class JsonLinesServer:
 
     def _on_sighup(self, signum, frame) -> None:
         """Reload every model in the background; requests go on with the current ones."""
-        log.info("SIGHUP: reloading")
-        threading.Thread(target=_reload_logged, args=(self.service,), daemon=True).start()
+        log.info("SIGHUP")
+        self.service.reload_in_background()
 
     def _on_sigterm(self, signum, frame) -> None:
         log.info("SIGTERM: answering what was received, then exiting")
@@ -183,13 +182,6 @@ class JsonLinesServer:
 
 def _internal(request_id: object) -> ServingError:
     return ServingError("internal error; the server logged the details", request_id=request_id)
-
-
-def _reload_logged(service: ForecastService) -> None:
-    try:
-        service.reload()
-    except ServingError as exc:
-        log.error("reload: %s", exc)
 
 
 class _Answer:
