@@ -201,7 +201,7 @@ def compare(
     from ..parity import parity_windows
     from ..runtime.engine import Engine
     from .machine import describe
-    from .timing import alternate
+    from .timing import LatencyStats, alternate
 
     engine = Engine(model_dir)
     m = engine.package.manifest
@@ -227,8 +227,22 @@ def compare(
                 runners[f"{path} ({stack})"] = partial(call, window)
         log.info("serving: %d paths alternating for %.0f s", len(runners), duration_s)
         # Blocks of calls, the first ones after a switch untimed: the previous server's
-        # OpenVINO threads may still be spinning on the 2 cores (as in ovcast bench).
-        stats = alternate(runners, duration_s=duration_s, block=BLOCK, settle=SETTLE)
+        # OpenVINO threads may still be spinning on the 2 cores (as in ovcast bench). Half
+        # the time in one order and half in the reverse, so no path always follows another.
+        names = list(runners)
+        orders = [names, [names[0], *reversed(names[1:])]]
+        halves = [
+            alternate(
+                {n: runners[n] for n in order},
+                duration_s=duration_s / 2,
+                block=BLOCK,
+                settle=SETTLE,
+            )
+            for order in orders
+        ]
+        stats = {
+            n: LatencyStats(n, np.concatenate([h[n].samples_ms for h in halves])) for n in names
+        }
     finally:
         for server in servers:
             server.close()

@@ -46,6 +46,7 @@ from ..errors import (
 from ..package import MANIFEST_FILE, Manifest, ModelPackage
 from ..runtime.engine import Engine
 from ..runtime.slot import EngineSlot
+from . import tensors
 from .batching import Inputs, MicroBatcher, Outputs
 from .config import ServiceConfig
 from .metrics import UNKNOWN_MODEL, ServiceMetrics
@@ -376,6 +377,11 @@ class ForecastService:
             array = request.inputs[spec.name]
             if array is None:
                 continue  # undecodable: the codec has said why
+            try:  # JSON lines sends every input as FP32: the model's datatype decides
+                array = tensors.cast(array, name=spec.name, datatype=spec.datatype)
+            except InvalidRequestError as exc:
+                problems.append((exc.code, str(exc)))
+                continue
             problem = self._check_tensor(spec.name, array, spec.shape)
             if problem:
                 problems.append(("invalid_input", problem))

@@ -67,7 +67,7 @@ def from_json(value: Any, *, name: str, datatype: str = "FP32", source: bytes | 
 
     ``source`` is the raw text the value was parsed from, if known: booleans mixed with
     numbers would otherwise pass numpy's conversion as 1 and 0, and looking for the
-    literals in the text is far cheaper than visiting every number in Python.
+    literals in the text is cheaper than visiting every number in Python.
     """
     if not isinstance(value, list):
         raise InvalidRequestError(
@@ -80,7 +80,7 @@ def from_json(value: Any, *, name: str, datatype: str = "FP32", source: bytes | 
             f"'{name}' is ragged; expected nested lists of equal length", code="invalid_input"
         ) from None
     numeric = array.dtype.kind in "iuf"
-    if not numeric or _has_bool(value, source):
+    if not numeric or _has_bool(value, array, source):
         if array.dtype.kind == "b" or numeric:
             what = "booleans"
         elif array.dtype.kind == "U":
@@ -90,7 +90,7 @@ def from_json(value: Any, *, name: str, datatype: str = "FP32", source: bytes | 
         raise InvalidRequestError(
             f"'{name}' holds {what}; expected numbers only", code="invalid_input"
         )
-    return _cast(array, name=name, datatype=datatype)
+    return cast(array, name=name, datatype=datatype)
 
 
 def from_binary(
@@ -107,7 +107,8 @@ def from_binary(
     return np.frombuffer(buffer, dtype=dtype).reshape(shape)
 
 
-def _cast(array: np.ndarray, *, name: str, datatype: str) -> np.ndarray:
+def cast(array: np.ndarray, *, name: str, datatype: str) -> np.ndarray:
+    """``array`` as ``datatype`` (no copy when it already is); integers must be whole."""
     dtype = _dtype(datatype, name)
     if dtype.kind == "i" and array.dtype.kind == "f":
         if not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array)):
@@ -127,7 +128,14 @@ def _dtype(datatype: str, name: str) -> np.dtype:
     return dtype
 
 
-def _has_bool(value: list, source: bytes | None) -> bool:
+def _has_bool(value: list, array: np.ndarray, source: bytes | None) -> bool:
+    """Whether JSON booleans hide among the numbers (numpy made them 1 and 0).
+
+    Cheap first: only an array holding exact 0s or 1s can hide one, and only a text that
+    spells true or false; then the exact (slow) look at every value.
+    """
+    if array.dtype.kind not in "iuf" or not ((array == 0) | (array == 1)).any():
+        return array.dtype.kind == "b"
     if source is not None and not any(b in source for b in _BOOL_LITERALS):
         return False
     return _contains_bool(value)
