@@ -347,3 +347,16 @@ def test_the_service_is_transport_free():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_body_that_stalls_gets_408_and_the_place_is_freed(small_package):
+    with http_server(
+        small_package, max_queue_size=1, http=HttpConfig(port=0, body_timeout_s=0.3)
+    ) as (
+        _,
+        port,
+    ):
+        head = f"POST {INFER} HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n{{".encode()
+        reply = raw_exchange(port, head)  # the rest of the body never comes
+        assert reply.startswith(b"HTTP/1.1 408") and b"did not arrive within 0.3 s" in reply
+        assert request(port, "POST", INFER, infer_body([1, 64, 3]))[0] == 200  # place freed

@@ -22,10 +22,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -158,6 +156,29 @@ class Pending:
         return self.future is None or self.future.done()
 
 
+class _Admission:
+    """A place among ``max_queue_size`` (a class, not a generator: it is on every request)."""
+
+    __slots__ = ("service",)
+
+    def __init__(self, service: ForecastService) -> None:
+        self.service = service
+
+    def __enter__(self) -> None:
+        service = self.service
+        with service._admit_lock:
+            if service._admitted >= service.config.max_queue_size:
+                raise UnavailableError(
+                    f"server overloaded: {service._admitted} requests in flight; retry later",
+                    code="overloaded",
+                )
+            service._admitted += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self.service._admit_lock:
+            self.service._admitted -= 1
+
+
 class ForecastService:
     def __init__(
         self,
@@ -259,21 +280,10 @@ class ForecastService:
         return served
 
     # -- inference -------------------------------------------------------------------------
-    @contextmanager
-    def admit(self) -> Iterator[None]:
-        """Hold one of ``max_queue_size`` places while a request is read and answered."""
-        with self._admit_lock:
-            if self._admitted >= self.config.max_queue_size:
-                raise UnavailableError(
-                    f"server overloaded: {self._admitted} requests in flight; retry later",
-                    code="overloaded",
-                )
-            self._admitted += 1
-        try:
-            yield
-        finally:
-            with self._admit_lock:
-                self._admitted -= 1
+    def admit(self) -> _Admission:
+        """``with service.admit():`` holds one of ``max_queue_size`` places while a request is
+        read and answered; entering raises UnavailableError (503) when none is free."""
+        return _Admission(self)
 
     def in_flight(self) -> int:
         """Requests admitted and not yet answered."""
