@@ -142,6 +142,8 @@ class _Prepared:
 class Pending:
     """A submitted request; ``ForecastService.result`` waits for it (once)."""
 
+    __slots__ = ("request", "started", "model", "version", "prepared", "future", "outputs", "error")
+
     def __init__(self, request: InferRequest) -> None:
         self.request = request
         self.started = time.perf_counter()
@@ -387,11 +389,12 @@ class ForecastService:
             array = request.inputs[spec.name]
             if array is None:
                 continue  # undecodable: the codec has said why
-            try:  # JSON lines sends every input as FP32: the model's datatype decides
-                array = tensors.cast(array, name=spec.name, datatype=spec.datatype)
-            except InvalidRequestError as exc:
-                problems.append((exc.code, str(exc)))
-                continue
+            if array.dtype != tensors.DTYPES.get(spec.datatype):
+                try:  # JSON lines sends every input as FP32: the model's datatype decides
+                    array = tensors.cast(array, name=spec.name, datatype=spec.datatype)
+                except InvalidRequestError as exc:
+                    problems.append((exc.code, str(exc)))
+                    continue
             problem = self._check_tensor(spec.name, array, spec.shape)
             if problem:
                 problems.append(("invalid_input", problem))
@@ -637,28 +640,26 @@ def _run_engine(engine: Engine, inputs: Inputs) -> Outputs:
 
 
 def _finish(prepared: _Prepared, outputs: Outputs) -> dict[str, np.ndarray]:
-    """Inverse-scale (raw), select channels, refuse non-finite forecasts, drop the batch axis."""
-    m = prepared.engine.package.manifest
-    first = m.outputs[0].name
-    result = dict(outputs)
-    forecast = result[first]
+    """Select channels and inverse-scale (raw) the forecast, refuse non-finite outputs, drop
+    the batch axis of a single window."""
+    scaler = prepared.engine.scaler if prepared.raw else None
     channels = prepared.channels
-    if prepared.raw and prepared.engine.scaler is not None:
-        selected = forecast if channels is None else forecast[..., channels]
-        with np.errstate(all="ignore"):
-            result[first] = prepared.engine.scaler.inverse_transform(selected, channels)
-    elif channels is not None:
-        result[first] = forecast[..., channels]
-    for name, array in result.items():
+    result: dict[str, np.ndarray] = {}
+    for name, array in outputs.items():
+        if not result:  # the first output is the forecast: channels and raw apply to it
+            if channels is not None:
+                array = array[..., channels]
+            if scaler is not None:
+                with np.errstate(all="ignore"):
+                    array = scaler.inverse_transform(array, channels)
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise ModelOutputError(
                 f"the model's '{name}' for this input is not finite (NaN or inf): the input is "
                 "likely far outside the range the model was trained on (check its scale, or "
                 "'raw'); nothing is answered for it rather than nulls"
             )
-    if prepared.single:
-        result = {name: array[0] for name, array in result.items()}
-    return {name: np.ascontiguousarray(array) for name, array in result.items()}
+        result[name] = np.ascontiguousarray(array[0] if prepared.single else array)
+    return result
 
 
 def _expected(shape: list[int]) -> str:

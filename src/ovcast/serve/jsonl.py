@@ -103,7 +103,7 @@ class JsonLinesServer:
         log.info("stopped after %d responses", self.answered)
         return 0
 
-    def _handle(self, line: bytes | object, pending: deque[_Answer]) -> _Answer:
+    def _handle(self, line: bytearray | bytes | object, pending: deque[_Answer]) -> _Answer:
         """Start answering one line; a command first lets every earlier line finish."""
         try:
             if line is _TOO_LONG:
@@ -112,7 +112,7 @@ class JsonLinesServer:
                     "(--max-request-bytes)",
                     code="line_too_long",
                 )
-            assert isinstance(line, bytes)
+            assert isinstance(line, (bytes, bytearray))
             decoded = codec.decode(line)
             if isinstance(decoded, codec.Command):
                 while pending:
@@ -211,11 +211,11 @@ class _LineReader:
         self.buffer = bytearray()
         self.eof = self.stopped = self.skipping = False
 
-    def next(self, *, wait: bool) -> bytes | object | None:
+    def next(self, *, wait: bool) -> bytearray | bytes | object | None:
         while True:
             end = self.buffer.find(b"\n")
             if end >= 0:
-                line = bytes(self.buffer[: end + 1])
+                line = self.buffer[: end + 1]  # one copy; orjson reads a bytearray as it is
                 del self.buffer[: end + 1]
                 if self.skipping:
                     self.skipping = False

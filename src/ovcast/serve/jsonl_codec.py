@@ -59,7 +59,7 @@ class Command:
     model_dir: str | None  # reload only: a package folder (the pipe's writer is trusted)
 
 
-def decode(line: bytes) -> LineRequest | Command:
+def decode(line: bytes | bytearray) -> LineRequest | Command:
     """Parse one request line; raises InvalidRequestError only when nothing can be read."""
     if not line.strip():
         raise InvalidRequestError(

@@ -83,6 +83,7 @@ class ServiceMetrics:
             ("model", "outcome"), registry=r,
         )  # fmt: skip
         self._models: dict[str, ModelMetrics] = {}
+        self._counts: dict[tuple[str, str], Counter] = {}
 
     def model(self, name: str) -> ModelMetrics:
         metrics = self._models.get(name)
@@ -96,7 +97,10 @@ class ServiceMetrics:
         return metrics
 
     def count(self, model: str, outcome: str, seconds: float | None = None) -> None:
-        self.requests.labels(model, outcome).inc()
+        counter = self._counts.get((model, outcome))
+        if counter is None:  # a label lookup takes a lock: once per (model, outcome)
+            counter = self._counts[model, outcome] = self.requests.labels(model, outcome)
+        counter.inc()
         if seconds is not None:
             self.model(model).request_s.observe(seconds)
 

@@ -28,7 +28,7 @@ _BOOL_LITERALS = (b"true", b"false")
 Problem = tuple[str, str]  # (error code, message)
 
 
-def json_object(data: bytes, *, what: str, expected: str) -> dict[str, Any]:
+def json_object(data: bytes | bytearray, *, what: str, expected: str) -> dict[str, Any]:
     """``data`` parsed as a JSON object, or InvalidRequestError naming what was expected."""
     try:
         value = orjson.loads(data)
@@ -62,7 +62,9 @@ def request_options(
     return channels, raw
 
 
-def from_json(value: Any, *, name: str, datatype: str = "FP32", source: bytes | None = None):
+def from_json(
+    value: Any, *, name: str, datatype: str = "FP32", source: bytes | bytearray | None = None
+) -> np.ndarray:
     """A JSON number or (nested) list of numbers as an array of ``datatype``.
 
     ``source`` is the raw text the value was parsed from, if known: booleans mixed with
@@ -128,7 +130,7 @@ def _dtype(datatype: str, name: str) -> np.dtype:
     return dtype
 
 
-def _has_bool(value: list, array: np.ndarray, source: bytes | None) -> bool:
+def _has_bool(value: list, array: np.ndarray, source: bytes | bytearray | None) -> bool:
     """Whether JSON booleans hide among the numbers (numpy made them 1 and 0).
 
     Cheap first: only an array holding exact 0s or 1s can hide one, and only a text that
