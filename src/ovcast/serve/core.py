@@ -123,10 +123,10 @@ class _Model:
     source: ModelSource
     versions: dict[str, ServedModel]  # never mutated: a reload builds a new _Model
     versioned: bool  # a folder of version folders (else one package, version "1")
+    default: ServedModel = field(init=False)  # the highest version: what requests get
 
-    @property
-    def default(self) -> ServedModel:
-        return self.versions[max(self.versions, key=int)]
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "default", self.versions[max(self.versions, key=int)])
 
 
 @dataclass
