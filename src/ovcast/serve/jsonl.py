@@ -31,6 +31,9 @@ from .core import ForecastService, Pending
 
 log = logging.getLogger(__name__)
 
+# Reads of a pipe-buffer quarter: the writer refills while we read on, as with readline(),
+# instead of sleeping until we have drained the whole pipe.
+READ_BYTES = 16 * 1024
 _TOO_LONG = object()  # a line over the cap (already skipped)
 _NOTHING_YET = object()  # no complete line available without waiting
 
@@ -209,11 +212,14 @@ class _LineReader:
     def __init__(self, fd: int, max_bytes: int, wake_fd: int) -> None:
         self.fd, self.max_bytes, self.wake_fd = fd, max_bytes, wake_fd
         self.buffer = bytearray()
+        self.scanned = 0  # the buffer holds no newline before this offset
         self.eof = self.stopped = self.skipping = False
 
     def next(self, *, wait: bool) -> bytearray | bytes | object | None:
         while True:
-            end = self.buffer.find(b"\n")
+            # A long line arrives in many reads: look for its end in the new bytes only.
+            end = self.buffer.find(b"\n", self.scanned)
+            self.scanned = len(self.buffer) if end < 0 else 0
             if end >= 0:
                 line = self.buffer[: end + 1]  # one copy; orjson reads a bytearray as it is
                 del self.buffer[: end + 1]
@@ -225,6 +231,7 @@ class _LineReader:
                 return line
             if len(self.buffer) > self.max_bytes:
                 self.buffer.clear()
+                self.scanned = 0
                 if not self.skipping:
                     self.skipping = True
                     return _TOO_LONG
@@ -250,7 +257,7 @@ class _LineReader:
                 return True
             if not ready:
                 return False
-        chunk = os.read(self.fd, 1 << 20)
+        chunk = os.read(self.fd, READ_BYTES)
         if not chunk:
             self.eof = True
         self.buffer += chunk
