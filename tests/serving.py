@@ -55,19 +55,20 @@ def infer_body(shape, data=None, name="past_values", datatype="FP32", **fields) 
     return orjson.dumps({"inputs": inputs, **fields})
 
 
-def start_process(*args: str, stdin=None) -> subprocess.Popen:
+def start_process(*args: str, stdin=None, env=None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "ovcast", "serve", *args],
         stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=stdin is None,
+        env=env,
     )
 
 
-def http_process(*args: str) -> tuple[subprocess.Popen, int]:
+def http_process(*args: str, env=None) -> tuple[subprocess.Popen, int]:
     """``ovcast serve --mode http`` as a process on a free port, once it is ready."""
-    proc = start_process("--mode", "http", "--port", "0", *args)
+    proc = start_process("--mode", "http", "--port", "0", *args, env=env)
     deadline = time.monotonic() + 120
     seen = []
     while time.monotonic() < deadline:

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import random_windows
-from serving import jsonl_line
+from serving import JsonLinesProcess, jsonl_line
 
 from ovcast import Engine, ModelPackage
 from ovcast.convert.repository import write_repository
@@ -146,3 +146,55 @@ def test_jsonl_batches_pipelined_lines_and_answers_in_order(small_package, small
     text = answers[-1]["metrics"]
     batches = float(text.split('ovcast_batch_size_count{model="small"} ')[1].split()[0])
     assert batches < 24  # windows were read ahead and run together
+
+
+def test_jsonl_load_unload_and_index_by_name(tmp_path, small_package, small_engine):
+    root = tmp_path / "repo"
+    write_repository(ModelPackage.load(small_package), root)
+    server = JsonLinesProcess("--repository", str(root))
+    try:
+        assert (
+            server.send(b'{"request_id": "u", "command": "unload", "model": "small"}\n')["event"]
+            == "unloaded"
+        )
+        gone = server.send(jsonl_line(1, WINDOW, model="small"))
+        assert gone["error"]["code"] == "model_not_found"
+        index = server.send(b'{"request_id": "i", "command": "index"}\n')["models"]
+        assert index == [{"name": "small", "state": "UNAVAILABLE", "reason": "unloaded"}]
+        assert server.send(b'{"request_id": "l", "command": "load", "model": "small"}\n')["success"]
+        back = server.send(jsonl_line(2, WINDOW, model="small"))
+        np.testing.assert_allclose(back["predictions"], small_engine.predict(WINDOW), atol=1e-5)
+        refused = server.send(b'{"request_id": "x", "command": "load", "model": "../etc"}\n')
+        assert refused["error"]["code"] == "model_not_found"
+    finally:
+        assert server.close() == 0
+
+
+def test_a_reload_that_fails_unexpectedly_is_a_reload_error(small_package):
+    service = ForecastService(Repository([parse_model_option(str(small_package))]))
+    service.start()
+
+    def broken(path):
+        raise RuntimeError("OpenVINO exploded")
+
+    service.model().slot._load = broken
+    with pytest.raises(ServingError) as caught:
+        service.reload()
+    assert caught.value.code == "reload_failed" and "unexpected RuntimeError" in str(caught.value)
+    assert service.infer(InferRequest({"past_values": WINDOW})).model == "small"  # still serving
+    service.close()
+
+
+def test_cli_api_key_from_the_environment(small_package):
+    import os
+
+    from serving import http_process, request
+
+    env = {**os.environ, "OVCAST_API_KEY": "from-env"}
+    proc, port = http_process("--model", str(small_package), env=env)
+    try:
+        assert request(port, "GET", "/v2/models/small")[0] == 401
+        assert request(port, "GET", "/v2/models/small", headers={"X-API-Key": "from-env"})[0] == 200
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0
