@@ -81,30 +81,44 @@ class ServingError(OvcastError):
 
 
 class InvalidRequestError(ServingError):
+    """A malformed request or one its model cannot take; the message lists every problem."""
+
     code, http_status = "invalid_request", 400
 
 
 class PayloadTooLargeError(InvalidRequestError):
+    """A body or line over the configured cap, refused before it is read."""
+
     code, http_status = "payload_too_large", 413
 
 
 class AccessDeniedError(ServingError):
+    """No or a wrong API key (401), or an operation this server does not allow (403)."""
+
     code, http_status = "unauthorized", 401
 
 
 class UnknownModelError(ServingError):
+    """No such model or version is served or in the repository (a name, never a path)."""
+
     code, http_status = "model_not_found", 404
 
 
 class ModelOutputError(ServingError):
+    """A finite input whose forecast is NaN or inf: answered as an error, never as nulls."""
+
     code, http_status = "model_output_not_finite", 422
 
 
 class ReloadError(ServingError):
+    """A load or reload was refused; the model that was serving goes on serving."""
+
     code, http_status = "reload_failed", 400
 
 
 class UnavailableError(ServingError):
+    """Not ready, overloaded or timed out (503): retrying later can succeed."""
+
     code, http_status = "unavailable", 503
 
 
