@@ -83,6 +83,7 @@ def test_metadata_health_and_index(server):
     assert meta["outputs"][0]["shape"] == [-1, 16, 3] and meta["parameters"]["raw_supported"]
     assert c.get_model_metadata("market", model_version="1")["name"] == "market"
     assert "model_repository" in c.get_server_metadata()["extensions"]
+    assert request(server[1], "GET", "/v2/repository/index")[1] == c.get_model_repository_index()
     index = c.get_model_repository_index()
     assert [(e["name"], e.get("version"), e["state"]) for e in index] == [
         ("market", "1", "READY"),

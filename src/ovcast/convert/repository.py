@@ -55,7 +55,7 @@ def write_repository(package: ModelPackage, repository: str | Path, version: int
     for file in (XML_FILE, BIN_FILE, MANIFEST_FILE):
         shutil.copy2(package.path / file, target / file)
     config_path = root / CONFIG_FILE
-    config = {"model_config_list": []}
+    config: dict[str, Any] = {"model_config_list": []}
     if config_path.is_file():
         config = json.loads(config_path.read_text())
     entries = [e for e in config.get("model_config_list", []) if e["config"]["name"] != name]

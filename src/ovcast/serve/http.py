@@ -7,7 +7,7 @@ Routes (KServe v2 and Triton's extensions, as OVMS and Triton serve them):
     GET  /v2, /metrics (Prometheus)
     GET  /v2/models/{name}[/versions/{v}][/ready]
     POST /v2/models/{name}[/versions/{v}]/infer       JSON tensors or the binary extension
-    POST /v2/repository/index
+    GET|POST /v2/repository/index                     {"ready": true}: only the ready ones
     POST /v2/repository/models/{name}/load | /unload  by name, from the repository root only
 
 Lifecycle: bind and answer ``/v2/health/live`` at once; load and warm up the models in the
@@ -93,7 +93,7 @@ class HttpFrontEnd:
             Route(version + "/ready", self._guard(self.model_ready), methods=["GET"]),
             Route(model + "/infer", self._wrong_method, methods=["GET"]),
             Route(version + "/infer", self._wrong_method, methods=["GET"]),
-            Route("/v2/repository/index", self._guard(self.index), methods=["POST"]),
+            Route("/v2/repository/index", self._guard(self.index), methods=["GET", "POST"]),
             Route(
                 "/v2/repository/models/{name}/{action:str}",
                 self._guard(self.control),
@@ -255,7 +255,7 @@ class HttpFrontEnd:
         return payload, [*headers, (b"content-length", str(len(payload)).encode())]
 
     async def index(self, request: Request) -> Response:
-        options = await self._options(request)
+        options = await self._options(request) if request.method == "POST" else {}
         ready = options.get("ready", False)
         if not isinstance(ready, bool):
             raise InvalidRequestError("'ready' must be true or false")
