@@ -79,7 +79,7 @@ class HttpFrontEnd:
         self.model_control = self.config.allow_model_control or is_loopback(self.config.host)
         self._key = self.config.api_key.encode() if self.config.api_key else None
         self._limiter: anyio.CapacityLimiter | None = None
-        self.server: AsgiServer | None = None  # set by start()
+        self.server: AsgiServer | None = None  # set by serve() and start()
         model = "/v2/models/{name}"
         version = model + "/versions/{version}"
         routes = [
@@ -116,6 +116,7 @@ class HttpFrontEnd:
             on_exit=self.service.draining.set,
             on_hangup=self.service.reload_in_background,
         )
+        self.server = server
         failed: list[BaseException] = []
 
         def load() -> None:
@@ -144,7 +145,11 @@ class HttpFrontEnd:
     def start(self) -> AsgiServer:
         """Load the models, then serve in a background thread (embedding, tests); ``stop()`` it."""
         sock = listen(self.config.host, self.config.port, what="the HTTP server")
-        self.service.start()
+        try:
+            self.service.start()
+        except BaseException:
+            sock.close()
+            raise
         server = AsgiServer(
             self,
             sock,
