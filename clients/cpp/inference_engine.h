@@ -101,6 +101,17 @@ using Clock = std::chrono::steady_clock;
 using Window = std::vector<std::vector<float>>;  // [time step][channel]
 using Ticket = uint64_t;                         // names a submitted request
 
+// A further named input, for models that take more than the window (TinyTimeMixer:
+// "freq_token", "future_exogenous", "past_observed_mask"; `ovcast info MODEL_DIR` lists a
+// package's inputs): its values in row-major order and its shape without the batch axis
+// ({} for one number), e.g. {"future_exogenous", {96, 2}, values} or {"freq_token", {}, {7}}.
+struct Tensor {
+  std::string name;
+  std::vector<size_t> shape;
+  std::vector<float> values;
+};
+using Inputs = std::vector<Tensor>;
+
 enum class Error {
   None,
   Timeout,        // a ready server had the request and did not answer within its deadline
@@ -159,8 +170,9 @@ struct Options {
   // A longer stdout line is a protocol fault. 0: automatic, 1 MiB or, for models with large
   // forecasts, 64 KiB + 48 bytes per forecast value.
   size_t max_line_bytes = 0;
-  // Channels in an answer. 0: the count of a `--channels I,J` in command, else the ready
-  // line's num_channels. Set it when a wrapper script passes --channels to the server.
+  // Channels in an answer. 0: what the ready line's forecast_channel_names or a
+  // `--channels I,J` in command say, else any count from 1 to num_channels (a model may
+  // forecast fewer channels than it reads: TinyTimeMixer's prediction channels).
   int output_channels = 0;
   std::chrono::milliseconds stop_grace{500};  // stop()/destructor: wait for a clean exit
   ServerStderr server_stderr = ServerStderr::Inherit;
@@ -176,6 +188,7 @@ struct ServerInfo {
   int prediction_length = 0;
   int num_channels = 0;
   std::vector<std::string> channel_names;
+  std::vector<std::string> forecast_channel_names;  // when the server says which it forecasts
   std::string ready_line;
 };
 
@@ -183,10 +196,10 @@ struct Stats {
   // Requests: each submitted request ends in exactly one outcome.
   uint64_t submitted = 0, ok = 0, timeouts = 0, unavailable = 0, server_errors = 0,
            protocol_errors = 0, child_died = 0, invalid_input = 0;
-  uint64_t resent = 0;         // requests sent again to a new server after theirs failed
-  uint64_t late_answers = 0;   // answers to requests that had already timed out, dropped
-  uint64_t garbage_lines = 0;  // stdout lines that were not answers to our requests, skipped
-  uint64_t stderr_lines = 0;   // lines read from the server's stderr (ServerStderr::Capture)
+  uint64_t resent = 0;              // requests sent again to a new server after theirs failed
+  uint64_t late_answers = 0;        // answers to requests that had already timed out, dropped
+  uint64_t garbage_lines = 0;       // stdout lines that were not answers to our requests, skipped
+  uint64_t stderr_lines = 0;        // lines read from the server's stderr (ServerStderr::Capture)
   uint64_t callback_errors = 0;     // exceptions thrown by on_restart / on_server_stderr
   std::string last_callback_error;  // the latest one's what()
   // Servers.
@@ -593,9 +606,51 @@ inline bool parse_json(std::string_view text, Json* json, const JsonLimits& limi
 // ---------------------------------------------------------------------------------------
 // The wire format, in one place: a request line out, an answer or the ready line in.
 
-// Encodes one request line (with its '\n'); false and *error when the window is unusable.
+// Appends one input's values as nested JSON arrays of its shape; false and *error if unusable.
+inline bool append_tensor(std::string* line, const Tensor& tensor, std::string* error) {
+  bool name_ok = !tensor.name.empty();
+  for (char c : tensor.name) {
+    name_ok = name_ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
+  }
+  if (!name_ok) {
+    *error = "input name '" + tensor.name + "' must be letters, digits and '_'";
+    return false;
+  }
+  size_t count = 1;
+  for (size_t d : tensor.shape) count *= d;
+  if (count != tensor.values.size() || count == 0) {
+    *error = "input '" + tensor.name + "' has " + std::to_string(tensor.values.size()) +
+             " values; its shape needs " + std::to_string(count);
+    return false;
+  }
+  for (size_t i = 0; i < count; ++i) {
+    if (!std::isfinite(tensor.values[i])) {
+      *error = "input '" + tensor.name + "' has NaN or inf at flat index " + std::to_string(i);
+      return false;
+    }
+  }
+  // Row-major: open a bracket whenever an index starts a new block of some dimension.
+  const size_t rank = tensor.shape.size();
+  std::vector<size_t> block(rank + 1, 1);  // block[d]: values under one index of dim d-1
+  for (size_t d = rank; d-- > 0;) block[d] = block[d + 1] * tensor.shape[d];
+  for (size_t i = 0; i < count; ++i) {
+    if (i) *line += ',';
+    for (size_t d = 0; d < rank; ++d) {
+      if (i % block[d] == 0) *line += '[';
+    }
+    append_number(line, tensor.values[i]);
+    for (size_t d = rank; d-- > 0;) {
+      if ((i + 1) % block[d] == 0) *line += ']';
+    }
+  }
+  return true;
+}
+
+// Encodes one request line (with its '\n'); false and *error when the window or one of the
+// further inputs is unusable. The further inputs go in "inputs": {"name": values}.
 inline bool encode_request(const std::string& request_id, int64_t timestamp_ms,
-                           const Window& window, std::string* line, std::string* error) {
+                           const Window& window, std::string* line, std::string* error,
+                           const Inputs& inputs = {}) {
   if (window.empty() || window[0].empty()) {
     *error = "window is empty; expected [context][channels]";
     return false;
@@ -626,7 +681,17 @@ inline bool encode_request(const std::string& request_id, int64_t timestamp_ms,
     }
     *line += ']';
   }
-  *line += "]}\n";
+  *line += ']';
+  if (!inputs.empty()) {
+    *line += ",\"inputs\":{";
+    for (size_t k = 0; k < inputs.size(); ++k) {
+      if (k) *line += ',';
+      *line += '"' + inputs[k].name + "\":";
+      if (!append_tensor(line, inputs[k], error)) return false;
+    }
+    *line += '}';
+  }
+  *line += "}\n";
   return true;
 }
 
@@ -669,17 +734,20 @@ inline bool is_answer(const Json& line) {
   return success && success->kind == Json::Bool;
 }
 
-// What an answer's predictions must be; 0: not checked.
+// What an answer's predictions must be: horizon x channels; channels 0: any count from 1 to
+// most_channels (0: any).
 struct AnswerShape {
   int horizon = 0;
   int channels = 0;
+  int most_channels = 0;
 };
 
 // How much of an answer line may be built: the predictions of `shape` with room to spare
 // (a wrong shape is reported with its size); bigger members (other outputs) are elided.
 inline JsonLimits answer_limits(const AnswerShape& shape) {
-  const size_t values = 1 + static_cast<size_t>(shape.horizon) *
-                                (1 + static_cast<size_t>(std::max(shape.channels, 1)));
+  const int channels = std::max({shape.channels, shape.most_channels, 1});
+  const size_t values =
+      1 + static_cast<size_t>(shape.horizon) * (1 + static_cast<size_t>(channels));
   JsonLimits limits;
   limits.max_member_values = 2 * values + 1024;
   limits.max_total_values = 2 * limits.max_member_values + 4096;
@@ -699,9 +767,11 @@ inline void decode_answer(const Json& answer, const AnswerShape& shape, Result* 
     if (result->message.empty()) result->message = "the server answered success=false";
     return;
   }
-  std::string expected = "[" + (shape.horizon ? std::to_string(shape.horizon) : "horizon") +
-                         "][" + (shape.channels ? std::to_string(shape.channels) : "channels") +
-                         "] finite float32 numbers";
+  const std::string channels = shape.channels        ? std::to_string(shape.channels)
+                               : shape.most_channels ? "1.." + std::to_string(shape.most_channels)
+                                                     : std::string("channels");
+  const std::string expected = "[" + (shape.horizon ? std::to_string(shape.horizon) : "horizon") +
+                               "][" + channels + "] finite float32 numbers";
   auto refuse = [&](const std::string& what) {
     result->error = Error::ProtocolError;
     result->message = "the answer's 'predictions' " + what + "; expected " + expected;
@@ -715,8 +785,11 @@ inline void decode_answer(const Json& answer, const AnswerShape& shape, Result* 
   const size_t rows = preds->array.size();
   if (shape.horizon > 0 && rows != static_cast<size_t>(shape.horizon))
     return refuse("have " + std::to_string(rows) + " rows");
-  const size_t width = shape.channels > 0 ? static_cast<size_t>(shape.channels)
-                                          : preds->array[0].array.size();
+  const size_t width =
+      shape.channels > 0 ? static_cast<size_t>(shape.channels) : preds->array[0].array.size();
+  if (shape.channels == 0 && shape.most_channels > 0 &&
+      width > static_cast<size_t>(shape.most_channels))
+    return refuse("rows have " + std::to_string(width) + " values");
   std::vector<std::vector<float>> values(rows);
   for (size_t t = 0; t < rows; ++t) {
     const Json& row = preds->array[t];
@@ -786,8 +859,8 @@ inline ReadyLine decode_ready(std::string_view line, ServerInfo* info, std::stri
   if (const Json* model = json.get("model"); model && model->kind == Json::String)
     read.model = model->string;
   if (const Json* names = json.get("channel_names")) {
-    bool good = names->kind == Json::Array &&
-                names->array.size() == static_cast<size_t>(read.num_channels);
+    bool good =
+        names->kind == Json::Array && names->array.size() == static_cast<size_t>(read.num_channels);
     for (const Json& name : names->array) {
       good = good && name.kind == Json::String;
       if (good) read.channel_names.push_back(name.string);
@@ -795,6 +868,17 @@ inline ReadyLine decode_ready(std::string_view line, ServerInfo* info, std::stri
     if (!good) {
       *problem = "the ready line's channel_names are not " + std::to_string(read.num_channels) +
                  " strings (num_channels)";
+      return ReadyLine::Unusable;
+    }
+  }
+  if (const Json* names = json.get("forecast_channel_names")) {
+    bool good = names->kind == Json::Array && !names->array.empty();
+    for (const Json& name : names->array) {
+      good = good && name.kind == Json::String;
+      if (good) read.forecast_channel_names.push_back(name.string);
+    }
+    if (!good) {
+      *problem = "the ready line's forecast_channel_names are not a list of names";
       return ReadyLine::Unusable;
     }
   }
@@ -815,8 +899,10 @@ inline int channels_in_command(const std::vector<std::string>& command) {
       continue;
     int count = 1;
     for (char c : list) {
-      if (c == ',') ++count;
-      else if (!std::isdigit(static_cast<unsigned char>(c))) return 0;
+      if (c == ',')
+        ++count;
+      else if (!std::isdigit(static_cast<unsigned char>(c)))
+        return 0;
     }
     return list.empty() ? 0 : count;
   }
@@ -876,8 +962,7 @@ class SigpipeGuard {
     const int saved = errno;
     if (broke_ && !was_pending_) {
       const timespec zero{0, 0};
-      while (sigtimedwait(&pipe_, nullptr, &zero) < 0 && errno == EINTR) {
-      }
+      while (sigtimedwait(&pipe_, nullptr, &zero) < 0 && errno == EINTR) {}
     }
     pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
     errno = saved;
@@ -932,8 +1017,8 @@ inline bool spawn_server(const std::vector<std::string>& command, ServerStderr w
                          ServerPipes* out, std::string* why) {
   int in[2] = {-1, -1}, stdout_pipe[2] = {-1, -1}, stderr_pipe[2] = {-1, -1};
   auto close_all = [&] {
-    for (int* fd : {&in[0], &in[1], &stdout_pipe[0], &stdout_pipe[1], &stderr_pipe[0],
-                    &stderr_pipe[1]})
+    for (int* fd :
+         {&in[0], &in[1], &stdout_pipe[0], &stdout_pipe[1], &stderr_pipe[0], &stderr_pipe[1]})
       close_fd(fd);
   };
   if (!own_pipe(in) || !own_pipe(stdout_pipe) ||
@@ -1032,12 +1117,20 @@ class InferenceEngine {
   Result predict(const Window& window, int64_t timestamp_ms, std::chrono::milliseconds timeout) {
     return wait(submit(window, timestamp_ms, timeout));
   }
+  // With further named inputs, for models that take them (see Tensor).
+  Result predict(const Window& window, const Inputs& inputs, int64_t timestamp_ms = 0) {
+    return wait(submit(window, inputs, timestamp_ms, options_.timeout));
+  }
 
   // Queue a request without waiting for its answer; its deadline starts now.
   Ticket submit(const Window& window, int64_t timestamp_ms = 0) {
-    return submit(window, timestamp_ms, options_.timeout);
+    return submit(window, Inputs{}, timestamp_ms, options_.timeout);
   }
   Ticket submit(const Window& window, int64_t timestamp_ms, std::chrono::milliseconds timeout) {
+    return submit(window, Inputs{}, timestamp_ms, timeout);
+  }
+  Ticket submit(const Window& window, const Inputs& inputs, int64_t timestamp_ms,
+                std::chrono::milliseconds timeout) {
     const Ticket ticket = next_ticket_++;
     ++stats_.submitted;
     Pending request;
@@ -1047,8 +1140,8 @@ class InferenceEngine {
     request.deadline = detail::after(Clock::now(), timeout);
     Result result;
     if (!detail::check_window(window, info_, &result.message) ||
-        !detail::encode_request(request.id, timestamp_ms, window, &request.line,
-                                &result.message)) {
+        !detail::encode_request(request.id, timestamp_ms, window, &request.line, &result.message,
+                                inputs)) {
       result.error = Error::InvalidInput;
       finish(ticket, std::move(result));
     } else if (stopped_ || gave_up_) {
@@ -1136,11 +1229,11 @@ class InferenceEngine {
     std::string line;
     std::chrono::milliseconds timeout{0};
     Clock::time_point deadline;
-    size_t written = 0;      // bytes of line written to the current server
+    size_t written = 0;         // bytes of line written to the current server
     Clock::time_point sent_at;  // when its first byte went to the current server
-    int sends = 0;           // servers that received the whole line
-    int strikes = 0;         // servers that failed while working on it
-    bool abandoned = false;  // timed out; kept only to finish writing it or to drop its answer
+    int sends = 0;              // servers that received the whole line
+    int strikes = 0;            // servers that failed while working on it
+    bool abandoned = false;     // timed out; kept only to finish writing it or to drop its answer
     bool restarted = false;
   };
 
@@ -1291,9 +1384,9 @@ class InferenceEngine {
       result.restarted = it->restarted;
       result.message =
           it->written == it->line.size() ? "no answer within " + detail::ms_text(it->timeout)
-          : it->timeout.count() == 0     ? std::string("a 0 ms deadline leaves no time to send it")
-                                     : "the server did not read the request within " +
-                                           detail::ms_text(it->timeout);
+          : it->timeout.count() == 0
+              ? std::string("a 0 ms deadline leaves no time to send it")
+              : "the server did not read the request within " + detail::ms_text(it->timeout);
       finish(it->ticket, std::move(result));
       if (it->written > 0) {  // part of it is in the pipe: keep the stream in step
         it->abandoned = true;
@@ -1474,13 +1567,15 @@ class InferenceEngine {
         if (request.sends++ > 0) ++stats_.resent;
       }
     }
-    if (closed) {
-      // It closed its stdin: read what it answered before, then replace it (if its stdout
-      // ended too, that already did).
-      detail::close_fd(&to_child_);
-      read_stdout();
-      if (state_ == State::Ready) fault(Fault::Exit, "server closed its stdin");
-    }
+    if (closed) stdin_closed();
+  }
+
+  // The server closed its stdin (a write failed, or poll() says so): read what it answered
+  // before, then replace it (if its stdout ended too, that already did).
+  void stdin_closed() {
+    detail::close_fd(&to_child_);
+    read_stdout();
+    if (state_ == State::Ready) fault(Fault::Exit, "server closed its stdin");
   }
 
   // Reads and drops the server's output while it shuts down (stop()).
@@ -1498,16 +1593,21 @@ class InferenceEngine {
     if (stderr_from_child_ >= 0) read_stderr();
   }
 
-  // Waits up to timeout_ms for the server's pipes, then moves what they have.
+  // Waits up to timeout_ms for the server's pipes, then moves what they have. Its stdin is
+  // watched even with nothing to write: POLLERR there says it closed it.
   void io(int timeout_ms) {
     pollfd fds[3];
     nfds_t count = 0;
     if (from_child_ >= 0 && state_ != State::Down) fds[count++] = pollfd{from_child_, POLLIN, 0};
     if (stderr_from_child_ >= 0) fds[count++] = pollfd{stderr_from_child_, POLLIN, 0};
-    if (to_child_ >= 0 && state_ == State::Ready && has_unwritten())
-      fds[count++] = pollfd{to_child_, POLLOUT, 0};
+    const bool watch_stdin = to_child_ >= 0 && state_ == State::Ready;
+    if (watch_stdin)
+      fds[count++] = pollfd{to_child_, static_cast<short>(has_unwritten() ? POLLOUT : 0), 0};
     int ready = poll(count ? fds : nullptr, count, timeout_ms);
-    if (ready > 0) pump();  // else timeout or EINTR: the caller re-checks what is due
+    if (ready <= 0) return;  // timeout or EINTR: the caller re-checks what is due
+    if (watch_stdin && (fds[count - 1].revents & (POLLERR | POLLHUP)) && !has_unwritten())
+      return stdin_closed();
+    pump();
   }
 
   // Moves what the pipes hold now, without waiting.
@@ -1529,10 +1629,12 @@ class InferenceEngine {
     return std::max<size_t>(size_t{1} << 20, 64 * 1024 + 48 * values);
   }
 
+  // The channels an answer must have; 0: any from 1 to num_channels.
   int expected_channels() const {
     if (options_.output_channels > 0) return options_.output_channels;
     const int selected = detail::channels_in_command(options_.command);
-    return selected > 0 ? selected : info_.num_channels;
+    if (selected > 0) return selected;
+    return static_cast<int>(info_.forecast_channel_names.size());
   }
 
   // Reads stdout until the pipe is empty (or a budget is spent: a flood cannot hold a call
@@ -1621,8 +1723,7 @@ class InferenceEngine {
     ++stats_.stderr_lines;
     stderr_tail_ += line;
     stderr_tail_ += '\n';
-    if (stderr_tail_.size() > kStderrTail)
-      stderr_tail_.erase(0, stderr_tail_.size() - kStderrTail);
+    if (stderr_tail_.size() > kStderrTail) stderr_tail_.erase(0, stderr_tail_.size() - kStderrTail);
     notify(options_.on_server_stderr, line);
   }
 
@@ -1631,7 +1732,8 @@ class InferenceEngine {
     if (state_ == State::Starting) return handle_ready_line(line);
     const size_t first = line.find_first_not_of(" \t");
     detail::Json json;
-    const detail::AnswerShape shape{info_.prediction_length, expected_channels()};
+    const detail::AnswerShape shape{info_.prediction_length, expected_channels(),
+                                    info_.num_channels};
     if (first == std::string_view::npos || line[first] != '{' ||
         !detail::parse_json(line, &json, detail::answer_limits(shape)) ||
         !detail::is_answer(json)) {
