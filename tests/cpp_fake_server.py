@@ -18,10 +18,11 @@ A request's last value (``past_values[-1][0]``, the cue) asks for a misbehaviour
     1008  exit (status 70) before answering: a window that crashes the server
     1009  answer only after the next request's answer (out of order)
     1010  never answer (hang)
-    1011  close stdin, answer, linger: the next write to the server fails with EPIPE
+    1011  answer, then linger; close stdin on SIGUSR1: the next write fails with EPIPE
     1012  answer 60 ms late
     1013  answer without the final newline, then exit
     1014  predictions holding far more values than the model has
+    1016  close stdin and never answer
 
 The mode (the first argument, or the first line of the --mode-file, read at each start):
 
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 
@@ -106,8 +108,9 @@ def serve(mode: str) -> int:
             os._exit(70)
         if cue == 1010:
             time.sleep(3600)
-        if cue == 1011:
+        if cue == 1016:
             os.close(0)
+            time.sleep(3600)
         if cue == 1012:
             time.sleep(0.06)
         text = answer(request, cue)
@@ -117,6 +120,8 @@ def serve(mode: str) -> int:
         if cue == 1013:
             write(stray + text.rstrip("\n"))
             return 0
+        if cue == 1011:
+            signal.signal(signal.SIGUSR1, lambda *_: os.close(0))
         write(stray + text + held)
         held = ""
         if cue == 1011:
@@ -148,6 +153,7 @@ def main() -> int:
         "prediction_length": HORIZON,
         "num_channels": len(CHANNELS),
         "channel_names": CHANNELS,
+        "forecast_channel_names": CHANNELS,
         "server_pid": os.getpid(),
     }
     if mode.startswith("bad-ready:"):

@@ -410,7 +410,7 @@ def checked_events(args: list, timeout: float) -> list[dict]:
     late = [
         e for e in events if "elapsed_ms" in e and e["elapsed_ms"] > e["deadline_ms"] + MARGIN_MS
     ]
-    assert late == [], "calls outlived their deadline"
+    assert late == [], f"calls outlived their deadline: {late}"
     assert not [e for e in events if e["event"] in ("error", "threw")]
     return events
 
@@ -734,11 +734,15 @@ def test_a_ready_line_with_unusable_numbers_is_a_start_failure(binaries, tmp_pat
 
 def test_a_closed_pipe_never_raises_sigpipe_in_the_host(binaries, tmp_path):
     events = fake_drill(binaries, tmp_path, "sigpipe")  # SIGPIPE at its default: rc 0 = alive
+    assert event(events, "note", what="stdin_closed")["value"]
     after = results(events, "after")[0]
     assert after["correct"] and after["restarted"]
     sig = event(events, "sigpipe")  # the host's choice of disposition, untouched
     assert (sig["disposition_default"], sig["pending"], sig["blocked"]) == (True, False, False)
     assert "server closed its stdin" in restart_causes(events)[0]
+    silent = results(events, "closes_stdin_silently")[0]  # seen at once, not as a hang
+    assert silent["error"] == "child_died" and "closed its stdin" in silent["message"]
+    assert silent["elapsed_ms"] < 1000 and final_stats(events)["hung_kills"] == 0
 
 
 def test_throwing_callbacks_are_counted_and_stop_nothing(binaries, tmp_path):

@@ -8,8 +8,10 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -82,6 +84,33 @@ inline void stats(const ovcast::InferenceEngine& engine, const char* phase) {
       "exits", s.exits)("hung_kills", s.hung_kills)("protocol_kills", s.protocol_kills)(
       "consecutive_failures", s.consecutive_failures)("last_fault", s.last_fault)(
       "in_flight", static_cast<uint64_t>(engine.in_flight()));
+}
+
+// The options every drill starts from: a quick backoff, a 1 s hang timeout, 30 s to start.
+inline ovcast::Options options(const std::vector<std::string>& command,
+                               std::chrono::milliseconds timeout) {
+  ovcast::Options o;
+  o.command = command;
+  o.timeout = timeout;
+  o.hang_timeout = std::chrono::milliseconds(1000);
+  o.startup_timeout = std::chrono::milliseconds(30000);
+  o.backoff_initial = std::chrono::milliseconds(50);
+  o.backoff_max = std::chrono::milliseconds(400);
+  return o;
+}
+
+// Writes the mode file a server wrapper reads at each start, and says so.
+inline void set_mode(const std::string& file, const std::string& mode, double t_ms) {
+  if (file.empty()) throw std::runtime_error("this scenario needs --mode-file");
+  std::ofstream(file) << mode << '\n';
+  Line("mode")("mode", mode)("t_ms", t_ms);
+}
+
+// Reports each restart as a "restart" line with its time since t0.
+inline void log_restarts(ovcast::InferenceEngine& engine, ovcast::Clock::time_point t0) {
+  engine.on_restart = [t0](const std::string& why) {
+    Line("restart")("t_ms", ms_since(t0))("cause", why);
+  };
 }
 
 // Signals a process the drill means; never a pid <= 0 (kill(-1) signals every process).

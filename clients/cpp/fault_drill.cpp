@@ -37,6 +37,7 @@
 #include <fstream>
 #include <iostream>
 #include <locale>
+#include <map>
 #include <new>
 #include <random>
 #include <sstream>
@@ -60,8 +61,7 @@ void* counted_new(size_t size) {
   if (!p) throw std::bad_alloc();
   const size_t now = g_heap_now += malloc_usable_size(p);
   size_t peak = g_heap_peak.load();
-  while (now > peak && !g_heap_peak.compare_exchange_weak(peak, now)) {
-  }
+  while (now > peak && !g_heap_peak.compare_exchange_weak(peak, now)) {}
   return p;
 }
 void counted_delete(void* p) noexcept {
@@ -106,27 +106,15 @@ class Drill {
 
   double now_ms() const { return ms_since(t0_); }
 
-  void set_mode(const char* mode) {
-    std::ofstream(config_.mode_file) << mode << '\n';
-    Line("mode")("mode", mode)("t_ms", now_ms());
-  }
+  void set_mode(const char* mode) { drill::set_mode(config_.mode_file, mode, now_ms()); }
 
   ovcast::Options options(milliseconds timeout) const {
-    ovcast::Options o;
-    o.command = config_.command;
-    o.timeout = timeout;
-    o.hang_timeout = milliseconds(1000);
-    o.startup_timeout = milliseconds(30000);
-    o.backoff_initial = milliseconds(50);
-    o.backoff_max = milliseconds(400);
-    return o;
+    return drill::options(config_.command, timeout);
   }
 
   // Reports each restart with its time; splits the stacked windows by the server's shapes.
   void attach(ovcast::InferenceEngine& engine) {
-    engine.on_restart = [this](const std::string& why) {
-      Line("restart")("t_ms", now_ms())("cause", why);
-    };
+    drill::log_restarts(engine, t0_);
     const ovcast::ServerInfo& info = engine.server();
     Line("server")("model", info.model)("context_length", info.context_length)(
         "prediction_length", info.prediction_length)("num_channels", info.num_channels);
@@ -528,11 +516,12 @@ void units_json() {
             json.get("big")->kind == ovcast::detail::Json::Elided &&
             json.get("big")->number == 101.0);
   std::string members = "{";
-  for (char key = 'a'; key <= 'z'; ++key) members += std::string(key == 'a' ? "" : ",") + "\"" +
-                                                     key + "\":[1,1]";
+  for (char key = 'a'; key <= 'z'; ++key)
+    members += std::string(key == 'a' ? "" : ",") + "\"" + key + "\":[1,1]";
   check("json: more values than the total limit fail the parse",
         !parse_json("[" + ones(40) + "]", &json, limits) &&
-            !parse_json(members + "}", &json, limits) && parse_json("[" + ones(29) + "]", &json, limits));
+            !parse_json(members + "}", &json, limits) &&
+            parse_json("[" + ones(29) + "]", &json, limits));
   {  // A host app with a decimal comma in its global locale: the wire still uses '.'.
     struct DecimalComma : std::numpunct<char> {
       char do_decimal_point() const override { return ','; }
@@ -563,6 +552,14 @@ void units_wire() {
             decoded(R"({"success":true,"predictions":[[1,2,3],[1,2,3]]})", shape).error ==
                 Error::ProtocolError,
         wrong.message);
+  const ovcast::detail::AnswerShape some{2, 0, 3};  // a model may forecast fewer channels
+  check("answer: unless told the channels, any count from 1 to num_channels is taken",
+        decoded(R"({"success":true,"predictions":[[1],[2]]})", some).ok() &&
+            decoded(R"({"success":true,"predictions":[[1,2,3],[4,5,6]]})", some).ok() &&
+            decoded(R"({"success":true,"predictions":[[1,2,3,4],[4,5,6,7]]})", some)
+                    .message.find("rows have 4 values; expected [2][1..3]") != std::string::npos &&
+            decoded(R"({"success":true,"predictions":[[1,2],[3]]})", some).error ==
+                Error::ProtocolError);
   ovcast::Result big = decoded(R"({"success":true,"predictions":[[1e39,1],[1,1]]})", shape);
   check("answer: values beyond float32, NaN, Infinity or null are a protocol error",
         big.error == Error::ProtocolError &&
@@ -577,8 +574,8 @@ void units_wire() {
                     shape)
                 .ok(),
         big.message);
-  std::string many = R"({"success":true,"outputs":{"other":[)" + ones(5000) +
-                     R"(]},"predictions":[[1,2],[3,4]]})";
+  std::string many =
+      R"({"success":true,"outputs":{"other":[)" + ones(5000) + R"(]},"predictions":[[1,2],[3,4]]})";
   ovcast::Result elided = decoded(many, shape);
   check("answer: a big member beside the predictions is skipped, not built",
         elided.ok() && elided.predictions[1][1] == 4.0f, elided.message);
@@ -587,8 +584,8 @@ void units_wire() {
   check("answer: a server error keeps its code and message",
         server_error.error == Error::ServerError &&
             server_error.server_code == "model_output_not_finite" && server_error.message == "m");
-  ovcast::Result good = decoded(
-      R"({"success":true,"predictions":[[1.5,2],[3,4]],"inference_time_ms":0.5})", shape);
+  ovcast::Result good =
+      decoded(R"({"success":true,"predictions":[[1.5,2],[3,4]],"inference_time_ms":0.5})", shape);
   check("answer: predictions decode as [horizon][channels]",
         good.ok() && good.predictions.size() == 2 && good.predictions[1][0] == 3.0f &&
             good.inference_time_ms == 0.5);
@@ -628,6 +625,21 @@ void units_wire() {
           static_cast<float>(json.get("past_values")->array[1].array[0].number) == 1e-45f &&
           static_cast<float>(json.get("past_values")->array[1].array[1].number) == 123456.79f,
       line);
+  ovcast::Inputs inputs = {{"freq_token", {}, {7}},
+                           {"future_exogenous", {2, 3}, {1, 2, 3, 4, 5, 6}}};
+  bool with_inputs = ovcast::detail::encode_request("8", 0, {{1.0f}}, &line, &error, inputs);
+  const char* expected = R"("inputs":{"freq_token":7,"future_exogenous":[[1,2,3],[4,5,6]]})";
+  check("encode: further inputs go in \"inputs\", nested by their shape",
+        with_inputs && line.find(expected) != std::string::npos &&
+            ovcast::detail::parse_json(line.substr(0, line.size() - 1), &json),
+        line);
+  check("encode: an input whose values do not fill its shape is refused",
+        !ovcast::detail::encode_request("9", 0, {{1.0f}}, &line, &error,
+                                        {{"future_exogenous", {2, 2}, {1, 2, 3}}}) &&
+            error.find("shape needs 4") != std::string::npos);
+  check("encode: an input name that would need escaping is refused",
+        !ovcast::detail::encode_request("9", 0, {{1.0f}}, &line, &error, {{"a\"b", {}, {1}}}) &&
+            error.find("letters, digits") != std::string::npos);
   ovcast::ServerInfo info;
   info.context_length = 4;
   info.num_channels = 2;
@@ -661,6 +673,13 @@ void units_ready() {
   const std::string good =
       R"("context_length":512,"prediction_length":96,"num_channels":2,"channel_names":["a","b"])";
   check("ready: a good ready line is read", ready(good, &problem) == ReadyLine::Yes);
+  ovcast::ServerInfo forecasts;
+  check("ready: forecast_channel_names, when the server says them, are read",
+        ovcast::detail::decode_ready(
+            R"({"event":"ready",)" + good + R"(,"forecast_channel_names":["b"]})", &forecasts,
+            &problem) == ReadyLine::Yes &&
+            forecasts.forecast_channel_names == std::vector<std::string>{"b"} &&
+            ready(good + R"(,"forecast_channel_names":[1])", &problem) == ReadyLine::Unusable);
   std::string bad_cases[] = {
       R"("context_length":1e300,"prediction_length":96,"num_channels":2)",
       R"("context_length":-1,"prediction_length":96,"num_channels":2)",
@@ -677,8 +696,8 @@ void units_ready() {
     problems += problem + " | ";
   }
   check("ready: numbers that are not whole, positive and sane are refused, with the reason",
-        all_refused && problems.find("context_length is 1e+300; expected a whole number") !=
-                           std::string::npos,
+        all_refused &&
+            problems.find("context_length is 1e+300; expected a whole number") != std::string::npos,
         problems);
   ovcast::ServerInfo info;
   check("ready: other lines are not ready lines",
@@ -774,28 +793,19 @@ int main(int argc, char** argv) {
     config.scenario = positional[0];
     config.window_rows = ovcast::read_series_csv(positional[1]).values;
     config.expected_rows = ovcast::read_series_csv(positional[2]).values;
+    static const std::map<std::string, void (*)(Drill&)> scenarios = {{"pipeline", pipeline},
+                                                                      {"stop", stop},
+                                                                      {"stop-keep", stop_keep},
+                                                                      {"storm", storm},
+                                                                      {"never-ready", never_ready},
+                                                                      {"garbage", garbage},
+                                                                      {"slow", slow},
+                                                                      {"late-wait", late_wait},
+                                                                      {"tight", tight}};
+    const auto found = scenarios.find(config.scenario);
+    if (found == scenarios.end()) throw std::runtime_error("unknown scenario " + config.scenario);
     Drill drill(config);
-    const std::string& s = config.scenario;
-    if (s == "pipeline")
-      pipeline(drill);
-    else if (s == "stop")
-      stop(drill);
-    else if (s == "stop-keep")
-      stop_keep(drill);
-    else if (s == "storm")
-      storm(drill);
-    else if (s == "never-ready")
-      never_ready(drill);
-    else if (s == "garbage")
-      garbage(drill);
-    else if (s == "slow")
-      slow(drill);
-    else if (s == "late-wait")
-      late_wait(drill);
-    else if (s == "tight")
-      tight(drill);
-    else
-      throw std::runtime_error("unknown scenario " + s);
+    found->second(drill);
   } catch (const std::exception& e) {
     Line("error")("message", e.what());
     return 1;

@@ -17,7 +17,7 @@
 //   fds          the host's fds do not reach the server
 //   group        a wrapper that forks the server: the whole process group is killed
 //   ready        ready lines with unusable numbers
-//   sigpipe      the host restores SIGPIPE's default; the server closes its stdin
+//   sigpipe      the host restores SIGPIPE's default; servers close their stdin
 //   callback     callbacks that throw
 //   destroy      the destructor with a frozen server and requests in flight
 //   stuck-start  a restarted server frozen before its ready line
@@ -32,6 +32,7 @@
 #include <climits>
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -56,28 +57,11 @@ class Fake {
 
   double now_ms() const { return ms_since(t0_); }
 
-  ovcast::Options options(milliseconds timeout) const {
-    ovcast::Options o;
-    o.command = command_;
-    o.timeout = timeout;
-    o.hang_timeout = milliseconds(1000);
-    o.startup_timeout = milliseconds(30000);
-    o.backoff_initial = milliseconds(50);
-    o.backoff_max = milliseconds(400);
-    return o;
-  }
+  ovcast::Options options(milliseconds timeout) const { return drill::options(command_, timeout); }
 
-  void set_mode(const std::string& mode) const {
-    if (mode_file_.empty()) throw std::runtime_error("this scenario needs --mode-file");
-    std::ofstream(mode_file_) << mode << '\n';
-    Line("mode")("mode", mode)("t_ms", now_ms());
-  }
+  void set_mode(const std::string& mode) const { drill::set_mode(mode_file_, mode, now_ms()); }
 
-  void attach(ovcast::InferenceEngine& engine) const {
-    engine.on_restart = [this](const std::string& why) {
-      Line("restart")("t_ms", now_ms())("cause", why);
-    };
-  }
+  void attach(ovcast::InferenceEngine& engine) const { drill::log_restarts(engine, t0_); }
 
   static ovcast::Window window(float cue, size_t rows = kContext, size_t channels = kChannels) {
     ovcast::Window w(rows, std::vector<float>(channels, 0.0f));
@@ -104,8 +88,8 @@ class Fake {
     Line("result")("phase", phase)("cue", static_cast<double>(cue))(
         "error", ovcast::to_string(r.error))("code", r.server_code)("message", r.message)(
         "correct", correct(r, cue))("restarted", r.restarted)("elapsed_ms", ms_since(since))(
-        "deadline_ms", static_cast<double>(ovcast::detail::clamp_wait(timeout).count()))(
-        "t_ms", now_ms());
+        "deadline_ms", static_cast<double>(ovcast::detail::clamp_wait(timeout).count()))("t_ms",
+                                                                                         now_ms());
   }
 
   ovcast::Result ask(ovcast::InferenceEngine& engine, const char* phase, float cue,
@@ -114,6 +98,16 @@ class Fake {
     ovcast::Result r = engine.predict(window(cue), 0, timeout);
     record(phase, cue, r, at, timeout);
     return r;
+  }
+
+  // Submits every cue at once, then waits for each in turn; phase(cue) names its result.
+  template <typename Phase>
+  void all_at_once(ovcast::InferenceEngine& engine, const std::vector<float>& cues,
+                   milliseconds timeout, Phase phase) const {
+    std::vector<std::pair<ovcast::Ticket, Clock::time_point>> sent;
+    for (float cue : cues) sent.emplace_back(engine.submit(window(cue), 0, timeout), Clock::now());
+    for (size_t i = 0; i < sent.size(); ++i)
+      record(phase(cues[i]), cues[i], engine.wait(sent[i].first), sent[i].second, timeout);
   }
 
  private:
@@ -170,23 +164,16 @@ void answers(const Fake& f) {
 void ordering(const Fake& f) {
   ovcast::InferenceEngine engine(f.options(milliseconds(2000)));
   f.attach(engine);
-  const float cues[] = {1009, 11, 1009, 12, 1006, 13};
-  std::vector<std::pair<ovcast::Ticket, Clock::time_point>> sent;
-  for (float cue : cues) sent.emplace_back(engine.submit(Fake::window(cue)), Clock::now());
-  for (size_t i = 0; i < sent.size(); ++i)
-    f.record("ordered", cues[i], engine.wait(sent[i].first), sent[i].second, milliseconds(2000));
+  f.all_at_once(engine, {1009, 11, 1009, 12, 1006, 13}, milliseconds(2000),
+                [](float) { return "ordered"; });
   drill::stats(engine, "end");
 }
 
 void poison(const Fake& f) {
   ovcast::InferenceEngine engine(f.options(milliseconds(5000)));
   f.attach(engine);
-  const float cues[] = {5, 1008, 6, 7, 8, 9};
-  std::vector<std::pair<ovcast::Ticket, Clock::time_point>> sent;
-  for (float cue : cues) sent.emplace_back(engine.submit(Fake::window(cue)), Clock::now());
-  for (size_t i = 0; i < sent.size(); ++i)
-    f.record(cues[i] == 1008 ? "poison" : "good", cues[i], engine.wait(sent[i].first),
-             sent[i].second, milliseconds(5000));
+  f.all_at_once(engine, {5, 1008, 6, 7, 8, 9}, milliseconds(5000),
+                [](float cue) { return cue == 1008 ? "poison" : "good"; });
   drill::stats(engine, "end");
 }
 
@@ -324,8 +311,8 @@ void ready(const Fake& f) {
     try {
       ovcast::InferenceEngine engine(o);
       Line("constructor")("case", bad)("error", "none")(
-          "context_length", engine.server().context_length)(
-          "prediction_length", engine.server().prediction_length);
+          "context_length", engine.server().context_length)("prediction_length",
+                                                            engine.server().prediction_length);
     } catch (const std::exception& e) {
       Line("constructor")("case", bad)("error", e.what())("took_ms", ms_since(at));
     }
@@ -337,8 +324,20 @@ void sigpipe(const Fake& f) {
   f.attach(engine);
   f.ask(engine, "warm", 5, milliseconds(2000));
   signal(SIGPIPE, SIG_DFL);  // the host (a library's init) restores the default
-  f.ask(engine, "closes_stdin", 1011, milliseconds(2000));
-  f.ask(engine, "after", 6, milliseconds(5000));  // its write meets a closed pipe
+  const pid_t server = engine.pid();
+  f.ask(engine, "before_close", 1011, milliseconds(2000));
+  // The server closes its stdin (told while the client is idle, and seen in /proc): the next
+  // request's write meets a pipe without a reader.
+  drill::signal_process(server, SIGUSR1);
+  const std::string stdin_link = "/proc/" + std::to_string(server) + "/fd/0";
+  const auto until = Clock::now() + milliseconds(10000);
+  while (access(stdin_link.c_str(), F_OK) == 0 && Clock::now() < until)
+    std::this_thread::sleep_for(milliseconds(1));
+  Line("note")("what", "stdin_closed")("value", access(stdin_link.c_str(), F_OK) != 0);
+  f.ask(engine, "after", 6, milliseconds(5000));
+  // A server that closes its stdin while the client waits with nothing to write: seen at
+  // once (POLLERR), not after hang_timeout. Each server does it: two in turn, ChildDied.
+  f.ask(engine, "closes_stdin_silently", 1016, milliseconds(5000));
   struct sigaction now{};
   sigaction(SIGPIPE, nullptr, &now);
   sigset_t pending, mask;
@@ -358,9 +357,7 @@ void callback(const Fake& f) {
     for (float cue : {6.0f, 7.0f, 8.0f}) {
       try {
         f.ask(engine, "after_crash", cue, milliseconds(5000));
-      } catch (const std::exception& e) {
-        Line("threw")("what", e.what());
-      }
+      } catch (const std::exception& e) { Line("threw")("what", e.what()); }
     }
     drill::stats(engine, "restart");
   }
@@ -404,10 +401,9 @@ void stuck_start(const Fake& f) {
   Line("note")("what", "starting_frozen")("value", freeze(starting))("t_ms", f.now_ms());
   f.record("trigger", 6, engine.wait(trigger), at, milliseconds(1));
   const auto until = Clock::now() + milliseconds(30000);
-  while (Clock::now() < until && !f.ask(engine, "stuck", 7, milliseconds(300)).ok()) {
-  }
-  Line("stuck")("first_ok_ms", ms_since(at))(
-      "startup_timeout_ms", static_cast<double>(o.startup_timeout.count()))(
+  while (Clock::now() < until && !f.ask(engine, "stuck", 7, milliseconds(300)).ok()) {}
+  Line("stuck")("first_ok_ms", ms_since(at))("startup_timeout_ms",
+                                             static_cast<double>(o.startup_timeout.count()))(
       "frozen_gone", gone(starting, milliseconds(2000)));
   drill::stats(engine, "end");
 }
@@ -420,8 +416,7 @@ class StalledStderr {
     if (pipe(pipe_) != 0) throw std::runtime_error("pipe");
     fcntl(pipe_[1], F_SETFL, O_NONBLOCK);
     const std::string block(4096, 'x');
-    while (::write(pipe_[1], block.data(), block.size()) > 0) {
-    }
+    while (::write(pipe_[1], block.data(), block.size()) > 0) {}
     fcntl(pipe_[1], F_SETFL, 0);  // blocking again: a writer now waits, as on a real stall
     saved_ = dup(STDERR_FILENO);
     dup2(pipe_[1], STDERR_FILENO);
@@ -459,11 +454,11 @@ void stderr_stalled(const Fake& f) {
       try {
         ovcast::InferenceEngine engine(o);
         ovcast::Result r = engine.predict(Fake::window(5), 0, milliseconds(1000));
-        Line("stderr")("case", c.name)("started", true)("ok", r.ok())("lines", lines)(
-            "took_ms", ms_since(at));
+        Line("stderr")("case", c.name)("started", true)("ok", r.ok())("lines", lines)("took_ms",
+                                                                                      ms_since(at));
       } catch (const std::exception& e) {
-        Line("stderr")("case", c.name)("started", false)("error", e.what())(
-            "took_ms", ms_since(at));
+        Line("stderr")("case", c.name)("started", false)("error", e.what())("took_ms",
+                                                                            ms_since(at));
       }
     }
   }
@@ -474,9 +469,7 @@ void stderr_stalled(const Fake& f) {
   try {
     ovcast::InferenceEngine engine(o);
     Line("exit")("error", "none");
-  } catch (const std::exception& e) {
-    Line("exit")("error", e.what());
-  }
+  } catch (const std::exception& e) { Line("exit")("error", e.what()); }
 }
 
 void huge_line(const Fake& f) {
@@ -512,38 +505,24 @@ void huge_line(const Fake& f) {
 
 int protocol_drill(const std::string& scenario, const std::string& mode_file,
                    const std::vector<std::string>& command) {
-  const Fake f(command, mode_file);
-  if (scenario == "answers")
-    answers(f);
-  else if (scenario == "ordering")
-    ordering(f);
-  else if (scenario == "poison")
-    poison(f);
-  else if (scenario == "deadlines")
-    deadlines(f);
-  else if (scenario == "windows")
-    windows(f);
-  else if (scenario == "slow")
-    slow(f);
-  else if (scenario == "fds")
-    fds(f);
-  else if (scenario == "group")
-    group(f);
-  else if (scenario == "ready")
-    ready(f);
-  else if (scenario == "sigpipe")
-    sigpipe(f);
-  else if (scenario == "callback")
-    callback(f);
-  else if (scenario == "destroy")
-    destroy(f);
-  else if (scenario == "stuck-start")
-    stuck_start(f);
-  else if (scenario == "stderr")
-    stderr_stalled(f);
-  else if (scenario == "huge-line")
-    huge_line(f);
-  else
-    throw std::runtime_error("unknown scenario " + scenario);
+  static const std::map<std::string, void (*)(const Fake&)> scenarios = {
+      {"answers", answers},
+      {"ordering", ordering},
+      {"poison", poison},
+      {"deadlines", deadlines},
+      {"windows", windows},
+      {"slow", slow},
+      {"fds", fds},
+      {"group", group},
+      {"ready", ready},
+      {"sigpipe", sigpipe},
+      {"callback", callback},
+      {"destroy", destroy},
+      {"stuck-start", stuck_start},
+      {"stderr", stderr_stalled},
+      {"huge-line", huge_line}};
+  const auto found = scenarios.find(scenario);
+  if (found == scenarios.end()) throw std::runtime_error("unknown scenario " + scenario);
+  found->second(Fake(command, mode_file));
   return 0;
 }

@@ -41,8 +41,11 @@ inline size_t utf8_error(std::string_view text) {
   const size_t n = text.size();
   for (size_t i = 0; i < n;) {
     const unsigned char b = s[i];
-    size_t length = b < 0x80 ? 1 : b >= 0xC2 && b <= 0xDF ? 2 : b >= 0xE0 && b <= 0xEF ? 3
-                               : b >= 0xF0 && b <= 0xF4 ? 4 : 0;
+    size_t length = b < 0x80                 ? 1
+                    : b >= 0xC2 && b <= 0xDF ? 2
+                    : b >= 0xE0 && b <= 0xEF ? 3
+                    : b >= 0xF0 && b <= 0xF4 ? 4
+                                             : 0;
     if (length == 0 || i + length > n) return i;
     for (size_t k = 1; k < length; ++k)
       if ((s[i + k] & 0xC0) != 0x80) return i;
@@ -68,8 +71,8 @@ inline char32_t next_code_point(std::string_view text, size_t* i) {
 // str.isspace()
 inline bool is_space(char32_t c) {
   return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
-         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
-         c == 0x202F || c == 0x205F || c == 0x3000;
+         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
+         c == 0x205F || c == 0x3000;
 }
 
 // unicodedata.decimal(c, -1) (Unicode 14, Python 3.11): every decimal digit is in a run of
@@ -273,9 +276,9 @@ inline std::vector<Record> csv_records(std::string_view text, const std::string&
   };
   for (size_t i = 0; i < text.size(); ++line) {
     size_t end = text.find_first_of("\r\n", i);
-    end = end == std::string_view::npos                            ? text.size()
+    end = end == std::string_view::npos                                         ? text.size()
           : text[end] == '\r' && end + 1 < text.size() && text[end + 1] == '\n' ? end + 2
-                                                                                  : end + 1;
+                                                                                : end + 1;
     if (state == StartRecord) record_line = line;
     for (; i < end; ++i) process(static_cast<unsigned char>(text[i]));
     process(kEndOfLine);
