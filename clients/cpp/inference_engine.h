@@ -26,9 +26,11 @@
 //   Answers are checked against its prediction_length and channels and for finite float32
 //   values; anything else is ProtocolError. A server's error answer is ServerError with its
 //   code (e.g. model_output_not_finite).
-// - A slow server is not a hung one. A server is hung when it has requests outstanding and
-//   has answered none of them for Options::hang_timeout, whatever their own deadlines: a
-//   request with a tight (even zero) deadline times out alone and the server stays.
+// - A slow server is not a hung one. A server is hung when it has a request to answer (one
+//   sent after its newest answer) and answers nothing for Options::hang_timeout, counted
+//   from the later of its last answer and that request's sending, whatever the requests'
+//   own deadlines: a request with a tight (even zero) deadline times out alone and the
+//   server stays.
 // - A server that dies, hangs (Options::restart_hung), never becomes ready or writes a line
 //   longer than the line cap is replaced, forever by default (Options::max_restarts), with
 //   capped exponential backoff between failed attempts: the first restart after a fault is
@@ -45,9 +47,10 @@
 //   that crashes every server is not retried forever); the others are simply sent again.
 // - Lines on the server's stdout that are not answers to our requests (stray prints) are
 //   skipped and counted (Stats::garbage_lines); each costs time linear in its length and
-//   memory bounded by what an answer may hold (the line cap, Options::max_line_bytes).
+//   memory bounded by the line cap (Options::max_line_bytes) plus what an answer may hold.
 // - The server runs in its own process group, with only fds 0-2 (stdin, stdout, stderr) of
-//   the host, and faults kill the whole group: a wrapper command (a shell script, `timeout`,
+//   the host (glibc 2.34+; elsewhere fds opened without O_CLOEXEC reach it too), and faults
+//   kill the whole group: a wrapper command (a shell script, `timeout`,
 //   `conda run`) that forks the server instead of exec'ing it is fine. Its stderr is the
 //   host's by default (Options::server_stderr: or discarded, or captured line by line).
 // - The host's signal handling is left alone: a write to a dead server cannot raise SIGPIPE
