@@ -4,6 +4,7 @@
     engine = Engine("models/default")              # latency mode, sized to usable cores
     forecast = engine.predict(window)              # (512, 7) -> (96, 7), model space
     prices = engine.forecast(raw_window)           # scale -> predict -> inverse-scale
+    engine.forecast(raw, series_id="BTC-USD", future_exogenous=known)   # TTM's other inputs
 
 ``predict`` is thread-safe: each call borrows one of a pool of infer requests (as many as
 the compiled model can run at once), so concurrent callers never share a request and, in
@@ -16,7 +17,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,10 @@ import numpy as np
 import openvino as ov
 
 from ..errors import ConfigError, InvalidInputError, ModelPackageError
-from ..package import ModelPackage
+from ..package import FUTURE_EXOGENOUS, OBSERVED_MASK, ModelPackage, TensorSpec
 from ..scaling import Scaler
 from .cpu import cpu_config
-from .inputs import as_batch
+from .inputs import as_batch, example_inputs, model_feeds
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class Engine:
         )
         m = self.package.manifest
         self._scaler = self.package.scaler  # parsed once: forecast() is on every request's path
+        self._series_scalers = self.package.series_scalers
         if precision_hint not in PRECISION_HINTS:
             raise ConfigError(
                 f"precision_hint must be one of {PRECISION_HINTS}, got {precision_hint!r}"
@@ -135,38 +137,64 @@ class Engine:
     def scaler(self) -> Scaler | None:
         return self._scaler
 
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        """Every model input (past_values first) with its shape and meaning."""
+        return list(self.package.manifest.inputs)
+
+    @property
+    def forecast_channels(self) -> list[int]:
+        """Indices of the channels forecast, in output order (all of them for most models)."""
+        return self.package.manifest.forecast_channels
+
+    def example_inputs(self, batch: int = 1) -> dict[str, np.ndarray]:
+        """Plausible values of the inputs besides past_values (warm-up, benchmarks)."""
+        frequency = self.package.manifest.frequency or {}
+        return example_inputs(
+            self.package.manifest.extra_inputs,
+            batch,
+            vocab_size=int(frequency.get("vocab_size", 1)),
+        )
+
     def warmup(self, iterations: int = 2) -> None:
         """Run a few forecasts so the first real request does not pay for lazy set-up."""
         window = np.zeros((self.context_length, self.num_channels), np.float32)
         window[:, :] = np.sin(np.arange(self.context_length) / 12.0)[:, None]
+        others = {name: value[0] for name, value in self.example_inputs(1).items()}
         for _ in range(iterations):
-            self.predict(window)
+            self.predict(window, **others)
 
-    def predict(self, past_values: Any) -> np.ndarray:
-        """Forecast in model space: (context, channels) -> (horizon, channels), or batched.
+    def predict(self, past_values: Any, **inputs: Any) -> np.ndarray:
+        """Forecast in model space: (context, channels) -> (horizon, forecast channels), or
+        batched.
 
+        ``inputs``: the package's other inputs by name (``engine.inputs`` lists them; TTM:
+        ``freq_token``, ``future_exogenous``, ``past_observed_mask``), per window or batched.
         Accepts numpy arrays or nested lists; raises ``InvalidInputError`` on wrong shape,
-        non-numbers, NaN/inf or empty input.
+        non-numbers, NaN/inf (NaN is a missing value where the package has a mask input),
+        empty input, or a missing or unknown input.
         """
-        batch, single = as_batch(past_values, self.context_length, self.num_channels)
+        feeds, single = model_feeds(self.package.manifest, past_values, inputs)
         request = self._pool.get()
         try:
-            request.infer({0: batch}, share_inputs=True)
+            request.infer(dict(enumerate(feeds)), share_inputs=True)
             out = request.get_output_tensor(0).data.copy()  # the request reuses its buffer
         finally:
             self._pool.put(request)
         return out[0] if single else out
 
-    def predict_many(self, windows: Any, *, batch_size: int = 1) -> np.ndarray:
+    def predict_many(self, windows: Any, *, batch_size: int = 1, **inputs: Any) -> np.ndarray:
         """Forecast many windows (n, context, channels) through the async infer queue.
 
         Keeps every stream busy: the throughput path. Results come back in input order.
+        ``inputs``: the package's other inputs, batched like ``windows``.
         """
-        windows, _ = as_batch(windows, self.context_length, self.num_channels)
+        feeds, _ = model_feeds(self.package.manifest, windows, inputs)
         if batch_size < 1:
             raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
-        n = len(windows)
-        results = np.empty((n, self.prediction_length, self.num_channels), np.float32)
+        n = len(feeds[0])
+        channels = len(self.forecast_channels)
+        results = np.empty((n, self.prediction_length, channels), np.float32)
         infer_queue = ov.AsyncInferQueue(self._compiled, self.num_requests)
 
         def done(request: ov.InferRequest, start: int) -> None:
@@ -175,17 +203,36 @@ class Engine:
 
         infer_queue.set_callback(done)
         for start in range(0, n, batch_size):
-            infer_queue.start_async(
-                {0: windows[start : start + batch_size]}, userdata=start, share_inputs=True
-            )
+            chunk = {i: feed[start : start + batch_size] for i, feed in enumerate(feeds)}
+            infer_queue.start_async(chunk, userdata=start, share_inputs=True)
         infer_queue.wait_all()
         return results
 
-    def forecast(self, raw_window: Any) -> np.ndarray:
-        """Forecast in raw units with the package's scaler: scale, predict, inverse-scale."""
-        scaler = self._require_scaler()
-        batch, single = as_batch(raw_window, self.context_length, self.num_channels)
-        out = scaler.inverse_transform(self.predict(scaler.transform(batch)))
+    def forecast(self, raw_window: Any, *, series_id: Any = None, **inputs: Any) -> np.ndarray:
+        """Forecast in raw units with the package's scaler: scale, predict, inverse-scale.
+
+        ``series_id``: which series the window is, for packages with one scaler per series
+        (granite-tsfm's id_columns): a value, values in id-column order or a mapping; for a
+        batch, one per window. ``future_exogenous`` is in raw units too.
+        """
+        batch, single = as_batch(
+            raw_window,
+            self.context_length,
+            self.num_channels,
+            allow_nan=OBSERVED_MASK in inputs or self._takes_mask,
+        )
+        scalers = self._scalers_for(series_id, len(batch), single)
+        exogenous = self.package.manifest.exogenous_channels or []
+        if FUTURE_EXOGENOUS in inputs and exogenous:
+            known, _ = _as_float(inputs[FUTURE_EXOGENOUS], single)
+            inputs = {**inputs, FUTURE_EXOGENOUS: _per_window(
+                scalers, known, lambda s, x: s.select(exogenous).transform(x)
+            )}
+        scaled = _per_window(scalers, batch, lambda s, x: s.transform(x))
+        predicted = self.predict(scaled, **inputs)  # batched: as_batch made it 3-D
+        out = _per_window(
+            scalers, predicted, lambda s, y: s.inverse_transform(y, self.forecast_channels)
+        )
         return out[0] if single else out
 
     def forecast_frame(
@@ -207,6 +254,26 @@ class Engine:
             self, frame, timestamp_column=timestamp_column, id_columns=id_columns, raw=raw
         )
 
+    @property
+    def _takes_mask(self) -> bool:
+        return any(spec.name == OBSERVED_MASK for spec in self.package.manifest.extra_inputs)
+
+    def scaler_for(self, series_id: Any = None) -> Scaler:
+        """The scaler of one series: the package's, or its series' (per-series packages)."""
+        if self._series_scalers is not None:
+            return self._series_scalers.get(series_id)
+        return self._require_scaler()
+
+    def _scalers_for(self, series_id: Any, batch: int, single: bool) -> list[Scaler]:
+        """One scaler per window of the batch."""
+        if self._series_scalers is None or single or not isinstance(series_id, (list, tuple)):
+            return [self.scaler_for(series_id)] * batch
+        if len(series_id) != batch:
+            raise InvalidInputError(
+                f"{len(series_id)} series ids for {batch} windows; give one per window"
+            )
+        return [self.scaler_for(one) for one in series_id]
+
     def _require_scaler(self) -> Scaler:
         scaler = self.scaler
         if scaler is None:
@@ -218,6 +285,25 @@ class Engine:
 
     def __repr__(self) -> str:
         return f"Engine({self.package!r}, mode={self.mode!r}, config={self.config})"
+
+
+def _as_float(values: Any, single: bool) -> tuple[np.ndarray, bool]:
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{FUTURE_EXOGENOUS} must be numbers") from exc
+    return (array[None] if single and array.ndim == 2 else array), single
+
+
+def _per_window(
+    scalers: list[Scaler], values: np.ndarray, apply: Callable[[Scaler, np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """``apply`` each window's scaler to it; one call for the whole batch when they are one."""
+    if all(s is scalers[0] for s in scalers):
+        return apply(scalers[0], values)
+    if len(values) != len(scalers):
+        raise InvalidInputError(f"{len(values)} windows for {len(scalers)} series ids")
+    return np.stack([apply(s, v) for s, v in zip(scalers, values, strict=True)])
 
 
 def _plain(value: Any) -> Any:
