@@ -6,7 +6,11 @@ PYTHON ?= python3
 VENV ?= .venv
 # torch first and pinned: pip then takes the CPU build, not a multi-GB CUDA one
 # (elsewhere: PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu make ...).
-INSTALL = $(VENV)/bin/pip install torch==2.13.0 -e '.[convert,bench,test]'
+# granite-tsfm (TinyTimeMixer) pins torch<2.12: its own dependencies come with the ttm extra,
+# and it goes on top with --no-deps, so the CPU torch above stays.
+TSFM = granite-tsfm==0.3.11
+INSTALL = $(VENV)/bin/pip install torch==2.13.0 -e '.[convert,bench,test,ttm]' && \
+          $(VENV)/bin/pip install --no-deps $(TSFM)
 STAMP = $(VENV)/.ovcast-installed
 
 .PHONY: install quickstart test system-deps

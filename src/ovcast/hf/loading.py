@@ -73,8 +73,8 @@ class ModelSource:
     path: Path  # local folder holding config.json and the weights
     name: str  # what the user typed: 'default', a path or a hub id
     hub_id: str | None = None
-    revision: str | None = None  # as asked for (a branch such as '1024-96-r2', a tag, a commit)
-    commit: str | None = None  # what the hub served for it
+    revision: str | None = None  # the commit the hub served (reloads exactly these weights)
+    requested_revision: str | None = None  # as asked for: a branch such as '1024-96-r2', a tag
     weights_file: str = ""
     weights_sha256: str = ""
 
@@ -84,7 +84,7 @@ class ModelSource:
             "path": str(self.path) if self.hub_id is None else None,
             "hub_id": self.hub_id,
             "revision": self.revision,
-            "commit": self.commit,
+            "requested_revision": self.requested_revision,
             "weights_file": self.weights_file,
             "weights_sha256": self.weights_sha256,
         }
@@ -101,7 +101,7 @@ def sha256_file(path: Path) -> str:
 def resolve_source(model: str | Path, *, revision: str | None = None) -> ModelSource:
     """Find the checkpoint folder for MODEL, downloading from the hub when MODEL is a hub id."""
     name = str(model)
-    hub_id = commit = None
+    hub_id = requested = None
     if name == "default":
         path = DEFAULT_MODEL_DIR
         if not (path / "config.json").is_file():
@@ -113,7 +113,8 @@ def resolve_source(model: str | Path, *, revision: str | None = None) -> ModelSo
         if not path.is_dir():
             raise ModelSourceError(f"{path} is a file; expected a checkpoint folder (config.json)")
     elif _looks_like_hub_id(name):
-        path, commit = _download(name, revision)
+        requested = revision
+        path, revision = _download(name, revision)
         hub_id = name
     else:
         raise ModelSourceError(
@@ -130,7 +131,7 @@ def resolve_source(model: str | Path, *, revision: str | None = None) -> ModelSo
         name=name,
         hub_id=hub_id,
         revision=revision,
-        commit=commit,
+        requested_revision=requested,
         weights_file=weights.name,
         weights_sha256=sha256_file(weights),
     )
