@@ -206,7 +206,7 @@ def test_observed_mask_input_takes_missing_values(tmp_path):
 # --- granite-tsfm's TimeSeriesPreprocessor -------------------------------------------------
 
 
-def _frame(seed: int, rows: int, ids: tuple[str, ...] = ()) -> "pd.DataFrame":  # noqa: F821
+def _frame(seed: int, rows: int, ids: tuple[str, ...] = ()) -> pd.DataFrame:  # noqa: F821
     import pandas as pd
 
     rng = np.random.default_rng(seed)
@@ -446,3 +446,121 @@ def test_cli_converts_ttm_with_its_options(tmp_path):
     assert m["frequency"]["fixed"] == 7 and m["prediction_length"] == 48
     rc = main(["convert", str(ckpt), str(tmp_path / "x"), "--freq-token", "99"])
     assert rc == 1
+
+
+# --- training and fine-tuning -----------------------------------------------------------
+
+
+def test_train_family_ttm_then_convert_and_evaluate(tmp_path):
+    """`ovcast train --family ttm`: the r2 shape scaled to the context, the shared loop and
+    scoring; the best checkpoint converts with parity and scores the same in OpenVINO."""
+    import pandas as pd
+
+    from ovcast.cli import main
+
+    t = np.arange(900)
+    rng = np.random.default_rng(0)
+    pd.DataFrame(
+        {
+            "date": pd.date_range("2024-01-01", periods=len(t), freq="h"),
+            "a": np.sin(2 * np.pi * t / 24) + 0.1 * rng.standard_normal(len(t)),
+            "b": np.cos(2 * np.pi * t / 12),
+        }
+    ).to_csv(tmp_path / "data.csv", index=False)
+    rc = main(
+        [
+            "train",
+            str(tmp_path / "data.csv"),
+            "--family",
+            "ttm",
+            "--context",
+            "64",
+            "--horizon",
+            "16",
+            "--model-config",
+            json.dumps({**TINY, "adaptive_patching_levels": 1}),
+            "--epochs",
+            "2",
+            "--lr",
+            "0.003",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
+    assert rc == 0
+    best = tmp_path / "run" / "best"
+    config = json.loads((best / "config.json").read_text())
+    assert config["model_type"] == "tinytimemixer" and config["patch_length"] == 8
+    history = json.loads((best / "training.json").read_text())["history"]
+    assert np.isfinite(history[-1]["val_mse"])
+    package = convert(best, tmp_path / "pkg")
+    assert_parity(package)
+    assert package.scaler is not None  # scaler.json from training travels
+    engine = Engine(package)
+    raw = np.stack([np.sin(2 * np.pi * t[:64] / 24), np.cos(2 * np.pi * t[:64] / 12)], 1)
+    assert engine.forecast(raw).shape == (16, 2)
+
+
+def test_finetune_ttm_freezes_the_backbone_and_takes_the_seven_channels(tmp_path):
+    """granite-tsfm's recipe: a zero-shot (1-channel, channel-independent) TTM fine-tuned on
+    the 7 market channels with the backbone frozen; scored against the same baselines."""
+    from safetensors.numpy import load_file
+    from test_finetune import write_candles
+
+    from ovcast.errors import DataError
+    from ovcast.train.config import FinetuneConfig
+    from ovcast.train.finetune import finetune
+
+    base = ttm_checkpoint(
+        tmp_path / "base",
+        context_length=64,
+        prediction_length=16,
+        num_input_channels=1,
+        adaptive_patching_levels=1,
+    )
+    candles = write_candles(tmp_path / "candles.csv")
+    config = FinetuneConfig(
+        data=str(candles),
+        base=str(base),
+        family="ttm",
+        out=str(tmp_path / "run"),
+        epochs=2,
+        head_only=True,
+        learning_rate=3e-3,
+        windows_per_epoch=256,
+        channel_mixing=True,
+    )
+    report = finetune(config, progress=False)
+    forecasters = {r["forecaster"] for r in report["results"]}
+    assert forecasters == {"fine-tuned", "base", "last value (random walk)", "drift"}
+    best = tmp_path / "run" / "best"
+    saved = json.loads((best / "config.json").read_text())
+    assert saved["num_input_channels"] == 7 and saved["decoder_mode"] == "mix_channel"
+    assert report["best_epoch"] > 0  # an epoch beat the base: only decoder and head moved
+    if True:
+        before, after = load_file(base / "model.safetensors"), load_file(best / "model.safetensors")
+        backbone = [k for k in before if k.startswith("backbone.")]
+        assert backbone and all(np.array_equal(before[k], after[k]) for k in backbone)
+        assert any(not np.array_equal(before[k], after[k]) for k in before if k.startswith("head."))
+    patchtst = tmp_path / "pt"
+    from conftest import make_checkpoint
+
+    make_checkpoint(
+        patchtst,
+        context_length=64,
+        prediction_length=16,
+        num_input_channels=7,
+        patch_length=8,
+        patch_stride=8,
+        d_model=16,
+        num_attention_heads=2,
+        num_hidden_layers=1,
+        ffn_dim=32,
+    )
+    with pytest.raises(DataError, match="not --family ttm"):
+        finetune(
+            FinetuneConfig(
+                data=str(candles), base=str(patchtst), family="ttm", out=str(tmp_path / "x")
+            ),
+            progress=False,
+        )

@@ -51,7 +51,9 @@ class Manifest:
 
     name: str
     family: str  # patchtst | patchtsmixer | ttm
-    architecture: str  # PatchTSTForPrediction | PatchTSMixerForPrediction | TinyTimeMixerForPrediction
+    architecture: (
+        str  # PatchTSTForPrediction | PatchTSMixerForPrediction | TinyTimeMixerForPrediction
+    )
     context_length: int
     prediction_length: int
     num_input_channels: int

@@ -248,7 +248,9 @@ def _scalers(raw: Any, kind: str, where: str) -> dict[SeriesKey, _Fitted]:
             offset, scale = _standard(params) if kind == "standard" else _minmax(params)
             out[_key(key)] = (offset, scale, list(params.get("feature_names_in_") or []))
         except (KeyError, TypeError, ValueError) as exc:
-            raise ModelSourceError(f"{where}[{key!r}] is not a fitted {kind} scaler: {exc}") from exc
+            raise ModelSourceError(
+                f"{where}[{key!r}] is not a fitted {kind} scaler: {exc}"
+            ) from exc
     return out
 
 

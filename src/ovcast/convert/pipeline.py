@@ -38,7 +38,7 @@ from ..preprocessor import (
 )
 from ..scaling import Scaler
 from ..series_scalers import SeriesScalers
-from .signature import OUTPUT_NAME, OV_TYPES, Signature, forecast_only
+from .signature import OV_TYPES, Signature, forecast_only
 
 log = logging.getLogger(__name__)
 
@@ -385,9 +385,7 @@ def _export(ov: Any, torch: Any, signature: Signature, hf_model: Any) -> Any:
             if not patched:
                 raise ConversionError("found no patchify module to make exportable")
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-            ov_model = ov.convert_model(
-                signature.module, example_input=example, input=shapes
-            )
+            ov_model = ov.convert_model(signature.module, example_input=example, input=shapes)
     except ConversionError:
         raise
     except Exception as exc:

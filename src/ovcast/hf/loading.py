@@ -31,7 +31,11 @@ SUPPORTED_ARCHITECTURES = {
     "patchtsmixer": "PatchTSMixerForPrediction",
     ttm.FAMILY: ttm.ARCHITECTURE,
 }
-FAMILY_OF_MODEL_TYPE = {"patchtst": "patchtst", "patchtsmixer": "patchtsmixer", ttm.MODEL_TYPE: ttm.FAMILY}
+FAMILY_OF_MODEL_TYPE = {
+    "patchtst": "patchtst",
+    "patchtsmixer": "patchtsmixer",
+    ttm.MODEL_TYPE: ttm.FAMILY,
+}
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 SCALER_FILE = "scaler.json"
 

@@ -225,9 +225,12 @@ class Engine:
         exogenous = self.package.manifest.exogenous_channels or []
         if FUTURE_EXOGENOUS in inputs and exogenous:
             known, _ = _as_float(inputs[FUTURE_EXOGENOUS], single)
-            inputs = {**inputs, FUTURE_EXOGENOUS: _per_window(
-                scalers, known, lambda s, x: s.select(exogenous).transform(x)
-            )}
+            inputs = {
+                **inputs,
+                FUTURE_EXOGENOUS: _per_window(
+                    scalers, known, lambda s, x: s.select(exogenous).transform(x)
+                ),
+            }
         scaled = _per_window(scalers, batch, lambda s, x: s.transform(x))
         predicted = self.predict(scaled, **inputs)  # batched: as_batch made it 3-D
         out = _per_window(
