@@ -564,3 +564,53 @@ def test_finetune_ttm_freezes_the_backbone_and_takes_the_seven_channels(tmp_path
             ),
             progress=False,
         )
+
+
+# --- benchmarks -----------------------------------------------------------------------------
+
+
+def test_bench_backends_run_a_ttm_package_with_its_other_inputs(tmp_path):
+    """PyTorch and ONNX Runtime run the package's own signature, the other inputs seeded the
+    same way in all three, so their forecasts agree; `ovcast bench` times them side by side."""
+    pytest.importorskip("onnxruntime", reason="needs ovcast[bench]")
+    from ovcast.bench.backends import load
+    from ovcast.cli import main
+
+    ckpt = ttm_checkpoint(
+        tmp_path / "ckpt",
+        num_input_channels=3,
+        resolution_prefix_tuning=True,
+        frequency_token_vocab_size=10,
+        prediction_channel_indices=[0],
+        exogenous_channel_indices=[2],
+        enable_forecast_channel_mixing=True,
+    )
+    package = convert(ckpt, tmp_path / "pkg", prediction_filter_length=48)
+    window = parity_windows(512, 3, 4)
+    forecasts = {
+        name: load(name, package).predict(window) for name in ("openvino", "torch", "onnxruntime")
+    }
+    assert forecasts["openvino"].shape == (4, 48, 1)
+    np.testing.assert_allclose(forecasts["torch"], forecasts["openvino"], atol=1e-4)
+    np.testing.assert_allclose(forecasts["onnxruntime"], forecasts["openvino"], atol=1e-4)
+    code = main(
+        [
+            "-q",
+            "bench",
+            str(package.path),
+            "--backends",
+            "openvino",  # torch and onnxruntime are timed by the same code as for PatchTST
+            "--batch",
+            "1",
+            "--duration",
+            "0.1",
+            "--no-coldstart",
+            "--json",
+            str(tmp_path / "b.json"),
+        ]
+    )
+    assert code == 0
+    results = json.loads((tmp_path / "b.json").read_text())
+    assert results["latency"]["1"]["openvino"]["p50_ms"] > 0
+    assert results["throughput_mode"]["forecasts_per_s"] > 0  # with the other inputs
+    assert results["limit"]["flops_per_forecast"] > 0 and results["op_profile"]

@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 
-from ..package import PAST_VALUES, TensorSpec
+from ..errors import ModelPackageError
+from ..package import OBSERVED_MASK, PAST_VALUES, ModelPackage, TensorSpec
 from .export_fixes import ForecastOnly
 
 OUTPUT_NAME = "prediction_outputs"
@@ -65,4 +66,35 @@ def forecast_only(model: Any) -> Signature:
         ForecastOnly(model).eval(),
         [past_values_spec(c.context_length, c.num_input_channels)],
         output_spec(c.prediction_length, c.num_input_channels),
+    )
+
+
+def package_signature(package: ModelPackage) -> Signature:
+    """The signature a package was exported with, rebuilt from its source checkpoint (the
+    benchmark's PyTorch and ONNX Runtime backends run exactly what the IR runs)."""
+    from ..hf.loading import load_model, resolve_source
+
+    m = package.manifest
+    source = m.source
+    name = source.get("hub_id") or source.get("path") or source.get("name")
+    if not name:
+        raise ModelPackageError(
+            f"{package.path}'s manifest does not say what it was converted from"
+        )
+    resolved = resolve_source(name, revision=source.get("revision"))
+    if m.family != "ttm":
+        return forecast_only(load_model(resolved))
+    from .ttm import ttm_signature
+
+    changes: dict[str, Any] = {"num_input_channels": m.num_input_channels}
+    model = load_model(resolved, **changes)
+    if m.prediction_length != model.config.prediction_length:
+        model = load_model(resolved, **changes, prediction_filter_length=m.prediction_length)
+    frequency = m.frequency or {}
+    return ttm_signature(
+        model,
+        observed_mask=OBSERVED_MASK in [spec.name for spec in m.inputs],
+        fixed_freq_token=frequency.get("fixed"),
+        default_freq_token=frequency.get("default"),
+        frequency_mapping=frequency.get("mapping"),
     )
