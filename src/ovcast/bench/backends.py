@@ -16,11 +16,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, ModelPackageError, require
+from ..errors import ConfigError, require
 from ..package import ModelPackage
 from ..runtime.cpu import usable_cores
 
