@@ -178,6 +178,33 @@ def test_exogenous_channels_with_forecast_channel_mixing(tmp_path):
     np.testing.assert_allclose(many, got, atol=1e-5)
 
 
+def test_predict_cli_passes_future_values_and_frequency(tmp_path, capsys):
+    from ovcast.cli import main
+
+    ckpt = ttm_checkpoint(
+        tmp_path / "ckpt",
+        num_input_channels=3,
+        resolution_prefix_tuning=True,
+        frequency_token_vocab_size=10,
+        prediction_channel_indices=[0],
+        exogenous_channel_indices=[2],
+        enable_forecast_channel_mixing=True,
+    )
+    package = convert(ckpt, tmp_path / "pkg", channel_names=["sales", "x", "promo"])
+    window = parity_windows(512, 3, 1)[0]
+    future = np.linspace(0, 1, 96)[:, None].astype(np.float32)
+    np.savetxt(tmp_path / "w.csv", window, delimiter=",", header="sales,x,promo", comments="")
+    np.savetxt(tmp_path / "f.csv", future, delimiter=",", header="promo", comments="")
+    args = ["predict", str(package.path), "--input", str(tmp_path / "w.csv")]
+    assert main([*args, "--freq-token", "h", "--future", str(tmp_path / "f.csv")]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["channels"] == ["sales"]
+    expected = Engine(package).predict(window, freq_token=7, future_exogenous=future)
+    np.testing.assert_allclose(np.array(answer["predictions"]), expected, atol=1e-5)
+    assert main([*args, "--freq-token", "h"]) == 1  # the future values are missing
+    assert "needs the input 'future_exogenous'" in capsys.readouterr().err
+
+
 def test_observed_mask_input_takes_missing_values(tmp_path):
     ckpt = ttm_checkpoint(tmp_path / "ckpt", num_input_channels=2)
     package = convert(ckpt, tmp_path / "pkg", observed_mask=True)
@@ -313,6 +340,10 @@ def test_per_series_scalers_chosen_by_id(tmp_path):
         one = engine.forecast(frame[frame.site == site][columns].to_numpy(), series_id=site)
         np.testing.assert_allclose(one[:, 0], expected["load"][row], rtol=1e-4, atol=1e-3)
         np.testing.assert_allclose(batched[["north", "south"].index(site)], one, atol=1e-5)
+    table = engine.forecast_frame(frame, id_columns=["site"])  # ids pick the scalers
+    north = table[table.site == "north"]
+    assert list(table.columns) == ["site", "date", "load", "temp", "price"] and len(north) == 96
+    np.testing.assert_allclose(north[columns], batched[0], rtol=1e-5)
     same_window = engine.forecast(windows[0], series_id="south")
     assert not np.allclose(same_window, batched[0])  # the id picks the scaler
     with pytest.raises(InvalidInputError, match="give the series id"):

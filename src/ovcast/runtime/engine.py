@@ -147,6 +147,12 @@ class Engine:
         """Indices of the channels forecast, in output order (all of them for most models)."""
         return self.package.manifest.forecast_channels
 
+    @property
+    def forecast_channel_names(self) -> list[str]:
+        """Names of the channels forecast, in output order."""
+        names = self.channel_names
+        return [names[i] for i in self.forecast_channels]
+
     def example_inputs(self, batch: int = 1) -> dict[str, np.ndarray]:
         """Plausible values of the inputs besides past_values (warm-up, benchmarks)."""
         frequency = self.package.manifest.frequency or {}
