@@ -33,6 +33,15 @@ from ovcast.parity import parity_windows  # noqa: E402
 # Tiny but structurally the r2 model: decoder, 3 adaptive patching levels, 8 patches.
 TINY = dict(d_model=16, decoder_d_model=8, num_layers=1, decoder_num_layers=1)
 TOLERANCE = 1e-4
+# Channel 0 forecast from its past, channel 2's known future and a frequency token.
+EXOGENOUS_AND_TOKEN = dict(
+    num_input_channels=3,
+    resolution_prefix_tuning=True,
+    frequency_token_vocab_size=10,
+    prediction_channel_indices=[0],
+    exogenous_channel_indices=[2],
+    enable_forecast_channel_mixing=True,
+)
 
 
 def ttm_checkpoint(folder: Path, *, seed: int = 0, **overrides) -> Path:
@@ -181,15 +190,7 @@ def test_exogenous_channels_with_forecast_channel_mixing(tmp_path):
 def test_predict_cli_passes_future_values_and_frequency(tmp_path, capsys):
     from ovcast.cli import main
 
-    ckpt = ttm_checkpoint(
-        tmp_path / "ckpt",
-        num_input_channels=3,
-        resolution_prefix_tuning=True,
-        frequency_token_vocab_size=10,
-        prediction_channel_indices=[0],
-        exogenous_channel_indices=[2],
-        enable_forecast_channel_mixing=True,
-    )
+    ckpt = ttm_checkpoint(tmp_path / "ckpt", **EXOGENOUS_AND_TOKEN)
     package = convert(ckpt, tmp_path / "pkg", channel_names=["sales", "x", "promo"])
     window = parity_windows(512, 3, 1)[0]
     future = np.linspace(0, 1, 96)[:, None].astype(np.float32)
@@ -535,7 +536,9 @@ def test_train_family_ttm_then_convert_and_evaluate(tmp_path):
 def test_finetune_ttm_freezes_the_backbone_and_takes_the_seven_channels(tmp_path):
     """granite-tsfm's recipe: a zero-shot (1-channel, channel-independent) TTM fine-tuned on
     the 7 market channels with the backbone frozen; scored against the same baselines."""
+    from conftest import make_checkpoint
     from safetensors.numpy import load_file
+    from test_finetune import BASE as PATCHTST_BASE
     from test_finetune import write_candles
 
     from ovcast.errors import DataError
@@ -573,21 +576,7 @@ def test_finetune_ttm_freezes_the_backbone_and_takes_the_seven_channels(tmp_path
         backbone = [k for k in before if k.startswith("backbone.")]
         assert backbone and all(np.array_equal(before[k], after[k]) for k in backbone)
         assert any(not np.array_equal(before[k], after[k]) for k in before if k.startswith("head."))
-    patchtst = tmp_path / "pt"
-    from conftest import make_checkpoint
-
-    make_checkpoint(
-        patchtst,
-        context_length=64,
-        prediction_length=16,
-        num_input_channels=7,
-        patch_length=8,
-        patch_stride=8,
-        d_model=16,
-        num_attention_heads=2,
-        num_hidden_layers=1,
-        ffn_dim=32,
-    )
+    patchtst = make_checkpoint(tmp_path / "pt", **PATCHTST_BASE)
     with pytest.raises(DataError, match="not --family ttm"):
         finetune(
             FinetuneConfig(
@@ -607,15 +596,7 @@ def test_bench_backends_run_a_ttm_package_with_its_other_inputs(tmp_path):
     from ovcast.bench.backends import load
     from ovcast.cli import main
 
-    ckpt = ttm_checkpoint(
-        tmp_path / "ckpt",
-        num_input_channels=3,
-        resolution_prefix_tuning=True,
-        frequency_token_vocab_size=10,
-        prediction_channel_indices=[0],
-        exogenous_channel_indices=[2],
-        enable_forecast_channel_mixing=True,
-    )
+    ckpt = ttm_checkpoint(tmp_path / "ckpt", **EXOGENOUS_AND_TOKEN)
     package = convert(ckpt, tmp_path / "pkg", prediction_filter_length=48)
     window = parity_windows(512, 3, 4)
     forecasts = {
@@ -645,3 +626,26 @@ def test_bench_backends_run_a_ttm_package_with_its_other_inputs(tmp_path):
     assert results["latency"]["1"]["openvino"]["p50_ms"] > 0
     assert results["throughput_mode"]["forecasts_per_s"] > 0  # with the other inputs
     assert results["limit"]["flops_per_forecast"] > 0 and results["op_profile"]
+
+
+def test_manifests_written_before_ttm_support_still_load(tmp_path, small_package):
+    """No descriptions, none of the new fields: the package loads and forecasts as before."""
+    old = tmp_path / "old"
+    shutil.copytree(small_package, old)
+    manifest = json.loads((old / "ovcast.json").read_text())
+    for field in ("output_channels", "exogenous_channels", "series_scalers", "frequency"):
+        manifest.pop(field)
+    for tensor in manifest["inputs"] + manifest["outputs"]:
+        tensor.pop("description")
+    (old / "ovcast.json").write_text(json.dumps(manifest))
+    engine = Engine(old)
+    assert [t.name for t in engine.inputs] == ["past_values"]
+    assert engine.forecast_channel_names == engine.channel_names
+    window = parity_windows(64, 3, 1)[0]
+    np.testing.assert_array_equal(engine.predict(window), Engine(small_package).predict(window))
+    with pytest.raises(InvalidInputError, match="one scaler for every series"):
+        engine.forecast(window, series_id="a")
+    manifest["inputs"][0]["name"] = "x"
+    (old / "ovcast.json").write_text(json.dumps(manifest))
+    with pytest.raises(Exception, match="first input must be 'past_values'"):
+        ModelPackage.load(old)

@@ -271,6 +271,11 @@ class Engine:
         """The scaler of one series: the package's, or its series' (per-series packages)."""
         if self._series_scalers is not None:
             return self._series_scalers.get(series_id)
+        if series_id is not None:
+            raise InvalidInputError(
+                f"{self.name} has one scaler for every series; leave out series_id "
+                f"(got {series_id!r})"
+            )
         return self._require_scaler()
 
     def _scalers_for(self, series_id: Any, batch: int, single: bool) -> list[Scaler]:
