@@ -79,9 +79,9 @@ def _with_other_inputs(
 
 
 def _torch_predict(package: ModelPackage) -> Callable[[np.ndarray], np.ndarray]:
+    torch = require("torch", extra="convert", purpose="The PyTorch benchmark backend")
     from ..convert.signature import package_signature
 
-    torch = require("torch", extra="convert", purpose="The PyTorch benchmark backend")
     torch.set_num_threads(usable_cores())
     module = package_signature(package).module
 

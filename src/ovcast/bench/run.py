@@ -141,7 +141,7 @@ def _throughput_mode(package: ModelPackage, duration_s: float, flops: float, gfl
     m = package.manifest
     engine = Engine(package, mode="throughput")
     windows = parity_windows(m.context_length, m.num_input_channels, 64)
-    others = engine.example_inputs(64)  # TTM's other inputs, if any
+    others: dict[str, Any] = engine.example_inputs(64)  # TTM's other inputs, if any
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < duration_s / 2:
         engine.predict_many(windows, **others)
