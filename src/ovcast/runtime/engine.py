@@ -230,7 +230,7 @@ class Engine:
         scalers = self._scalers_for(series_id, len(batch), single)
         exogenous = self.package.manifest.exogenous_channels or []
         if FUTURE_EXOGENOUS in inputs and exogenous:
-            known, _ = _as_float(inputs[FUTURE_EXOGENOUS], single)
+            known = _future_exogenous(inputs[FUTURE_EXOGENOUS], single, len(exogenous))
             inputs = {
                 **inputs,
                 FUTURE_EXOGENOUS: _per_window(
@@ -301,12 +301,19 @@ class Engine:
         return f"Engine({self.package!r}, mode={self.mode!r}, config={self.config})"
 
 
-def _as_float(values: Any, single: bool) -> tuple[np.ndarray, bool]:
+def _future_exogenous(values: Any, single: bool, channels: int) -> np.ndarray:
+    """Raw future exogenous values as (batch, horizon, exogenous channels) floats."""
     try:
         array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"{FUTURE_EXOGENOUS} must be numbers") from exc
-    return (array[None] if single and array.ndim == 2 else array), single
+    array = array[None] if single and array.ndim == 2 else array
+    if array.ndim != 3 or array.shape[-1] != channels:
+        raise InvalidInputError(
+            f"{FUTURE_EXOGENOUS} has shape {list(np.shape(values))}; expected [horizon, {channels}] "
+            f"or [batch, horizon, {channels}] (the exogenous channels' known future values)"
+        )
+    return array
 
 
 def _per_window(

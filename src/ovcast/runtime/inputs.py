@@ -130,6 +130,8 @@ def _freq_token(
                 f"integer below {vocab} or one of {sorted(mapping)}"
             )
         given = frequency["default"]
+    if isinstance(given, str) and given.strip().isdigit():
+        given = int(given)
     if isinstance(given, str):
         if given not in mapping:
             raise InvalidInputError(
