@@ -181,6 +181,7 @@ class Engine:
         empty input, or a missing or unknown input.
         """
         feeds, single = model_feeds(self.package.manifest, past_values, inputs)
+        self._require_open()
         request = self._pool.get()
         try:
             request.infer(dict(enumerate(feeds)), share_inputs=True)
@@ -201,17 +202,28 @@ class Engine:
         n = len(feeds[0])
         channels = len(self.forecast_channels)
         results = np.empty((n, self.prediction_length, channels), np.float32)
-        infer_queue = ov.AsyncInferQueue(self._compiled, self.num_requests)
+        compiled = self._require_open()
+        # No Python callback on the queue: one made the process abort at exit now and then
+        # (an OpenVINO thread still taking the GIL during teardown). Each finished request's
+        # output is copied out when the request is next needed, and after wait_all.
+        infer_queue = ov.AsyncInferQueue(compiled, self.num_requests)
+        started_at: dict[int, int] = {}  # request id -> start row of its batch
 
-        def done(request: ov.InferRequest, start: int) -> None:
-            out = request.get_output_tensor(0).data
-            results[start : start + len(out)] = out
+        def collect(request_id: int) -> None:
+            start = started_at.pop(request_id, None)
+            if start is not None:
+                out = infer_queue[request_id].get_output_tensor(0).data
+                results[start : start + len(out)] = out
 
-        infer_queue.set_callback(done)
         for start in range(0, n, batch_size):
+            request_id = infer_queue.get_idle_request_id()  # the one start_async takes next
+            collect(request_id)
             chunk = {i: feed[start : start + batch_size] for i, feed in enumerate(feeds)}
-            infer_queue.start_async(chunk, userdata=start, share_inputs=True)
+            infer_queue.start_async(chunk, share_inputs=True)
+            started_at[request_id] = start
         infer_queue.wait_all()
+        for request_id in list(started_at):
+            collect(request_id)
         return results
 
     def forecast(self, raw_window: Any, *, series_id: Any = None, **inputs: Any) -> np.ndarray:
@@ -287,6 +299,21 @@ class Engine:
                 f"{len(series_id)} series ids for {batch} windows; give one per window"
             )
         return [self.scaler_for(one) for one in series_id]
+
+    def close(self) -> None:
+        """Release the compiled model and its infer requests.
+
+        Call it from the thread that owns the engine once no request uses it; a closed
+        engine cannot forecast again.
+        """
+        while not self._pool.empty():
+            self._pool.get_nowait()
+        self._compiled = None
+
+    def _require_open(self) -> ov.CompiledModel:
+        if self._compiled is None:
+            raise ModelPackageError(f"the engine of {self.package.path} is closed")
+        return self._compiled
 
     def _require_scaler(self) -> Scaler:
         scaler = self.scaler
