@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,11 @@ import numpy as np
 import openvino as ov
 
 from ..errors import ConfigError, InvalidInputError, ModelPackageError
-from ..package import FUTURE_EXOGENOUS, OBSERVED_MASK, ModelPackage, TensorSpec
+from ..package import FUTURE_EXOGENOUS, OBSERVED_MASK, PAST_VALUES, ModelPackage, TensorSpec
 from ..scaling import Scaler
 from .cpu import cpu_config
 from .inputs import as_batch, example_inputs, model_feeds
+from .raw import future_exogenous, scale_inputs, scalers_for, unscale_forecast
 
 log = logging.getLogger(__name__)
 
@@ -230,30 +231,23 @@ class Engine:
         """Forecast in raw units with the package's scaler: scale, predict, inverse-scale.
 
         ``series_id``: which series the window is, for packages with one scaler per series
-        (granite-tsfm's id_columns): a value, values in id-column order or a mapping; for a
-        batch, one per window. ``future_exogenous`` is in raw units too.
+        (granite-tsfm's id_columns): a value, a tuple of values in id-column order or a
+        mapping; for a batch, one for all windows or a list of one per window.
+        ``future_exogenous`` is in raw units too.
         """
+        m = self.package.manifest
         batch, single = as_batch(
-            raw_window,
-            self.context_length,
-            self.num_channels,
-            allow_nan=OBSERVED_MASK in inputs or self._takes_mask,
+            raw_window, self.context_length, self.num_channels, allow_nan=self._takes_mask
         )
-        scalers = self._scalers_for(series_id, len(batch), single)
-        exogenous = self.package.manifest.exogenous_channels or []
-        if FUTURE_EXOGENOUS in inputs and exogenous:
-            known = _future_exogenous(inputs[FUTURE_EXOGENOUS], single, len(exogenous))
-            inputs = {
-                **inputs,
-                FUTURE_EXOGENOUS: _per_window(
-                    scalers, known, lambda s, x: s.select(exogenous).transform(x)
-                ),
-            }
-        scaled = _per_window(scalers, batch, lambda s, x: s.transform(x))
-        predicted = self.predict(scaled, **inputs)  # batched: as_batch made it 3-D
-        out = _per_window(
-            scalers, predicted, lambda s, y: s.inverse_transform(y, self.forecast_channels)
-        )
+        scalers = self.scalers_for(series_id, len(batch), single)
+        given = {**inputs, PAST_VALUES: batch}
+        if FUTURE_EXOGENOUS in inputs and m.exogenous_channels:
+            given[FUTURE_EXOGENOUS] = future_exogenous(
+                inputs[FUTURE_EXOGENOUS], single, len(m.exogenous_channels)
+            )
+        scaled = scale_inputs(m, scalers, given)
+        predicted = self.predict(scaled.pop(PAST_VALUES), **scaled)  # batched: 3-D
+        out = unscale_forecast(m, scalers, predicted)
         return out[0] if single else out
 
     def forecast_frame(
@@ -281,24 +275,13 @@ class Engine:
 
     def scaler_for(self, series_id: Any = None) -> Scaler:
         """The scaler of one series: the package's, or its series' (per-series packages)."""
-        if self._series_scalers is not None:
-            return self._series_scalers.get(series_id)
-        if series_id is not None:
-            raise InvalidInputError(
-                f"{self.name} has one scaler for every series; leave out series_id "
-                f"(got {series_id!r})"
-            )
-        return self._require_scaler()
+        return self.scalers_for(series_id, 1, True)[0]
 
-    def _scalers_for(self, series_id: Any, batch: int, single: bool) -> list[Scaler]:
-        """One scaler per window of the batch."""
-        if self._series_scalers is None or single or not isinstance(series_id, (list, tuple)):
-            return [self.scaler_for(series_id)] * batch
-        if len(series_id) != batch:
-            raise InvalidInputError(
-                f"{len(series_id)} series ids for {batch} windows; give one per window"
-            )
-        return [self.scaler_for(one) for one in series_id]
+    def scalers_for(self, series_id: Any, batch: int, single: bool = False) -> list[Scaler]:
+        """One scaler per window of a batch (see ``runtime.raw.scalers_for``)."""
+        return scalers_for(
+            self._scaler, self._series_scalers, series_id, batch, single, where=self.name
+        )
 
     def close(self) -> None:
         """Release the compiled model and its infer requests.
@@ -315,43 +298,8 @@ class Engine:
             raise ModelPackageError(f"the engine of {self.package.path} is closed")
         return self._compiled
 
-    def _require_scaler(self) -> Scaler:
-        scaler = self.scaler
-        if scaler is None:
-            raise ModelPackageError(
-                f"{self.package.path} carries no scaler, so raw values cannot be scaled; "
-                "use predict() with model-space (scaled) windows"
-            )
-        return scaler
-
     def __repr__(self) -> str:
         return f"Engine({self.package!r}, mode={self.mode!r}, config={self.config})"
-
-
-def _future_exogenous(values: Any, single: bool, channels: int) -> np.ndarray:
-    """Raw future exogenous values as (batch, horizon, exogenous channels) floats."""
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"{FUTURE_EXOGENOUS} must be numbers") from exc
-    array = array[None] if single and array.ndim == 2 else array
-    if array.ndim != 3 or array.shape[-1] != channels:
-        raise InvalidInputError(
-            f"{FUTURE_EXOGENOUS} has shape {list(np.shape(values))}; expected [horizon, {channels}] "
-            f"or [batch, horizon, {channels}] (the exogenous channels' known future values)"
-        )
-    return array
-
-
-def _per_window(
-    scalers: list[Scaler], values: np.ndarray, apply: Callable[[Scaler, np.ndarray], np.ndarray]
-) -> np.ndarray:
-    """``apply`` each window's scaler to it; one call for the whole batch when they are one."""
-    if all(s is scalers[0] for s in scalers):
-        return apply(scalers[0], values)
-    if len(values) != len(scalers):
-        raise InvalidInputError(f"{len(values)} windows for {len(scalers)} series ids")
-    return np.stack([apply(s, v) for s, v in zip(scalers, values, strict=True)])
 
 
 def _plain(value: Any) -> Any:
