@@ -278,3 +278,17 @@ def test_cpp_client_sends_the_further_inputs(tmp_path, exogenous_package, reques
     forecast = np.array([float(v) for v in lines[:HORIZON]])
     np.testing.assert_allclose(forecast, a["forecast_token_3"][0][:, 0], atol=1e-4)
     assert lines[HORIZON].startswith("without ") and "invalid_request" in lines[HORIZON]
+
+
+def test_hot_swap_checks_every_input(exogenous_package, tmp_path):
+    """A reload to a package with other inputs (here: the same model with its frequency
+    token fixed) is refused, clients would break; a reload of the same TTM package passes
+    its smoke forecast with its own inputs."""
+    from ovcast.errors import ModelPackageError
+    from ovcast.runtime.slot import EngineSlot
+
+    fixed = convert(Path(exogenous_package).parent / "ckpt", tmp_path / "fixed", freq_token=7)
+    slot = EngineSlot(exogenous_package, Engine)
+    assert slot.reload().package.path == Path(exogenous_package)
+    with pytest.raises(ModelPackageError, match="takes the inputs"):
+        slot.reload(fixed.path)

@@ -109,7 +109,7 @@ def run_benchmark(
         results["op_profile"] = op_profile(package)[:10]
     if serving and m.extra_inputs:
         log.warning(
-            "serving skipped: the servers take past_values only (this package: %s)",
+            "serving skipped: its clients send past_values only (this package takes %s)",
             ", ".join(spec.name for spec in m.inputs),
         )
         serving = False
