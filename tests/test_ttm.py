@@ -649,3 +649,18 @@ def test_manifests_written_before_ttm_support_still_load(tmp_path, small_package
     (old / "ovcast.json").write_text(json.dumps(manifest))
     with pytest.raises(Exception, match="first input must be 'past_values'"):
         ModelPackage.load(old)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_precision_options_with_every_input(tmp_path, precision):
+    """fp16 and int8 (NNCF, calibrated with the other inputs too) convert a TTM that takes a
+    frequency token and exogenous futures; their error against PyTorch is recorded."""
+    ckpt = ttm_checkpoint(tmp_path / "ckpt", **EXOGENOUS_AND_TOKEN)
+    package = convert(ckpt, tmp_path / "pkg", precision=precision)
+    report = package.manifest.parity
+    assert_parity(package)  # the fp32 IR, checked before compressing
+    assert report[f"{precision}_vs_torch"]["max_abs_error"] < 0.5
+    engine = Engine(package)
+    window = parity_windows(512, 3, 2)
+    out = engine.predict(window, freq_token=7, future_exogenous=np.zeros((2, 96, 1), np.float32))
+    assert out.shape == (2, 96, 1) and np.isfinite(out).all()

@@ -19,7 +19,7 @@ import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,7 +38,9 @@ from ..preprocessor import (
 )
 from ..scaling import Scaler
 from ..series_scalers import SeriesScalers
-from .signature import OV_TYPES, Signature, forecast_only
+
+if TYPE_CHECKING:  # signature.py imports torch: only when converting
+    from .signature import Signature
 
 log = logging.getLogger(__name__)
 
@@ -262,9 +264,11 @@ def _signature(
     freq_token: int | str | None,
     observed_mask: bool,
 ) -> Signature:
+    from .signature import forecast_only
+    from .ttm import ttm_signature
+
     if family != "ttm":
         return forecast_only(hf_model)
-    from .ttm import ttm_signature
 
     mapping = dict(tsp.frequency_mapping) if tsp else dict(DEFAULT_FREQUENCY_MAPPING)
     token = frequency_token(freq_token, mapping) if isinstance(freq_token, str) else freq_token
@@ -368,6 +372,7 @@ def _pytorch_reference(
 def _export(ov: Any, torch: Any, signature: Signature, hf_model: Any) -> Any:
     from ..runtime.inputs import example_inputs
     from .export_fixes import exportable_patchify
+    from .signature import OV_TYPES
 
     specs = signature.inputs
     context, channels = specs[0].shape[1], specs[0].shape[2]
