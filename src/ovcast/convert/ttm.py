@@ -20,6 +20,7 @@ patchify module has PatchTST's attributes).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,6 +29,8 @@ import torch
 from ..errors import ConversionError
 from ..package import FREQ_TOKEN, FUTURE_EXOGENOUS, OBSERVED_MASK, TensorSpec
 from .signature import Signature, output_spec, past_values_spec
+
+log = logging.getLogger(__name__)
 
 POINT_LOSSES = ("mse", "mae", "huber", "pinball")
 
@@ -104,6 +107,14 @@ def ttm_signature(
         token = fixed_freq_token
         if token is not None and not 0 <= token < vocab:
             raise ConversionError(f"frequency token {token} is outside [0, {vocab})")
+        if default_freq_token is not None and not 0 <= default_freq_token < vocab:
+            log.warning(
+                "the preprocessor's frequency token %d is outside the model's [0, %d): "
+                "requests must give freq_token",
+                default_freq_token,
+                vocab,
+            )
+            default_freq_token = None
         frequency = {
             "vocab_size": vocab,
             "default": token if token is not None else default_freq_token,
