@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     table = ForecastTable.after(series, forecast, engine.channel_names)
     if args.channels:
         table = table.select([c.strip() for c in args.channels.split(",")])
-    if not args.output:
+    if output is None:
         sys.stdout.buffer.write(
             orjson.dumps(table.to_json(), option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
         )

@@ -80,6 +80,12 @@ def convert(
             f"{source.path / 'scaler.json'} scales {scaler.num_channels} channels; the model "
             f"takes {channels}. It belongs to another model: fix or remove it"
         )
+    names = list(
+        channel_names
+        or (scaler.names if scaler and scaler.names else [f"channel_{i}" for i in range(channels)])
+    )
+    if len(names) != channels:
+        raise ConversionError(f"{len(names)} channel names given for a {channels}-channel model")
     log.info(
         "loaded %s (%s, context %d, horizon %d, %d channels)",
         source.name,
@@ -145,12 +151,6 @@ def convert(
             report[f"{precision}_vs_torch"]["max_abs_error"],
         )
 
-    names = list(
-        channel_names
-        or (scaler.names if scaler and scaler.names else [f"channel_{i}" for i in range(channels)])
-    )
-    if len(names) != channels:
-        raise ConversionError(f"{len(names)} channel names given for a {channels}-channel model")
     manifest = Manifest(
         name=name or _default_name(source.name),
         family=family,

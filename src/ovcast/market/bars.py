@@ -125,7 +125,7 @@ def bar_value_problems(
 def infer_interval(time_s: np.ndarray) -> int:
     """The most common step between bar times, in whole seconds."""
     if len(time_s) < 2:
-        raise DataError("need at least two bars to infer the interval; pass interval_s")
+        raise DataError("need at least two bars to infer the bar interval; pass --interval")
     steps, counts = np.unique(np.diff(time_s), return_counts=True)
     step = steps[np.argmax(counts)]
     if step < 1 or step != int(step):

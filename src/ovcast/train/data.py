@@ -259,9 +259,14 @@ def _recorded_bars(path: Path, product: str | None) -> Bars:
     except OvcastError:
         raise
     except (sqlite3.DatabaseError, decimal.InvalidOperation, ValueError, TypeError) as exc:
+        detail = (
+            "a recorded price or volume is not a decimal number"
+            if isinstance(exc, decimal.InvalidOperation)
+            else f"{type(exc).__name__}: {exc}"
+        )
         raise DataError(
-            f"{path} is not a readable 'ovcast live' recording ({type(exc).__name__}: {exc}); "
-            "it may be damaged or cut short"
+            f"{path} is not a readable 'ovcast live' recording ({detail}); it may be damaged "
+            "or cut short"
         ) from exc
     if len(bars) < 2:
         raise DataError(f"{path} has {len(bars)} bars of {product}; too few to train on")
