@@ -183,6 +183,12 @@ def name_key(name: str) -> str:
     return name.strip().casefold()
 
 
+def repeated(names: Sequence[str]) -> list[str]:
+    """The names given more than once, matched as header names are (``name_key``)."""
+    keys = [name_key(n) for n in names]
+    return sorted({n for n, k in zip(names, keys, strict=True) if keys.count(k) > 1})
+
+
 def time_column(header: Sequence[str], first_row: Sequence[str]) -> int | None:
     """The time column, by the one rule every reader shares: the first column named like a
     time (``TIME_COLUMN_NAMES``, any case), else the first column when its first cell is not

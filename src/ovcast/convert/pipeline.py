@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from .. import parity
+from .._csv import repeated
 from .._telemetry import decline_openvino_telemetry
 from .._version import __version__
 from ..errors import ConfigError, ConversionError, ModelSourceError, ParityError, require
@@ -212,12 +213,9 @@ def _check_options(
         )
     if channel_names is not None:
         blank = [i for i, n in enumerate(channel_names) if not n.strip()]
-        keys = [n.strip().casefold() for n in channel_names]
-        repeated = sorted(
-            {n for n, k in zip(channel_names, keys, strict=True) if keys.count(k) > 1}
-        )
-        if blank or repeated:
-            what = f"blank names at positions {blank}" if blank else f"{repeated} more than once"
+        twice = repeated(channel_names)
+        if blank or twice:
+            what = f"blank names at positions {blank}" if blank else f"{twice} more than once"
             raise ConfigError(f"--channel-names gives {what}; name every channel, each once")
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise ConfigError(f"OUT_DIR {out_dir} is a file; the package is a folder")

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .._csv import Problems, Table, name_key, read_table, time_column
+from .._csv import Problems, Table, read_table, repeated, time_column
 from ..errors import ConfigError, DataError, OvcastError
 from ..market.bars import (
     Bars,
@@ -180,10 +180,9 @@ def fingerprint(path: str | Path, series: Series) -> dict[str, Any]:
 
 def refuse_repeats(names: Sequence[str], option: str) -> None:
     """An option that names channels must name each once (matched as headers are)."""
-    keys = [name_key(n) for n in names]
-    repeated = sorted({n for n, k in zip(names, keys, strict=True) if keys.count(k) > 1})
-    if repeated:
-        raise ConfigError(f"{option} names {repeated} more than once; name each column once")
+    twice = repeated(names)
+    if twice:
+        raise ConfigError(f"{option} names {twice} more than once; name each column once")
 
 
 def load_bars(

@@ -127,12 +127,7 @@ def fit(
     torch.set_num_threads(config.num_threads or usable_cores())
     make_run_folder(out)
     val = data.val.subsample(config.max_eval_windows)
-    selected_on = f"validation MSE (scaled) of {', '.join(val.target_names)}; {val.scoring}"
-    if len(val) < len(data.val):
-        selected_on += (
-            f"; on {len(val)} of the {len(data.val)} validation windows, evenly spaced "
-            "(--max-eval-windows)"
-        )
+    record = _run_record(data, val, data_source)
     per_epoch = min(config.windows_per_epoch or len(data.train), len(data.train))
     steps = math.ceil(per_epoch / config.batch_size) * config.epochs
     trainer = _trainer(torch, model, config, steps)
@@ -140,13 +135,7 @@ def fit(
     resuming = resume and (out / LAST_DIR / STATE_FILE).is_file()
     if resume and not resuming:
         log.warning("nothing to resume in %s: starting a new run", out / LAST_DIR)
-    summary = partial(
-        _summary,
-        config,
-        selected_on=selected_on,
-        data_source=data_source,
-        splits=asdict(data.splits),
-    )
+    summary = partial(_summary, config, record=record)
     if resuming:
         run = _load_last(torch, out / LAST_DIR, trainer, config, data_source)
     else:
@@ -170,9 +159,8 @@ def fit(
             f"no epoch had a finite validation score ({out / SUMMARY_FILE} has the history): "
             "training diverged; try a lower --lr"
         )
-    return TrainResult(
-        out / BEST_DIR, run.best_epoch, run.best_val_mse, selected_on, run.history, run.elapsed
-    )
+    best = (run.best_epoch, run.best_val_mse, record["selected_on"])
+    return TrainResult(out / BEST_DIR, *best, run.history, run.elapsed)
 
 
 def _trainer(torch: Any, model: Any, config: LoopConfig, total_steps: int) -> _Trainer:
@@ -244,22 +232,27 @@ def _remove_previous_best(folder: Path) -> None:
         shutil.rmtree(folder)
 
 
-def _summary(
-    config: LoopConfig,
-    run: _Progress,
-    *,
-    selected_on: str,
-    data_source: dict[str, Any] | None,
-    splits: dict[str, Any],
+def _run_record(
+    data: SplitData, val: Windows, data_source: dict[str, Any] | None
 ) -> dict[str, Any]:
+    """What selects the checkpoint, what data the run read, and the rows of each split (which
+    ``ovcast evaluate`` then refuses to score as if unseen)."""
+    selected_on = f"validation MSE (scaled) of {', '.join(val.target_names)}; {val.scoring}"
+    if len(val) < len(data.val):
+        selected_on += (
+            f"; on {len(val)} of the {len(data.val)} validation windows, evenly spaced "
+            "(--max-eval-windows)"
+        )
+    return {"data_source": data_source, "splits": asdict(data.splits), "selected_on": selected_on}
+
+
+def _summary(config: LoopConfig, run: _Progress, *, record: dict[str, Any]) -> dict[str, Any]:
     import torch
     import transformers
 
     return {
         "config": asdict(config),
-        "data_source": data_source,
-        "splits": splits,  # the rows each split spans, as trained: evaluate refuses to score them
-        "selected_on": selected_on,
+        **record,
         "best_epoch": run.best_epoch,
         "best_val_mse": run.best_val_mse,
         "history": run.history,
