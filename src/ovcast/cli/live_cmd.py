@@ -89,15 +89,26 @@ def run(args: argparse.Namespace) -> int:
 
     import orjson
 
-    from ..errors import DataError
     from ..market.coinbase import ADVANCED_WS_URL, EXCHANGE_WS_URL
+    from ..market.export import open_output
     from ..pipeline.live import LiveConfig, LivePipeline
 
-    if args.max_ahead <= 0 or args.grace < 0 or args.interval <= 0:
-        raise DataError("--max-ahead and --interval must be > 0, --grace >= 0")
+    log = logging.getLogger("ovcast.live")
+    check_options(args)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is noise here
     ws_url = args.ws_url or (EXCHANGE_WS_URL if args.feed == "exchange" else ADVANCED_WS_URL)
-    out = open(args.out, "ab") if args.out else sys.stdout.buffer
+    if args.feed == "advanced":
+        for product in args.product:
+            if product.endswith("-USDC"):
+                log.warning(
+                    "%s on Advanced Trade: Coinbase is reported (not verified here) to send "
+                    "%s data for it, which ovcast rejects as not subscribed; if nothing is "
+                    "recorded, use --product %s",
+                    product,
+                    product[:-1],
+                    product[:-1],
+                )
+    out = open_output(args.out, "ab") if args.out else sys.stdout.buffer
 
     def sink(record: dict) -> None:
         out.write(orjson.dumps(record) + b"\n")
@@ -149,3 +160,43 @@ def run(args: argparse.Namespace) -> int:
         if args.out:
             out.close()
     return 0
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Every option problem is one clear line before anything starts (``ConfigError``)."""
+    import math
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    from ..errors import ConfigError
+
+    problems = []
+    if any(not p.strip() or p != p.strip() for p in args.product):
+        problems.append(f"--product must name a product such as BTC-USD, got {args.product}")
+    if not (math.isfinite(args.grace) and args.grace >= 0):
+        problems.append(f"--grace must be a number of seconds >= 0, got {args.grace:g}")
+    if not (math.isfinite(args.max_ahead) and args.max_ahead > 0):
+        problems.append(f"--max-ahead must be a number of seconds > 0, got {args.max_ahead:g}")
+    if args.interval <= 0:
+        problems.append(f"--interval must be > 0 seconds, got {args.interval}")
+    if args.backfill_bars < 0:
+        problems.append(f"--backfill-bars must be >= 0, got {args.backfill_bars}")
+    if args.ws_url is not None and urlparse(args.ws_url).scheme not in ("ws", "wss"):
+        problems.append(f"--ws-url must be a WebSocket URL (ws:// or wss://), got {args.ws_url!r}")
+    for flag, url in (
+        ("--rest-url", args.rest_url),
+        ("--advanced-rest-url", args.advanced_rest_url),
+    ):
+        if url and urlparse(url).scheme not in ("http", "https"):
+            problems.append(f"{flag} must be an http:// or https:// URL, got {url!r}")
+    if not args.rest_url:
+        problems.append(
+            "--rest-url (Exchange REST) is needed for either feed: the history the model "
+            "warms up on comes from its candles, and the exchange clock from its /time"
+        )
+    if args.feed == "advanced" and not args.advanced_rest_url:
+        problems.append("--feed advanced needs --advanced-rest-url (its trades repair gaps)")
+    if args.out and Path(args.out).resolve() == Path(args.recording).resolve():
+        problems.append("--out must not be the --recording file (forecasts would corrupt it)")
+    if problems:
+        raise ConfigError("; ".join(problems))

@@ -150,7 +150,7 @@ def _recorded_bars(path: Path, product: str | None) -> Bars:
     """One product's recorded bars, filled and partial marks included."""
     from ..market.recording import Recording
 
-    with Recording(path) as recording:
+    with Recording(path, readonly=True) as recording:
         products = recording.products()
         if not products:
             raise DataError(f"{path} is a recording without bars yet; let 'ovcast live' run")
