@@ -21,6 +21,20 @@ async def until(condition, timeout=10.0):
         await asyncio.sleep(0.01)
 
 
+async def finish(stop, task):
+    stop.set()
+    await asyncio.wait_for(task, 5)
+
+
+async def after_one_trade(fake, dialect):
+    """A seeded feed, subscribed, that has taken one trade."""
+    feed, received, stop, task = run_feed(fake, dialect, seeded=True)
+    await until(lambda: feed.status.connected)
+    await fake.trade("BTC-USD", "100")
+    await until(lambda: len(received) == 1)
+    return feed, received, stop, task
+
+
 def run_feed(fake, dialect="exchange", products=("BTC-USD",), seeded=False, **kwargs):
     """The feed against ``fake``; ``seeded``: it knows the fake's last trade id, as after a
     start-up whose REST fetch worked (else its first trades wait for a second opinion)."""
@@ -64,8 +78,7 @@ def test_trades_reconnects_and_no_duplicates(dialect):
             await until(lambda: feed.status.connects == 3)
             ids.append(await fake.trade("BTC-USD", "201"))
             await until(lambda: len(received) == 7)
-            stop.set()
-            await asyncio.wait_for(task, 5)
+            await finish(stop, task)
             return feed, received, ids
 
     feed, received, ids = asyncio.run(scenario())
@@ -93,8 +106,7 @@ def test_silence_watchdog_reconnects():
                 lambda: feed.status.connects >= 2, timeout=5
             )  # silent server: a new session
             assert "no message" in feed.status.last_error
-            stop.set()
-            await asyncio.wait_for(task, 5)
+            await finish(stop, task)
 
     asyncio.run(scenario())
 
@@ -109,8 +121,7 @@ def test_advanced_trade_gaps_are_repaired_from_recent_trades():
             await fake.trade("BTC-USD", "2")
             await fake.trade("BTC-USD", "3")
             await until(lambda: len(received) == 3)
-            stop.set()
-            await asyncio.wait_for(task, 5)
+            await finish(stop, task)
             return feed, received, first
 
     feed, received, first = asyncio.run(scenario())
@@ -134,8 +145,7 @@ def test_skipped_ids_are_repaired_over_rest():
             await fake.trade("BTC-USD", "5")
             await fake.heartbeat("BTC-USD")
             await until(lambda: len(received) == 5)
-            stop.set()
-            await asyncio.wait_for(task, 5)
+            await finish(stop, task)
             return feed, received, first
 
     feed, received, first = asyncio.run(scenario())
@@ -156,8 +166,7 @@ def test_an_advanced_trade_snapshot_newest_first_is_taken_whole_in_order():
             await until(lambda: len(received) == 100)
             ids = await fake.batch("BTC-USD", [(str(p + 1), "1", None) for p in range(5)])
             await until(lambda: len(received) == 105)
-            stop.set()
-            await asyncio.wait_for(task, 5)
+            await finish(stop, task)
             return feed, received, ids
 
     feed, received, ids = asyncio.run(scenario())
@@ -207,10 +216,7 @@ def test_ids_no_int_can_hold_are_rejected_and_the_feed_goes_on(dialect):
 
     async def scenario():
         async with FakeCoinbase() as fake:
-            feed, received, stop, task = run_feed(fake, dialect, seeded=True)
-            await until(lambda: feed.status.connected)
-            await fake.trade("BTC-USD", "100")
-            await until(lambda: len(received) == 1)
+            feed, received, stop, task = await after_one_trade(fake, dialect)
             t = iso(time.time())
             base = {"product_id": "BTC-USD", "price": "100", "size": "1", "time": t}
             for bad in ("²", "9" * 5000):
@@ -226,8 +232,7 @@ def test_ids_no_int_can_hold_are_rejected_and_the_feed_goes_on(dialect):
             await fake.trade("BTC-USD", "101")
             await until(lambda: len(received) == 2)
             alive = not task.done()
-            stop.set()
-            await asyncio.wait_for(task, 5)
+            await finish(stop, task)
             return feed, alive
 
     feed, alive = asyncio.run(scenario())
@@ -248,17 +253,13 @@ def test_an_error_on_a_resubscribe_is_retried_not_fatal(dialect):
 
     async def scenario():
         async with FakeCoinbase() as fake:
-            feed, received, stop, task = run_feed(fake, dialect, seeded=True)
-            await until(lambda: feed.status.connected)
-            await fake.trade("BTC-USD", "100")
-            await until(lambda: len(received) == 1)
+            feed, received, stop, task = await after_one_trade(fake, dialect)
             fake.subscribe_errors += [error] * 4  # more than a first subscribe would take
             await fake.close_all(clean=False)
             await until(lambda: feed.status.connects == 2 or task.done())
             await fake.trade("BTC-USD", "101")
             await until(lambda: len(received) == 2 or task.done())
-            stop.set()
-            await asyncio.wait_for(task, 5)
+            await finish(stop, task)
             return feed, received
 
     feed, received = asyncio.run(scenario())
@@ -276,8 +277,7 @@ def test_the_first_subscription_fails_fast_only_when_retrying_cannot_help():
             feed, received, stop, task = run_feed(fake)
             await until(lambda: feed.status.connected or task.done())
             first = feed.status.connects
-            stop.set()
-            await asyncio.wait_for(task, 5)
+            await finish(stop, task)
         async with FakeCoinbase() as fake:
             fake.subscribe_errors += [{"type": "error", "message": "failure to subscribe"}] * 3
             feed, received, stop, task = run_feed(fake, "advanced")
@@ -315,8 +315,7 @@ def test_a_bogus_first_id_cannot_poison_an_unseeded_feed():
             ids = [await fake.trade("BTC-USD", str(101 + k)) for k in range(5)]
             await fake.heartbeat("BTC-USD")
             await until(lambda: len(received) == 5)
-            stop.set()
-            await asyncio.wait_for(task, 5)
+            await finish(stop, task)
             return feed, received, ids
 
     feed, received, ids = asyncio.run(scenario())

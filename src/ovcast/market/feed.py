@@ -315,7 +315,6 @@ class CoinbaseFeed:
             self._settled(*self.tracker.hold(trade))
         else:
             self._take(trade)
-        self.status.held = self.tracker.held()
 
     def _take(self, trade: Trade) -> None:
         new, gap = self.tracker.accept(trade)
@@ -328,6 +327,7 @@ class CoinbaseFeed:
 
     def _settled(self, admitted: list[Trade], refused: list[Trade]) -> None:
         """An unseeded product's held trades, now judged: the agreeing ones go on."""
+        self.status.held = self.tracker.held()
         for trade in refused:
             self.reject(
                 f"trade id {trade.trade_id} of {trade.product_id}: no other message agrees "
