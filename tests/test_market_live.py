@@ -3,9 +3,8 @@ open minute from REST, forecasts, hot swap, several products, `kill -9` and rest
 
 The fake's exchange clock is pinned (``now``): the pipeline reads it from REST ``/time``, so
 no test depends on where in the wall-clock minute it runs. A long ``--grace`` leaves bar
-closes to the trades the test sends, and a long ``--max-ahead`` lets those trades run minutes
-ahead of that pinned clock in milliseconds (no real exchange does; test_market_pipeline
-tests the clock on an injected one).
+closes to the trades the test sends (``start_live`` gives them room to run ahead of that
+pinned clock: see ``live_process.PINNED_CLOCK``).
 """
 
 from __future__ import annotations
@@ -32,8 +31,7 @@ from live_process import (
 from ovcast.market.recording import Recording
 
 MINUTE = 1_700_000_040  # a minute start (UTC)
-# Bars close when a later trade says so, not on the clock.
-TRADE_CLOSES = ("--grace", "600", "--max-ahead", "86400")
+TRADE_CLOSES = ("--grace", "600")  # bars close when a later trade says so, not on the clock
 
 
 @pytest.fixture(scope="module")

@@ -121,7 +121,9 @@ class Recording:
             db = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False)
             db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
             return db
-        except sqlite3.OperationalError:
+        except sqlite3.OperationalError as exc:
+            if "unable to open" not in str(exc):
+                raise DataError(f"cannot read the recording {self.path}: {exc}") from None
             # A WAL recording in a folder we cannot write (no -shm can be made): no writer
             # can be at work there either, so it is read as it stands.
             return sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False)
