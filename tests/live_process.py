@@ -10,7 +10,6 @@ import time
 import numpy as np
 from fake_coinbase import FakeCoinbase
 
-
 # The fake's exchange clock is pinned and the tests move it minutes ahead in milliseconds
 # (``clock_to``), which no exchange does: the pipeline's clock follows only what messages
 # agree on, so the tests' trades would be "stamped minutes ahead". A day of --max-ahead lets
