@@ -15,11 +15,14 @@ bar partial), then builds bars from live trades on the exchange's clock.
 Forecast records (product, bar time, forecast times, forecast close prices, model,
 inference ms, partial bars in the window) go to stdout as JSON lines, or --out FILE; status
 goes to stderr every 10 s (trades, duplicates, rejected, gaps, late, partial bars). Every
-trade and bar is in --recording (SQLite) before it counts; restart with the same recording
-(even after kill -9) to resume: the outage is repaired over REST. Malformed messages are
-logged, counted and skipped. 'ovcast replay', 'ovcast finetune' and 'ovcast export' read
-the recording. SIGHUP reloads the model package (e.g. after 'ovcast finetune --convert'
-wrote a new one there) without stopping.
+trade and bar is in --recording (SQLite) before it counts; one process per recording (a
+second is refused); restart with the same recording (even after kill -9) to resume: the
+outage is repaired over REST, a long one bar for bar from REST candles. Lost trades are
+repaired over REST while the socket is read on; the bars they touch wait for the repair.
+Malformed messages are logged, counted and skipped; the exchange clock follows what the
+messages agree on, never one message. 'ovcast replay', 'ovcast finetune' and 'ovcast
+export' read the recording (read-only). SIGHUP reloads the model package (e.g. after
+'ovcast finetune --convert' wrote a new one there) without stopping.
 
 The embedded default model was trained on ETTh1, not on markets: its forecasts of prices
 mean little until fine-tuned ('ovcast finetune').
