@@ -247,7 +247,7 @@ def _recorded_bars(path: Path, product: str | None) -> Bars:
     from ..market.recording import Recording
 
     try:
-        with Recording(path) as recording:
+        with Recording(path, readonly=True) as recording:
             products = recording.products()
             if not products:
                 raise DataError(f"{path} is a recording without bars yet; let 'ovcast live' run")
