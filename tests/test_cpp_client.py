@@ -196,7 +196,7 @@ def test_example_explains_a_bad_csv_and_bad_usage(binaries, small_package, tmp_p
     bad.write_text("a,b\n1,2\n3,oops\n")
     result = run([binaries["example"], small_package, bad], timeout=60)
     assert result.returncode == 1
-    assert "bad.csv line 3, column 2: 'oops' is not a number; expected" in result.stderr
+    assert "bad.csv: line 3, column 'b': non-numeric value 'oops'. Expected" in result.stderr
     usage = run([binaries["example"], "--bogus"], timeout=60)
     assert usage.returncode == 2 and "usage:" in usage.stderr
 
@@ -226,8 +226,22 @@ CSV_FORMS = {
     "nbsp_and_vtab_around": "a,b\n\u00a01.5\u2007,\x0b2\n3,4\n",
     "fullwidth_and_arabic_digits": "a,b\n\uff11\uff12,\u0663\n3,4\n",
     "quotes_inside_cells": 'a,b\n"1"5,2\n3,"4"\n',
-    "inf_nan_words": "a,b\n-Infinity,nan\n3,+inf\n",
-    "beyond_float32": "a,b\n1e39,-1e400\n3,1e-400\n",
+    "beyond_float32": "a,b\n1e39,-2\n3,1e-400\n",  # finite: +-inf in float32, as numpy casts
+    # main's reading rules (ovcast._csv, shared with training):
+    "names_any_case_and_spaced": " Date ,CLOSE, Volume \n2024-01-19,1,2\n2024-01-20,3,4\n",
+    "names_casefolded": "stra\u00dfe,STRASSE2,T\u017f\n1,2,1705678900\n3,4,1705678960\n",
+    "time_column_named_open_time": "close,Open_Time\n1,1705678900000000\n2,1705678960000000\n",
+    "time_column_by_name_not_first": "close,TS\n1,1705678900\n2,1705678960\n",
+    "first_time_name_wins": "ts,date,a\n1705678900,3,1\n1705678960,2,2\n",
+    "headerless_with_a_time_column": "2024-01-19T12:00,1,2\n2024-01-19T13:00,3,4\n",
+    "headerless_one_column": "1\n2\n",
+    "bom": "\ufeffclose,volume\n1,2\n3,4\n",
+    "bom_headerless": "\ufeff1,2\n3,4\n",
+    "blank_cell_lines_skipped": "a,b\n , \n1,2\n,\n3,4\n",
+    "times_increase_across_offsets": "time,a\n2024-01-19T12:00+01:00,1\n2024-01-19T11:30Z,2\n",
+    "iso_week_and_basic_forms": "time,a\n2024-W03,1\n2024-W03-2,2\n20240119T1200,3\n",
+    "times_neither_iso_nor_epoch_kept": "date,a\n19/01/2024,1\n18/01/2024,2\n",
+    "only_a_time_column": "time\n2024-01-01\n2024-01-02\n",
 }
 CSV_REFUSED = {  # Python refuses these too: both must say the file is unusable
     "plus_minus": "a,b\n1,+-5\n3,4\n",
@@ -237,6 +251,26 @@ CSV_REFUSED = {  # Python refuses these too: both must say the file is unusable
     "nul": "a,b\n1,1\x00\n3,4\n",
     "letters": "a,b\n1,1e\n3,4\n",
     "a_row_too_short": "a,b\n1,2\n3\n",
+    "inf_nan_words": "a,b\n-Infinity,nan\n3,+inf\n",
+    "beyond_float64": "a,b\n1,-1e400\n3,4\n",
+    "empty_cell": "a,b\n1,\n3,4\n",
+    "header_wider_than_rows": "a,b,c\n1,2\n3,4\n",
+    # main's reading rules:
+    "repeated_name_any_case": "OT,ot\n1,2\n",
+    "repeated_name_spaced": "a, b ,B\n1,2,3\n",
+    "repeated_name_folded": "\u00df,SS\n1,2\n",
+    "semicolon_separated": "a;b\n1;2\n",
+    "semicolon_decimal_commas": "1;2\n3;4\n",
+    "tab_separated": "a\tb\n1\t2\n",
+    "only_a_header": "close,volume\n",
+    "no_rows": " , \n\n",
+    "times_out_of_order": "time,a\n2024-01-19T12:01Z,1\n2024-01-19T12:00Z,2\n",
+    "time_repeated": "ts,a\n1705678900,1\n1705678900,2\n",
+    "times_out_of_order_headerless": "2024-01-19 12:00,1\n2024-01-19 11:00,2\n",
+    "times_out_of_order_by_offset": "time,a\n2024-01-19T12:00+01:00,1\n2024-01-19T11:30+01:00,2\n",
+    "epoch_units_mixed": "open_time,a\n1705678900000,1\n1705678960,2\n",
+    "time_not_finite": "ts,a\nnan,1\n2,2\n",
+    "time_beyond_2261": "ts,a\n9.3e9,1\n9.4e9,2\n",
 }
 
 
@@ -248,15 +282,20 @@ def client_reads(binaries, path: Path, *window_for: str) -> subprocess.Completed
 
 @pytest.mark.parametrize("form", sorted(CSV_FORMS))
 def test_client_reads_the_csv_forms_ovcast_predict_reads(binaries, tmp_path, form):
-    from ovcast.runtime.inputs import read_array
+    from ovcast.runtime.series import read_series
 
     path = tmp_path / f"{form}.csv"
     path.write_bytes(CSV_FORMS[form].encode())
     result = client_reads(binaries, path)
     assert result.returncode == 0, result.stderr
-    values = np.array(json.loads(result.stdout)["values"], dtype=np.float32)
+    read, series = json.loads(result.stdout), read_series(path)
     with np.errstate(over="ignore"):
-        np.testing.assert_array_equal(values, read_array(path))
+        expected = np.asarray(series.values, dtype=np.float32)
+    values = np.array(read["values"], dtype=np.float32).reshape(expected.shape)
+    np.testing.assert_array_equal(values, expected)
+    assert read["columns"] == (series.columns or [])
+    if read["timestamp_name"]:  # a time column, dropped from the values (shapes agree)
+        assert read["timestamp_name"] == series.timestamp_name
 
 
 @pytest.mark.parametrize("form", sorted(CSV_REFUSED))
@@ -266,10 +305,12 @@ def test_client_refuses_the_csv_forms_ovcast_predict_refuses(binaries, tmp_path,
 
     path = tmp_path / f"{form}.csv"
     path.write_bytes(CSV_REFUSED[form].encode())
-    with pytest.raises(DataError):
+    with pytest.raises(DataError) as refused:
         read_array(path)
     result = client_reads(binaries, path)
     assert result.returncode == 2 and str(path) in result.stderr
+    first_line = re.findall(r"line \d+\b", str(refused.value))[:1]
+    assert re.findall(r"line \d+\b", result.stderr)[:1] == first_line  # the same line named
 
 
 @pytest.mark.parametrize(
@@ -332,13 +373,46 @@ def test_client_makes_the_window_as_ovcast_predict_does(binaries, tmp_path):
 
 
 @pytest.mark.parametrize(
+    "header",
+    [
+        ["Close", "VOLUME", " rsi "],  # the model's names in another case: as they are
+        ["RSI", "close", "Volume"],  # reordered by name
+        [" rsi ", "Extra", "CLOSE", "volume"],  # by name, an extra column ignored
+        ["a", "b", "c"],  # other names: by position
+    ],
+)
+def test_client_takes_channels_by_name_as_ovcast_predict_does(binaries, tmp_path, header):
+    """Names matched trimmed and ignoring case: the same window as Series.window_for, and the
+    same notes (Python logs the by-position choice as a warning; the client notes it)."""
+    from ovcast.runtime.series import read_series
+
+    series = random_windows(1, 70, len(header), seed=5)[0]
+    path = write_rows(tmp_path / "w.csv", header, series)
+    result = client_reads(binaries, path, "64", *CHANNELS)
+    assert result.returncode == 0, result.stderr
+    read = json.loads(result.stdout)
+    window, notes = read_series(path).window_for(64, CHANNELS)
+    np.testing.assert_array_equal(
+        np.array(read["window"], dtype=np.float32), window.astype(np.float32)
+    )
+    by_position = [n for n in read["notes"] if "taken in order" in n]
+    assert [n for n in read["notes"] if n not in by_position] == notes
+    assert bool(by_position) == (header == ["a", "b", "c"])
+
+
+@pytest.mark.parametrize(
     ("text", "window_for", "message"),
     [
-        ("a,b\n1,2\n3,x\n", [], "line 3, column 2: 'x' is not a number; expected a row per"),
+        ("a,b\n1,2\n3,x\n", [], ": line 3, column 'b': non-numeric value 'x'. Expected a row per"),
         ("1,2\n3\n", [], "line 2 has 1 fields; expected 2"),
-        ("close,volume\n", [], "has a header but no data rows"),
-        ("", [], "is empty; expected a row per time step"),
-        ("a,b,c\n1,2\n", [], "has 3 names in its header and 2 fields in its first data row"),
+        ("close,volume\n", [], "has no data rows; expected a row per"),
+        ("", [], "has no data rows; expected a row per time step"),
+        ("a,b,c\n1,2\n", [], "line 2 has 2 fields; expected 3"),
+        ("a,b\n1,\n,x\n", [], "line 2, column 'b': empty; line 3, column 'a': empty; line 3"),
+        ("1\n2\nnan\n", [], "line 3, column '1': nan is not a finite number"),
+        ("A;B\n", [], "looks ';'-separated (its first line is 'A;B'); ovcast reads comma-"),
+        ("Close, close \n1,2\n", [], "names column 1 ('Close') and column 2 ('close') alike"),
+        ("ts,a\n5,1\n5,2\n", [], "line 3 (5) repeats the time of line 2 (5). Times must"),
         ("1,2\n3,4\n", ["2", *CHANNELS], "the input has 2 columns; the model takes 3 channels"),
         ("1,2,3\n4,5,6\n", ["64", *CHANNELS], "the input has 2 rows; the model needs 64"),
     ],

@@ -718,11 +718,14 @@ struct Problems {
   void add(size_t row, std::string message) { found.emplace_back(row, std::move(message)); }
   void raise_if_any(const std::string& advice) {
     if (found.empty()) return;
-    std::stable_sort(found.begin(), found.end(),
-                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<size_t> order(found.size());  // by row, then as added (a stable sort)
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [this](size_t a, size_t b) {
+      return std::make_pair(found[a].first, a) < std::make_pair(found[b].first, b);
+    });
     std::string message = path + ": ";
     const size_t shown = std::min<size_t>(found.size(), 5);
-    for (size_t i = 0; i < shown; ++i) message += (i ? "; " : "") + found[i].second;
+    for (size_t i = 0; i < shown; ++i) message += (i ? "; " : "") + found[order[i]].second;
     if (found.size() > shown) message += "; and " + std::to_string(found.size() - shown) + " more";
     throw std::runtime_error(message + ". " + advice);
   }
