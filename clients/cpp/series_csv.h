@@ -26,9 +26,11 @@
 //   that is no time at all is kept as written (Python then labels the forecast by step).
 // - every other cell is a finite number: empty cells, words and nan/inf (or 1e400) are
 //   refused. A value beyond float32 but finite (1e39) becomes +-inf in the float window, as
-//   numpy's float32 cast makes it (the engine then refuses the window before sending it).
+//   numpy's float32 cast makes it (the engine then refuses the window, as Python's does).
 // Problems throw std::runtime_error naming the file, the line and what was expected; like
-// Python, up to five bad cells are named at once.
+// Python, up to five bad cells are named at once. One difference is kept on purpose: a
+// header with two or more empty names reads each of those columns, where Python's
+// Table.numbers looks columns up by name and reads the first empty-named one for all.
 #pragma once
 
 #include <algorithm>
