@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -542,8 +543,9 @@ def test_finetune_ttm_freezes_the_backbone_and_takes_the_seven_channels(tmp_path
     from test_finetune import write_candles
 
     from ovcast.errors import DataError
+    from ovcast.hf.loading import load_model, resolve_source
     from ovcast.train.config import FinetuneConfig
-    from ovcast.train.finetune import finetune
+    from ovcast.train.finetune import _starting_model, finetune
 
     base = ttm_checkpoint(
         tmp_path / "base",
@@ -576,6 +578,21 @@ def test_finetune_ttm_freezes_the_backbone_and_takes_the_seven_channels(tmp_path
         backbone = [k for k in before if k.startswith("backbone.")]
         assert backbone and all(np.array_equal(before[k], after[k]) for k in backbone)
         assert any(not np.array_equal(before[k], after[k]) for k in before if k.startswith("head."))
+    # The "base" scored is the base as published (channel-independent), and so is the start
+    # epoch 0 scores: the mixing layers start as the identity, not at random.
+    started = _starting_model(resolve_source(base), "ttm", channel_mixing=True)
+    published = load_model(resolve_source(base), num_input_channels=7)
+    windows = torch.from_numpy(parity_windows(64, 7, 2))
+    with torch.no_grad():
+        np.testing.assert_array_equal(
+            started(past_values=windows).prediction_outputs.numpy(),
+            published(past_values=windows).prediction_outputs.numpy(),
+        )
+    independent = finetune(
+        replace(config, channel_mixing=False, epochs=1, out=str(tmp_path / "run2")),
+        progress=False,
+    )
+    assert _base_scores(report) == _base_scores(independent)
     patchtst = make_checkpoint(tmp_path / "pt", **PATCHTST_BASE)
     with pytest.raises(DataError, match="not --family ttm"):
         finetune(
@@ -584,6 +601,10 @@ def test_finetune_ttm_freezes_the_backbone_and_takes_the_seven_channels(tmp_path
             ),
             progress=False,
         )
+
+
+def _base_scores(report) -> list:
+    return [r["scored"] for r in report["results"] if r["forecaster"] == "base"]
 
 
 # --- benchmarks -----------------------------------------------------------------------------
