@@ -306,6 +306,62 @@ def test_tsp_scaler_travels_and_forecast_equals_granite_tsfm_pipeline(tmp_path, 
     np.testing.assert_allclose(got[:, 1], expected["price"][0], atol=1e-4 * peak)
 
 
+def test_daily_data_defaults_to_the_token_granite_tsfms_pipeline_feeds(tmp_path, caplog):
+    """Daily data: granite-tsfm stores freq '1 days 00:00:00' and its pipeline feeds the
+    token get_frequency_token gives for it ('oov', 0, with pandas 3), not 'D' (8). The
+    package defaults to the pipeline's token (a model fine-tuned with granite-tsfm saw it),
+    says so in the manifest and the log, and takes 'D' when a request names it."""
+    import pandas as pd
+    from tsfm_public import TimeSeriesPreprocessor
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "date": pd.date_range("2000-01-01", periods=700, freq="D"),
+            "a": 100 + np.cumsum(rng.normal(0, 1, 700)),
+            "b": rng.normal(0, 1, 700),
+        }
+    )
+    tsp = TimeSeriesPreprocessor(
+        timestamp_column="date",
+        target_columns=["a", "b"],
+        context_length=512,
+        prediction_length=96,
+        scaling=True,
+    )
+    tsp.train(frame)
+    ckpt = ttm_checkpoint(
+        tmp_path / "ckpt",
+        num_input_channels=2,
+        resolution_prefix_tuning=True,
+        frequency_token_vocab_size=10,
+    )
+    tsp.save_pretrained(ckpt)
+    package = convert(ckpt, tmp_path / "pkg")
+    granite = tsp.get_frequency_token(tsp.freq)
+    frequency = package.manifest.frequency
+    assert frequency["default"] == granite
+    assert "get_frequency_token" in frequency["default_from"]
+    if granite != 8:  # pandas 3: the day is '24h', which the mapping does not name
+        assert "'D' (token 8)" in frequency["default_from"]
+        assert "--freq-token D" in caplog.text
+
+    test = frame.iloc[-512:].reset_index(drop=True)
+    _, expected = _pipeline_forecast(ckpt, tsp, test, ["a"])
+    engine = Engine(package)
+    raw = test[["a", "b"]].to_numpy()
+    got = engine.forecast(raw)
+    np.testing.assert_allclose(got[:, 0], expected["a"][0], atol=1e-4 * np.abs(got).max())
+    named = engine.forecast(raw, freq_token="D")
+    np.testing.assert_array_equal(named, engine.forecast(raw, freq_token=8))
+    for spelling in ("1D", "24h", "1 days 00:00:00"):  # the same period, spelt otherwise
+        np.testing.assert_array_equal(engine.forecast(raw, freq_token=spelling), named)
+    with pytest.raises(InvalidInputError, match="unknown frequency '2h'"):
+        engine.forecast(raw, freq_token="2h")
+    with pytest.raises(ConversionError, match="not a frequency of the mapping"):
+        convert(ckpt, tmp_path / "bad", freq_token="fortnight")
+
+
 def test_per_series_scalers_chosen_by_id(tmp_path):
     """id_columns: one scaler per series in the package, picked by series id per request;
     each series' forecast equals granite-tsfm's pipeline forecast of that series."""

@@ -95,25 +95,29 @@ class Preprocessor:
         known = set(self.observable_columns + self.control_columns)
         return [i for i, c in enumerate(self.channel_names) if c in known]
 
-    def frequency_token(self) -> int | None:
-        """The token of ``freq`` in the mapping (granite-tsfm's ``get_frequency_token``)."""
-        if self.freq is None:
-            return None
-        return frequency_token(self.freq, self.frequency_mapping or DEFAULT_FREQUENCY_MAPPING)
+
+def frequency_token(freq: str, mapping: Mapping[str, int]) -> int | None:
+    """A frequency a user names ('h', '1h', '60min', '0 days 01:00:00', 'D') as the token of
+    the mapping's name for the same period; None when the mapping names no such period.
+
+    This reads what a person typed; the token a granite-tsfm preprocessor's ``freq`` gets by
+    default is granite-tsfm's own reading (``hf.ttm.pipeline_frequency_token``).
+    """
+    name = frequency_name(freq, mapping)
+    return None if name is None else int(mapping[name])
 
 
-def frequency_token(freq: str, mapping: Mapping[str, int]) -> int:
-    """A pandas-style frequency ('h', '15min', '0 days 01:00:00') as a token; 'oov' if unknown."""
+def frequency_name(freq: str, mapping: Mapping[str, int]) -> str | None:
+    """The mapping's name for the period ``freq`` spells ('60min' -> 'h'), or None."""
     if freq in mapping:
-        return int(mapping[freq])
+        return freq
     minutes = _minutes(freq)
     key = _CANONICAL.get(minutes) if minutes is not None else None
     if key is not None:
         for candidate in (key, key.upper(), key.lower()):
             if candidate in mapping:
-                return int(mapping[candidate])
-    log.warning("frequency %r is not in the frequency mapping; using 'oov'", freq)
-    return int(mapping.get("oov", 0))
+                return candidate
+    return None
 
 
 def _minutes(freq: str) -> int | None:

@@ -37,6 +37,7 @@ from ..preprocessor import (
     DEFAULT_FREQUENCY_MAPPING,
     PREPROCESSOR_FILE,
     Preprocessor,
+    frequency_name,
     frequency_token,
     read_preprocessor,
 )
@@ -284,17 +285,67 @@ def _signature(
         return forecast_only(hf_model)
 
     mapping = dict(tsp.frequency_mapping) if tsp else dict(DEFAULT_FREQUENCY_MAPPING)
-    token = frequency_token(freq_token, mapping) if isinstance(freq_token, str) else freq_token
+    token = freq_token
+    if isinstance(freq_token, str):
+        token = frequency_token(freq_token, mapping)
+        if token is None:
+            raise ConversionError(
+                f"--freq-token {freq_token!r} is not a frequency of the mapping "
+                f"{sorted(mapping)} (nor the same period spelt otherwise, such as '60min' "
+                "for 'h'); give one of them or a token number"
+            )
+    default, default_from = (None, "")
+    if tsp is not None and hf_model.config.resolution_prefix_tuning and token is None:
+        default, default_from = _preprocessor_token(tsp, mapping)
     signature = ttm_signature(
         hf_model,
         observed_mask=observed_mask,
         fixed_freq_token=token,
-        default_freq_token=tsp.frequency_token() if tsp else None,
+        default_freq_token=default,
         frequency_mapping=mapping,
     )
+    if (
+        signature.frequency is not None
+        and default_from
+        and signature.frequency["default"] == default
+    ):
+        signature.frequency["default_from"] = default_from
     if tsp is not None:
         _check_channels(hf_model.config, tsp)
     return signature
+
+
+def _preprocessor_token(tsp: Preprocessor, mapping: dict[str, int]) -> tuple[int | None, str]:
+    """The package's default frequency token and how it was chosen: the token granite-tsfm's
+    own pipeline feeds for the preprocessor's freq, so Engine.forecast equals the pipeline
+    and a model fine-tuned with granite-tsfm gets the token it was trained with. Where that
+    is 'oov' but the mapping names the same period (daily data stored as '1 days 00:00:00'
+    reads as 'oov' with pandas 3), the package still defaults to granite's token and says
+    how to feed the named one instead."""
+    from ..hf.ttm import pipeline_frequency_token
+
+    if tsp.freq is None:
+        return None, ""
+    token = pipeline_frequency_token(tsp.freq, mapping)
+    if token is None:
+        log.warning(
+            "granite-tsfm cannot read the preprocessor's freq %r: the package has no default "
+            "frequency token and requests must give freq_token",
+            tsp.freq,
+        )
+        return None, f"none: granite-tsfm cannot read the preprocessor's freq {tsp.freq!r}"
+    note = (
+        f"the preprocessor's freq {tsp.freq!r} as granite-tsfm's own pipeline reads it "
+        f"(TimeSeriesPreprocessor.get_frequency_token): token {token}"
+    )
+    name = frequency_name(tsp.freq, mapping)
+    if name is not None and mapping[name] != token:
+        note += (
+            f"; the mapping calls the same period {name!r} (token {mapping[name]}): send "
+            f"freq_token {name!r}, or convert with --freq-token {name}, to feed that instead"
+        )
+        log.warning("frequency token: %s", note)
+    return token, note
 
 
 def _check_channels(config: Any, tsp: Preprocessor) -> None:

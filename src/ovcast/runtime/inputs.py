@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import DataError, InvalidInputError
 from ..package import FREQ_TOKEN, FUTURE_EXOGENOUS, OBSERVED_MASK, Manifest, TensorSpec
+from ..preprocessor import frequency_token
 
 EXAMPLE_SEED = 20240117
 
@@ -133,12 +134,13 @@ def _freq_token(
     if isinstance(given, str) and given.strip().isdigit():
         given = int(given)
     if isinstance(given, str):
-        if given not in mapping:
+        token = frequency_token(given, mapping)
+        if token is None:
             raise InvalidInputError(
-                f"unknown frequency {given!r}; expected one of {sorted(mapping)} or a token "
-                f"below {vocab}"
+                f"unknown frequency {given!r}; expected one of {sorted(mapping)} (or the same "
+                f"period spelt otherwise, such as '60min' for 'h') or a token below {vocab}"
             )
-        given = mapping[given]
+        given = token
     tokens = np.asarray(given)
     if tokens.ndim == 0 or (single and tokens.shape == (1,)):
         tokens = np.full(batch, tokens.reshape(()).item() if tokens.size == 1 else 0)
