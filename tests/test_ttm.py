@@ -457,6 +457,94 @@ def test_preprocessor_given_explicitly_and_what_is_refused(tmp_path):
         convert(mixing, tmp_path / "p3", preprocessor=three)
 
 
+def _first(scalers: dict) -> dict:
+    return scalers[next(iter(scalers))]
+
+
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        (lambda d: _first(d["target_scaler_dict"]).update(scale_=[1.0]), "one of each per column"),
+        (lambda d: _first(d["target_scaler_dict"]).update(scale_=None), "not a fitted standard"),
+        (lambda d: _first(d["scaler_dict"]).update(scale_=[1.0, 2.0]), "scaler_dict"),
+        (lambda d: _first(d["scaler_dict"]).update(scale_=None), "scaler_dict"),
+        (lambda d: _first(d["target_scaler_dict"]).update(mean_=["x", "y"]), "not a fitted"),
+        (lambda d: _first(d["target_scaler_dict"]).update(scale_=[0.0, 1.0]), "non-zero"),
+        (lambda d: _first(d["target_scaler_dict"]).update(mean_=[np.nan, 1.0]), "finite"),
+        (lambda d: d.update(target_columns=["oil_temp", "temp"]), r"\['oil_temp'\] are scaled"),
+        (
+            lambda d: _first(d["target_scaler_dict"]).update(feature_names_in_=["x", "temp"]),
+            r"fitted on \['temp', 'x'\]",
+        ),
+    ],
+    ids=[
+        "short-scale",
+        "null-scale",
+        "short-other-scale",
+        "null-other-scale",
+        "text-mean",
+        "zero-scale",
+        "nan-mean",
+        "renamed-target",
+        "renamed-fitted",
+    ],
+)
+def test_damaged_preprocessor_is_refused_in_one_line(tmp_path, capsys, damage, expected):
+    """A preprocessor_config.json whose fitted scalers are damaged or disagree with its
+    column lists: a ModelSourceError naming what is wrong (never a traceback, never a
+    channel silently left unscaled)."""
+    from tsfm_public import TimeSeriesPreprocessor
+
+    from ovcast.cli import main
+    from ovcast.preprocessor import read_preprocessor
+
+    tsp = TimeSeriesPreprocessor(
+        timestamp_column="date",
+        target_columns=["load", "temp"],
+        observable_columns=["price"],
+        context_length=512,
+        prediction_length=96,
+        scaling=True,
+    )
+    tsp.train(_frame(6, 600))
+    tsp.save_pretrained(tmp_path)
+    file = tmp_path / "preprocessor_config.json"
+    data = json.loads(file.read_text())
+    assert read_preprocessor(file).scaler.kinds == ("standard",) * 3
+    damage(data)
+    file.write_text(json.dumps(data))
+    with pytest.raises(ModelSourceError, match=expected):
+        read_preprocessor(file)
+    ckpt = ttm_checkpoint(tmp_path / "ckpt", num_input_channels=3)
+    assert main(["convert", str(ckpt), str(tmp_path / "pkg"), "--preprocessor", str(file)]) == 1
+    err = capsys.readouterr().err
+    assert "preprocessor_config.json" in err and "Traceback" not in err
+
+
+def test_standard_scaler_without_mean_or_std_reads_as_sklearn_applies_it(tmp_path):
+    from tsfm_public import TimeSeriesPreprocessor
+
+    from ovcast.preprocessor import read_preprocessor
+
+    frame = _frame(7, 600)
+    for with_mean, with_std in [(False, True), (True, False), (False, False)]:
+        tsp = TimeSeriesPreprocessor(
+            timestamp_column="date",
+            target_columns=["load", "temp"],
+            context_length=512,
+            prediction_length=96,
+            scaling=True,
+            scaler_args={"with_mean": with_mean, "with_std": with_std},
+        )
+        tsp.train(frame)
+        tsp.save_pretrained(tmp_path)
+        scaler = read_preprocessor(tmp_path).scaler
+        expected = tsp.preprocess(frame)[["load", "temp"]].to_numpy()
+        np.testing.assert_allclose(
+            scaler.transform(frame[["load", "temp"]].to_numpy()), expected, atol=1e-9
+        )
+
+
 def test_channel_independent_model_takes_the_preprocessors_channel_count(tmp_path):
     """A zero-shot TTM is saved with one channel; with a 3-column preprocessor it converts
     for 3 channels (granite-tsfm's get_model does the same)."""
