@@ -205,6 +205,46 @@ def test_predict_cli_passes_future_values_and_frequency(tmp_path, capsys):
     np.testing.assert_allclose(np.array(answer["predictions"]), expected, atol=1e-5)
     assert main([*args, "--freq-token", "h"]) == 1  # the future values are missing
     assert "needs the input 'future_exogenous'" in capsys.readouterr().err
+    # A header that names another channel is not read by position as 'promo'.
+    np.savetxt(tmp_path / "x.csv", future, delimiter=",", header="x", comments="")
+    assert main([*args, "--freq-token", "h", "--future", str(tmp_path / "x.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "not the exogenous channels ['promo']" in err and "Traceback" not in err
+    # Without a header the columns are the exogenous channels in order.
+    np.savetxt(tmp_path / "bare.csv", future, delimiter=",")
+    assert main([*args, "--freq-token", "h", "--future", str(tmp_path / "bare.csv")]) == 0
+    np.testing.assert_allclose(
+        np.array(json.loads(capsys.readouterr().out)["predictions"]), expected, atol=1e-5
+    )
+    # --series-id picks a raw-input scaler: without --raw it is refused, not ignored.
+    future_args = ["--freq-token", "h", "--future", str(tmp_path / "f.csv")]
+    assert main([*args, *future_args, "--series-id", "north"]) == 1
+    assert "--series-id applies to --raw input only" in capsys.readouterr().err
+
+
+def test_forecast_frame_ignores_other_columns_and_takes_the_other_inputs(tmp_path):
+    """forecast_frame picks the named channels (a text column is ignored, as documented),
+    takes one id column by name and passes freq_token / future_exogenous on."""
+    import pandas as pd
+
+    from ovcast.errors import DataError
+
+    ckpt = ttm_checkpoint(tmp_path / "ckpt", **EXOGENOUS_AND_TOKEN)
+    engine = Engine(convert(ckpt, tmp_path / "pkg", channel_names=["sales", "x", "promo"]))
+    window = parity_windows(512, 3, 1)[0]
+    frame = pd.DataFrame(window, columns=["sales", "x", "promo"])
+    frame.insert(0, "date", pd.date_range("2024-01-01", periods=512, freq="h"))
+    frame["note"], frame["site"] = "text", "north"
+    future = np.linspace(0, 1, 96)[:, None].astype(np.float32)
+    inputs = dict(freq_token=[7], future_exogenous=future[None])  # one per series
+    got = engine.forecast_frame(frame, id_columns="site", raw=False, **inputs)
+    assert list(got.columns) == ["site", "date", "sales"] and len(got) == 96
+    expected = engine.predict(window, freq_token=7, future_exogenous=future)
+    np.testing.assert_allclose(got[["sales"]].to_numpy(), expected, atol=1e-5)
+    with pytest.raises(DataError, match=r"columns \['note', 'site'\] are not numbers"):
+        engine.forecast_frame(frame.rename(columns={"promo": "p"}), raw=False, **inputs)
+    with pytest.raises(DataError, match=r"id column\(s\) \['region'\]"):
+        engine.forecast_frame(frame, id_columns="region", raw=False, **inputs)
 
 
 def test_observed_mask_input_takes_missing_values(tmp_path):
