@@ -452,6 +452,40 @@ def test_per_series_scalers_chosen_by_id(tmp_path):
         engine.forecast(np.concatenate([windows, windows[:1]]), series_id=["north", "south"])
 
 
+@pytest.mark.parametrize(
+    "indices, expected",
+    [
+        (dict(prediction_channel_indices=[0, 0]), r"\[0, 0\] names a channel more than once"),
+        (dict(prediction_channel_indices=[-1]), r"\[-1\] outside the 3 input channels"),
+        (
+            dict(
+                prediction_channel_indices=[0, 1],
+                exogenous_channel_indices=[1, 2],
+                enable_forecast_channel_mixing=True,
+            ),
+            r"channels \[1\] are both forecast",
+        ),
+    ],
+    ids=["duplicate-target", "negative-target", "exogenous-target"],
+)
+def test_channel_indices_that_make_no_forecaster_are_refused(tmp_path, indices, expected):
+    ckpt = ttm_checkpoint(tmp_path / "ckpt", num_input_channels=3, **indices)
+    with pytest.raises(ConversionError, match=expected):
+        convert(ckpt, tmp_path / "pkg")
+    assert not (tmp_path / "pkg").exists()
+
+
+def test_preprocessor_for_other_window_lengths_is_warned_about(tmp_path, caplog):
+    ckpt = ttm_checkpoint(tmp_path / "ckpt", num_input_channels=2)
+    config = {"target_columns": ["a", "b"], "context_length": 1024, "prediction_length": 192}
+    (tmp_path / "tsp.json").write_text(json.dumps({**config, "scaling": False}))
+    with caplog.at_level("WARNING", logger="ovcast"):
+        package = convert(ckpt, tmp_path / "pkg", preprocessor=tmp_path / "tsp.json")
+    assert package.manifest.context_length == 512
+    assert "preprocessor's context_length is 1024 but the model's is 512" in caplog.text
+    assert "preprocessor's prediction_length is 192 but the model's is 96" in caplog.text
+
+
 def test_preprocessor_given_explicitly_and_what_is_refused(tmp_path):
     from tsfm_public import TimeSeriesPreprocessor
 

@@ -349,7 +349,21 @@ def _preprocessor_token(tsp: Preprocessor, mapping: dict[str, int]) -> tuple[int
 
 
 def _check_channels(config: Any, tsp: Preprocessor) -> None:
-    """The preprocessor's targets and exogenous columns must be the model's."""
+    """The preprocessor's targets and exogenous columns must be the model's; its window
+    lengths should be (a warning: the fitted scaler is still right, but data prepared with
+    the preprocessor's lengths does not fit the model)."""
+    for what, fitted, model in (
+        ("context_length", tsp.context_length, config.context_length),
+        ("prediction_length", tsp.prediction_length, config.prediction_length),
+    ):
+        if fitted is not None and fitted != model:
+            log.warning(
+                "the preprocessor's %s is %s but the model's is %s: was it fitted for "
+                "another model? The package uses the model's",
+                what,
+                fitted,
+                model,
+            )
     model_targets = config.prediction_channel_indices
     if model_targets and sorted(model_targets) != tsp.prediction_channel_indices:
         raise ConversionError(
