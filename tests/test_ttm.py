@@ -752,6 +752,45 @@ def test_train_family_ttm_then_convert_and_evaluate(tmp_path):
     assert engine.forecast(raw).shape == (16, 2)
 
 
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        (
+            dict(resolution_prefix_tuning=True, frequency_token_vocab_size=10),
+            "resolution_prefix_tuning=True",
+        ),
+        (dict(prediction_channel_indices=[0]), "with --targets"),
+        (
+            dict(
+                prediction_channel_indices=[0],
+                exogenous_channel_indices=[1],
+                enable_forecast_channel_mixing=True,
+            ),
+            "prediction_channel_indices=[0]",
+        ),
+    ],
+    ids=["prefix-tuning", "channel-indices", "exogenous"],
+)
+def test_train_ttm_refuses_options_it_cannot_feed(tmp_path, capsys, options, expected):
+    """Training feeds windows of the data's columns: a TTM that needs a frequency token,
+    future exogenous values or forecasts some channels is refused before training, in one
+    line (it crashed mid-run)."""
+    import pandas as pd
+
+    from ovcast.cli import main
+
+    t = np.arange(300)
+    frame = {"date": pd.date_range("2024-01-01", periods=300, freq="h"), "a": np.sin(t / 4)}
+    pd.DataFrame({**frame, "b": np.cos(t / 3)}).to_csv(tmp_path / "data.csv", index=False)
+    config = json.dumps({**TINY, "adaptive_patching_levels": 1, **options})
+    args = ["train", str(tmp_path / "data.csv"), "--family", "ttm", "--context", "64"]
+    args += ["--horizon", "16", "--model-config", config, "--out", str(tmp_path / "run")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "cannot use it" in err and expected in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "best").exists()
+
+
 def test_finetune_ttm_freezes_the_backbone_and_takes_the_seven_channels(tmp_path):
     """granite-tsfm's recipe: a zero-shot (1-channel, channel-independent) TTM fine-tuned on
     the 7 market channels with the backbone frozen; scored against the same baselines."""
