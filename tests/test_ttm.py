@@ -270,6 +270,18 @@ def test_observed_mask_input_takes_missing_values(tmp_path):
         engine.predict(inf)
     with pytest.raises(InvalidInputError, match="only 0 and 1"):
         engine.predict(window, past_observed_mask=np.full((512, 2), 0.5))
+    # Nothing observed in a channel: refused, not a confident forecast of the training mean.
+    blank = window.copy()
+    blank[:, 1] = np.nan
+    with pytest.raises(InvalidInputError, match=r"window 0 has no observed value in channel 1"):
+        engine.predict(blank)
+    with pytest.raises(InvalidInputError, match="no observed value in channel 0"):
+        engine.predict(np.full((512, 2), np.nan))
+    with pytest.raises(InvalidInputError, match=r"window 1 has no observed value"):
+        engine.predict(
+            np.stack([window, window]),
+            past_observed_mask=np.stack([np.ones((512, 2)), np.zeros((512, 2))]),
+        )
 
 
 # --- granite-tsfm's TimeSeriesPreprocessor -------------------------------------------------
