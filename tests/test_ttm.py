@@ -498,6 +498,21 @@ def test_preprocessor_for_other_window_lengths_is_warned_about(tmp_path, caplog)
     assert "preprocessor's prediction_length is 192 but the model's is 96" in caplog.text
 
 
+def test_series_ids_given_as_numpy_scalars_pick_their_scaler():
+    """An id taken from an array or a pandas group key is a numpy scalar: np.int64(2) is
+    series 2, as 2 and '2' are (it was refused as 'expected 1 value(s)')."""
+    from ovcast.scaling import Scaler
+    from ovcast.series_scalers import SeriesScalers
+
+    two = Scaler(("standard",), np.array([5.0]), np.array([2.0]), ("load",))
+    other = Scaler(("standard",), np.array([0.0]), np.array([1.0]), ("load",))
+    scalers = SeriesScalers(("store",), {("2",): two, ("3",): other})
+    for given in (2, "2", np.int64(2), np.float64(2.0), (np.int32(2),), {"store": np.int64(2)}):
+        assert scalers.get(given) is two
+    with pytest.raises(InvalidInputError, match="expected 1 value"):
+        scalers.get(np.bool_(True))
+
+
 def test_preprocessor_given_explicitly_and_what_is_refused(tmp_path):
     from tsfm_public import TimeSeriesPreprocessor
 
