@@ -956,6 +956,24 @@ def test_manifests_written_before_ttm_support_still_load(tmp_path, small_package
         ModelPackage.load(old)
 
 
+def test_int8_calibration_feeds_the_default_token_and_varied_futures():
+    """int8 is calibrated on what requests feed: the package's default frequency token (every
+    other window), every token between, and a different exogenous future per window (it was
+    token 0 and one future for all: twice the error at the default token)."""
+    from ovcast.convert.pipeline import _calibration_extras
+    from ovcast.convert.ttm import ttm_signature
+    from ovcast.hf.configs import new_model
+
+    model = new_model("ttm", **{**TINY, **EXOGENOUS_AND_TOKEN}).eval()
+    signature = ttm_signature(model, default_freq_token=7)
+    extras = _calibration_extras(signature, 20)
+    tokens = [int(e["freq_token"][0]) for e in extras]
+    assert tokens[::2] == [7] * 10 and set(tokens) == set(range(10))
+    futures = np.concatenate([e["future_exogenous"] for e in extras])
+    assert futures.shape == (20, 96, 1)
+    assert len({f.tobytes() for f in futures}) == 20
+
+
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_precision_options_with_every_input(tmp_path, precision):
     """fp16 and int8 (NNCF, calibrated with the other inputs too) convert a TTM that takes a

@@ -32,7 +32,7 @@ from .._telemetry import decline_openvino_telemetry
 from .._version import __version__
 from ..errors import ConfigError, ConversionError, ModelSourceError, ParityError, require
 from ..hf.loading import SCALER_FILE
-from ..package import BIN_FILE, PRECISIONS, XML_FILE, Manifest, ModelPackage
+from ..package import BIN_FILE, FREQ_TOKEN, PRECISIONS, XML_FILE, Manifest, ModelPackage
 from ..preprocessor import (
     DEFAULT_FREQUENCY_MAPPING,
     PREPROCESSOR_FILE,
@@ -166,7 +166,7 @@ def convert(
             windows = np.concatenate(
                 [parity.parity_windows(context, channels, 8, seed=s) for s in range(38)]
             )
-        ov_model = quantize_int8(ov_model, windows, _calibration_extras(signature))
+        ov_model = quantize_int8(ov_model, windows, _calibration_extras(signature, len(windows)))
     if precision != "fp32":
         final = _save_and_reload(ov, core, ov_model, precision)
         report[f"{precision}_vs_torch"] = parity.check(
@@ -411,11 +411,21 @@ def _parity_extras(signature: Signature) -> Callable[[Runner], Callable[[np.ndar
     return wrap
 
 
-def _calibration_extras(signature: Signature) -> dict[str, np.ndarray]:
+def _calibration_extras(signature: Signature, windows: int) -> list[dict[str, np.ndarray]]:
+    """The other inputs for each calibration window: the package's default frequency token
+    for every other window (what most requests feed) and every token in turn between, a
+    different exogenous future per window. One fixed set (token 0 for all) calibrated int8
+    for that token only: twice the error at the default token."""
     from ..runtime.inputs import example_inputs
 
-    vocab = int((signature.frequency or {}).get("vocab_size", 1))
-    return example_inputs(signature.extra_inputs, 1, vocab_size=vocab)
+    frequency = signature.frequency or {}
+    vocab = int(frequency.get("vocab_size", 1))
+    values = example_inputs(signature.extra_inputs, windows, vocab_size=vocab)
+    if FREQ_TOKEN in values and frequency.get("default") is not None:
+        tokens = values[FREQ_TOKEN]
+        tokens[1::2] = np.arange(len(tokens[1::2])) % vocab
+        tokens[::2] = int(frequency["default"])
+    return [{name: array[i : i + 1] for name, array in values.items()} for i in range(windows)]
 
 
 def _check_options(
