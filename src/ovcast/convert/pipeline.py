@@ -285,7 +285,7 @@ def _signature(
         return forecast_only(hf_model)
 
     mapping = dict(tsp.frequency_mapping) if tsp else dict(DEFAULT_FREQUENCY_MAPPING)
-    token = freq_token
+    token: int | None
     if isinstance(freq_token, str):
         token = frequency_token(freq_token, mapping)
         if token is None:
@@ -294,6 +294,8 @@ def _signature(
                 f"{sorted(mapping)} (nor the same period spelt otherwise, such as '60min' "
                 "for 'h'); give one of them or a token number"
             )
+    else:
+        token = freq_token
     default, default_from = (None, "")
     if tsp is not None and hf_model.config.resolution_prefix_tuning and token is None:
         default, default_from = _preprocessor_token(tsp, mapping)
