@@ -196,7 +196,7 @@ def test_predict_cli_passes_future_values_and_frequency(tmp_path, capsys):
     window = parity_windows(512, 3, 1)[0]
     future = np.linspace(0, 1, 96)[:, None].astype(np.float32)
     np.savetxt(tmp_path / "w.csv", window, delimiter=",", header="sales,x,promo", comments="")
-    np.savetxt(tmp_path / "f.csv", future, delimiter=",", header="promo", comments="")
+    np.savetxt(tmp_path / "f.csv", future, delimiter=",", header="Promo", comments="")  # by name
     args = ["predict", str(package.path), "--input", str(tmp_path / "w.csv")]
     assert main([*args, "--freq-token", "h", "--future", str(tmp_path / "f.csv")]) == 0
     answer = json.loads(capsys.readouterr().out)

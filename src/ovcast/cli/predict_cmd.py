@@ -113,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _other_inputs(args: argparse.Namespace, engine: Any) -> dict[str, Any]:
     """--freq-token and --future as the engine's named inputs."""
+    from .._csv import name_key
     from ..package import FREQ_TOKEN, FUTURE_EXOGENOUS
     from ..runtime.series import read_series
 
@@ -125,14 +126,13 @@ def _other_inputs(args: argparse.Namespace, engine: Any) -> dict[str, Any]:
         exogenous = [
             engine.channel_names[i] for i in engine.package.manifest.exogenous_channels or []
         ]
-        if not future.columns:  # no header: columns in the exogenous channels' order
+        keys = {name_key(c): i for i, c in enumerate(future.columns or [])}
+        if not keys:  # no header: columns in the exogenous channels' order
             inputs[FUTURE_EXOGENOUS] = future.values
-        elif set(exogenous) <= set(future.columns):
-            inputs[FUTURE_EXOGENOUS] = future.values[
-                :, [future.columns.index(c) for c in exogenous]
-            ]
+        elif all(name_key(c) in keys for c in exogenous):  # by name, as --input's columns
+            inputs[FUTURE_EXOGENOUS] = future.values[:, [keys[name_key(c)] for c in exogenous]]
         else:
-            missing = [c for c in exogenous if c not in future.columns]
+            missing = [c for c in exogenous if name_key(c) not in keys]
             raise DataError(
                 f"--future {args.future}: its header names {future.columns} but not the "
                 f"exogenous channels {missing}; expected columns {exogenous} (or no header, "
