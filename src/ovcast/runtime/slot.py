@@ -2,8 +2,10 @@
 
 Requests read the current engine once when they start, so in-flight requests finish on
 the old model; nothing is dropped. A package that fails to load, whose recorded parity is
-outside tolerance, whose smoke forecast is not finite, or whose input shape differs from the
-running model's (clients would break) is refused, and the old model keeps serving.
+outside tolerance, whose smoke forecast is not finite, or that changes what clients send or get
+(input shapes, the window's channels, the forecast's horizon and channels, the exogenous
+channels, a default frequency token or raw scaling lost) is refused, and the old model keeps
+serving.
 """
 
 from __future__ import annotations
@@ -79,6 +81,11 @@ def _check(candidate: Engine, current: Engine) -> None:
             f"reload refused: the new model takes the inputs {inputs}, the running one "
             f"{[(t.name, t.shape) for t in current.inputs]}; clients would break"
         )
+    changes = _contract_changes(candidate, current)
+    if changes:
+        raise ModelPackageError(
+            f"reload refused: {'; '.join(changes)}; clients would get other answers or fail"
+        )
     parity = candidate.package.manifest.parity.get("fp32_vs_torch")
     if parity is None or not within_tolerance(
         parity, candidate.package.manifest.parity["tolerance_abs"]
@@ -90,3 +97,42 @@ def _check(candidate: Engine, current: Engine) -> None:
     smoke = candidate.predict(np.zeros(shape, np.float32), **others)
     if not np.isfinite(smoke).all():
         raise ModelPackageError(f"reload refused: {candidate.package.path} forecasts NaN or inf")
+
+
+def _contract_changes(candidate: Engine, current: Engine) -> list[str]:
+    """What clients rely on beyond the input shapes: the channels a window holds (in order),
+    what the forecast is, which channel a future_exogenous column is, and the defaults and
+    raw scaling they may use (losing one breaks them; gaining one does not)."""
+    changes = []
+    for what, new, old in (
+        ("the window's channels", candidate.channel_names, current.channel_names),
+        (
+            "the forecast ([horizon, channels])",
+            [candidate.prediction_length, candidate.forecast_channel_names],
+            [current.prediction_length, current.forecast_channel_names],
+        ),
+        ("the exogenous channels", _exogenous(candidate), _exogenous(current)),
+    ):
+        if new != old:
+            changes.append(f"{what} would be {new}, not {old}")
+    if _default_token(current) is not None and _default_token(candidate) is None:
+        changes.append("freq_token would lose its default, which requests may rely on")
+    if _raw(current) is not None and _raw(candidate) != _raw(current):
+        changes.append(f"raw scaling would be {_raw(candidate)}, not {_raw(current)}")
+    return changes
+
+
+def _exogenous(engine: Engine) -> list[str]:
+    return [engine.channel_names[i] for i in engine.package.manifest.exogenous_channels or []]
+
+
+def _default_token(engine: Engine) -> int | None:
+    return (engine.package.manifest.frequency or {}).get("default")
+
+
+def _raw(engine: Engine) -> str | None:
+    """How raw requests are scaled: None (refused), one scaler, or per series by id columns."""
+    series = engine.package.series_scalers
+    if series is not None:
+        return f"one scaler per series of {list(series.id_columns)}"
+    return None if engine.scaler is None else "one scaler"
