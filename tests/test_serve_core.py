@@ -481,6 +481,8 @@ def test_duplicate_channels_are_refused(small_package):
         assert len(str(caught.value)) < 300
         with pytest.raises(ServingError, match=r"channels \[7, 8, 9, 10, 11\] and 95 more"):
             service.infer(InferRequest({"past_values": WINDOW}, channels=list(range(7, 107))))
+        with pytest.raises(ServingError, match=r"channels \[\] selects nothing"):
+            service.infer(InferRequest({"past_values": WINDOW}, channels=[]))
         out = service.infer(InferRequest({"past_values": WINDOW}, channels=[2, 0]))
         assert out.outputs["prediction_outputs"].shape == (16, 2)
     finally:
