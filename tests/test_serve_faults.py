@@ -468,6 +468,17 @@ def test_headers_over_32_kib_are_refused_and_pipelined_bodies_are_not_headers(sm
         assert reply.count(b"HTTP/1.1 200") == 3
 
 
+def test_a_framing_error_behind_a_request_in_progress_waits_for_its_answer(served, caplog):
+    """A POST without a length, then its body: the body cannot be parsed as a request. The
+    server answered that 400 at once, half-closing, and the 411 owed for the POST then
+    failed ("Cannot call write() after write_eof()", a traceback in the log)."""
+    head = f"POST {INFER} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+    reply = raw_exchange(served[1], head + infer_body([1, 64, 3]))
+    assert reply.startswith(b"HTTP/1.1 411"), reply[:200]
+    assert "Exception in ASGI application" not in caplog.text
+    assert request(served[1], "GET", "/v2/health/live")[0] == 200
+
+
 def test_a_head_too_large_behind_a_request_in_progress_waits_for_its_answer(small_package):
     """Refused while the connection still owes an answer: the answer first, then the 431."""
     batching = {"max_batch_size": 4, "max_queue_delay_us": 300_000}  # the answer takes 0.3 s

@@ -245,7 +245,9 @@ class _GuardedProtocol(HttpToolsProtocol):
             self._write_refusal(*refusal)
 
     def send_400_response(self, msg: str) -> None:  # uvicorn's answer to a framing error
-        self._write_refusal(
+        # After the answer owed, if any: a POST without a length answered 411, then its body
+        # failed to parse as the next request (writing at once broke the 411's write).
+        self._refuse(
             400,
             "bad_http_request",
             "malformed request: its request line, a header or its chunked framing cannot be "
