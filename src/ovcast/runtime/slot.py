@@ -27,45 +27,61 @@ log = logging.getLogger(__name__)
 class EngineSlot:
     """Holds the serving engine and swaps it safely; ``engine`` is always a ready model."""
 
-    def __init__(self, model_dir: str | Path, load: Callable[[str], Engine]) -> None:
+    def __init__(
+        self,
+        model_dir: str | Path,
+        load: Callable[[str], Engine],
+        *,
+        engine: Engine | None = None,
+    ) -> None:
+        """``engine``: one already loaded from ``model_dir`` (else it is loaded here)."""
         self.model_dir = str(model_dir)
         self._load = load
-        self.engine = load(self.model_dir)
+        self.engine = engine if engine is not None else load(self.model_dir)
         self._lock = threading.Lock()  # one reload at a time
         self.reloads = 0
 
     def reload(self, model_dir: str | Path | None = None) -> Engine:
         """Load, check and switch to ``model_dir`` (default: the current one, re-read)."""
-        target = str(model_dir or self.model_dir)
         with self._lock:
-            try:
-                candidate = self._load(target)
-                _check(candidate, self.engine)
-            except OvcastError as exc:
-                raise ModelPackageError(
-                    f"reload refused, still serving {self.model_dir}: {exc}"
-                ) from exc
-            except Exception as exc:  # OpenVINO, memory, a bug: still an answer, never a crash
-                log.error("reload of %s failed unexpectedly", target, exc_info=exc)
-                raise ModelPackageError(
-                    f"reload refused, still serving {self.model_dir}: unexpected "
-                    f"{type(exc).__name__} while loading {target} (see the log)"
-                ) from exc
-            self.engine, self.model_dir = candidate, target
-            self.reloads += 1
-        log.info("reloaded: now serving %s from %s", candidate.name, target)
+            candidate = self.prepare(model_dir)
+            self._switch(candidate, model_dir or self.model_dir)
         return candidate
 
-    def reload_in_background(self, model_dir: str | Path | None = None) -> threading.Thread:
-        def run() -> None:
-            try:
-                self.reload(model_dir)
-            except OvcastError as exc:
-                log.error("%s", exc)
+    def prepare(self, model_dir: str | Path | None = None) -> Engine:
+        """Load and check ``model_dir`` without switching to it (``swap`` does): callers that
+        replace several slots at once switch them only once every candidate passed."""
+        return load_checked(self._load, model_dir or self.model_dir, self.engine, self.model_dir)
 
-        thread = threading.Thread(target=run, name="ovcast-reload", daemon=True)
-        thread.start()
-        return thread
+    def swap(self, candidate: Engine, model_dir: str | Path) -> None:
+        """Switch to ``candidate``, which ``prepare(model_dir)`` returned."""
+        with self._lock:
+            self._switch(candidate, model_dir)
+
+    def _switch(self, candidate: Engine, model_dir: str | Path) -> None:
+        self.engine, self.model_dir = candidate, str(model_dir)
+        self.reloads += 1
+        log.info("reloaded: now serving %s from %s", candidate.name, model_dir)
+
+
+def load_checked(
+    load: Callable[[str], Engine], model_dir: str | Path, current: Engine, serving: str
+) -> Engine:
+    """Load ``model_dir`` as a replacement of ``current`` (served from ``serving``) and check
+    it; ModelPackageError, saying the old model keeps serving, when it is refused."""
+    target = str(model_dir)
+    try:
+        candidate = load(target)
+        _check(candidate, current)
+    except OvcastError as exc:
+        raise ModelPackageError(f"reload refused, still serving {serving}: {exc}") from exc
+    except Exception as exc:  # OpenVINO, memory, a bug: still an answer, never a crash
+        log.error("reload of %s failed unexpectedly", target, exc_info=exc)
+        raise ModelPackageError(
+            f"reload refused, still serving {serving}: unexpected "
+            f"{type(exc).__name__} while loading {target} (see the log)"
+        ) from exc
+    return candidate
 
 
 def _check(candidate: Engine, current: Engine) -> None:
