@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -132,13 +133,35 @@ def test_a_hot_swap_keeps_each_models_forecasts_on_its_own_card():
 
 
 def test_stored_and_restored_it_goes_on_where_it_was():
+    """A restart mid-horizon: F2 (steps 2 and 3 to go) is stored in flight and scored on."""
     card = worked_example()
-    again = Scorecard.from_dict(card.to_dict(), "BTC-USD", interval_s=60)
-    assert {k: v for k, v in again.summary().items() if k != "pending"} == {
-        k: v for k, v in card.summary().items() if k != "pending"
-    }
-    assert again.summary()["pending"] == 0  # forecasts in flight are not stored
+    stored = json.loads(json.dumps(card.to_dict()))  # as the recording keeps it
+    again = Scorecard.from_dict(stored, "BTC-USD", interval_s=60)
+    assert again.summary() == card.summary() and again.summary()["pending"] == 1
+    for each in (card, again):
+        each.add_bar(360, 104.0)  # F2 step 2: model 105 (err 1), drift 112 (err 8)
+        each.add_bar(420, 107.0)  # F2 step 3: model 106 (err 1), drift 115 (err 8)
+    assert again.summary() == card.summary() and again.summary()["pending"] == 0
+    assert again.summary()["all"]["scored"] == 7
     assert meta_key("BTC-USD") == "scorecard:BTC-USD"
+
+
+def test_nan_and_inf_never_reach_the_sums():
+    """A NaN or infinite forecast (or window) is counted, not scored; such a bar is skipped
+    like a partial one; the card stays readable and restorable."""
+    card = Scorecard("X")
+    card.add_bar(0, 100.0)
+    card.add_forecast(0, np.array([101.0, 102.0]), np.array([99.0, 100.0]), model="m")
+    card.add_forecast(60, np.array([math.nan, 1.0]), np.array([99.0, 100.0]), model="m")
+    card.add_forecast(120, np.array([1.0, 2.0]), np.array([math.inf, 100.0]), model="m")
+    card.add_bar(60, math.inf)  # F0 step 1: not a price, skipped
+    card.add_bar(120, 103.0)  # F0 step 2: model err 1, random walk 3, drift 1
+    summary = card.summary()
+    assert summary["unscorable"] == 2 and summary["skipped_partial"] == 1
+    assert summary["all"]["mae"] == {"model": 1.0, "random_walk": 3.0, "drift": 1.0}
+    again = Scorecard.from_dict(card.to_dict(), "X")
+    assert again.summary() == summary
+    assert "2 forecasts not scored (NaN or infinite)" in format_table(summary)
 
 
 @pytest.mark.parametrize(
@@ -149,6 +172,7 @@ def test_stored_and_restored_it_goes_on_where_it_was():
         {"version": 1, "interval_s": 60, "model": "m", "cards": {"m": {"horizon": 3}}},
         {"version": 1, "interval_s": 60, "model": "m", "cards": "nonsense"},
         "not a dict",
+        {"version": 1, "interval_s": 60, "model": "m", "cards": {}, "pending": [{"model": "m"}]},
     ],
 )
 def test_a_stored_scorecard_that_cannot_be_used_starts_afresh(stored, caplog):

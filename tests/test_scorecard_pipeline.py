@@ -76,14 +76,20 @@ def test_live_scores_its_forecasts_keeps_the_card_in_the_recording_and_goes_on_a
             await h.finish()
             again = await start(tmp_path, market_package, fake, clock)  # a restart
             resumed = again.pipeline.streams["BTC-USD"].scorecard.summary()
+            # The next bar scores the forecasts that were in flight when the first run ended.
+            await fake.trade("BTC-USD", "104.5", "1", t=m + 240 + 20)
+            await again.settle(trades=1)
+            await again.advance(60)
+            after = again.pipeline.streams["BTC-USD"].scorecard.summary()
             await again.finish()
-            return h.records, live, status, stored, resumed
+            return h.records + again.records, live, status, stored, resumed, after
 
-    records, live, status, stored, resumed = asyncio.run(scenario())
-    assert [r["bar_time_s"] for r in records] == [m, m + 60, m + 120, m + 180]
+    records, live, status, stored, resumed, after = asyncio.run(scenario())
+    assert [r["bar_time_s"] for r in records] == [m, m + 60, m + 120, m + 180, m + 240]
     with Recording(tmp_path / "live.db", readonly=True) as rec:
-        bars = {b.start_s: b for b in rec.bars("BTC-USD") if b.start_s <= m + 180}
-    expected = expected_scores(records, bars)
+        every_bar = {b.start_s: b for b in rec.bars("BTC-USD")}
+    bars = {start: bar for start, bar in every_bar.items() if start <= m + 180}
+    expected = expected_scores(records[:4], bars)
     assert (expected["scored"], expected["forecasts"]) == (6, 3)  # 3 + 2 + 1 steps
     assert live["all"]["scored"] == 6 and live["forecasts"] == 3 and live["model"] == "market"
     assert live["all"]["mae"]["model"] == pytest.approx(expected["model"])
@@ -91,7 +97,12 @@ def test_live_scores_its_forecasts_keeps_the_card_in_the_recording_and_goes_on_a
     assert f"scorecard 3 forecasts, 6 steps: MAE {live['all']['mae']['model']:.4g}" in status
     assert stored["cards"]["market"]["steps"][:3] == [3, 2, 1]  # stored as it was scored
     assert resumed["forecasts"] == 3 and resumed["all"]["scored"] == 6  # the restart goes on
-    assert resumed["all"]["mae"] == live["all"]["mae"]
+    assert resumed["all"]["mae"] == live["all"]["mae"] and resumed["pending"] == 4
+    assert stored["pending"][0]["origin_s"] == m  # the forecasts in flight are kept too
+    expected = expected_scores(records, every_bar)  # step 4, 3, 2 and 1 of the four
+    assert (after["all"]["scored"], after["forecasts"]) == (expected["scored"], 4) == (10, 4)
+    assert after["all"]["mae"]["model"] == pytest.approx(expected["model"])
+    assert after["all"]["mae"]["random_walk"] == pytest.approx(expected["random_walk"])
 
 
 # -- replay ------------------------------------------------------------------------------------

@@ -27,7 +27,14 @@ Which bars count, as a trader would have it: a **filled** bar (no trades in its 
 flat at the last price) is a real price, the one a position would have been marked at: it
 is scored. A **partial** bar (trades may be missing) is unknown: it is never scored, only
 counted (``skipped_partial``). A bar that never comes (a hole in a recording) leaves its
-steps unscored.
+steps unscored. Numbers that are not numbers never reach the sums, so one bad value cannot
+spoil a day's card: a bar whose close is NaN or infinite is skipped like a partial one, and
+a forecast with a non-finite value (or made from such a window) is not scored at all, only
+counted (``unscorable``).
+
+The sums and the forecasts in flight are stored together (``to_dict``), so a restart
+mid-horizon goes on scoring those forecasts at the bars that come after it (bars missed
+while it was down leave their steps unscored).
 
 One card per model: after a hot swap the new model's forecasts go to a new card, and the
 old model's forecasts still in flight finish in the old one's. ``summary()`` shows the card
@@ -175,9 +182,35 @@ class _Pending:
 
     origin_s: int
     origin_close: float
+    slope: float  # drift's, per step
     paths: np.ndarray  # (horizon, forecasters)
+    model: str
     card: _Card
     scored: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The model's path and the drift's slope: the other paths follow from them."""
+        return {"origin_s": self.origin_s, "close": self.origin_close, "slope": self.slope,
+                "model": self.model, "forecast": self.paths[:, 0].tolist(),
+                "scored": self.scored}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], cards: dict[str, _Card]) -> _Pending:
+        card = cards[data["model"]]
+        forecast = np.asarray(data["forecast"], np.float64)
+        origin, slope = float(data["close"]), float(data["slope"])
+        if forecast.shape != (card.horizon,) or not np.isfinite([*forecast, origin, slope]).all():
+            raise ValueError(
+                f"a forecast in flight has shape {forecast.shape} or non-finite values"
+            )
+        return cls(int(data["origin_s"]), origin, slope, _paths(forecast, origin, slope),
+                   str(data["model"]), card, bool(data["scored"]))  # fmt: skip
+
+
+def _paths(forecast: np.ndarray, origin: float, slope: float) -> np.ndarray:
+    """(horizon, forecasters): the model's forecast, the random walk's, drift's."""
+    steps = np.arange(1, len(forecast) + 1)
+    return np.stack([forecast, np.full(len(forecast), origin), origin + slope * steps], 1)
 
 
 class Scorecard:
@@ -190,11 +223,13 @@ class Scorecard:
         self.model: str | None = None  # the latest forecast's model: its card is shown
         self._cards: dict[str, _Card] = {}
         self._pending: deque[_Pending] = deque()
+        self.unscorable = 0  # forecasts not scored: a value in them was NaN or infinite
         self._lock = threading.Lock()
 
     def add_bar(self, start_s: int, close: float, *, partial: bool = False) -> None:
         """A closed bar: score every pending forecast's step that it is the bar of."""
         with self._lock:
+            unknown = partial or not math.isfinite(close)
             due: dict[int, list[tuple[int, _Pending]]] = {}
             for pending in self._pending:
                 offset = start_s - pending.origin_s
@@ -204,7 +239,7 @@ class Scorecard:
             self._pending = deque(p for p in self._pending if self._last_bar(p) > start_s)
             for pairs in due.values():
                 card = pairs[0][1].card
-                if partial:
+                if unknown:
                     card.skipped_partial += len(pairs)
                     continue
                 steps = np.array([step for step, _ in pairs])
@@ -226,10 +261,15 @@ class Scorecard:
         starts at ``start_s``, from a window whose closes were ``window_closes``."""
         forecast = np.asarray(forecast, np.float64)
         closes = np.asarray(window_closes, np.float64)
+        if not (np.isfinite(forecast).all() and np.isfinite(closes).all()) or not len(closes):
+            with self._lock:
+                self.unscorable += 1
+            log.warning("%s: a forecast at %d holds a value that is not a finite number (in "
+                        "it or its window): it is not scored", self.product, start_s)  # fmt: skip
+            return
         origin = float(closes[-1])
-        steps = np.arange(1, len(forecast) + 1)
-        slope = (closes[-1] - closes[0]) / (len(closes) - 1) if len(closes) > 1 else 0.0
-        paths = np.stack([forecast, np.full(len(forecast), origin), origin + slope * steps], 1)
+        slope = float(closes[-1] - closes[0]) / (len(closes) - 1) if len(closes) > 1 else 0.0
+        paths = _paths(forecast, origin, slope)
         with self._lock:
             card = self._cards.get(model)
             if card is None or card.horizon != len(forecast):
@@ -239,7 +279,7 @@ class Scorecard:
                 card = self._cards[model] = _Card(len(forecast))
             self.model = model
             self._pending = deque(p for p in self._pending if p.origin_s != start_s)
-            self._pending.append(_Pending(start_s, origin, paths, card))
+            self._pending.append(_Pending(start_s, origin, slope, paths, model, card))
 
     # -- readers ---------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
@@ -253,7 +293,7 @@ class Scorecard:
                 return {"product": self.product, "model": self.model, "forecasts": 0,
                         "pending": pending, "skipped_partial": 0, "buckets": [], "all": None,
                         "by_step": None, "verdict": _verdict(None, []), "other_models": others,
-                        "interval_s": self.interval_s}  # fmt: skip
+                        "interval_s": self.interval_s, "unscorable": self.unscorable}  # fmt: skip
             buckets = [card.over(lo, hi) for lo, hi in horizon_buckets(card.horizon)]
             whole = card.over(1, card.horizon)
             return {
@@ -269,6 +309,7 @@ class Scorecard:
                 "by_step": card.by_step(),
                 "verdict": _verdict(whole, buckets),
                 "other_models": others,
+                "unscorable": self.unscorable,
             }
 
     def brief(self) -> str:
@@ -288,14 +329,17 @@ class Scorecard:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """Everything summed so far (not the forecasts in flight), for the recording."""
+        """Everything summed so far and the forecasts in flight, for the recording: a
+        restart mid-horizon goes on scoring them at the bars that come after it."""
         with self._lock:
             return {
                 "version": FORMAT_VERSION,
                 "product": self.product,
                 "interval_s": self.interval_s,
                 "model": self.model,
+                "unscorable": self.unscorable,
                 "cards": {name: card.to_dict() for name, card in self._cards.items()},
+                "pending": [pending.to_dict() for pending in self._pending],
             }
 
     @classmethod
@@ -313,6 +357,10 @@ class Scorecard:
                 )
             card._cards = {name: _Card.from_dict(c) for name, c in data["cards"].items()}
             card.model = data["model"] if data["model"] in card._cards else None
+            card.unscorable = int(data.get("unscorable", 0))
+            card._pending = deque(
+                _Pending.from_dict(p, card._cards) for p in data.get("pending", [])
+            )
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             log.warning("%s: the stored scorecard is not used (%s); scoring starts afresh",
                         product, exc)  # fmt: skip
@@ -356,6 +404,11 @@ def format_table(summary: dict[str, Any]) -> str:
         "  filled bars (no trades) are scored at the last price; partial bars never are"
         + (f" ({_count(skipped, 'step')} skipped)" if skipped else "")
         + "; the random walk calls no moves, so it has no hit rate"
+        + (
+            f"; {_count(summary['unscorable'], 'forecast')} not scored (NaN or infinite)"
+            if summary["unscorable"]
+            else ""
+        )  # fmt: skip
     )
     return "\n".join(lines)
 

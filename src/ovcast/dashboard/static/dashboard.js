@@ -288,7 +288,8 @@ function showScorecard(product, card) {
   }
   table.replaceChildren(...body);
   const verdict = section.querySelector(".verdict");
-  const extra = card.skipped_partial ? ` ${card.skipped_partial} steps on partial bars not scored.` : "";
+  let extra = card.skipped_partial ? ` ${card.skipped_partial} steps on partial bars not scored.` : "";
+  if (card.unscorable) extra += ` ${card.unscorable} forecasts not scored (NaN or infinite).`;
   const scored = card.forecasts === 1 ? "1 forecast" : `${card.forecasts} forecasts`;
   verdict.textContent = `${scored} scored, ${card.pending} in flight: ${card.verdict}.${extra}`;
   verdict.dataset.model = card.model ?? "";
