@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import math
 import os
 import re
 import shutil
@@ -312,6 +313,28 @@ async def check_scorecard(page) -> None:
     rows = await section.locator("tr").all_inner_texts()
     assert [row.split()[0] for row in rows] == ["Steps", "1", "2-5", "6-15", "16", "all"]
     assert "random walk" in await section.locator(".verdict").inner_text()
+
+    # Real numbers, consistent with each other: the buckets' scored steps add up to the
+    # total, and the total's MAEs are the buckets' weighted by them (to display rounding).
+    async def table():  # one snapshot of the cells (the table is redrawn every second)
+        cells = await section.locator("table").evaluate(
+            "t => [...t.rows].slice(1).map(r => [...r.cells].map("
+            "c => (c.classList.contains('better') ? '*' : '') + c.textContent))"
+        )
+        return cells if int(cells[-1][1]) >= 100 else None
+
+    cells = await until(table, "a hundred steps scored in the table")
+    scored = [int(row[1]) for row in cells]
+    assert sum(scored[:-1]) == scored[-1]
+    total = [float(cell.lstrip("*")) for cell in cells[-1][2:5]]  # model, random walk, drift
+    buckets = [(n, row) for n, row in zip(scored[:-1], cells[:-1], strict=True) if n]
+    for column in (2, 3, 4):
+        maes = [(n, float(row[column].lstrip("*"))) for n, row in buckets]
+        assert all(math.isfinite(mae) and mae >= 0 for _, mae in maes)
+        weighted = sum(n * mae for n, mae in maes) / scored[-1]
+        assert weighted == pytest.approx(total[column - 2], rel=0.01)
+    marked = [cell for cell in cells[-1][2:4] if cell.startswith("*")]
+    assert marked == [f"*{cells[-1][2:4][int(total[1] < total[0])].lstrip('*')}"]  # the better
     plot = await section.locator("svg").screenshot()
     assert pixels_near(plot, FORECAST) > 100  # the model's error line...
     assert pixels_near(plot, RANDOM_WALK) > 100  # ...beside the random walk's
