@@ -28,9 +28,9 @@ the random walk is usually the one to beat.
 --dashboard HOST:PORT shows it in a browser as it plays (default pace: 60x real time, one
 minute bar a second, after an instant warm-up): forecasts then go to the page (and to
 --out if given), not the terminal, which shows one status line. The page stays up after
-the end until Ctrl-C. --demo needs no recording and no network: it replays a synthetic market (a random
-walk with a daily rhythm) through the embedded default model (converted and cached on first
-use, as 'ovcast quickstart' does). The default model was trained on ETTh1, not on markets:
+the end until Ctrl-C. --demo needs no recording and no network: it replays a synthetic
+market (a random walk with a daily rhythm) through the embedded default model (converted
+and cached on first use, as 'ovcast quickstart' does). The default model was trained on ETTh1, not on markets:
 the demo shows the machinery, not a trading signal.
 
 examples:
