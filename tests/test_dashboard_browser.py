@@ -356,6 +356,21 @@ async def check_layout(page) -> None:
     )
     breaks = await page.evaluate(LINE_BREAKS, "[data-key='path']")
     assert breaks and all(before.endswith("/") for before in breaks), breaks
+    # The chart follows the bars edge to edge (no bar, and no time label, cut at the left
+    # edge; it drifted one bar per close), until the user scrolls; a double click follows again.
+    view = "window.ovcast.views.get('DEMO-USD')"
+    follows = (
+        f"() => {view}.follow && {view}.chart.timeScale().getVisibleLogicalRange().from <= 1.5"
+    )
+    for _ in range(3):  # three checks, bars closing in between
+        await until(lambda: page.evaluate(follows), "the chart showing its first bar")
+        await asyncio.sleep(0.3)
+    chart = page.locator("[data-product='DEMO-USD'] .chart")
+    await chart.hover()
+    await page.mouse.wheel(0, -300)
+    assert await page.evaluate(f"() => {view}.follow") is False
+    await chart.dblclick()
+    await until(lambda: page.evaluate(follows), "following again after a double click")
 
 
 # The text before each line break inside an element (one entry per wrapped line but the last).

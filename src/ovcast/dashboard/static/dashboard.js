@@ -104,7 +104,14 @@ function viewFor(product) {
     color: "#f5a623", lineWidth: 2, lineStyle: 2,
     priceLineVisible: false, lastValueVisible: false, crosshairMarkerVisible: true,
   });
-  view = { chart, candles, forecast, price, ahead, counts, score };
+  // Following (the default), the chart shows the latest KEEP_BARS bars and the forecast,
+  // edge to edge, at every close: no bar scrolls half off the left edge, cutting its time
+  // label. Scrolling or zooming stops that; a double click goes back to following.
+  view = { chart, candles, forecast, price, ahead, counts, score, follow: true };
+  const leave = () => { view.follow = false; };
+  box.addEventListener("wheel", leave, { passive: true });
+  box.addEventListener("pointerdown", leave);
+  box.addEventListener("dblclick", () => { view.follow = true; chart.timeScale().fitContent(); });
   views.set(product, view);
   return view;
 }
@@ -121,9 +128,11 @@ function addBar(product, bar) {
   const view = viewFor(product);
   const data = view.candles.data();
   if (data.length && data[data.length - 1].time >= bar.time) return; // already shown
-  if (data.length >= 2 * KEEP_BARS) view.candles.setData([...data.slice(-KEEP_BARS), candle(bar)]);
+  const keep = view.follow ? KEEP_BARS : 2 * KEEP_BARS; // not following: trimmed seldom
+  if (data.length >= keep) view.candles.setData([...data.slice(1 - KEEP_BARS), candle(bar)]);
   else view.candles.update(candle(bar));
   view.price.textContent = bar.close.toFixed(2);
+  if (view.follow) view.chart.timeScale().fitContent();
 }
 
 function showForecast(product, forecast) {
