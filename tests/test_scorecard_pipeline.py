@@ -57,10 +57,9 @@ def expected_scores(records: list[dict], bars: dict[int, Bar], interval_s: int =
 def test_live_scores_its_forecasts_keeps_the_card_in_the_recording_and_goes_on_after_a_restart(
     tmp_path, market_package
 ):
-    m = MINUTE
+    m, clock = MINUTE, ManualClock(MINUTE + 10.0)  # the exchange's clock, moved by the test
 
     async def scenario():
-        clock = ManualClock(m + 10.0)
         async with FakeCoinbase(clock=clock.time) as fake:
             seed_candles(fake, m, n=300)
             h = await start(tmp_path, market_package, fake, clock)
