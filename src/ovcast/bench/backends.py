@@ -71,17 +71,25 @@ def _torch_predict(package: ModelPackage) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def export_onnx(package: ModelPackage, path: Path) -> Path:
-    """ONNX export with the same patchify fix as the OpenVINO conversion, dynamic batch."""
+    """ONNX export of the same graph as the OpenVINO conversion (patchify fix and the speed
+    rewrites the package was exported with), dynamic batch."""
     torch = require("torch", extra="convert", purpose="ONNX export")
     import warnings
 
     from ..convert.export_fixes import ForecastOnly, exportable_patchify
+    from ..convert.rewrites import speed_rewrites
     from ..parity import parity_windows
 
     model = source_model(package)
     m = package.manifest
     example = torch.from_numpy(parity_windows(m.context_length, m.num_input_channels, 2))
-    with exportable_patchify(model), torch.no_grad(), warnings.catch_warnings():
+    rewrites = bool(package.manifest.parity.get("export_rewrites"))
+    with (
+        exportable_patchify(model),
+        speed_rewrites(model, rewrites),
+        torch.no_grad(),
+        warnings.catch_warnings(),
+    ):
         warnings.simplefilter("ignore")
         torch.onnx.export(
             ForecastOnly(model).eval(),

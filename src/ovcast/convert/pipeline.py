@@ -4,7 +4,7 @@
     ovcast.convert("default", "models/default", precision="fp32")
 
 Steps: resolve and load the checkpoint; trace it with the patchify fix (``export_fixes.py``)
-into an IR with a dynamic batch and the fixed context; check parity against PyTorch;
+and the speed rewrites (``rewrites.py``) into an IR with a dynamic batch and the fixed context; check parity against PyTorch;
 optionally compress (fp16 weights) or quantize (int8, NNCF); write the package and, on
 request, an OVMS/KServe model repository.
 """
@@ -47,12 +47,14 @@ def convert(
     channel_names: Sequence[str] | None = None,
     repository: str | Path | None = None,
     tolerance: float = parity.FP32_ABS_TOLERANCE,
+    rewrites: bool = True,
 ) -> ModelPackage:
     """Convert MODEL ('default', a checkpoint folder or a hub id) into a package at ``out_dir``.
 
     ``calibration_data``: int8 only, model-space windows (n, context, channels) or a long
     series (time, channels) to cut windows from; generated windows are used when absent. Raises ``ParityError`` when the fp32 IR disagrees with
-    PyTorch beyond ``tolerance`` (and writes nothing).
+    PyTorch beyond ``tolerance`` (and writes nothing). ``rewrites``: apply the export-time
+    speed rewrites (``rewrites.py``); they are parity-checked like the rest of the export.
     """
     if precision not in PRECISIONS:
         raise ConversionError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
@@ -92,7 +94,7 @@ def convert(
 
     reference = _pytorch_reference(run_torch, hf_model, source.name)
     decline_openvino_telemetry()  # convert_model reports usage unless declined
-    ov_model = _export(ov, torch, forecast_only, hf_model, context, channels)
+    ov_model, applied = _export(ov, torch, forecast_only, hf_model, context, channels, rewrites)
     core = ov.Core()
     fp32_parity = parity.check(reference, _ov_runner(core, ov_model), context, channels)
     log.info(
@@ -110,6 +112,7 @@ def convert(
         "tolerance_abs": tolerance,
         "windows": f"seeded random walks + 24-step cycle, batches {list(parity.PARITY_BATCHES)}",
         "fp32_vs_torch": fp32_parity,
+        "export_rewrites": applied,
     }
     if precision == "int8":
         from ..runtime.inputs import sliding_windows
@@ -201,13 +204,26 @@ def _pytorch_reference(
 
 
 def _export(
-    ov: Any, torch: Any, forecast_only: Any, hf_model: Any, context: int, channels: int
-) -> Any:
+    ov: Any,
+    torch: Any,
+    forecast_only: Any,
+    hf_model: Any,
+    context: int,
+    channels: int,
+    rewrites: bool = True,
+) -> tuple[Any, list[str]]:
+    """The traced IR (dynamic batch) and the names of the speed rewrites it was traced with."""
     from .export_fixes import exportable_patchify
+    from .rewrites import speed_rewrites
 
     example = torch.from_numpy(parity.parity_windows(context, channels, 2))
     try:
-        with exportable_patchify(hf_model) as patched, torch.no_grad(), warnings.catch_warnings():
+        with (
+            exportable_patchify(hf_model) as patched,
+            speed_rewrites(hf_model, rewrites) as applied,
+            torch.no_grad(),
+            warnings.catch_warnings(),
+        ):
             if not patched:
                 raise ConversionError("found no patchify module to make exportable")
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
@@ -221,7 +237,8 @@ def _export(
     except Exception as exc:
         raise ConversionError(f"OpenVINO could not convert the model: {exc}") from exc
     ov_model.outputs[0].get_tensor().set_names({OUTPUT_NAME})
-    return ov_model
+    log.info("export rewrites: %s", ", ".join(applied) or "none")
+    return ov_model, applied
 
 
 def _ov_runner(core: Any, ov_model: Any) -> Callable[[np.ndarray], np.ndarray]:
