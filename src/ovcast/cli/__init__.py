@@ -7,11 +7,12 @@ can fix (``OvcastError``) print one line, without a traceback unless ``--debug``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from .._version import __version__
 from ..errors import OvcastError
@@ -84,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "f32", "bf16"),
+        help="what every engine of this command computes in (sets $OVCAST_PRECISION). auto: "
+        "bf16 where the CPU has bf16 units and 'ovcast tune' measured it within tolerance for "
+        "the package, else f32 (default)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         command.register(subparsers)
@@ -112,7 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:
         _quiet_third_parties()
     try:
-        return int(args.func(args) or 0)
+        with _precision(args.precision):
+            return int(args.func(args) or 0)
     except OvcastError as exc:
         if args.debug:
             raise
@@ -121,3 +130,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ovcast {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+@contextlib.contextmanager
+def _precision(choice: str | None) -> Iterator[None]:
+    """$OVCAST_PRECISION for the command (and the servers it starts), restored after it."""
+    from ..runtime.precision import PRECISION_ENV
+
+    previous = os.environ.get(PRECISION_ENV)
+    if choice:
+        os.environ[PRECISION_ENV] = choice
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(PRECISION_ENV, None)
+        else:
+            os.environ[PRECISION_ENV] = previous

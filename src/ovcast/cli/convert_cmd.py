@@ -45,6 +45,18 @@ def register(subparsers) -> None:
     p.add_argument("--revision", help="hub revision (branch, tag or commit) for a hub id")
     p.add_argument("--channel-names", help="comma-separated channel names")
     p.add_argument(
+        "--check-bf16",
+        action="store_true",
+        help="where this CPU has bf16 units, measure bf16 against f32 on the package's windows "
+        "and record it: engines then compute in bf16 when it is within tolerance (as 'ovcast "
+        "tune' does; tune --data also judges it on a data set)",
+    )
+    p.add_argument(
+        "--no-rewrites",
+        action="store_true",
+        help="export the model as traced, without the speed rewrites (for comparison)",
+    )
+    p.add_argument(
         "--repository",
         metavar="DIR",
         help="also write an OVMS/KServe model repository: DIR/<name>/1/model.xml",
@@ -55,6 +67,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..convert import convert
     from ..runtime.inputs import read_array
+    from ..runtime.precision import summarize
 
     calibration = read_array(args.calibration_data) if args.calibration_data else None
     package = convert(
@@ -66,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         revision=args.revision,
         channel_names=args.channel_names.split(",") if args.channel_names else None,
         repository=args.repository,
+        rewrites=not args.no_rewrites,
+        check_bf16=args.check_bf16,
     )
     parity = package.manifest.parity["fp32_vs_torch"]
     print(f"wrote {package.path} ({package.manifest.architecture}, {args.precision})")
@@ -76,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
     other = package.manifest.parity.get(f"{args.precision}_vs_torch")
     if args.precision != "fp32" and other:
         print(f"{args.precision} vs PyTorch: max abs error {other['max_abs_error']:.2e}")
+    bf16 = package.manifest.runtime_config.get("precision", {}).get("bf16")
+    if bf16:
+        verdict = "within" if bf16["within_tolerance"] else "outside"
+        print(f"{summarize(bf16)}: {verdict} tolerance")
     if args.repository:
         print(f"repository: {args.repository}/{package.manifest.name}/1 (+ config.json for OVMS)")
     return 0

@@ -10,7 +10,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "info",
         help="show a model package's manifest",
-        description="Show a model package's manifest: shapes, channels, source, parity, scaler.\n\n"
+        description="Show a model package's manifest: shapes, channels, source, parity, scaler, "
+        "the export rewrites, the tuned config, and the precision an engine computes in on this "
+        "machine with the evidence for it (ovcast tune measures bf16's effect).\n\n"
         "example:\n  ovcast info models/default --json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -21,6 +23,8 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..package import ModelPackage
+    from ..runtime.precision import bf16_record, choose_precision, summarize
+    from ..runtime.static_batch import use_static_batch1
 
     package = ModelPackage.load(args.model_dir)
     m = package.manifest
@@ -28,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(m.to_dict(), indent=2))
         return 0
     source = m.source.get("hub_id") or m.source.get("path") or m.source.get("name")
+    tuned = {k: v for k, v in m.runtime_config.items() if k != "precision"}
+    latency = m.runtime_config.get("latency", {})
     parity = m.parity.get("fp32_vs_torch", {})
     rows = [
         ("package", str(package.path)),
@@ -38,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         ("channels", ", ".join(m.channel_names)),
         ("input", f"{m.inputs[0].name} {m.inputs[0].shape} {m.inputs[0].datatype}"),
         ("output", f"{m.outputs[0].name} {m.outputs[0].shape} {m.outputs[0].datatype}"),
-        ("precision", m.precision),
+        ("package precision", m.precision),
         ("source", f"{source} (revision {m.source.get('revision') or '-'})"),
         ("weights sha256", m.source.get("weights_sha256", "")),
         (
@@ -46,8 +52,12 @@ def run(args: argparse.Namespace) -> int:
             f"max abs {parity.get('max_abs_error', float('nan')):.2e}, "
             f"max rel {parity.get('max_rel_error', float('nan')):.2e}",
         ),
+        ("export rewrites", ", ".join(m.parity.get("export_rewrites", [])) or "none"),
         ("scaler", ", ".join(ch["kind"] for ch in m.scaler["channels"]) if m.scaler else "none"),
-        ("tuned config", json.dumps(m.runtime_config) if m.runtime_config else "none"),
+        ("tuned config", json.dumps(tuned) if tuned else "none"),
+        ("static batch 1", "on" if use_static_batch1(None, latency) else "off (tune measured)"),
+        ("bf16 check", _bf16_line(bf16_record(m), summarize)),
+        ("computes in (here)", str(choose_precision(m))),
         ("versions", ", ".join(f"{k} {v}" for k, v in m.versions.items())),
         ("created", m.created_at),
     ]
@@ -55,3 +65,14 @@ def run(args: argparse.Namespace) -> int:
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
     return 0
+
+
+def _bf16_line(record: dict | None, summarize) -> str:
+    if record is None:
+        return "not measured (ovcast tune measures it where the CPU has bf16 units)"
+    where = record["measured_on"]
+    verdict = "within tolerance" if record["within_tolerance"] else "OUTSIDE tolerance"
+    return (
+        f"{verdict}, {summarize(record)}; measured {record['at']} on {where['cpu']} "
+        f"({where['cpu_family_model']}), OpenVINO {where['openvino'].split('-')[0]}"
+    )

@@ -48,6 +48,7 @@ def convert(
     repository: str | Path | None = None,
     tolerance: float = parity.FP32_ABS_TOLERANCE,
     rewrites: bool = True,
+    check_bf16: bool = False,
 ) -> ModelPackage:
     """Convert MODEL ('default', a checkpoint folder or a hub id) into a package at ``out_dir``.
 
@@ -55,6 +56,9 @@ def convert(
     series (time, channels) to cut windows from; generated windows are used when absent. Raises ``ParityError`` when the fp32 IR disagrees with
     PyTorch beyond ``tolerance`` (and writes nothing). ``rewrites``: apply the export-time
     speed rewrites (``rewrites.py``); they are parity-checked like the rest of the export.
+    ``check_bf16``: where this CPU has bf16 units, also measure bf16 against f32 on the
+    package's windows and record it (what ``ovcast tune`` does; the Engine then uses bf16
+    by default when it is within tolerance).
     """
     if precision not in PRECISIONS:
         raise ConversionError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
@@ -165,6 +169,8 @@ def convert(
     out.mkdir(parents=True, exist_ok=True)
     ov.save_model(ov_model, out / XML_FILE, compress_to_fp16=precision == "fp16")
     package = ModelPackage(out, manifest)
+    if check_bf16:
+        _check_bf16(package)
     package.save_manifest()
     log.info("wrote %s", package)
     if repository is not None:
@@ -252,6 +258,19 @@ def _save_and_reload(ov: Any, core: Any, ov_model: Any, precision: str) -> Any:
         xml = Path(tmp) / XML_FILE
         ov.save_model(ov_model, xml, compress_to_fp16=precision == "fp16")
         return core.read_model(xml, Path(tmp) / BIN_FILE)
+
+
+def _check_bf16(package: ModelPackage) -> None:
+    from ..bench.precision import check_bf16, record_bf16
+    from ..runtime.precision import native_bf16, summarize
+
+    if not native_bf16():
+        log.warning("this CPU has no bf16 units: bf16 not measured (the package stays f32)")
+        return
+    record = check_bf16(package)
+    record_bf16(package, record)
+    verdict = "within" if record["within_tolerance"] else "outside"
+    log.info("%s: %s tolerance", summarize(record), verdict)
 
 
 def _default_name(source_name: str) -> str:

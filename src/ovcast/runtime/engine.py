@@ -7,8 +7,10 @@
 
 ``predict`` is thread-safe: each call borrows one of a pool of infer requests (as many as
 the compiled model can run at once), so concurrent callers never share a request and, in
-throughput mode, run in parallel streams. ``predict_many`` pipelines many windows through
-OpenVINO's ``AsyncInferQueue``.
+throughput mode, run in parallel streams. Single windows go to a static batch-1 compile of
+the model (``static_batch.py``), batches to the dynamic one. ``predict_many`` pipelines many
+windows through OpenVINO's ``AsyncInferQueue``. The precision (f32, or bf16 where measured
+harmless and the CPU has bf16 units) is chosen in ``precision.py``.
 """
 
 from __future__ import annotations
@@ -23,15 +25,15 @@ from typing import Any
 import numpy as np
 import openvino as ov
 
-from ..errors import ConfigError, InvalidInputError, ModelPackageError
+from ..errors import InvalidInputError, ModelPackageError
 from ..package import ModelPackage
 from ..scaling import Scaler
 from .cpu import cpu_config
 from .inputs import as_batch
+from .precision import choose_precision
+from .static_batch import batch1_model, use_static_batch1
 
 log = logging.getLogger(__name__)
-
-PRECISION_HINTS = ("f32", "bf16")
 
 
 class Engine:
@@ -45,7 +47,8 @@ class Engine:
         threads: int | None = None,
         streams: int | None = None,
         pinning: bool | None = None,
-        precision_hint: str = "f32",
+        precision_hint: str | None = None,
+        static_batch1: bool | None = None,
         cache_dir: str | Path | None = None,
         config: Mapping[str, Any] | None = None,
         warmup: bool = True,
@@ -54,8 +57,11 @@ class Engine:
 
         mode: 'latency' (one stream on all usable cores) or 'throughput' (a stream per core).
         threads, streams, pinning: override what the mode and the package's tuned config pick.
-        precision_hint: 'f32' (default; the parity figures hold) or 'bf16', which OpenVINO
-            honours only on CPUs with bf16 units (AVX-512 BF16, AMX) and ignores elsewhere.
+        precision_hint: 'f32' (the parity figures hold), 'bf16', or None/'auto' (default:
+            $OVCAST_PRECISION if set, else bf16 where this CPU has bf16 units and the package
+            records bf16 as within tolerance, else f32; see ``precision.py``).
+        static_batch1: also compile a static batch-1 model for single windows (default: what
+            ``ovcast tune`` measured, else on; see ``static_batch.py``).
         cache_dir: OpenVINO compiled-model cache; makes later starts much faster.
         config: raw OpenVINO CPU properties, applied last.
         """
@@ -64,19 +70,17 @@ class Engine:
         )
         m = self.package.manifest
         self._scaler = self.package.scaler  # parsed once: forecast() is on every request's path
-        if precision_hint not in PRECISION_HINTS:
-            raise ConfigError(
-                f"precision_hint must be one of {PRECISION_HINTS}, got {precision_hint!r}"
-            )
+        self.precision = choose_precision(m, precision_hint)
         properties = cpu_config(mode, threads=threads, streams=streams, pinning=pinning)
-        tuned = {k: v for k, v in m.runtime_config.get(mode, {}).items() if k in properties}
+        measured = m.runtime_config.get(mode, {})
+        tuned = {k: v for k, v in measured.items() if k in properties}
         explicit = {
             "INFERENCE_NUM_THREADS": threads,
             "NUM_STREAMS": streams,
             "ENABLE_CPU_PINNING": pinning,
         }
         properties.update({k: v for k, v in tuned.items() if explicit.get(k) is None})
-        properties["INFERENCE_PRECISION_HINT"] = precision_hint
+        properties["INFERENCE_PRECISION_HINT"] = self.precision.hint
         properties.update(config or {})
         self.mode = mode
         core = ov.Core()
@@ -85,7 +89,14 @@ class Engine:
             if cache_dir is not None:
                 Path(cache_dir).mkdir(parents=True, exist_ok=True)
                 core.set_property({"CACHE_DIR": str(cache_dir)})
-            self._compiled = core.compile_model(str(self.package.xml_path), "CPU", properties)
+            xml = str(self.package.xml_path)
+            self._compiled = core.compile_model(xml, "CPU", properties)  # cache hit: no read
+            single = (
+                batch1_model(core.read_model(xml))
+                if use_static_batch1(static_batch1, measured)
+                else None
+            )
+            batch1 = core.compile_model(single, "CPU", properties) if single else None
         except RuntimeError as exc:
             raise ModelPackageError(
                 f"OpenVINO could not compile {self.package.xml_path} with {properties}: {exc}"
@@ -103,10 +114,17 @@ class Engine:
             )
         }
         self.num_requests = max(1, int(self.config["OPTIMAL_NUMBER_OF_INFER_REQUESTS"]))
-        self._pool: queue.SimpleQueue = queue.SimpleQueue()
-        for _ in range(self.num_requests):
-            self._pool.put(self._compiled.create_infer_request())
-        log.debug("compiled %s in %.0f ms: %s", self.package.path, self.compile_ms, self.config)
+        self._dynamic = _Requests(self._compiled, self.num_requests)
+        self._batch1 = _Requests(batch1, self.num_requests) if batch1 is not None else None
+        self.static_batch1 = self._batch1 is not None
+        log.debug(
+            "compiled %s in %.0f ms: %s, static batch 1: %s; %s",
+            self.package.path,
+            self.compile_ms,
+            self.config,
+            self.static_batch1,
+            self.precision.reason,
+        )
         if warmup:
             self.warmup()
 
@@ -136,11 +154,14 @@ class Engine:
         return self._scaler
 
     def warmup(self, iterations: int = 2) -> None:
-        """Run a few forecasts so the first real request does not pay for lazy set-up."""
+        """Run a few forecasts so the first real request does not pay for lazy set-up (on
+        the batch-1 model and, once, the dynamic one)."""
         window = np.zeros((self.context_length, self.num_channels), np.float32)
         window[:, :] = np.sin(np.arange(self.context_length) / 12.0)[:, None]
         for _ in range(iterations):
             self.predict(window)
+        if self._batch1 is not None:
+            self.predict(np.stack([window, window]))
 
     def predict(self, past_values: Any) -> np.ndarray:
         """Forecast in model space: (context, channels) -> (horizon, channels), or batched.
@@ -149,12 +170,8 @@ class Engine:
         non-numbers, NaN/inf or empty input.
         """
         batch, single = as_batch(past_values, self.context_length, self.num_channels)
-        request = self._pool.get()
-        try:
-            request.infer({0: batch}, share_inputs=True)
-            out = request.get_output_tensor(0).data.copy()  # the request reuses its buffer
-        finally:
-            self._pool.put(request)
+        requests = self._batch1 if len(batch) == 1 and self._batch1 else self._dynamic
+        out = requests.infer({0: batch})
         return out[0] if single else out
 
     def predict_many(self, windows: Any, *, batch_size: int = 1) -> np.ndarray:
@@ -167,7 +184,8 @@ class Engine:
             raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
         n = len(windows)
         results = np.empty((n, self.prediction_length, self.num_channels), np.float32)
-        infer_queue = ov.AsyncInferQueue(self._compiled, self.num_requests)
+        compiled = self._batch1.compiled if batch_size == 1 and self._batch1 else self._compiled
+        infer_queue = ov.AsyncInferQueue(compiled, self.num_requests)
 
         def done(request: ov.InferRequest, start: int) -> None:
             out = request.get_output_tensor(0).data
@@ -218,6 +236,25 @@ class Engine:
 
     def __repr__(self) -> str:
         return f"Engine({self.package!r}, mode={self.mode!r}, config={self.config})"
+
+
+class _Requests:
+    """A compiled model and a pool of its infer requests, one per concurrent caller."""
+
+    def __init__(self, compiled: ov.CompiledModel, count: int) -> None:
+        self.compiled = compiled
+        self._pool: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(count):
+            self._pool.put(compiled.create_infer_request())
+
+    def infer(self, inputs: dict[int, np.ndarray]) -> np.ndarray:
+        """The first output for ``inputs``, copied (the request reuses its buffer)."""
+        request = self._pool.get()
+        try:
+            request.infer(inputs, share_inputs=True)
+            return request.get_output_tensor(0).data.copy()
+        finally:
+            self._pool.put(request)
 
 
 def _plain(value: Any) -> Any:
