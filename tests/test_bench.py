@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -43,8 +44,11 @@ def test_flops_match_a_hand_count(small_package):
 def test_bench_cli_writes_table_json_plot_and_report(tmp_path, small_package, capsys):
     pytest.importorskip("onnxruntime", reason="needs ovcast[bench]")
     pytest.importorskip("torch", reason="needs ovcast[convert]")
+    from ovcast.bench.run import default_backends
     from ovcast.cli import main
 
+    page_path = tmp_path / "PERFORMANCE.md"
+    json_path = tmp_path / "bench-here.json"
     code = main(
         [
             "-q",
@@ -55,53 +59,77 @@ def test_bench_cli_writes_table_json_plot_and_report(tmp_path, small_package, ca
             "--duration",
             "0.3",
             "--json",
-            str(tmp_path / "b.json"),
+            str(json_path),
             "--plot",
             str(tmp_path / "b.png"),
             "--report",
-            str(tmp_path / "PERFORMANCE.md"),
+            str(page_path),
         ]
     )
     assert code == 0
     out = capsys.readouterr().out
     assert "vs torch" in out and "end to end" in out and "cold start" in out
-    results = json.loads((tmp_path / "b.json").read_text())
-    assert set(results["latency"]["1"]) == {"openvino", "torch", "onnxruntime"}
+    assert "the fast path step by step" in out and "concurrent clients" in out
+    results = json.loads(json_path.read_text())
+    assert set(results["latency"]["1"]) == set(default_backends())
     assert results["latency"]["2"]["openvino"]["batch"] == 2
     assert results["limit"]["gemm_gflops"] > 0 and results["limit"]["flops_per_forecast"] > 0
     assert set(results["serving"]) == {"engine.predict", "jsonl pipe", "http binary", "http json"}
     assert all(b["requests"] > 0 for b in results["http_batching"].values())
-    assert results["op_profile"][0]["ms_per_forecast"] > 0
+    assert results["op_profile"]["f32"][0]["ms_per_forecast"] > 0
     assert all(c.get("peak_rss_mb", 0) > 0 for c in results["coldstart"].values())
+    steps = list(results["fast_path"]["steps"])
+    assert steps[:3] == [
+        "as traced (no rewrites), dynamic batch, f32",
+        "+ batchnorm-affine",
+        "+ static batch-1 model",
+    ]
+    for mode in ("latency", "throughput"):
+        per_clients = results["concurrency"][mode]
+        assert list(per_clients) == ["1", "2", "4", "8"]
+        assert all(c["forecasts_per_s"] > 0 for c in per_clients.values())
+    assert results["throughput_mode"]["f32"]["percent_of_gemm_limit"] > 0
+    assert results["machine"]["microarchitecture"] and results["load_average_before"]
     assert (tmp_path / "b.png").stat().st_size > 10_000
-    page = (tmp_path / "PERFORMANCE.md").read_text()
+    page = page_path.read_text()
+    where = f"{results['machine']['microarchitecture']}, {results['machine']['usable_cores']} cores"
     assert "## Machine and versions" in page and "| 1 | openvino |" in page and "b.png" in page
-    assert "## Targets" in page and "OpenVINO batch-1 p50 / PyTorch eager p50" in page
-    assert f"ovcast bench {small_package} --backends openvino,torch,onnxruntime" in page
-    # The hand-written analysis survives regeneration.
-    edited = page.replace("(no analysis written yet)", "GEMMs are small; see the op table.")
-    (tmp_path / "PERFORMANCE.md").write_text(edited)
-    assert (
-        main(
-            [
-                "-q",
-                "bench",
-                str(small_package),
-                "--backends",
-                "openvino",
-                "--batch",
-                "1",
-                "--duration",
-                "0.1",
-                "--no-serving",
-                "--no-coldstart",
-                "--report",
-                str(tmp_path / "PERFORMANCE.md"),
-            ]
-        )
-        == 0
+    assert f"## Results ({where})" in page and f"## Throughput ({where})" in page
+    assert "## Targets" in page and "OpenVINO f32 batch-1 p50 / PyTorch eager p50" in page
+    assert "what stands in the way (measured)" in page
+    assert f"ovcast bench {small_package} --batch 1,2 --duration 0.3" in page
+    assert "## Machines" in page and "[bench-here.json](bench-here.json)" in page
+
+    # A second machine's run beside the first: regenerated without measuring, both listed.
+    other = json.loads(json_path.read_text())
+    other["machine"] = {**other["machine"], "microarchitecture": "Intel Sapphire Rapids"}
+    (tmp_path / "bench-xeon.json").write_text(json.dumps(other))
+    edited = page_path.read_text().replace(
+        "(no analysis written yet)", "GEMMs are small; see the op table."
     )
-    assert "GEMMs are small; see the op table." in (tmp_path / "PERFORMANCE.md").read_text()
+    page_path.write_text(edited)
+    assert main(["-q", "bench", "--from-json", str(json_path), "--report", str(page_path)]) == 0
+    page = page_path.read_text()
+    assert "[bench-xeon.json](bench-xeon.json)" in page and "| Intel Sapphire Rapids, " in page
+    assert page.index("bench-here.json)") < page.index("bench-xeon.json)")  # this run first
+    assert f"ovcast bench {small_package} --batch 1,2" in page  # the measuring command stays
+    assert "GEMMs are small; see the op table." in page  # the hand-written analysis survives
+    assert main(["-q", "bench", "--from-json", str(json_path)]) == 1  # nothing to render
+
+
+def test_a_measured_page_keeps_its_analysis(tmp_path, small_package):
+    from ovcast.cli import main
+
+    page_path = tmp_path / "PERFORMANCE.md"
+    page_path.write_text(
+        "# old\n<!-- analysis: kept when the page is regenerated -->\nWritten by hand."
+        "\n<!-- /analysis -->\n"
+    )
+    command = ["-q", "bench", str(small_package), "--backends", "openvino", "--batch", "1"]
+    fast = ["--duration", "0.1", "--no-serving", "--no-coldstart"]
+    assert main([*command, *fast, "--report", str(page_path)]) == 0
+    page = page_path.read_text()
+    assert "Written by hand." in page and "# old" not in page and "## Machines" not in page
 
 
 def test_onnx_export_matches_the_engine(tmp_path, small_package, small_engine):
@@ -155,9 +183,10 @@ def test_bench_without_torch_times_openvino_alone_and_says_what_it_skipped(small
     fast = ["--duration", "0.2", "--no-serving", "--no-coldstart"]
     done = subprocess.run([*base, *fast], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "benchmarking for about" in done.stderr
+    assert "benchmarking on " in done.stderr and " for about " in done.stderr
+    assert "'as traced' left out" in done.stderr  # the re-export needs torch
     assert "skipping the torch backend" in done.stderr
-    assert "torch        skipped:" in done.stdout and "openvino" in done.stdout
+    assert re.search(r"torch +skipped:", done.stdout) and "openvino" in done.stdout
     # a backend asked for by name must be there
     named = subprocess.run(
         [*base, *fast, "--backends", "openvino,torch"], capture_output=True, text=True, timeout=120

@@ -1,6 +1,9 @@
 """The forecasters a benchmark compares, each loaded from one model package.
 
-- openvino:    ``Engine`` (latency mode), the thing ovcast ships;
+- openvino:    ``Engine`` (latency mode, f32: the precision the other two compute in), the
+               thing ovcast ships;
+- openvino-bf16: the same Engine computing in bf16 (where the CPU has bf16 units, it is what
+               the Engine uses when ``ovcast tune`` measured bf16 within tolerance);
 - torch:       the HuggingFace model in PyTorch eager, ``torch.set_num_threads(usable cores)``;
 - onnxruntime: an ONNX export of the same model with the same patchify fix, ORT CPU with
                intra-op threads = usable cores and all graph optimizations.
@@ -22,7 +25,7 @@ from ..errors import ConfigError, ModelPackageError, require
 from ..package import ModelPackage
 from ..runtime.cpu import usable_cores
 
-BACKENDS = ("openvino", "torch", "onnxruntime")
+BACKENDS = ("openvino", "openvino-bf16", "torch", "onnxruntime")
 
 
 @dataclass
@@ -35,10 +38,11 @@ class Backend:
 def load(name: str, package: ModelPackage, *, cache_dir: str | None = None) -> Backend:
     start = time.perf_counter()
     predict: Callable[[np.ndarray], np.ndarray]
-    if name == "openvino":
+    if name in ("openvino", "openvino-bf16"):
         from ..runtime.engine import Engine
 
-        engine = Engine(package, cache_dir=cache_dir, warmup=False)
+        hint = "bf16" if name == "openvino-bf16" else "f32"
+        engine = Engine(package, precision_hint=hint, cache_dir=cache_dir, warmup=False)
         predict = engine.predict
     elif name == "torch":
         predict = _torch_predict(package)

@@ -1,4 +1,4 @@
-"""ovcast bench MODEL_DIR: OpenVINO vs PyTorch vs ONNX Runtime, servers, and the limit."""
+"""ovcast bench MODEL_DIR: OpenVINO vs PyTorch vs ONNX Runtime, the fast path, load, servers."""
 
 from __future__ import annotations
 
@@ -8,20 +8,30 @@ import logging
 import os
 import shlex
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("ovcast.bench")
 
 DESCRIPTION = """\
 Benchmark a model package: every backend in one process, called in alternation on the same
 windows, so ratios are fair on a noisy machine. Reports mean/p50/p95/p99/max latency,
-forecasts/s, % of the machine's FP32 GEMM limit, end-to-end latency through the JSON-lines
-and HTTP servers next to the bare engine, and cold start / peak RSS per backend.
+forecasts/s and % of the machine's GEMM limit (f32, and bf16 where the CPU has bf16 units);
+the batch-1 fast path step by step (export rewrites, static batch-1 model, bf16); forecasts/s
+for 1, 2, 4 and 8 concurrent clients and predict_many in the throughput configuration;
+end-to-end latency through the JSON-lines and HTTP servers next to the bare engine; cold
+start and peak RSS per backend; the targets, and what stands in the way of each missed one.
+
+Every figure names its machine. To put several machines side by side, keep one JSON per
+machine beside the page (docs/bench-<machine>.json): the page lists all of them.
 
 examples:
   ovcast bench models/default
   ovcast bench models/default --backends openvino,torch --batch 1 --duration 5 --no-serving
-  ovcast bench models/default --duration 20 --json bench.json --plot docs/bench.png \\
-      --report docs/PERFORMANCE.md        # regenerates the performance page
+  ovcast bench models/default --duration 10 --json docs/bench-amd-zen-5-2cores.json \\
+      --plot docs/bench-amd-zen-5-2cores.png --report docs/PERFORMANCE.md
+  # on a second machine: --json docs/bench-<its machine>.json --report docs/PERFORMANCE-<it>.md,
+  # then refresh the main page's machine table without measuring again:
+  ovcast bench --from-json docs/bench-amd-zen-5-2cores.json --report docs/PERFORMANCE.md
 """
 
 
@@ -32,29 +42,40 @@ def register(subparsers) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("model_dir", metavar="MODEL_DIR")
+    p.add_argument("model_dir", metavar="MODEL_DIR", nargs="?", help="the package to measure")
     p.add_argument(
         "--backends",
         default=None,
-        help="comma-separated: openvino, torch, onnxruntime (default: all that are installed; "
-        "named ones must be)",
+        help="comma-separated: openvino, openvino-bf16, torch, onnxruntime (default: all that "
+        "are installed, openvino-bf16 where the CPU has bf16 units; named ones must be there)",
     )
     p.add_argument("--batch", default="1,8,32", help="comma-separated batch sizes (default 1,8,32)")
     p.add_argument(
         "--duration",
         type=float,
         default=10.0,
-        help="seconds of each timed phase: each batch size, the servers, batching (default 10); "
-        "the whole run takes several times that, printed at the start",
+        help="seconds of each timed phase: each batch size, the fast path, throughput, clients, "
+        "the servers, batching (default 10); the whole run takes several times that, printed "
+        "at the start",
     )
     p.add_argument("--no-serving", action="store_true", help="skip the end-to-end server runs")
     p.add_argument("--no-coldstart", action="store_true", help="skip the fresh-process runs")
-    p.add_argument("--json", metavar="FILE", help="write all figures as JSON")
+    p.add_argument(
+        "--json",
+        metavar="FILE",
+        help="write all figures as JSON; name it bench-<machine>.json beside the page to have "
+        "it listed under Machines (the run prints the machine's name)",
+    )
     p.add_argument("--plot", metavar="FILE.png", help="latency distribution + throughput plot")
     p.add_argument(
         "--report",
         metavar="FILE.md",
         help="write the markdown performance page (its Analysis section is kept)",
+    )
+    p.add_argument(
+        "--from-json",
+        metavar="FILE",
+        help="measure nothing: render --report (and --plot) from a saved run's JSON",
     )
     p.add_argument(
         "--tune",
@@ -65,20 +86,46 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench.report import keep_analysis, markdown, plot, table
-    from ..bench.run import planned_seconds, run_benchmark
+    from ..errors import ConfigError
+
+    if args.from_json:
+        if not args.report and not args.plot:
+            raise ConfigError("--from-json renders a page: give --report FILE.md (or --plot)")
+        results = _read_results(Path(args.from_json))
+        _write_outputs(args, results, Path(args.from_json), command=results.get("command", ""))
+        return 0
+    if not args.model_dir:
+        raise ConfigError("give MODEL_DIR (the package to measure), or --from-json FILE")
+    from ..bench.report import table
+
+    results = _measure(args)
+    print(table(results))
+    json_path = Path(args.json) if args.json else None
+    if json_path:
+        json_path.write_text(json.dumps(results, indent=2) + "\n")
+    _write_outputs(args, results, json_path, command=results["command"])
+    return 0
+
+
+def _measure(args: argparse.Namespace) -> dict[str, Any]:
+    from ..bench.machine import describe, machine_slug
+    from ..bench.run import default_backends, planned_seconds, run_benchmark
     from ..errors import DataError
 
     try:
         batches = [int(b) for b in args.batch.split(",")]
     except ValueError as exc:
         raise DataError(f"--batch {args.batch!r}: expected comma-separated integers") from exc
-    chosen = args.backends or "openvino,torch,onnxruntime"
-    backends = [b.strip() for b in chosen.split(",") if b.strip()]
-    unknown = set(backends) - {"openvino", "torch", "onnxruntime"}
+    backends = (
+        [b.strip() for b in args.backends.split(",") if b.strip()]
+        if args.backends
+        else default_backends()
+    )
+    unknown = set(backends) - {"openvino", "openvino-bf16", "torch", "onnxruntime"}
     if unknown:
         raise DataError(
-            f"unknown backends {sorted(unknown)}; expected openvino, torch, onnxruntime"
+            f"unknown backends {sorted(unknown)}; expected openvino, openvino-bf16, torch, "
+            "onnxruntime"
         )
     seconds = planned_seconds(
         args.duration,
@@ -88,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
         coldstart=not args.no_coldstart,
     )
     log.info(
-        "benchmarking for about %.0f s (%g s per timed phase; --duration sets it)",
+        "benchmarking on %s for about %.0f s (%g s per timed phase; --duration sets it)",
+        machine_slug(describe()),
         seconds,
         args.duration,
     )
@@ -104,39 +152,56 @@ def run(args: argparse.Namespace) -> int:
     if args.tune:
         from ..bench.tune import tune
 
-        results["tune"] = tune(args.model_dir, duration_s=args.duration / 2, save=False).table()
-    print(table(results))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        results["tune"] = tune(
+            args.model_dir, duration_s=args.duration / 2, save=False, check_precision=False
+        ).table()
+    results["command"] = _command_line(args)
+    return results
+
+
+def _read_results(path: Path) -> dict[str, Any]:
+    from ..errors import DataError
+
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(results, dict) or "machine" not in results or "latency" not in results:
+        raise DataError(f"{path} is not the JSON of an 'ovcast bench' run")
+    return results
+
+
+def _write_outputs(
+    args: argparse.Namespace, results: dict[str, Any], json_path: Path | None, command: str
+) -> None:
+    from ..bench.report import keep_analysis, machine_links, markdown, other_machines, plot
+
     if args.plot:
         plot(results, args.plot)
-    if args.report:
-        command = _command_line(args)
-        # the page links the plot relative to itself
-        plot_name = os.path.relpath(args.plot, Path(args.report).parent) if args.plot else None
-        report = Path(args.report)
-        previous = report.read_text() if report.is_file() else ""
-        report.write_text(
-            markdown(
-                results, command=command, plot_name=plot_name, analysis=keep_analysis(previous)
-            )
+    if not args.report:
+        return
+    report = Path(args.report)
+    # the page links the plot relative to itself
+    plot_name = os.path.relpath(args.plot, report.parent) if args.plot else None
+    previous = report.read_text() if report.is_file() else ""
+    runs = other_machines(report, json_path)
+    report.write_text(
+        markdown(
+            results,
+            command=command,
+            plot_name=plot_name,
+            analysis=keep_analysis(previous),
+            machines=machine_links(report, runs) if runs else None,
         )
-    return 0
+    )
 
 
 def _command_line(args: argparse.Namespace) -> str:
     """The command that regenerates the page, from the options actually used."""
-    parts = [
-        "ovcast",
-        "bench",
-        args.model_dir,
-        "--backends",
-        args.backends or "openvino,torch,onnxruntime",
-        "--batch",
-        args.batch,
-        "--duration",
-        f"{args.duration:g}",
-    ]
+    parts = ["ovcast", "bench", args.model_dir]
+    if args.backends:
+        parts += ["--backends", args.backends]
+    parts += ["--batch", args.batch, "--duration", f"{args.duration:g}"]
     parts += ["--no-serving"] * args.no_serving + ["--no-coldstart"] * args.no_coldstart
     parts += ["--tune"] * args.tune
     for flag in ("json", "plot", "report"):

@@ -102,6 +102,8 @@ def cpu_info() -> dict[str, Any]:
         key, value = key.strip(), value.strip()
         if key == "model name" and info["model"] in ("unknown", "x86_64", ""):
             info["model"] = value
+        elif key == "vendor_id" and "vendor" not in info:
+            info["vendor"] = value
         elif key == "cpu family":
             info["family"] = int(value)
         elif key == "model" and "model_number" not in info:
@@ -112,5 +114,15 @@ def cpu_info() -> dict[str, Any]:
 
 
 def isa_summary(flags: list[str]) -> str:
-    wanted = ["avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16"]
+    wanted = [
+        "avx2",
+        "fma",
+        "avx512f",
+        "avx512_bf16",
+        "avx512_vnni",
+        "avx512_fp16",
+        "avx_vnni",
+        "amx_bf16",
+        "amx_fp16",
+    ]
     return ", ".join(f for f in wanted if f in flags) or "none of " + ", ".join(wanted)

@@ -1,0 +1,115 @@
+"""Forecasts per second under load: concurrent callers of ``Engine.predict``, and
+``predict_many`` with the throughput configuration.
+
+    concurrent_clients(package, 4.0)    1, 2, 4 and 8 threads calling predict, per mode
+    throughput(package, 4.0, ...)       predict_many over 64 windows, one stream per core
+
+Clients are threads in this process (``predict`` releases the GIL while OpenVINO runs), each
+sending one window and waiting for its forecast, as a server's callers do. Each (mode,
+clients) pair runs in two slices in alternation, so drift hits all alike.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..package import ModelPackage
+from ..parity import parity_windows
+from ..runtime.engine import Engine
+
+CLIENTS = (1, 2, 4, 8)
+ROUNDS = 2
+
+
+def concurrent_clients(
+    package: ModelPackage,
+    duration_s: float,
+    *,
+    clients: Sequence[int] = CLIENTS,
+    modes: Sequence[str] = ("latency", "throughput"),
+    precision: str = "f32",
+) -> dict[str, dict[str, dict[str, float]]]:
+    """forecasts/s and latency percentiles per mode and number of concurrent clients."""
+    m = package.manifest
+    window = parity_windows(m.context_length, m.num_input_channels, 1)[0]
+    engines = {mode: Engine(package, mode=mode, precision_hint=precision) for mode in modes}
+    slice_s = duration_s / (len(engines) * len(clients) * ROUNDS)
+    samples: dict[tuple[str, int], list[float]] = {(mo, n): [] for mo in engines for n in clients}
+    elapsed: dict[tuple[str, int], float] = dict.fromkeys(samples, 0.0)
+    for _ in range(ROUNDS):
+        for mode, engine in engines.items():
+            for n in clients:
+                took = _run_clients(engine, window, n, slice_s, samples[(mode, n)])
+                elapsed[(mode, n)] += took
+    return {
+        mode: {
+            str(n): {
+                "clients": n,
+                "forecasts_per_s": len(samples[(mode, n)]) / elapsed[(mode, n)],
+                "p50_ms": float(np.percentile(samples[(mode, n)], 50)),
+                "p99_ms": float(np.percentile(samples[(mode, n)], 99)),
+                "streams": engines[mode].config["NUM_STREAMS"],
+            }
+            for n in clients
+        }
+        for mode in engines
+    }
+
+
+def _run_clients(
+    engine: Engine, window: np.ndarray, clients: int, seconds: float, out: list[float]
+) -> float:
+    """``clients`` threads calling predict until the deadline; their latencies go to ``out``."""
+    stop = time.perf_counter() + seconds
+    lock = threading.Lock()
+
+    def client() -> None:
+        mine = []
+        while time.perf_counter() < stop:
+            start = time.perf_counter()
+            engine.predict(window)
+            mine.append((time.perf_counter() - start) * 1e3)
+        with lock:
+            out.extend(mine)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    began = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - began
+
+
+def throughput(
+    package: ModelPackage,
+    duration_s: float,
+    flops: float,
+    limits: dict[str, float],
+) -> dict[str, Any]:
+    """predict_many (batch_size 1: the static batch-1 model) in throughput mode, per precision
+    in ``limits`` (precision -> GEMM GFLOP/s), against that precision's limit."""
+    m = package.manifest
+    windows = parity_windows(m.context_length, m.num_input_channels, 64)
+    results: dict[str, Any] = {}
+    for precision, gflops in limits.items():
+        engine = Engine(package, mode="throughput", precision_hint=precision)
+        engine.predict_many(windows[:8])  # warm every stream
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < duration_s / len(limits):
+            engine.predict_many(windows)
+            count += len(windows)
+        rate = count / (time.perf_counter() - start)
+        results[precision] = {
+            "forecasts_per_s": rate,
+            "streams": engine.config["NUM_STREAMS"],
+            "threads": engine.config["INFERENCE_NUM_THREADS"],
+            "gflops": rate * flops / 1e9,
+            "percent_of_gemm_limit": 100 * rate * flops / 1e9 / gflops,
+        }
+    return results
