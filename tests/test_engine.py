@@ -144,3 +144,26 @@ def test_missing_package_says_where_and_how(tmp_path):
         Engine(tmp_path / "models" / "nope")
     message = str(info.value)
     assert str(tmp_path / "models" / "nope") in message and "ovcast convert" in message
+
+
+def test_a_closed_engine_says_so_and_predict_many_leaves_a_clean_exit(small_package):
+    """predict_many once used a Python callback on OpenVINO's AsyncInferQueue; the process
+    then aborted at exit about one run in three ("terminate called without an active
+    exception")."""
+    import subprocess
+    import sys
+
+    from ovcast import Engine, ModelPackageError
+
+    engine = Engine(small_package, warmup=False)
+    engine.close()
+    with pytest.raises(ModelPackageError, match="is closed"):
+        engine.predict(np.zeros((64, 3), np.float32))
+    code = (
+        "import numpy as np, ovcast\n"
+        f"engine = ovcast.Engine({str(small_package)!r}, warmup=False)\n"
+        "engine.predict_many(np.zeros((4, 64, 3), np.float32))\n"
+    )
+    for _ in range(4):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -59,4 +60,5 @@ def test_predict_cli_without_torch(small_package, tmp_path):
         env=env,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith('{"predictions":[[')
+    out = json.loads(result.stdout)
+    assert np.asarray(out["predictions"]).shape == (16, 3) and out["channels"]

@@ -131,7 +131,7 @@ def test_server_option_selects_channels(small_package):
 
 
 def test_too_long_line_is_answered_and_skipped(small_package):
-    proc = start(small_package, "--max-line-bytes", "65536")
+    proc = start(small_package, "--max-request-bytes", "65536")
     window = random_windows(1, 64, 3)[0]
     long_line = b'{"request_id": "big", "past_values": [' + b"1.0," * 500000 + b"1.0]}\n"
     out, _ = proc.communicate(long_line + request(7, window), timeout=60)

@@ -16,6 +16,15 @@ torch, json) are translated where they cross into ovcast and re-raised ``from ex
     ├── TrainingError                         training produced no usable checkpoint
     ├── ServerStartError                      a server cannot listen where it was asked
     ├── BenchmarkError                        a benchmark could not measure what it was asked to
+    ├── ServingError                          a served request that gets an error answer;
+    │   │                                     carries .code (protocol) and .http_status
+    │   ├── InvalidRequestError     400       malformed or invalid request (every problem listed)
+    │   │   └── PayloadTooLargeError 413      a body or line over the configured cap
+    │   ├── AccessDeniedError       401/403   no or wrong API key; model control disabled
+    │   ├── UnknownModelError       404       no such model or version is served
+    │   ├── ModelOutputError        422       the forecast is not finite (NaN or inf)
+    │   ├── ReloadError             400       a load or reload refused; the old model serves on
+    │   └── UnavailableError        503       not ready, draining, overloaded or timed out
     └── MissingDependencyError (also ImportError)  an optional extra is not installed
 """
 
@@ -70,6 +79,64 @@ class ServerStartError(OvcastError):
 
 class BenchmarkError(OvcastError):
     """A benchmark target (a server under test, a backend) failed while being measured."""
+
+
+class ServingError(OvcastError):
+    """An error answer of the serving core: ``code`` for JSON lines, ``http_status`` for HTTP."""
+
+    code = "internal_error"
+    http_status = 500
+
+    def __init__(
+        self, message: str, *, code: str | None = None, http_status: int | None = None,
+        request_id: object = None,
+    ) -> None:  # fmt: skip
+        super().__init__(message)
+        self.code = code or self.code
+        self.http_status = http_status or self.http_status
+        self.request_id = request_id
+
+
+class InvalidRequestError(ServingError):
+    """A malformed request or one its model cannot take; the message lists every problem."""
+
+    code, http_status = "invalid_request", 400
+
+
+class PayloadTooLargeError(InvalidRequestError):
+    """A body or line over the configured cap, refused before it is read."""
+
+    code, http_status = "payload_too_large", 413
+
+
+class AccessDeniedError(ServingError):
+    """No or a wrong API key (401), or an operation this server does not allow (403)."""
+
+    code, http_status = "unauthorized", 401
+
+
+class UnknownModelError(ServingError):
+    """No such model or version is served or in the repository (a name, never a path)."""
+
+    code, http_status = "model_not_found", 404
+
+
+class ModelOutputError(ServingError):
+    """A finite input whose forecast is NaN or inf: answered as an error, never as nulls."""
+
+    code, http_status = "model_output_not_finite", 422
+
+
+class ReloadError(ServingError):
+    """A load or reload was refused; the model that was serving goes on serving."""
+
+    code, http_status = "reload_failed", 400
+
+
+class UnavailableError(ServingError):
+    """Not ready, overloaded or timed out (503): retrying later can succeed."""
+
+    code, http_status = "unavailable", 503
 
 
 class MissingDependencyError(OvcastError, ImportError):

@@ -1,13 +1,19 @@
-"""ovcast serve: the JSON-lines subprocess server (and, with --mode http, KServe v2)."""
+"""ovcast serve: JSON lines on stdin/stdout for a pipeline, or KServe v2 over HTTP."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from functools import partial
+
+from ._options import add_options, from_args
+
+API_KEY_ENV = "OVCAST_API_KEY"
 
 DESCRIPTION = """\
-Serve a model package.
+Serve model packages: one core (validation, raw scaling, channel selection, micro-batching,
+bounded queues, metrics, hot swap) behind two front ends that accept and refuse the same
+inputs.
 
 --mode jsonl: one JSON request per stdin line, one response per stdout line, in order:
   in:  {"request_id": "1", "timestamp_ms": 1705678900000, "past_values": [[...], ...]}
@@ -16,113 +22,79 @@ Serve a model package.
   past_values is [context][channels] (e.g. [512][7]); predictions is [horizon][channels]
   ([96][7]), or [horizon][len(channels)] when channels are selected. Errors answer
   {"request_id": ..., "success": false, "error": {"code": ..., "message": ...}} and the
-  server goes on. Ready: stderr logs "ready ..."; --ready-line also writes
-  {"event": "ready", ...} as the first stdout line. EOF or SIGTERM: answer what was
-  received, exit 0.
+  server goes on. Commands: {"command": "reload" | "load" | "unload" | "index" | "metrics"}.
+  Ready: stderr logs "ready ..."; --ready-line also writes {"event": "ready", ...} as the
+  first stdout line. EOF or SIGTERM: answer what was received, exit 0. SIGHUP: hot swap.
 
---mode http: KServe v2 REST on --host/--port (default 127.0.0.1:8000), as OpenVINO Model
-  Server and Triton speak it: GET /v2/health/live, /v2/health/ready (200 once loaded and
-  warmed up), /v2/models/NAME, /v2/models/NAME/ready, POST /v2/models/NAME/infer (JSON
-  tensors or the binary tensor extension), GET /metrics (Prometheus). SIGTERM drains.
+--mode http: KServe v2 REST on --host/--port (default 127.0.0.1:8000) on uvicorn, as
+  OpenVINO Model Server and Triton speak it: GET /v2/health/live, /v2/health/ready (200
+  once loaded and warmed up), /v2/models/NAME[/versions/V][/ready], POST .../infer (JSON
+  tensors or the binary tensor extension; parameters {"raw": true, "channels": [0]}),
+  POST /v2/repository/index, /v2/repository/models/NAME/load and /unload (by name, from
+  --repository; off on non-loopback addresses unless --allow-model-control), GET /metrics
+  (Prometheus). SIGHUP: hot swap. SIGTERM: drain, exit 0.
+
+Models: --model DIR (named by its manifest), --model NAME=DIR (repeatable), and/or
+  --repository DIR (the OVMS layout `ovcast convert --repository` writes: DIR/config.json,
+  DIR/NAME/VERSION/). A DIR of numbered version folders serves the highest version (or
+  what config.json's model_version_policy says).
 
 examples:
   ovcast serve --mode http --model models/default --port 8000
+  ovcast serve --mode http --model btc=models/btc --model eth=models/eth
+  ovcast serve --mode http --repository ovms-models/ --max-batch-size 8
+  OVCAST_API_KEY=s3cret ovcast serve --mode http --host 0.0.0.0 --repository ovms-models/
   ovcast serve --mode jsonl --model models/default --ready-line
-  echo '{"request_id":"1","past_values":[[0.1, ...]]}' | ovcast serve --model models/default
   ovcast serve --mode jsonl --model models/default --raw --channels 0   # close price only
 """
 
 
 def register(subparsers) -> None:
+    # Here, not at the top: serve.config imports cli._options, which imports this package.
+    from ..serve.config import HttpConfig, JsonLinesConfig, ServiceConfig
+
     p = subparsers.add_parser(
         "serve",
-        help="serve a model package over JSON lines (stdin/stdout) or HTTP (KServe v2)",
+        help="serve model packages over JSON lines (stdin/stdout) or HTTP (KServe v2)",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--mode", choices=("jsonl", "http"), default="jsonl")
-    p.add_argument("--model", required=True, metavar="DIR", help="model package folder")
+    p.add_argument("--mode", choices=("jsonl", "http"), default="jsonl", help="front end")
     p.add_argument(
-        "--raw",
-        action="store_true",
-        help="requests are in raw units: scale in, inverse-scale out (package scaler)",
+        "--model",
+        action="append",
+        metavar="[NAME=]DIR",
+        help="a model package folder (or a folder of version folders) to serve; repeatable",
     )
-    p.add_argument("--channels", help="comma-separated output channel indices (default: all)")
     p.add_argument(
-        "--ready-line",
-        action="store_true",
-        help='write {"event": "ready", ...} as the first stdout line once warmed up',
+        "--repository",
+        metavar="DIR",
+        help="a model repository (OVMS layout); its models are served and load/unload by name",
     )
-    p.add_argument("--max-line-bytes", type=int, default=None, help="longest accepted request line")
-    http = p.add_argument_group("http mode")
-    http.add_argument("--host", default="127.0.0.1")
-    http.add_argument("--port", type=int, default=8000, help="0 picks a free port")
-    http.add_argument(
-        "--max-batch-size",
-        type=int,
-        default=1,
-        help="dynamic batching: windows per batch (default 1: off; helps throughput "
-        "and tail latency under many concurrent clients, see docs/PERFORMANCE.md)",
-    )
-    http.add_argument(
-        "--max-queue-delay-us",
-        type=int,
-        default=500,
-        help="dynamic batching: how long a batch waits for more requests",
-    )
-    http.add_argument(
-        "--max-queue-size",
-        type=int,
-        default=256,
-        help="requests queued or running before answering 503",
-    )
-    http.add_argument(
-        "--request-timeout-s",
-        type=float,
-        default=10.0,
-        help="dynamic batching: longest wait for a result before 503",
-    )
-    p.add_argument("--threads", type=int, help="inference threads (default: usable cores)")
-    p.add_argument("--cache-dir", help="OpenVINO compiled-model cache folder (faster restarts)")
+    add_options(p, ServiceConfig)
+    add_options(p.add_argument_group("jsonl mode"), JsonLinesConfig)
+    add_options(p.add_argument_group("http mode"), HttpConfig)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import DataError
-    from ..runtime.engine import Engine
-    from ..runtime.slot import EngineSlot
-    from ..serve.jsonl import DEFAULT_MAX_LINE_BYTES, JsonLinesServer
-    from ..serve.protocol import Forecaster
+    from ..serve.config import HttpConfig, JsonLinesConfig, ServiceConfig
+    from ..serve.core import ForecastService
+    from ..serve.repository import Repository, parse_model_option
 
-    try:
-        channels = [int(c) for c in args.channels.split(",")] if args.channels else None
-    except ValueError as exc:
-        raise DataError(f"--channels {args.channels!r}: expected comma-separated integers") from exc
+    repository = Repository([parse_model_option(m) for m in args.model or []], args.repository)
+    service = ForecastService(repository, from_args(ServiceConfig, args))
+    service.check()  # a missing or broken package fails here, before binding or compiling
     if args.mode == "http":
-        from ..serve.http import HttpConfig, run_http_server
+        from ..serve.http import run_http_server
 
-        return run_http_server(
-            HttpConfig(
-                model_dir=args.model,
-                host=args.host,
-                port=args.port,
-                max_batch_size=args.max_batch_size,
-                max_queue_delay_us=args.max_queue_delay_us,
-                max_queue_size=args.max_queue_size,
-                request_timeout_s=args.request_timeout_s,
-                threads=args.threads,
-                cache_dir=args.cache_dir,
-            )
-        )
-    slot = EngineSlot(args.model, partial(Engine, threads=args.threads, cache_dir=args.cache_dir))
-    engine = slot.engine
-    if args.raw and engine.scaler is None:
-        raise DataError(f"--raw needs a package with a scaler; {args.model} has none")
-    server = JsonLinesServer(
-        Forecaster(slot, channels=channels),
-        default_raw=args.raw,
-        max_line_bytes=args.max_line_bytes or DEFAULT_MAX_LINE_BYTES,
-    )
-    server.announce_ready(ready_line=args.ready_line)
+        config = from_args(HttpConfig, args)
+        config.api_key = config.api_key or os.environ.get(API_KEY_ENV) or None
+        return run_http_server(service, config)
+    from ..serve.jsonl import JsonLinesServer
+
+    service.start()
+    server = JsonLinesServer(service)
+    server.announce_ready(ready_line=from_args(JsonLinesConfig, args).ready_line)
     sys.stdout.flush()
     return server.serve()

@@ -4,8 +4,9 @@
     DIR/<name>/1/model.xml, .bin    version 1 of <name>
     DIR/<name>/1/ovcast.json        the manifest, for humans and for ovcast
 
-Serve it with ``ovms --config_path DIR/config.json --rest_port 8000``; the KServe v2
-requests that work against ``ovcast serve --mode http`` work there too.
+Serve it with ``ovms --config_path DIR/config.json --rest_port 8000``, or with
+``ovcast serve --repository DIR`` (which reads it back with ``read_config``); the KServe v2
+requests that work against one work against the other.
 """
 
 from __future__ import annotations
@@ -15,9 +16,34 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ..errors import ModelPackageError
 from ..package import BIN_FILE, MANIFEST_FILE, XML_FILE, ModelPackage
 
 CONFIG_FILE = "config.json"
+
+
+def read_config(root: str | Path) -> dict[str, dict[str, Any]]:
+    """Model name -> its OVMS ``config`` entry (``base_path`` made absolute); {} without config.json.
+
+    Runtime-safe (no torch): ``ovcast serve --repository`` calls it on every index and load.
+    """
+    root = Path(root)
+    path = root / CONFIG_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+        entries = [e["config"] for e in data.get("model_config_list", [])]
+        models = {str(c["name"]): dict(c) for c in entries}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ModelPackageError(
+            f"{path} is not an OVMS config: expected "
+            '{"model_config_list": [{"config": {"name": ..., "base_path": ...}}]}'
+            f" ({exc!r})"
+        ) from exc
+    for config in models.values():
+        config["base_path"] = root / str(config.get("base_path", config["name"]))
+    return models
 
 
 def write_repository(package: ModelPackage, repository: str | Path, version: int = 1) -> Path:

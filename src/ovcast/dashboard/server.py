@@ -9,25 +9,29 @@ Routes: ``/`` the page; ``/static/...`` its script, style and the vendored chart
 (nothing is loaded from elsewhere: the Content-Security-Policy forbids it, so the page
 works offline); ``/events`` a text/event-stream (``snapshot`` first, then ``bar``,
 ``forecast`` and, every second, ``status``); ``/api/snapshot`` and ``/api/status`` the same
-data as plain JSON for scripts. One thread per connection; a page that goes away costs a
-thread until its next write fails.
+data as plain JSON for scripts. Served by Starlette on uvicorn, the stack of ``ovcast serve
+--mode http`` (``serve/asgi.py``), in a thread of its own; a page's stream waits for news in
+a worker thread, an open page borrows a worker thread only while it waits.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
-from .. import __version__
 from ..errors import ServerStartError
-from ..serve.listen import listen
+from ..serve.asgi import AsgiServer, listen
 from .state import DashboardState
 
 log = logging.getLogger(__name__)
@@ -70,7 +74,7 @@ def static_files() -> dict[str, Path]:
 
 
 class DashboardServer:
-    """Owns the listening socket and the stream threads; the state is the pipeline's."""
+    """Owns the listening socket and the server thread; the state is the pipeline's."""
 
     def __init__(self, state: DashboardState, host: str = "127.0.0.1", port: int = 8050) -> None:
         if not CHART_LIBRARY.is_file():
@@ -81,11 +85,20 @@ class DashboardServer:
             )
         self.state = state
         self.files = static_files()
-        handler = type("Handler", (_Handler,), {"app": self})
-        self.httpd = listen(host, port, handler, what="the dashboard")
-        self.httpd.daemon_threads = True  # open event streams must not hold up the exit
-        self.host, self.port = host, self.httpd.server_address[1]
-        self._thread: threading.Thread | None = None
+        read_only = ["POST", "PUT", "DELETE", "PATCH"]
+        app = Starlette(
+            routes=[
+                Route("/events", self._events, methods=["GET"]),
+                Route("/api/snapshot", self._snapshot, methods=["GET"]),
+                Route("/api/status", self._status, methods=["GET"]),
+                Route("/{path:path}", self._file, methods=["GET"]),
+                Route("/{path:path}", self._read_only, methods=read_only),
+            ],
+            exception_handlers={HTTPException: self._not_found},
+        )
+        sock = listen(host, port, what="the dashboard")
+        self.host, self.port = host, sock.getsockname()[1]
+        self._server = AsgiServer(app, sock, drain_timeout_s=STATUS_EVERY_S + 1)
 
     @property
     def url(self) -> str:
@@ -93,94 +106,71 @@ class DashboardServer:
         return f"http://{host}:{self.port}/"
 
     def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, name="ovcast-dashboard", daemon=True
-        )
-        self._thread.start()
+        self._server.start()
         log.info("dashboard at %s", self.url)
 
     def close(self) -> None:
         """Stop accepting and end every open event stream."""
         self.state.close()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        if self._thread is not None:
-            self._thread.join()
+        self._server.stop()
 
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.0"  # one request per connection: an event stream ends with it
-    server_version = f"ovcast/{__version__}"
-    app: DashboardServer
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        log.debug("%s " + format, self.address_string(), *args)
-
-    def do_HEAD(self) -> None:  # noqa: N802 - stdlib naming
-        self._head_only = True
-        self.do_GET()
-
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
-        path = self.path.split("?", 1)[0]
-        if path == "/events" and not getattr(self, "_head_only", False):
-            return self._stream()
-        if path == "/api/snapshot":
-            return self._json(200, self.app.state.snapshot()[1])
-        if path == "/api/status":
-            return self._json(200, self.app.state.status())
-        if path == "/events":  # HEAD: what a GET would start with
-            return self._send(200, b"", "text/event-stream")
-        file = self.app.files.get(path)
+    # -- routes ----------------------------------------------------------------------------
+    async def _file(self, request: Request) -> Response:
+        file = self.files.get(request.url.path)
         if file is None:
-            return self._json(404, {"error": f"no such page: {path} (the dashboard is at /)"})
+            raise HTTPException(404)
         suffix = ".LICENSE" if file.name.endswith(".LICENSE") else file.suffix
         content_type = CONTENT_TYPES.get(suffix, "application/octet-stream")
-        return self._send(200, file.read_bytes(), content_type)
+        return _response(200, file.read_bytes(), content_type)
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
-        self._json(405, {"error": "the dashboard is read-only: GET / for the page"})
+    async def _snapshot(self, request: Request) -> Response:
+        return _json(200, self.state.snapshot()[1])
 
-    do_PUT = do_DELETE = do_PATCH = do_POST  # noqa: N815
+    async def _status(self, request: Request) -> Response:
+        return _json(200, self.state.status())
 
-    def _stream(self) -> None:
-        state = self.app.state
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.end_headers()
-        try:
-            cursor, snapshot = state.snapshot()
-            self.wfile.write(b"retry: 1000\n\n")  # reconnect after a second if we go away
-            self._event("snapshot", orjson.dumps(snapshot))
-            next_status = time.monotonic() + STATUS_EVERY_S
-            while not state.closed:
-                cursor, events = state.wait(cursor, max(0.0, next_status - time.monotonic()))
-                if events is None:  # fell behind: start over from a snapshot
-                    cursor, snapshot = state.snapshot()
-                    self._event("snapshot", orjson.dumps(snapshot))
-                else:
-                    for _, name, data in events:
-                        self._event(name, data)
-                if time.monotonic() >= next_status:
-                    self._event("status", orjson.dumps(state.status()))
-                    next_status = time.monotonic() + STATUS_EVERY_S
-                self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            log.debug("event stream to %s closed by the page", self.address_string())
+    async def _read_only(self, request: Request) -> Response:
+        return _json(405, {"error": "the dashboard is read-only: GET / for the page"})
 
-    def _event(self, name: str, data: bytes) -> None:
-        self.wfile.write(b"event: " + name.encode() + b"\ndata: " + data + b"\n\n")
+    async def _not_found(self, request: Request, exc: Exception) -> Response:
+        path = request.url.path[:200]
+        return _json(404, {"error": f"no such page: {path} (the dashboard is at /)"})
 
-    def _json(self, status: int, data: Any) -> None:
-        self._send(status, orjson.dumps(data), "application/json")
+    async def _events(self, request: Request) -> Response:
+        headers = {"Cache-Control": "no-cache", **SECURITY_HEADERS}
+        if request.method == "HEAD":  # what a GET would start with
+            return Response(b"", media_type="text/event-stream", headers=headers)
+        return StreamingResponse(self._stream(), media_type="text/event-stream", headers=headers)
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status, HTTPStatus(status).phrase)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-cache")
-        for key, value in SECURITY_HEADERS.items():
-            self.send_header(key, value)
-        self.end_headers()
-        if not getattr(self, "_head_only", False):
-            self.wfile.write(body)
+    async def _stream(self) -> AsyncIterator[bytes]:
+        state = self.state
+        cursor, snapshot = state.snapshot()
+        yield b"retry: 1000\n\n" + _event("snapshot", orjson.dumps(snapshot))  # reconnect after 1 s
+        next_status = time.monotonic() + STATUS_EVERY_S
+        while not state.closed:
+            wait_s = max(0.0, next_status - time.monotonic())
+            cursor, events = await anyio.to_thread.run_sync(state.wait, cursor, wait_s)
+            chunks = []
+            if events is None:  # fell behind: start over from a snapshot
+                cursor, snapshot = state.snapshot()
+                chunks.append(_event("snapshot", orjson.dumps(snapshot)))
+            else:
+                chunks += [_event(name, data) for _, name, data in events]
+            if time.monotonic() >= next_status:
+                chunks.append(_event("status", orjson.dumps(state.status())))
+                next_status = time.monotonic() + STATUS_EVERY_S
+            if chunks:
+                yield b"".join(chunks)
+
+
+def _event(name: str, data: bytes) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"
+
+
+def _json(status: int, data: Any) -> Response:
+    return _response(status, orjson.dumps(data), "application/json")
+
+
+def _response(status: int, body: bytes, content_type: str) -> Response:
+    headers = {"Cache-Control": "no-cache", **SECURITY_HEADERS}
+    return Response(body, status_code=status, media_type=content_type, headers=headers)

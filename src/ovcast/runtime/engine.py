@@ -170,6 +170,7 @@ class Engine:
         non-numbers, NaN/inf or empty input.
         """
         batch, single = as_batch(past_values, self.context_length, self.num_channels)
+        self._require_open()
         requests = self._batch1 if len(batch) == 1 and self._batch1 else self._dynamic
         out = requests.infer({0: batch})
         return out[0] if single else out
@@ -184,19 +185,29 @@ class Engine:
             raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
         n = len(windows)
         results = np.empty((n, self.prediction_length, self.num_channels), np.float32)
-        compiled = self._batch1.compiled if batch_size == 1 and self._batch1 else self._compiled
+        compiled = self._require_open()
+        if batch_size == 1 and self._batch1 is not None and self._batch1.compiled is not None:
+            compiled = self._batch1.compiled
+        # No Python callback on the queue: one made the process abort at exit now and then
+        # (an OpenVINO thread still taking the GIL during teardown). Each finished request's
+        # output is copied out when the request is next needed, and after wait_all.
         infer_queue = ov.AsyncInferQueue(compiled, self.num_requests)
+        started_at: dict[int, int] = {}  # request id -> start row of its batch
 
-        def done(request: ov.InferRequest, start: int) -> None:
-            out = request.get_output_tensor(0).data
-            results[start : start + len(out)] = out
+        def collect(request_id: int) -> None:
+            start = started_at.pop(request_id, None)
+            if start is not None:
+                out = infer_queue[request_id].get_output_tensor(0).data
+                results[start : start + len(out)] = out
 
-        infer_queue.set_callback(done)
         for start in range(0, n, batch_size):
-            infer_queue.start_async(
-                {0: windows[start : start + batch_size]}, userdata=start, share_inputs=True
-            )
+            request_id = infer_queue.get_idle_request_id()  # the one start_async takes next
+            collect(request_id)
+            infer_queue.start_async({0: windows[start : start + batch_size]}, share_inputs=True)
+            started_at[request_id] = start
         infer_queue.wait_all()
+        for request_id in list(started_at):
+            collect(request_id)
         return results
 
     def forecast(self, raw_window: Any) -> np.ndarray:
@@ -225,6 +236,23 @@ class Engine:
             self, frame, timestamp_column=timestamp_column, id_columns=id_columns, raw=raw
         )
 
+    def close(self) -> None:
+        """Release the compiled model and its infer requests.
+
+        Call it from the thread that owns the engine once no request uses it; a closed
+        engine cannot forecast again.
+        """
+        self._dynamic.close()
+        if self._batch1 is not None:
+            self._batch1.close()
+        self._batch1 = None
+        self._compiled = None
+
+    def _require_open(self) -> ov.CompiledModel:
+        if self._compiled is None:
+            raise ModelPackageError(f"the engine of {self.package.path} is closed")
+        return self._compiled
+
     def _require_scaler(self) -> Scaler:
         scaler = self.scaler
         if scaler is None:
@@ -242,7 +270,7 @@ class _Requests:
     """A compiled model and a pool of its infer requests, one per concurrent caller."""
 
     def __init__(self, compiled: ov.CompiledModel, count: int) -> None:
-        self.compiled = compiled
+        self.compiled: ov.CompiledModel | None = compiled
         self._pool: queue.SimpleQueue = queue.SimpleQueue()
         for _ in range(count):
             self._pool.put(compiled.create_infer_request())
@@ -255,6 +283,12 @@ class _Requests:
             return request.get_output_tensor(0).data.copy()
         finally:
             self._pool.put(request)
+
+    def close(self) -> None:
+        """Drop the idle infer requests and the compiled model (``Engine.close``)."""
+        while not self._pool.empty():
+            self._pool.get_nowait()
+        self.compiled = None
 
 
 def _plain(value: Any) -> Any:

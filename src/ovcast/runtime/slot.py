@@ -38,11 +38,17 @@ class EngineSlot:
         with self._lock:
             try:
                 candidate = self._load(target)
+                _check(candidate, self.engine)
             except OvcastError as exc:
                 raise ModelPackageError(
                     f"reload refused, still serving {self.model_dir}: {exc}"
                 ) from exc
-            _check(candidate, self.engine)
+            except Exception as exc:  # OpenVINO, memory, a bug: still an answer, never a crash
+                log.error("reload of %s failed unexpectedly", target, exc_info=exc)
+                raise ModelPackageError(
+                    f"reload refused, still serving {self.model_dir}: unexpected "
+                    f"{type(exc).__name__} while loading {target} (see the log)"
+                ) from exc
             self.engine, self.model_dir = candidate, target
             self.reloads += 1
         log.info("reloaded: now serving %s from %s", candidate.name, target)

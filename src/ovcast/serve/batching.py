@@ -1,8 +1,10 @@
 """Dynamic micro-batching: requests arriving within a short delay run as one batch.
 
 Like Triton's dynamic batcher: the first queued request opens a batch, which closes when it
-holds ``max_batch_size`` windows or ``max_queue_delay_us`` has passed. The queue is bounded
-(``Overloaded`` when full) and each request waits at most ``timeout_s``.
+holds ``max_batch_size`` windows or ``max_queue_delay_us`` has passed. Each job carries the
+engine it was accepted with, and a batch only ever holds jobs of one engine, so a hot swap
+never mixes models. A job is a ``concurrent.futures.Future``: a caller that gives up
+(timeout) cancels it, and a cancelled job is skipped instead of computed.
 """
 
 from __future__ import annotations
@@ -11,78 +13,73 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from .metrics import ServerMetrics
+from ..errors import UnavailableError
+from .metrics import ModelMetrics
 
-
-class Overloaded(Exception):
-    """The queue is full; the client should retry later (HTTP 503)."""
-
-
-class TimedOut(Exception):
-    """The request waited longer than its timeout (HTTP 503)."""
+Inputs = dict[str, np.ndarray]  # name -> (batch, ...) tensor
+Outputs = dict[str, np.ndarray]
+RunBatch = Callable[[Any, Inputs], Outputs]  # (engine, inputs) -> outputs
 
 
 @dataclass
-class _Job:
-    windows: np.ndarray  # (batch, context, channels)
+class Job:
+    engine: object
+    inputs: Inputs
+    rows: int
     enqueued: float = field(default_factory=time.perf_counter)
-    done: threading.Event = field(default_factory=threading.Event)
-    result: np.ndarray | None = None
-    error: BaseException | None = None
-    abandoned: bool = False
+    future: Future = field(default_factory=Future)  # -> (outputs, engine seconds)
 
 
 class MicroBatcher:
-    """One worker thread that gathers queued windows into batches for the engine."""
+    """One worker thread that gathers queued jobs into batches for the engine."""
 
     def __init__(
         self,
-        predict: Callable[[np.ndarray], np.ndarray],
-        metrics: ServerMetrics,
+        run: RunBatch,
+        metrics: ModelMetrics,
         *,
-        max_batch_size: int = 8,
-        max_queue_delay_us: int = 500,
-        max_queue_size: int = 256,
+        max_batch_size: int,
+        max_queue_delay_us: int,
+        max_queue_size: int,
     ) -> None:
-        self.predict = predict  # looked up per batch, so a hot swap takes effect at once
+        self.run = run
         self.metrics = metrics
         self.max_batch_size = max_batch_size
         self.max_queue_delay_s = max_queue_delay_us / 1e6
-        self._queue: queue.Queue[_Job | None] = queue.Queue(max_queue_size)
-        self._worker = threading.Thread(target=self._run, name="ovcast-batcher", daemon=True)
+        self._queue: queue.Queue[Job | None] = queue.Queue(max_queue_size)
+        self._worker = threading.Thread(target=self._loop, name="ovcast-batcher", daemon=True)
         self._worker.start()
 
-    def submit(self, windows: np.ndarray, timeout_s: float) -> np.ndarray:
-        job = _Job(windows)
+    def submit(self, engine: object, inputs: Inputs, rows: int) -> Future:
+        job = Job(engine, inputs, rows)
         try:
             self._queue.put_nowait(job)
         except queue.Full:
-            raise Overloaded(f"queue full ({self._queue.maxsize} requests); retry later") from None
-        if not job.done.wait(timeout_s):
-            job.abandoned = True
-            raise TimedOut(f"no result within {timeout_s:g} s")
-        if job.error is not None:
-            raise job.error
-        return job.result
+            raise UnavailableError(
+                f"batching queue full ({self._queue.maxsize} requests); retry later",
+                code="overloaded",
+            ) from None
+        return job.future
 
     def close(self) -> None:
-        """Finish queued jobs, then stop the worker."""
+        """Finish the queued jobs, then stop the worker."""
         self._queue.put(None)
         self._worker.join()
 
-    def _run(self) -> None:
-        pending: _Job | None = None
+    def _loop(self) -> None:
+        pending: Job | None = None
         while True:
             first = pending or self._queue.get()
             pending = None
             if first is None:
                 return
-            batch = [first]
-            rows = len(first.windows)
+            batch, rows = [first], first.rows
             deadline = first.enqueued + self.max_queue_delay_s
             while rows < self.max_batch_size:
                 left = deadline - time.perf_counter()
@@ -93,33 +90,37 @@ class MicroBatcher:
                 if job is None:
                     self._queue.put(None)  # stop after this batch
                     break
-                if rows + len(job.windows) > self.max_batch_size:
+                if rows + job.rows > self.max_batch_size or job.engine is not first.engine:
                     pending = job  # opens the next batch
                     break
                 batch.append(job)
-                rows += len(job.windows)
-            self._execute([j for j in batch if not j.abandoned])
+                rows += job.rows
+            self._execute([j for j in batch if j.future.set_running_or_notify_cancel()])
 
-    def _execute(self, batch: list[_Job]) -> None:
+    def _execute(self, batch: list[Job]) -> None:
         if not batch:
             return
         now = time.perf_counter()
         for job in batch:
-            self.metrics.observe(self.metrics.queue_s, now - job.enqueued)
+            self.metrics.queue_s.observe(now - job.enqueued)
         try:
-            windows = (
-                batch[0].windows if len(batch) == 1 else np.concatenate([j.windows for j in batch])
+            names = batch[0].inputs
+            inputs = (
+                batch[0].inputs
+                if len(batch) == 1
+                else {n: np.concatenate([j.inputs[n] for j in batch]) for n in names}
             )
             start = time.perf_counter()
-            out = self.predict(windows)
-            self.metrics.observe(self.metrics.inference_s, time.perf_counter() - start)
-            self.metrics.observe(self.metrics.batch_size, len(windows))
-            offset = 0
+            outputs = self.run(batch[0].engine, inputs)
+            seconds = time.perf_counter() - start
+        except BaseException as exc:  # delivered to every job of the batch
             for job in batch:
-                job.result = out[offset : offset + len(job.windows)]
-                offset += len(job.windows)
-        except BaseException as exc:  # delivered to every waiting request
-            for job in batch:
-                job.error = exc
+                job.future.set_exception(exc)
+            return
+        self.metrics.inference_s.observe(seconds)
+        self.metrics.batch_size.observe(sum(j.rows for j in batch))
+        offset = 0
         for job in batch:
-            job.done.set()
+            part = {n: out[offset : offset + job.rows] for n, out in outputs.items()}
+            offset += job.rows
+            job.future.set_result((part, seconds))

@@ -1,152 +1,264 @@
-"""The JSON-lines server: one request per stdin line, one response per stdout line, in order.
+"""The JSON-lines front end: one request per stdin line, one response per stdout line, in order.
 
     ovcast serve --mode jsonl --model models/default [--ready-line] [--raw] [--channels 0]
 
-Lifecycle: load and warm up the model; announce readiness (always a log line on stderr
+Lifecycle: load and warm up the models; announce readiness (always a log line on stderr
 "ready ..."; with --ready-line also a first stdout line {"event": "ready", ...}); then
 answer each line in order until EOF or SIGTERM. On SIGTERM the server stops reading, answers
 every complete line it has already received, and exits 0. stdout carries protocol lines
 only; logs go to stderr. Clients may pipeline: lines wait in the pipe until answered.
-Hot swap: SIGHUP reloads the package in the background (requests go on meanwhile); the
-line {"command": "reload", "model": DIR} reloads in order, so later lines use the new model.
+
+With dynamic batching (--max-batch-size > 1) the server reads ahead the lines that are
+already there (at most --max-queue-size) and submits them together, so a pipelining client
+gets batches; answers still leave in request order. Hot swap: SIGHUP reloads every model in
+the background (requests go on meanwhile); the "reload" command reloads in order, so later
+lines use the new model. Everything else is the core's (``core.ForecastService``).
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
+import select
 import signal
 import sys
+from collections import deque
 from typing import BinaryIO
 
-from . import protocol
-from .protocol import Forecaster, ProtocolError
+from ..errors import PayloadTooLargeError, ServingError
+from . import jsonl_codec as codec
+from .core import ForecastService, Pending
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024  # a 512 x 7 window is ~70 KB of JSON
-_TOO_LONG = object()  # marks a line that exceeded the limit (already consumed)
+# Reads of a pipe-buffer quarter: the writer refills while we read on, as with readline(),
+# instead of sleeping until we have drained the whole pipe.
+READ_BYTES = 16 * 1024
+_TOO_LONG = object()  # a line over the cap (already skipped)
+_NOTHING_YET = object()  # no complete line available without waiting
 
 
 class JsonLinesServer:
-    """Answers JSON-lines requests from ``source`` onto ``sink`` with a Forecaster."""
+    """Answers JSON-lines requests read from ``source_fd`` onto ``sink`` with a service."""
 
     def __init__(
         self,
-        forecaster: Forecaster,
+        service: ForecastService,
         *,
-        source: BinaryIO | None = None,
+        source_fd: int | None = None,
         sink: BinaryIO | None = None,
-        default_raw: bool = False,
-        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> None:
-        self.forecaster = forecaster
-        self.source = source or sys.stdin.buffer
+        self.service = service
+        self.source_fd = sys.stdin.fileno() if source_fd is None else source_fd
         self.sink = sink or sys.stdout.buffer
-        self.default_raw = default_raw
-        self.max_line_bytes = max_line_bytes
         self.answered = 0
-        self._stopping = False
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
 
     def announce_ready(self, *, ready_line: bool) -> None:
-        engine = self.forecaster.engine
-        info = {
-            "event": "ready",
-            "model": engine.name,
-            "context_length": engine.context_length,
-            "prediction_length": engine.prediction_length,
-            "num_channels": engine.num_channels,
-            "channel_names": engine.channel_names,
-        }
+        models = self.service.models()
+        info: dict = {"event": "ready", "models": list(models)}
+        if len(models) == 1:
+            engine = self.service.model().engine
+            info.update(
+                model=engine.name,
+                context_length=engine.context_length,
+                prediction_length=engine.prediction_length,
+                num_channels=engine.num_channels,
+                channel_names=engine.channel_names,
+            )
         if ready_line:
-            self._write(protocol.encode(info))
-        log.info(
-            "ready model=%s context=%d horizon=%d channels=%d",
-            engine.name,
-            engine.context_length,
-            engine.prediction_length,
-            engine.num_channels,
-        )
-
-    def handle_line(self, line: bytes) -> bytes:
-        """The response line for one request line (never raises for bad input)."""
-        request_id = None
-        try:
-            request = protocol.decode(line, default_raw=self.default_raw)
-            request_id = request.request_id
-            if isinstance(request, protocol.Command):
-                return protocol.encode(self.forecaster.execute(request))
-            return protocol.encode(self.forecaster.run(request))
-        except ProtocolError as error:
-            return protocol.encode(protocol.error_response(error))
-        except Exception as exc:  # a bug must not kill the pipeline: answer and log it
-            log.exception("internal error")
-            internal = ProtocolError(protocol.INTERNAL, repr(exc), request_id)
-            return protocol.encode(protocol.error_response(internal))
+            self._write(codec.encode(info))
+        log.info("ready model=%s", ",".join(models))
 
     def serve(self) -> int:
         """Answer lines until EOF or SIGTERM; returns the process exit code."""
-        previous = signal.signal(signal.SIGTERM, self._on_sigterm)
-        previous_hup = signal.signal(signal.SIGHUP, self._on_sighup)
+        previous = {
+            signal.SIGTERM: signal.signal(signal.SIGTERM, self._on_sigterm),
+            signal.SIGHUP: signal.signal(signal.SIGHUP, self._on_sighup),
+        }
+        reader = _LineReader(self.source_fd, self.service.max_request_bytes, self._wake_r)
+        read_ahead = self.service.config.max_queue_size
+        pending: deque[_Answer] = deque()
         try:
             while True:
-                line = self._read_line()
+                while pending and pending[0].done():
+                    self._answer(pending.popleft())
+                if len(pending) >= read_ahead:
+                    self._answer(pending.popleft())
+                    continue
+                line = reader.next(wait=not pending)
                 if line is None:
                     break
-                if line is _TOO_LONG:
-                    too_long = ProtocolError(
-                        protocol.LINE_TOO_LONG, f"line longer than {self.max_line_bytes} bytes"
-                    )
-                    self._write(protocol.encode(protocol.error_response(too_long)))
-                else:
-                    self._write(self.handle_line(line))
-                self.answered += 1
+                if line is _NOTHING_YET:  # nothing more to batch with: wait for the oldest
+                    self._answer(pending.popleft())
+                    continue
+                answer = self._handle(line, pending)
+                pending.append(answer)
+            while pending:
+                self._answer(pending.popleft())
         except BrokenPipeError:
             log.warning("stdout closed by the client; stopping")
             return 0
         finally:
-            signal.signal(signal.SIGTERM, previous)
-            signal.signal(signal.SIGHUP, previous_hup)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         log.info("stopped after %d responses", self.answered)
         return 0
 
-    def _read_line(self) -> bytes | object | None:
-        """The next complete line; an over-long line is consumed and answered as an error."""
+    def _handle(self, line: bytearray | bytes | object, pending: deque[_Answer]) -> _Answer:
+        """Start answering one line; a command first lets every earlier line finish."""
         try:
-            line = self.source.readline(self.max_line_bytes + 1)
-        except BlockingIOError:  # after SIGTERM: nothing more already received
-            return None
-        if not line:
-            return None
-        if self._stopping and not line.endswith(b"\n"):
-            return None  # a partial line cut by the stop is not a request
-        if len(line) > self.max_line_bytes and not line.endswith(b"\n"):
-            self._discard_rest_of_line()
-            return _TOO_LONG
-        return line
+            if line is _TOO_LONG:
+                raise PayloadTooLargeError(
+                    f"line longer than {self.service.max_request_bytes} bytes "
+                    "(--max-request-bytes)",
+                    code="line_too_long",
+                )
+            assert isinstance(line, (bytes, bytearray))
+            decoded = codec.decode(line)
+            if isinstance(decoded, codec.Command):
+                while pending:
+                    self._answer(pending.popleft())
+                return _Answer(data=self._command(decoded))
+            return _Answer(
+                pending=self.service.submit(decoded.request), timestamp_ms=decoded.timestamp_ms
+            )
+        except ServingError as error:
+            self.service.rejected(error)
+            return _Answer(data=codec.encode_error(error))
+        except Exception:  # a bug must not kill the pipeline: answer and log it
+            log.exception("internal error")
+            return _Answer(data=codec.encode_error(_internal(None)))
 
-    def _discard_rest_of_line(self) -> None:
-        while True:
-            chunk = self.source.readline(1 << 20)
-            if not chunk or chunk.endswith(b"\n"):
-                return
+    def _command(self, command: codec.Command) -> bytes:
+        rid, service = command.request_id, self.service
+        try:
+            if command.name == "reload":
+                models = service.reload(command.model, model_dir=command.model_dir)
+                fields = {"models": models}
+                if len(models) == 1:
+                    fields.update(model=models[0]["name"], model_dir=models[0]["model_dir"])
+                return codec.encode_event(rid, "reloaded", **fields)
+            if command.name in ("load", "unload"):
+                assert command.model is not None  # the codec insists on it
+                if command.name == "load":
+                    return codec.encode_event(rid, "loaded", models=service.load(command.model))
+                return codec.encode_event(rid, "unloaded", **service.unload(command.model))
+            if command.name == "index":
+                return codec.encode_event(rid, "index", models=service.index())
+            return codec.encode_event(rid, "metrics", metrics=service.metrics.render().decode())
+        except ServingError as error:
+            error.request_id = rid
+            return codec.encode_error(error)
+
+    def _answer(self, answer: _Answer) -> None:
+        if answer.data is None:
+            assert answer.pending is not None
+            try:
+                result = self.service.result(answer.pending)
+                answer.data = codec.encode_result(result, answer.timestamp_ms)
+            except ServingError as error:
+                answer.data = codec.encode_error(error)
+            except Exception:  # a bug must not kill the pipeline: answer and log it
+                log.exception("internal error")
+                answer.data = codec.encode_error(_internal(answer.pending.request.request_id))
+        self._write(answer.data)
+        self.answered += 1
 
     def _write(self, data: bytes) -> None:
         self.sink.write(data)
         self.sink.flush()
 
     def _on_sighup(self, signum, frame) -> None:
-        """Reload the package in the background; requests go on with the current model."""
-        log.info("SIGHUP: reloading %s", self.forecaster.slot.model_dir)
-        self.forecaster.slot.reload_in_background()
+        """Reload every model in the background; requests go on with the current ones."""
+        log.info("SIGHUP")
+        self.service.reload_in_background()
 
     def _on_sigterm(self, signum, frame) -> None:
-        """Stop reading new input: make stdin non-blocking so reads end at what is buffered."""
-        self._stopping = True
         log.info("SIGTERM: answering what was received, then exiting")
         try:
-            fd = self.source.fileno()
-            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
-        except (OSError, ValueError, AttributeError):
-            pass
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass  # already woken
+
+
+def _internal(request_id: object) -> ServingError:
+    return ServingError("internal error; the server logged the details", request_id=request_id)
+
+
+class _Answer:
+    """One line's answer: bytes already, or a submitted request still to finish."""
+
+    __slots__ = ("data", "pending", "timestamp_ms")
+
+    def __init__(
+        self, *, data: bytes | None = None, pending: Pending | None = None, timestamp_ms=None
+    ) -> None:
+        self.data, self.pending, self.timestamp_ms = data, pending, timestamp_ms
+
+    def done(self) -> bool:
+        return self.data is not None or (self.pending is not None and self.pending.done())
+
+
+class _LineReader:
+    """Complete lines from a file descriptor, without blocking when asked not to.
+
+    A line over ``max_bytes`` is skipped to its end and reported once as ``_TOO_LONG``. A
+    byte on ``wake_fd`` (SIGTERM) stops the reading: what is already in the pipe is still
+    read and its complete lines returned; a partial last line is dropped.
+    """
+
+    def __init__(self, fd: int, max_bytes: int, wake_fd: int) -> None:
+        self.fd, self.max_bytes, self.wake_fd = fd, max_bytes, wake_fd
+        self.buffer = bytearray()
+        self.scanned = 0  # the buffer holds no newline before this offset
+        self.eof = self.stopped = self.skipping = False
+
+    def next(self, *, wait: bool) -> bytearray | bytes | object | None:
+        while True:
+            # A long line arrives in many reads: look for its end in the new bytes only.
+            end = self.buffer.find(b"\n", self.scanned)
+            self.scanned = len(self.buffer) if end < 0 else 0
+            if end >= 0:
+                line = self.buffer[: end + 1]  # one copy; orjson reads a bytearray as it is
+                del self.buffer[: end + 1]
+                if self.skipping:
+                    self.skipping = False
+                    continue
+                if len(line) > self.max_bytes + 1:
+                    return _TOO_LONG
+                return line
+            if len(self.buffer) > self.max_bytes:
+                self.buffer.clear()
+                self.scanned = 0
+                if not self.skipping:
+                    self.skipping = True
+                    return _TOO_LONG
+            if self.eof:
+                rest, self.buffer = bytes(self.buffer), bytearray()
+                if rest and not self.skipping and not self.stopped:
+                    return rest  # a last line without its newline
+                return None
+            if not self._fill(wait):
+                return _NOTHING_YET
+
+    def _fill(self, wait: bool) -> bool:
+        """Read what is there (waiting for it if ``wait``); False: nothing without waiting."""
+        if self.stopped:
+            ready = select.select([self.fd], [], [], 0)[0]
+            if not ready:
+                self.eof = True  # stopped, and nothing more was received
+                return True
+        else:
+            ready = select.select([self.fd, self.wake_fd], [], [], None if wait else 0)[0]
+            if self.wake_fd in ready:
+                self.stopped = True
+                return True
+            if not ready:
+                return False
+        chunk = os.read(self.fd, READ_BYTES)
+        if not chunk:
+            self.eof = True
+        self.buffer += chunk
+        return True

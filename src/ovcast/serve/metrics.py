@@ -1,107 +1,108 @@
-"""Prometheus metrics in the text exposition format, without a client library.
+"""Prometheus metrics of the serving core, through ``prometheus_client``.
 
-Counters and histograms are guarded by one lock; ``render()`` produces the body of
-``GET /metrics``.
+Each service has its own registry (several services in one process, as in the tests, do
+not share counts), with the process and Python collectors that ``prometheus_client``
+brings (CPU seconds, resident memory, open files, GC). ``render()`` is the body of
+``GET /metrics`` and of the JSON-lines ``metrics`` command.
+
+    ovcast_requests_total{model, outcome}         every infer request: "success" or the error code
+    ovcast_requests_in_flight                     accepted and not yet answered
+    ovcast_request_duration_seconds{model}        accepted to answered
+    ovcast_queue_duration_seconds{model}          waiting for the batcher
+    ovcast_inference_duration_seconds{model}      engine time per executed batch
+    ovcast_batch_size{model}                      windows per executed batch
+    ovcast_model_loads_total{model, outcome}      loads, reloads and unloads: "success" or the code
 """
 
 from __future__ import annotations
 
-import bisect
-import threading
+from dataclasses import dataclass
 
-LATENCY_BUCKETS_S = (
-    0.0005,
-    0.001,
-    0.002,
-    0.004,
-    0.006,
-    0.008,
-    0.01,
-    0.015,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    gc_collector,
+    generate_latest,
+    platform_collector,
+    process_collector,
 )
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS_S = (
+    0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+UNKNOWN_MODEL = (
+    ""  # label of requests that never reached a model: names from clients are not labels
+)
 
 
-class Histogram:
-    def __init__(self, name: str, help_text: str, buckets: tuple[float, ...]) -> None:
-        self.name, self.help, self.buckets = name, help_text, buckets
-        self.counts = [0] * (len(buckets) + 1)
-        self.sum = 0.0
-        self.count = 0
+@dataclass(frozen=True)
+class ModelMetrics:
+    """The histograms of one model, labels bound once (a label lookup per request costs)."""
 
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.buckets, value)] += 1
-        self.sum += value
-        self.count += 1
-
-    def render(self) -> list[str]:
-        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
-        running = 0
-        for bound, count in zip(self.buckets, self.counts, strict=False):
-            running += count
-            lines.append(f'{self.name}_bucket{{le="{bound:g}"}} {running}')
-        lines.append(f'{self.name}_bucket{{le="+Inf"}} {self.count}')
-        lines.append(f"{self.name}_sum {self.sum:.6f}")
-        lines.append(f"{self.name}_count {self.count}")
-        return lines
+    request_s: Histogram
+    queue_s: Histogram
+    inference_s: Histogram
+    batch_size: Histogram
 
 
-class ServerMetrics:
-    """What an operator watches: outcomes, latencies split by stage, batch sizes, load."""
-
+class ServiceMetrics:
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.requests: dict[str, int] = {}
-        self.in_flight = 0
-        self.request_s = Histogram(
-            "ovcast_request_duration_seconds",
-            "Whole infer request, parse to response",
-            LATENCY_BUCKETS_S,
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        process_collector.ProcessCollector(registry=r)
+        platform_collector.PlatformCollector(registry=r)
+        gc_collector.GCCollector(registry=r)
+        self.requests = Counter(
+            "ovcast_requests", "Infer requests by outcome", ("model", "outcome"), registry=r
         )
-        self.queue_s = Histogram(
-            "ovcast_queue_duration_seconds", "Time waiting for the batcher", LATENCY_BUCKETS_S
+        self.in_flight = Gauge(
+            "ovcast_requests_in_flight", "Infer requests accepted and not yet answered", registry=r
         )
-        self.inference_s = Histogram(
+
+        def histogram(name: str, text: str, buckets: tuple[float, ...]) -> Histogram:
+            return Histogram(name, text, ("model",), buckets=buckets, registry=r)
+
+        self._request_s = histogram(
+            "ovcast_request_duration_seconds", "Accepted to answered", LATENCY_BUCKETS_S
+        )
+        self._queue_s = histogram(
+            "ovcast_queue_duration_seconds", "Waiting for the micro-batcher", LATENCY_BUCKETS_S
+        )
+        self._inference_s = histogram(
             "ovcast_inference_duration_seconds", "Engine time per executed batch", LATENCY_BUCKETS_S
         )
-        self.batch_size = Histogram(
+        self._batch_size = histogram(
             "ovcast_batch_size", "Windows per executed batch", BATCH_BUCKETS
         )
+        self.model_loads = Counter(
+            "ovcast_model_loads", "Model loads, reloads and unloads by outcome",
+            ("model", "outcome"), registry=r,
+        )  # fmt: skip
+        self._models: dict[str, ModelMetrics] = {}
+        self._counts: dict[tuple[str, str], Counter] = {}
 
-    def started(self) -> None:
-        with self._lock:
-            self.in_flight += 1
+    def model(self, name: str) -> ModelMetrics:
+        metrics = self._models.get(name)
+        if metrics is None:
+            metrics = self._models[name] = ModelMetrics(
+                self._request_s.labels(name),
+                self._queue_s.labels(name),
+                self._inference_s.labels(name),
+                self._batch_size.labels(name),
+            )
+        return metrics
 
-    def finished(self, outcome: str, seconds: float) -> None:
-        with self._lock:
-            self.in_flight -= 1
-            self.requests[outcome] = self.requests.get(outcome, 0) + 1
-            self.request_s.observe(seconds)
+    def count(self, model: str, outcome: str, seconds: float | None = None) -> None:
+        counter = self._counts.get((model, outcome))
+        if counter is None:  # a label lookup takes a lock: once per (model, outcome)
+            counter = self._counts[model, outcome] = self.requests.labels(model, outcome)
+        counter.inc()
+        if seconds is not None:
+            self.model(model).request_s.observe(seconds)
 
-    def observe(self, histogram: Histogram, value: float) -> None:
-        with self._lock:
-            histogram.observe(value)
-
-    def render(self) -> str:
-        with self._lock:
-            lines = [
-                "# HELP ovcast_requests_total Infer requests by outcome",
-                "# TYPE ovcast_requests_total counter",
-            ]
-            for outcome, count in sorted(self.requests.items()):
-                lines.append(f'ovcast_requests_total{{outcome="{outcome}"}} {count}')
-            lines += [
-                "# HELP ovcast_requests_in_flight Infer requests being served",
-                "# TYPE ovcast_requests_in_flight gauge",
-                f"ovcast_requests_in_flight {self.in_flight}",
-            ]
-            for histogram in (self.request_s, self.queue_s, self.inference_s, self.batch_size):
-                lines += histogram.render()
-        return "\n".join(lines) + "\n"
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,696 @@
+"""The serving core: models behind hot-swap slots, one validation, batching, metrics. No transport.
+
+    service = ForecastService(Repository([parse_model_option("models/default")]), ServiceConfig())
+    service.start()                                   # compile and warm up every model; ready
+    result = service.infer(InferRequest({"past_values": window}))
+    result.outputs["prediction_outputs"]              # (horizon, channels) for one window
+
+Front ends (JSON lines, HTTP; Ray Serve deployments later) decode their wire format into an
+``InferRequest``, hand it to ``infer`` (or ``submit`` now and ``result`` later, to pipeline),
+and encode the ``InferResult``. Every failure is an ``ovcast.errors.ServingError`` that carries
+its protocol code and HTTP status, so a front end has one ``except``. Nothing here imports a
+web framework or reads a socket, as in KServe's data plane.
+
+What the core owns: the models (``Repository`` sources, each version an ``EngineSlot`` for hot
+swap), validation of every request against its model (once, listing every problem), raw
+scaling and channel selection, micro-batching, the bound on requests in flight, the batching
+timeout, readiness, metrics, and load / unload / reload.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import (
+    InvalidRequestError,
+    ModelOutputError,
+    ModelPackageError,
+    OvcastError,
+    ReloadError,
+    ServingError,
+    UnavailableError,
+    UnknownModelError,
+)
+from ..package import MANIFEST_FILE, Manifest, ModelPackage
+from ..runtime.engine import Engine
+from ..runtime.slot import EngineSlot
+from . import tensors
+from .batching import Inputs, MicroBatcher, Outputs
+from .config import ServiceConfig
+from .metrics import UNKNOWN_MODEL, ServiceMetrics
+from .repository import ModelSource, Repository, check_name, served_versions
+from .tensors import Problem
+
+log = logging.getLogger(__name__)
+
+SCALED_INPUT = "past_values"  # the input that "raw" scales, and whose forecast it inverse-scales
+JSON_BYTES_PER_NUMBER = 24  # "-0.12345678901234568," : the widest a float64 prints
+HEADROOM_BYTES = 64 * 1024
+
+
+@dataclass
+class InferRequest:
+    """One forecast request, as a front end decoded it."""
+
+    inputs: dict[str, np.ndarray | None]  # name -> array; None: given, but undecodable
+    model: str | None = None  # None: the only model served
+    version: str | None = None  # None: the model's highest served version
+    channels: list[int] | None = None  # output channels; None: the server's default (all)
+    raw: bool | None = None  # inputs in raw units; None: the server's default
+    request_id: Any = None
+    problems: list[Problem] = field(default_factory=list)  # found while decoding
+
+
+@dataclass
+class InferResult:
+    model: str
+    version: str
+    outputs: dict[str, np.ndarray]  # (batch, horizon, channels), or without batch for one window
+    inference_ms: float
+    request_id: Any = None
+
+
+class ServedModel:
+    """One version of a served model: its hot-swap slot and, when batching, its batcher."""
+
+    def __init__(self, name: str, version: str, path: Path, service: ForecastService) -> None:
+        self.name, self.version = name, version
+        self.slot = EngineSlot(path, service._load_engine)
+        self.metrics = service.metrics.model(name)
+        config = service.config
+        self.batcher = (
+            MicroBatcher(
+                _run_engine,
+                self.metrics,
+                max_batch_size=config.max_batch_size,
+                max_queue_delay_us=config.max_queue_delay_us,
+                max_queue_size=config.max_queue_size,
+            )
+            if config.max_batch_size > 1
+            else None
+        )
+
+    @property
+    def engine(self) -> Engine:
+        return self.slot.engine
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.slot.engine.package.manifest
+
+    @property
+    def path(self) -> Path:
+        return Path(self.slot.model_dir)
+
+    def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
+
+
+@dataclass(frozen=True)
+class _Model:
+    name: str
+    source: ModelSource
+    versions: dict[str, ServedModel]  # never mutated: a reload builds a new _Model
+    versioned: bool  # a folder of version folders (else one package, version "1")
+    default: ServedModel = field(init=False)  # the highest version: what requests get
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "default", self.versions[max(self.versions, key=int)])
+
+
+@dataclass
+class _Prepared:
+    engine: Engine
+    inputs: Inputs  # batched, validated, scaled if raw
+    rows: int
+    single: bool
+    channels: list[int] | None
+    raw: bool
+
+
+class Pending:
+    """A submitted request; ``ForecastService.result`` waits for it (once)."""
+
+    __slots__ = ("request", "started", "model", "version", "prepared", "future", "outputs", "error")
+
+    def __init__(self, request: InferRequest) -> None:
+        self.request = request
+        self.started = time.perf_counter()
+        self.model = UNKNOWN_MODEL
+        self.version = ""
+        self.prepared: _Prepared | None = None
+        self.future: Future | None = None  # batched: (outputs, engine seconds)
+        self.outputs: tuple[Outputs, float] | None = None  # direct
+        self.error: ServingError | None = None
+
+    def done(self) -> bool:
+        return self.future is None or self.future.done()
+
+
+class _Admission:
+    """A place among ``max_queue_size`` (a class, not a generator: it is on every request)."""
+
+    __slots__ = ("service",)
+
+    def __init__(self, service: ForecastService) -> None:
+        self.service = service
+
+    def __enter__(self) -> None:
+        service = self.service
+        with service._admit_lock:
+            if service._admitted >= service.config.max_queue_size:
+                raise UnavailableError(
+                    f"server overloaded: {service._admitted} requests in flight; retry later",
+                    code="overloaded",
+                )
+            service._admitted += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self.service._admit_lock:
+            self.service._admitted -= 1
+
+
+class ForecastService:
+    def __init__(
+        self,
+        repository: Repository,
+        config: ServiceConfig | None = None,
+        *,
+        engine_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.repository = repository
+        self.config = config or ServiceConfig()
+        self.metrics = ServiceMetrics()
+        self.ready = threading.Event()  # every model loaded and warmed up
+        self.draining = threading.Event()  # shutting down: not ready, finishing in-flight work
+        self._load_engine = partial(
+            Engine,
+            threads=self.config.threads,
+            cache_dir=self.config.cache_dir,
+            **(engine_options or {}),
+        )
+        self._models: dict[str, _Model] = {}  # replaced whole, never mutated: lock-free reads
+        self._control = threading.Lock()  # one load / unload / reload at a time
+        self._admitted = 0
+        self._admit_lock = threading.Lock()
+        self.max_request_bytes = self.config.max_request_bytes or HEADROOM_BYTES
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load, compile and warm up every model the repository lists; then report ready."""
+        models: dict[str, _Model] = {}
+        for source in self.repository.startup_sources():
+            model = self._open(source)
+            if model.name in models:
+                raise UnknownModelError(
+                    f"two models are named {model.name!r} ({models[model.name].source.path} and "
+                    f"{source.path}); name them apart with --model NAME=DIR"
+                )
+            models[model.name] = model
+        if not models:
+            raise UnknownModelError("no models to serve: give --model DIR or --repository DIR")
+        with self._control:
+            self._publish(models)
+            self.ready.set()
+
+    def check(self) -> None:
+        """Fail fast, before binding or compiling, on a model that cannot be served."""
+        sources = self.repository.startup_sources()
+        if not sources:
+            raise UnknownModelError("no models to serve: give --model DIR or --repository DIR")
+        for source in sources:
+            for path in served_versions(source).values():
+                package = ModelPackage.load(path)
+                if self.config.raw and package.scaler is None:
+                    raise ModelPackageError(
+                        f"--raw needs packages with a scaler; {path} carries none"
+                    )
+
+    def close(self) -> None:
+        """Finish what the batchers hold, then stop them."""
+        self.draining.set()
+        for model in self._models.values():
+            for version in model.versions.values():
+                version.close()
+
+    @property
+    def is_ready(self) -> bool:
+        return self.ready.is_set() and not self.draining.is_set()
+
+    # -- looking models up -----------------------------------------------------------------
+    def models(self) -> dict[str, list[str]]:
+        """Served model name -> its versions, lowest first."""
+        return {n: sorted(m.versions, key=int) for n, m in sorted(self._models.items())}
+
+    def model(self, name: str | None = None, version: str | None = None) -> ServedModel:
+        """The served model ``name`` (None: the only one) at ``version`` (None: the highest)."""
+        if not self.ready.is_set():
+            raise UnavailableError("not ready: models are loading and warming up", code="not_ready")
+        models = self._models
+        if name is None:
+            if len(models) != 1:
+                raise InvalidRequestError(
+                    f"this server serves {len(models)} models ({', '.join(sorted(models))}); "
+                    "name the one to use with 'model'"
+                )
+            (model,) = models.values()
+        else:
+            model = models.get(name)  # type: ignore[assignment]
+            if model is None:
+                raise UnknownModelError(
+                    f"unknown model {name[:64]!r}; served: {', '.join(sorted(models)) or 'none'}"
+                )
+        if version is None:
+            return model.default
+        served = model.versions.get(version)
+        if served is None:
+            raise UnknownModelError(
+                f"unknown version {version[:32]!r} of {model.name!r}; served: "
+                f"{', '.join(sorted(model.versions, key=int))}"
+            )
+        return served
+
+    # -- inference -------------------------------------------------------------------------
+    def admit(self) -> _Admission:
+        """``with service.admit():`` holds one of ``max_queue_size`` places while a request is
+        read and answered; entering raises UnavailableError (503) when none is free."""
+        return _Admission(self)
+
+    def in_flight(self) -> int:
+        """Requests admitted and not yet answered."""
+        return self._admitted
+
+    def infer(self, request: InferRequest) -> InferResult:
+        return self.result(self.submit(request))
+
+    def submit(self, request: InferRequest) -> Pending:
+        """Validate and start a request; never raises (``result`` reports its outcome)."""
+        pending = Pending(request)
+        self.metrics.in_flight.inc()
+        try:
+            served = self.model(request.model, request.version)
+            pending.model, pending.version = served.name, served.version
+            engine = served.engine  # once: a hot swap during this request does not affect it
+            prepared = pending.prepared = self._prepare(request, engine)
+            if served.batcher is not None:
+                pending.future = served.batcher.submit(engine, prepared.inputs, prepared.rows)
+            else:
+                start = time.perf_counter()
+                outputs = _run_engine(engine, prepared.inputs)
+                seconds = time.perf_counter() - start
+                served.metrics.inference_s.observe(seconds)
+                served.metrics.batch_size.observe(prepared.rows)
+                pending.outputs = (outputs, seconds)
+        except Exception as exc:  # noqa: BLE001 - every failure is answered, by result()
+            pending.error = _as_serving_error(exc)
+        return pending
+
+    def result(self, pending: Pending) -> InferResult:
+        """Wait for a submitted request (batching: at most ``request_timeout_s``) and finish it."""
+        request, outcome = pending.request, "internal_error"
+        try:
+            if pending.error is not None:
+                raise pending.error
+            if pending.future is not None:
+                outputs, seconds = self._wait(pending.future)
+            else:
+                assert pending.outputs is not None
+                outputs, seconds = pending.outputs
+            assert pending.prepared is not None
+            result = InferResult(
+                pending.model,
+                pending.version,
+                _finish(pending.prepared, outputs),
+                round(seconds * 1e3, 3),
+                request.request_id,
+            )
+            outcome = "success"
+            return result
+        except Exception as exc:
+            error = _as_serving_error(exc)
+            outcome = error.code
+            if error.request_id is None:
+                error.request_id = request.request_id
+            if error is exc:
+                raise
+            raise error from exc
+        finally:
+            self.metrics.in_flight.dec()
+            self.metrics.count(pending.model, outcome, time.perf_counter() - pending.started)
+
+    def rejected(self, error: ServingError) -> None:
+        """Count a request a front end refused before it became an ``InferRequest``."""
+        self.metrics.count(UNKNOWN_MODEL, error.code)
+
+    def _wait(self, future: Future) -> tuple[Outputs, float]:
+        timeout = self.config.request_timeout_s
+        try:
+            return future.result(timeout=timeout)
+        except FutureTimeout:
+            if future.cancel():  # still queued: it will be skipped, not computed
+                raise UnavailableError(
+                    f"no result within {timeout:g} s (batching queue); retry later",
+                    code="timeout",
+                ) from None
+            return future.result()  # running now: its answer is moments away
+
+    def _prepare(self, request: InferRequest, engine: Engine) -> _Prepared:
+        """Check the request against the model, listing every problem; scale raw inputs."""
+        m = engine.package.manifest
+        problems = list(request.problems)
+        specs = {spec.name: spec for spec in m.inputs}
+        for name in request.inputs:
+            if name not in specs:
+                problems.append(
+                    (
+                        "invalid_request",
+                        f"unknown input {name[:64]!r}; {m.name} takes {list(specs)}",
+                    )
+                )
+        inputs: Inputs = {}
+        shapes: set[tuple[int, bool]] = set()  # (batch, single) of every input
+        for spec in m.inputs:
+            if spec.name not in request.inputs:
+                problems.append(
+                    ("invalid_request", f"missing input {spec.name!r} ({_expected(spec.shape)})")
+                )
+                continue
+            array = request.inputs[spec.name]
+            if array is None:
+                continue  # undecodable: the codec has said why
+            if array.dtype != tensors.DTYPES.get(spec.datatype):
+                try:  # JSON lines sends every input as FP32: the model's datatype decides
+                    array = tensors.cast(array, name=spec.name, datatype=spec.datatype)
+                except InvalidRequestError as exc:
+                    problems.append((exc.code, str(exc)))
+                    continue
+            problem = self._check_tensor(spec.name, array, spec.shape)
+            if problem:
+                problems.append(("invalid_input", problem))
+                continue
+            single = array.ndim == len(spec.shape) - 1
+            batched = array[None] if single else array
+            inputs[spec.name] = np.ascontiguousarray(batched)
+            shapes.add((len(batched), single))
+        if len(shapes) > 1:
+            problems.append(
+                ("invalid_input", f"inputs disagree on the batch size: {sorted(shapes)}")
+            )
+        channels = request.channels if request.channels is not None else self.config.channels
+        width = m.outputs[0].shape[-1] if m.outputs[0].shape[-1] > 0 else m.num_input_channels
+        if channels is not None:
+            bad = [c for c in channels if not 0 <= c < width]
+            if bad or not channels:
+                problems.append(
+                    (
+                        "invalid_input",
+                        f"channels {bad or '[]'} out of range; expected indices 0..{width - 1}",
+                    )
+                )
+        raw = request.raw if request.raw is not None else self.config.raw
+        scaler = engine.scaler
+        if raw and scaler is None:
+            problems.append(
+                ("invalid_input", f"raw: model {m.name!r} carries no scaler, so raw values cannot "
+                 "be scaled; send model-space (scaled) values or pick a model with a scaler")
+            )  # fmt: skip
+        if problems:
+            codes = {code for code, _ in problems}
+            code = "invalid_request" if "invalid_request" in codes else problems[0][0]
+            raise InvalidRequestError(
+                "; ".join(message for _, message in problems),
+                code=code,
+                request_id=request.request_id,
+            )
+        if raw and scaler is not None and SCALED_INPUT in inputs:
+            with np.errstate(all="ignore"):
+                scaled = scaler.transform(inputs[SCALED_INPUT])
+            if not np.isfinite(scaled).all():
+                raise InvalidRequestError(
+                    f"'{SCALED_INPUT}' in raw units is not finite after the package's scaling "
+                    "(log-scaled channels need values > -1; others must stay within float32)",
+                    code="invalid_input",
+                )
+            inputs[SCALED_INPUT] = scaled
+        ((rows, single),) = shapes
+        return _Prepared(engine, inputs, rows, single, channels, raw)
+
+    def _check_tensor(self, name: str, array: np.ndarray, expected: list[int]) -> str | None:
+        single = array.ndim == len(expected) - 1
+        shape = (1, *array.shape) if single else array.shape
+        fits = len(shape) == len(expected) and all(
+            e in (-1, d) for e, d in zip(expected, shape, strict=True)
+        )
+        if not fits or shape[0] == 0:
+            return f"'{name}' has shape {list(array.shape)}; expected {_expected(expected)}"
+        if shape[0] > self.config.max_request_batch:
+            return (
+                f"'{name}' holds {shape[0]} windows; at most {self.config.max_request_batch} per "
+                "request (--max-request-batch)"
+            )
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            where = np.argwhere(~np.isfinite(array))[0].tolist()
+            return f"'{name}' has NaN or inf (first at index {where}); expected finite numbers"
+        return None
+
+    # -- model control ---------------------------------------------------------------------
+    def index(self, *, ready_only: bool = False) -> list[dict[str, Any]]:
+        """Triton's repository index: every model the server could serve, and its state."""
+        entries = [
+            {"name": name, "version": version, "state": "READY"}
+            for name, versions in self.models().items()
+            for version in versions
+        ]
+        if not ready_only:
+            served = set(self._models)
+            entries += [
+                {"name": name, "state": "UNAVAILABLE", "reason": "unloaded"}
+                for name in self.repository.names()
+                if name not in served
+            ]
+        return sorted(entries, key=lambda e: (e["name"], int(e.get("version", 0))))
+
+    def load(self, name: str) -> list[dict[str, Any]]:
+        """Load the repository's model ``name``, or hot-swap it in again if it is served."""
+        check_name(name)
+        self._require_ready()
+        with self._control:
+            model = self._models.get(name)
+            if model is not None:
+                return self._refresh([model])
+            try:
+                source = self.repository.source(name)
+                model = self._open(source, expect_name=name)
+            except UnknownModelError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a failed load is an answer, never a crash
+                self.metrics.model_loads.labels(name, "reload_failed").inc()
+                raise _reload_error(name, exc) from exc
+            self._publish({**self._models, name: model})
+            self.metrics.model_loads.labels(name, "success").inc()
+            log.info("loaded %s versions %s", name, sorted(model.versions, key=int))
+            return _describe(model)
+
+    def unload(self, name: str) -> dict[str, Any]:
+        check_name(name)
+        self._require_ready()
+        with self._control:
+            model = self._models.get(name)
+            if model is None:
+                raise UnknownModelError(f"model {name!r} is not loaded")
+            self._publish({n: m for n, m in self._models.items() if n != name})
+        for version in model.versions.values():  # in-flight requests hold their engine
+            version.close()
+        self.metrics.model_loads.labels(name, "unloaded").inc()
+        log.info("unloaded %s", name)
+        return {"name": name, "state": "UNAVAILABLE", "reason": "unloaded"}
+
+    def reload(
+        self, name: str | None = None, *, model_dir: str | Path | None = None
+    ) -> list[dict[str, Any]]:
+        """Re-read and hot-swap ``name`` (None: every model); ``model_dir`` swaps in another
+        package for it (local callers only: the HTTP front end never passes a path)."""
+        self._require_ready()
+        with self._control:
+            if name is None and model_dir is None:
+                targets = list(self._models.values())
+            else:
+                targets = [self._models_or_raise(name)]
+            return self._refresh(targets, model_dir=model_dir)
+
+    def reload_in_background(self) -> threading.Thread:
+        """Reload every model in a thread of its own (SIGHUP); failures are logged."""
+
+        def reload() -> None:
+            try:
+                self.reload()
+            except ServingError as exc:
+                log.error("reload: %s", exc)
+
+        log.info("reloading every model")
+        thread = threading.Thread(target=reload, name="ovcast-reload", daemon=True)
+        thread.start()
+        return thread
+
+    def _require_ready(self) -> None:
+        if not self.ready.is_set():
+            raise UnavailableError(
+                "not ready: models are still loading; try again once ready", code="not_ready"
+            )
+
+    def _models_or_raise(self, name: str | None) -> _Model:
+        served = self.model(name)
+        return self._models[served.name]
+
+    def _refresh(
+        self, models: list[_Model], *, model_dir: str | Path | None = None
+    ) -> list[dict[str, Any]]:
+        """Re-read each model's versions: swap existing ones in place (checked by their slot),
+        open new ones, close removed ones. Lock held. Failures leave the old model serving."""
+        current = dict(self._models)
+        failures: list[str] = []
+        closing: list[ServedModel] = []
+        for model in models:
+            failed = len(failures)
+            try:
+                if model_dir is not None:
+                    wanted = {model.default.version: Path(model_dir)}
+                elif model.versioned:
+                    wanted = served_versions(model.source)
+                else:
+                    wanted = {"1": model.default.path}  # the folder it serves (after swaps)
+            except Exception as exc:  # noqa: BLE001
+                failures.append(str(_reload_error(model.name, exc)))
+                continue
+            versions: dict[str, ServedModel] = {}
+            for version, path in wanted.items():
+                try:
+                    served = model.versions.get(version)
+                    if served is None:
+                        served = ServedModel(model.name, version, path, self)
+                    else:
+                        served.slot.reload(path)
+                    versions[version] = served
+                except Exception as exc:  # noqa: BLE001
+                    failures.append(str(_reload_error(f"{model.name} version {version}", exc)))
+                    if version in model.versions:
+                        versions[version] = model.versions[version]  # the old one serves on
+            if model_dir is not None:
+                versions = {**model.versions, **versions}
+            closing += [v for k, v in model.versions.items() if k not in versions]
+            if versions:
+                current[model.name] = _Model(model.name, model.source, versions, model.versioned)
+            outcome = "success" if len(failures) == failed else "reload_failed"
+            self.metrics.model_loads.labels(model.name, outcome).inc()
+        self._publish(current)
+        for retired in closing:
+            retired.close()
+        if failures:
+            raise ReloadError("; ".join(failures))
+        described = [d for model in models for d in _describe(current[model.name])]
+        log.info("reloaded %s", ", ".join(f"{d['name']}/{d['version']}" for d in described))
+        return described
+
+    def _open(self, source: ModelSource, *, expect_name: str | None = None) -> _Model:
+        versions: dict[str, ServedModel] = {}
+        for version, path in served_versions(source).items():
+            name = source.name or expect_name or _manifest_name(path)
+            served = versions[version] = ServedModel(name, version, path, self)
+            width = served.manifest.num_input_channels
+            if self.config.channels is not None and max(self.config.channels) >= width:
+                raise ModelPackageError(
+                    f"--channels {self.config.channels} out of range for {name!r}, which "
+                    f"forecasts {width} channels"
+                )
+        name = next(iter(versions.values())).name
+        versioned = not (source.path / MANIFEST_FILE).is_file()
+        source = ModelSource(name, source.path, source.version_policy)
+        return _Model(name, source, versions, versioned)
+
+    def _publish(self, models: dict[str, _Model]) -> None:
+        """Make ``models`` the served set, with the body cap that fits them."""
+        self._models = models
+        if self.config.max_request_bytes is None:
+            self.max_request_bytes = HEADROOM_BYTES + max(
+                (self._largest_request(v.manifest) for m in models.values() for v in m.versions.values()),
+                default=0,
+            )  # fmt: skip
+
+    def _largest_request(self, m: Manifest) -> int:
+        batch = self.config.max_request_batch
+        values = sum(int(np.prod([batch if d < 0 else d for d in t.shape])) for t in m.inputs)
+        return values * JSON_BYTES_PER_NUMBER
+
+
+def _run_engine(engine: Engine, inputs: Inputs) -> Outputs:
+    """Today's engines take one input, the windows; named inputs arrive with TinyTimeMixer."""
+    m = engine.package.manifest
+    return {m.outputs[0].name: engine.predict(inputs[m.inputs[0].name])}
+
+
+def _finish(prepared: _Prepared, outputs: Outputs) -> dict[str, np.ndarray]:
+    """Select channels and inverse-scale (raw) the forecast, refuse non-finite outputs, drop
+    the batch axis of a single window."""
+    scaler = prepared.engine.scaler if prepared.raw else None
+    channels = prepared.channels
+    result: dict[str, np.ndarray] = {}
+    for name, array in outputs.items():
+        if not result:  # the first output is the forecast: channels and raw apply to it
+            if channels is not None:
+                array = array[..., channels]
+            if scaler is not None:
+                with np.errstate(all="ignore"):
+                    array = scaler.inverse_transform(array, channels)
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise ModelOutputError(
+                f"the model's '{name}' for this input is not finite (NaN or inf): the input is "
+                "likely far outside the range the model was trained on (check its scale, or "
+                "'raw'); nothing is answered for it rather than nulls"
+            )
+        result[name] = np.ascontiguousarray(array[0] if prepared.single else array)
+    return result
+
+
+def _expected(shape: list[int]) -> str:
+    dims = ["batch" if d < 0 else str(d) for d in shape]
+    one = f"[{', '.join(dims[1:])}] or " if shape and shape[0] < 0 else ""
+    return f"{one}[{', '.join(dims)}]"
+
+
+def _manifest_name(path: Path) -> str:
+    return ModelPackage.load(path).manifest.name
+
+
+def _describe(model: _Model) -> list[dict[str, Any]]:
+    return [
+        {"name": model.name, "version": v, "model_dir": str(s.path), "state": "READY"}
+        for v, s in sorted(model.versions.items(), key=lambda kv: int(kv[0]))
+    ]
+
+
+def _reload_error(what: str, exc: BaseException) -> ReloadError:
+    if isinstance(exc, OvcastError):
+        return ReloadError(f"{what}: {exc}")
+    log.error("loading %s failed unexpectedly", what, exc_info=exc)
+    return ReloadError(f"{what}: unexpected {type(exc).__name__} while loading (see server log)")
+
+
+def _as_serving_error(exc: BaseException) -> ServingError:
+    """One boundary: every exception of a request becomes the ServingError it answers with."""
+    if isinstance(exc, ServingError):
+        return exc
+    if isinstance(exc, OvcastError):  # the engine's own checks (InvalidInputError, ...)
+        return InvalidRequestError(str(exc), code="invalid_input")
+    log.error("internal error while serving a request", exc_info=exc)
+    return ServingError(f"internal error ({type(exc).__name__}); the server logged the details")

@@ -1,0 +1,149 @@
+"""Numbers off the wire: JSON values and binary buffers to numpy arrays, strictly.
+
+Both front ends convert tensor data here, so they accept and refuse exactly the same
+inputs: numbers only (JSON strings, booleans and nulls are refused, not coerced), nested
+lists that are not ragged, the KServe datatypes the model declares. Every function returns
+an array or raises ``InvalidRequestError`` naming what was expected; none checks shapes
+against a model (the core does, once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+
+from ..errors import InvalidRequestError
+
+# KServe v2 datatypes ovcast can carry, as little-endian numpy dtypes (binary extension).
+DTYPES: dict[str, np.dtype] = {
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+}
+_BOOL_LITERALS = (b"true", b"false")
+Problem = tuple[str, str]  # (error code, message)
+
+
+def json_object(data: bytes | bytearray, *, what: str, expected: str) -> dict[str, Any]:
+    """``data`` parsed as a JSON object, or InvalidRequestError naming what was expected."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestError(
+            f"{what} is not valid JSON (or not UTF-8): {exc}", code="invalid_json"
+        ) from exc
+    if not isinstance(value, dict):
+        raise InvalidRequestError(f"{what}: expected {expected}, got {type(value).__name__}")
+    return value
+
+
+def request_options(
+    fields: dict[str, Any], where: str, problems: list[Problem]
+) -> tuple[list[int] | None, bool | None]:
+    """The options both wire formats carry, checked alike: ``channels`` and ``raw``."""
+    channels = fields.get("channels")
+    if channels is not None and not (
+        isinstance(channels, list)
+        and channels
+        and all(isinstance(c, int) and not isinstance(c, bool) for c in channels)
+    ):
+        problems.append(
+            ("invalid_request", f"'{where}channels' must be a non-empty list of channel indices")
+        )
+        channels = None
+    raw = fields.get("raw")
+    if raw is not None and not isinstance(raw, bool):
+        problems.append(("invalid_request", f"'{where}raw' must be true or false"))
+        raw = None
+    return channels, raw
+
+
+def from_json(
+    value: Any, *, name: str, datatype: str = "FP32", source: bytes | bytearray | None = None
+) -> np.ndarray:
+    """A JSON number or (nested) list of numbers as an array of ``datatype``.
+
+    ``source`` is the raw text the value was parsed from, if known: booleans mixed with
+    numbers would otherwise pass numpy's conversion as 1 and 0, and looking for the
+    literals in the text is cheaper than visiting every number in Python.
+    """
+    if not isinstance(value, list):
+        raise InvalidRequestError(
+            f"'{name}' must be a (nested) list of numbers, got {type(value).__name__}"
+        )
+    try:
+        array = np.asarray(value)
+    except ValueError:  # ragged nested lists
+        raise InvalidRequestError(
+            f"'{name}' is ragged; expected nested lists of equal length", code="invalid_input"
+        ) from None
+    numeric = array.dtype.kind in "iuf"
+    if not numeric or _has_bool(value, array, source):
+        if array.dtype.kind == "b" or numeric:
+            what = "booleans"
+        elif array.dtype.kind == "U":
+            what = "strings"
+        else:
+            what = "nulls, objects, ragged lists or integers beyond 64 bits"
+        raise InvalidRequestError(
+            f"'{name}' holds {what}; expected numbers only", code="invalid_input"
+        )
+    return cast(array, name=name, datatype=datatype)
+
+
+def from_binary(
+    buffer: memoryview | bytes, *, name: str, datatype: str, shape: Sequence[int]
+) -> np.ndarray:
+    """Raw little-endian tensor bytes (the binary tensor extension) as an array."""
+    dtype = _dtype(datatype, name)
+    count = int(np.prod(shape, dtype=np.int64))
+    if len(buffer) != count * dtype.itemsize:
+        raise InvalidRequestError(
+            f"'{name}' has {len(buffer)} bytes of binary data; shape {list(shape)} of "
+            f"{datatype} needs {count * dtype.itemsize}"
+        )
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape)
+
+
+def cast(array: np.ndarray, *, name: str, datatype: str) -> np.ndarray:
+    """``array`` as ``datatype`` (no copy when it already is); integers must be whole."""
+    dtype = _dtype(datatype, name)
+    if dtype.kind == "i" and array.dtype.kind == "f":
+        if not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array)):
+            raise InvalidRequestError(
+                f"'{name}' is {datatype}: expected whole numbers", code="invalid_input"
+            )
+    with np.errstate(over="ignore"):  # 1e39 becomes inf in FP32; the core reports it
+        return array.astype(dtype.newbyteorder("="), copy=False)
+
+
+def _dtype(datatype: str, name: str) -> np.dtype:
+    dtype = DTYPES.get(datatype)
+    if dtype is None:
+        raise InvalidRequestError(
+            f"'{name}' has datatype {datatype!r}; expected one of {sorted(DTYPES)}"
+        )
+    return dtype
+
+
+def _has_bool(value: list, array: np.ndarray, source: bytes | bytearray | None) -> bool:
+    """Whether JSON booleans hide among the numbers (numpy made them 1 and 0).
+
+    Cheap first: only an array holding exact 0s or 1s can hide one, and only a text that
+    spells true or false; then the exact (slow) look at every value.
+    """
+    if array.dtype.kind not in "iuf" or not ((array == 0) | (array == 1)).any():
+        return array.dtype.kind == "b"
+    if source is not None and not any(b in source for b in _BOOL_LITERALS):
+        return False
+    return _contains_bool(value)
+
+
+def _contains_bool(value: Any) -> bool:
+    if isinstance(value, list):
+        return any(_contains_bool(v) for v in value)
+    return isinstance(value, bool)
