@@ -45,6 +45,7 @@ def test_bench_cli_writes_table_json_plot_and_report(tmp_path, small_package, ca
     pytest.importorskip("onnxruntime", reason="needs ovcast[bench]")
     pytest.importorskip("torch", reason="needs ovcast[convert]")
     from ovcast.bench.run import default_backends
+    from ovcast.bench.serving import SECTION_END, SECTION_START
     from ovcast.cli import main
 
     page_path = tmp_path / "PERFORMANCE.md"
@@ -74,8 +75,15 @@ def test_bench_cli_writes_table_json_plot_and_report(tmp_path, small_package, ca
     assert set(results["latency"]["1"]) == set(default_backends())
     assert results["latency"]["2"]["openvino"]["batch"] == 2
     assert results["limit"]["gemm_gflops"] > 0 and results["limit"]["flops_per_forecast"] > 0
-    assert set(results["serving"]) == {"engine.predict", "jsonl pipe", "http binary", "http json"}
-    assert all(b["requests"] > 0 for b in results["http_batching"].values())
+    assert set(results["serving"]) == {
+        "engine.predict",
+        "jsonl pipe",
+        "jsonl pipe base64",
+        "http binary",
+        "http json",
+    }
+    for setup in ("latency", "throughput", "latency, batching (max 8, 500 us)"):
+        assert [c["requests"] > 0 for c in results["http_load"][setup].values()] == [True] * 4
     assert results["op_profile"]["f32"][0]["ms_per_forecast"] > 0
     assert all(c.get("peak_rss_mb", 0) > 0 for c in results["coldstart"].values())
     steps = list(results["fast_path"]["steps"])
@@ -107,13 +115,15 @@ def test_bench_cli_writes_table_json_plot_and_report(tmp_path, small_package, ca
     edited = page_path.read_text().replace(
         "(no analysis written yet)", "GEMMs are small; see the op table."
     )
-    page_path.write_text(edited)
+    serving = f"{SECTION_START}\n## Before and after\n| a | b |\n{SECTION_END}"
+    page_path.write_text(edited.replace("## Targets", serving + "\n\n## Targets"))
     assert main(["-q", "bench", "--from-json", str(json_path), "--report", str(page_path)]) == 0
     page = page_path.read_text()
     assert "[bench-xeon.json](bench-xeon.json)" in page and "| Intel Sapphire Rapids, " in page
     assert page.index("bench-here.json)") < page.index("bench-xeon.json)")  # this run first
     assert f"ovcast bench {small_package} --batch 1,2" in page  # the measuring command stays
     assert "GEMMs are small; see the op table." in page  # the hand-written analysis survives
+    assert serving in page  # and so does python -m ovcast.bench.serving's section
     assert main(["-q", "bench", "--from-json", str(json_path)]) == 1  # nothing to render
 
 

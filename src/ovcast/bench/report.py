@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,13 +89,14 @@ def table(results: dict[str, Any]) -> str:
                 f"  {name:<16} p50 {s['p50_ms']:6.2f}  p95 {s['p95_ms']:6.2f}  "
                 f"{s['p50_ratio_to_engine']:.2f}x engine"
             )
-    if "http_batching" in results:
-        lines.append("\nHTTP binary under 8 concurrent clients, dynamic batching")
-        for name, b in results["http_batching"].items():
-            lines.append(
-                f"  {name:<20} {b['forecasts_per_s']:6.0f} forecasts/s  p50 {b['p50_ms']:6.2f} ms  "
-                f"p99 {b['p99_ms']:6.2f} ms"
+    if "http_load" in results:
+        lines.append("\nHTTP binary, concurrent clients (forecasts/s, p50 ms) per server setup")
+        for name, per_clients in results["http_load"].items():
+            cells = "  ".join(
+                f"{n}: {c['forecasts_per_s']:5.0f}/s {c['p50_ms']:5.2f}"
+                for n, c in per_clients.items()
             )
+            lines.append(f"  {name:<34} {cells}")
     if "coldstart" in results:
         lines.append("\ncold start (fresh process)")
         for name, c in results["coldstart"].items():
@@ -170,13 +172,19 @@ def plot(results: dict[str, Any], path: str | Path) -> None:
     plt.close(fig)
 
 
+def kept_block(previous: str, start: str, end: str) -> str | None:
+    """The block from marker ``start`` to ``end`` of an earlier page, if it had one."""
+    if start in previous and end in previous[previous.index(start) :]:
+        first = previous.index(start)
+        return previous[first : previous.index(end, first) + len(end)]
+    return None
+
+
 def keep_analysis(previous: str) -> str:
     """The hand-written analysis section of an earlier page, if it had one."""
-    if ANALYSIS_START in previous and ANALYSIS_END in previous:
-        return previous[
-            previous.index(ANALYSIS_START) : previous.index(ANALYSIS_END) + len(ANALYSIS_END)
-        ]
-    return f"{ANALYSIS_START}\n(no analysis written yet)\n{ANALYSIS_END}"
+    return kept_block(previous, ANALYSIS_START, ANALYSIS_END) or (
+        f"{ANALYSIS_START}\n(no analysis written yet)\n{ANALYSIS_END}"
+    )
 
 
 def other_machines(page: Path, own_json: Path | None) -> list[tuple[Path, dict[str, Any]]]:
@@ -202,9 +210,11 @@ def markdown(
     plot_name: str | None,
     analysis: str = "",
     machines: list[tuple[str, dict[str, Any]]] | None = None,
+    kept: Sequence[str] = (),
 ) -> str:
     """The performance page. ``machines``: (link, results) of every machine's run, shown side
-    by side (this run among them)."""
+    by side (this run among them); ``kept``: blocks other tools wrote into the page (the
+    serving comparison of ``python -m ovcast.bench.serving``), kept after the serving part."""
     m = results["machine"]
     lat = results["latency"]
     one = lat.get("1", next(iter(lat.values())))
@@ -296,6 +306,8 @@ def markdown(
                 f"{r['ms_per_forecast']:.3f} | {100 * r['share']:.1f}% |"
             )
     out += _serving_section(results, where)
+    for block in kept:
+        out += ["", block]
     if ov:
         out += [
             "",
@@ -399,18 +411,22 @@ def _serving_section(results: dict[str, Any], where: str) -> list[str]:
                 f"| {name} | {s['p50_ms']:.2f} | {s['p95_ms']:.2f} | {s['p99_ms']:.2f} | "
                 f"{s['p50_ratio_to_engine']:.2f}x |"
             )
-    if "http_batching" in results:
+    if "http_load" in results:
+        first = next(iter(results["http_load"].values()))
         out += [
             "",
-            "HTTP binary under 8 concurrent clients, dynamic batching off and on:",
+            "KServe v2 binary over HTTP from concurrent clients (threads of the benchmark "
+            "process, one keep-alive connection each), per server setup (`ovcast serve --mode "
+            "http` with `--engine-mode` and `--max-batch-size`): forecasts/s (p50 ms).",
             "",
-            "| batching | forecasts/s | p50 ms | p99 ms |",
-            "|---|---|---|---|",
+            "| server | " + " | ".join(f"{n} client{'s' * (n != '1')}" for n in first) + " |",
+            "|---|" + "---|" * len(first),
         ]
-        for name, b in results["http_batching"].items():
-            out.append(
-                f"| {name} | {b['forecasts_per_s']:.0f} | {b['p50_ms']:.2f} | {b['p99_ms']:.2f} |"
+        for name, per in results["http_load"].items():
+            cells = " | ".join(
+                f"{c['forecasts_per_s']:.0f} ({c['p50_ms']:.2f})" for c in per.values()
             )
+            out.append(f"| {name} | {cells} |")
     if "coldstart" in results:
         out += [
             "",

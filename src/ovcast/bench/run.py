@@ -26,7 +26,7 @@ from ..errors import MissingDependencyError
 from ..package import ModelPackage
 from ..parity import parity_windows
 from ..runtime.cpu import usable_cores
-from ..runtime.precision import native_bf16
+from ..runtime.precision import native_bf16, precision_for_process
 from . import backends as backend_mod
 from .limit import GEMM_SIZE, flops_per_forecast, gemm_runner
 from .machine import describe
@@ -139,8 +139,9 @@ def run_benchmark(
         results["concurrency"] = concurrent_clients(package, duration_s)
         results["op_profile"] = {p: op_profile(package, precision=p)[:10] for p in limits}
     if serving and "openvino" in loaded:
-        results["serving"] = _serving(package, duration_s)
-        results["http_batching"] = _batching(package, duration_s)
+        with precision_for_process("f32"):  # servers and engines alike, as the f32 rows
+            results["serving"] = _serving(package, duration_s)
+            results["http_load"] = _http_load(package, duration_s)
     if coldstart:
         results["coldstart"] = {name: _coldstart(name, package) for name in loaded}
         results["coldstart"]["openvino+cache"] = _coldstart("openvino", package, cache=True)
@@ -177,25 +178,40 @@ def _serving(package: ModelPackage, duration_s: float) -> dict[str, Any]:
     window = parity_windows(m.context_length, m.num_input_channels, 1)[0]
     engine = Engine(package)
     jsonl = JsonLinesClient(package.path)
+    jsonl_binary = JsonLinesClient(package.path, binary=True)
     server = HttpServerProcess(package.path)
     try:
         runners = {
             "engine.predict": partial(engine.predict, window),
             "jsonl pipe": partial(jsonl, window),
+            "jsonl pipe base64": partial(jsonl_binary, window),
             "http binary": partial(http_caller(server, binary=True), window),
             "http json": partial(http_caller(server, binary=False), window),
         }
         log.info("serving: %d paths alternating for %.0f s", len(runners), duration_s)
-        stats = alternate(runners, duration_s=duration_s)
+        stats = alternate(runners, duration_s=duration_s, block=BLOCK, settle=SETTLE)
     finally:
         jsonl.close()
+        jsonl_binary.close()
         server.close()
     base = stats["engine.predict"].p50
     return {name: {**s.to_dict(), "p50_ratio_to_engine": s.p50 / base} for name, s in stats.items()}
 
 
-def _batching(package: ModelPackage, duration_s: float, clients: int = 8) -> dict[str, Any]:
-    """HTTP under concurrent load, dynamic batching off vs on (alternating time slices)."""
+# HTTP servers under concurrent clients: the engine configurations side by side.
+HTTP_SETUPS = {
+    "latency": (),
+    "throughput": ("--engine-mode", "throughput"),
+    "latency, batching (max 8, 500 us)": ("--max-batch-size", "8", "--max-queue-delay-us", "500"),
+}
+
+
+def _http_load(
+    package: ModelPackage, duration_s: float, clients: Sequence[int] = (1, 2, 4, 8)
+) -> dict[str, Any]:
+    """forecasts/s and latency of KServe v2 binary requests from 1, 2, 4, 8 concurrent
+    clients (threads of this process, one keep-alive connection each) per server setup,
+    in alternating time slices (two rounds)."""
     import threading
 
     import numpy as np
@@ -204,44 +220,48 @@ def _batching(package: ModelPackage, duration_s: float, clients: int = 8) -> dic
 
     m = package.manifest
     window = parity_windows(m.context_length, m.num_input_channels, 1)[0]
-    setups = {
-        "off": (),
-        "on (max 8, 500 us)": ("--max-batch-size", "8", "--max-queue-delay-us", "500"),
-    }
-    servers = {name: HttpServerProcess(package.path, *extra) for name, extra in setups.items()}
-    samples: dict[str, list[float]] = {name: [] for name in setups}
-    served: dict[str, float] = {name: 0.0 for name in setups}
+    servers = {name: HttpServerProcess(package.path, *extra) for name, extra in HTTP_SETUPS.items()}
+    keys = [(name, n) for name in servers for n in clients]
+    samples: dict[tuple[str, int], list[float]] = {key: [] for key in keys}
+    served: dict[tuple[str, int], float] = dict.fromkeys(keys, 0.0)
+    slice_s = duration_s / (2 * len(keys))
     try:
+        callers = {
+            name: [http_caller(s, binary=True) for _ in clients] for name, s in servers.items()
+        }
         for _ in range(2):
-            for name, server in servers.items():
-                stop = time.perf_counter() + duration_s / 4
+            for name, n in keys:
+                stop = time.perf_counter() + slice_s
+                out = samples[(name, n)]
 
-                def client(server=server, name=name, stop=stop) -> None:
-                    call = http_caller(server, binary=True)
+                def client(call: Any, stop: float = stop, out: list[float] = out) -> None:
                     while time.perf_counter() < stop:
                         start = time.perf_counter()
                         call(window)
-                        samples[name].append((time.perf_counter() - start) * 1e3)
+                        out.append((time.perf_counter() - start) * 1e3)
 
-                threads = [threading.Thread(target=client) for _ in range(clients)]
+                threads = [threading.Thread(target=client, args=(c,)) for c in callers[name][:n]]
                 began = time.perf_counter()
                 for t in threads:
                     t.start()
                 for t in threads:
                     t.join()
-                served[name] += time.perf_counter() - began
+                served[(name, n)] += time.perf_counter() - began
     finally:
         for server in servers.values():
             server.close()
     return {
         name: {
-            "clients": clients,
-            "requests": len(s),
-            "forecasts_per_s": len(s) / served[name],
-            "p50_ms": float(np.percentile(s, 50)),
-            "p99_ms": float(np.percentile(s, 99)),
+            str(n): {
+                "clients": n,
+                "requests": len(samples[(name, n)]),
+                "forecasts_per_s": len(samples[(name, n)]) / served[(name, n)],
+                "p50_ms": float(np.percentile(samples[(name, n)], 50)),
+                "p99_ms": float(np.percentile(samples[(name, n)], 99)),
+            }
+            for n in clients
         }
-        for name, s in samples.items()
+        for name in servers
     }
 
 

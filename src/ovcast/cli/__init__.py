@@ -7,15 +7,15 @@ can fix (``OvcastError``) print one line, without a traceback unless ``--debug``
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import OvcastError
+from ..runtime.precision import precision_for_process
 from . import (
     bench_cmd,
     convert_cmd,
@@ -120,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:
         _quiet_third_parties()
     try:
-        with _precision(args.precision):
+        with precision_for_process(args.precision):
             return int(args.func(args) or 0)
     except OvcastError as exc:
         if args.debug:
@@ -130,20 +130,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ovcast {args.command}: interrupted", file=sys.stderr)
         return 130
-
-
-@contextlib.contextmanager
-def _precision(choice: str | None) -> Iterator[None]:
-    """$OVCAST_PRECISION for the command (and the servers it starts), restored after it."""
-    from ..runtime.precision import PRECISION_ENV
-
-    previous = os.environ.get(PRECISION_ENV)
-    if choice:
-        os.environ[PRECISION_ENV] = choice
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(PRECISION_ENV, None)
-        else:
-            os.environ[PRECISION_ENV] = previous

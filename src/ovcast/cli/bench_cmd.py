@@ -174,7 +174,15 @@ def _read_results(path: Path) -> dict[str, Any]:
 def _write_outputs(
     args: argparse.Namespace, results: dict[str, Any], json_path: Path | None, command: str
 ) -> None:
-    from ..bench.report import keep_analysis, machine_links, markdown, other_machines, plot
+    from ..bench.report import (
+        keep_analysis,
+        kept_block,
+        machine_links,
+        markdown,
+        other_machines,
+        plot,
+    )
+    from ..bench.serving import SECTION_END, SECTION_START
 
     if args.plot:
         plot(results, args.plot)
@@ -192,6 +200,7 @@ def _write_outputs(
             plot_name=plot_name,
             analysis=keep_analysis(previous),
             machines=machine_links(report, runs) if runs else None,
+            kept=[b for b in [kept_block(previous, SECTION_START, SECTION_END)] if b],
         )
     )
 

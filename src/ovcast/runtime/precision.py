@@ -17,8 +17,9 @@ f32 ...`` or ``OVCAST_PRECISION=f32``), it computes in f32, where the parity fig
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,3 +98,20 @@ def choose_precision(
     return PrecisionChoice(
         "bf16", "bf16 was measured within tolerance; --precision f32 for f32", summarize(record)
     )
+
+
+@contextlib.contextmanager
+def precision_for_process(choice: str | None) -> Iterator[None]:
+    """``$OVCAST_PRECISION`` = ``choice`` within the block (for this process's engines and the
+    servers it starts), restored after it; None leaves it as it is."""
+    previous = os.environ.get(PRECISION_ENV)
+    if choice:
+        requested_precision(choice)  # checked
+        os.environ[PRECISION_ENV] = choice
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(PRECISION_ENV, None)
+        else:
+            os.environ[PRECISION_ENV] = previous

@@ -196,6 +196,7 @@ class ForecastService:
         self.draining = threading.Event()  # shutting down: not ready, finishing in-flight work
         self._load_engine = partial(
             Engine,
+            mode=self.config.engine_mode,
             threads=self.config.threads,
             cache_dir=self.config.cache_dir,
             **(engine_options or {}),

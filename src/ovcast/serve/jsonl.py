@@ -10,7 +10,10 @@ only; logs go to stderr. Clients may pipeline: lines wait in the pipe until answ
 
 With dynamic batching (--max-batch-size > 1) the server reads ahead the lines that are
 already there (at most --max-queue-size) and submits them together, so a pipelining client
-gets batches; answers still leave in request order. Hot swap: SIGHUP reloads every model in
+gets batches; answers still leave in request order. Without it, a line that arrives while
+others are in flight runs on an engine thread, so reading and decoding the next lines and
+writing finished answers overlap inference; a lone line runs inline (no thread hop).
+Windows and forecasts may travel as base64 float32 (``jsonl_codec``): half the bytes. Hot swap: SIGHUP reloads every model in
 the background (requests go on meanwhile); the "reload" command reloads in order, so later
 lines use the new model. Everything else is the core's (``core.ForecastService``).
 """
@@ -23,6 +26,7 @@ import select
 import signal
 import sys
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
 from ..errors import PayloadTooLargeError, ServingError
@@ -52,6 +56,14 @@ class JsonLinesServer:
         self.source_fd = sys.stdin.fileno() if source_fd is None else source_fd
         self.sink = sink or sys.stdout.buffer
         self.answered = 0
+        # Without batching, a line that arrives while others are in flight (a pipelining
+        # client) runs on this thread, so reading and decoding the next lines and writing
+        # finished answers overlap the engine; a lone line runs inline (no thread hop).
+        self._engine_thread = (
+            ThreadPoolExecutor(1, thread_name_prefix="ovcast-jsonl-engine")
+            if service.config.max_batch_size == 1
+            else None
+        )
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
 
@@ -103,6 +115,8 @@ class JsonLinesServer:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if self._engine_thread is not None:
+                self._engine_thread.shutdown(wait=True)
         log.info("stopped after %d responses", self.answered)
         return 0
 
@@ -121,9 +135,12 @@ class JsonLinesServer:
                 while pending:
                     self._answer(pending.popleft())
                 return _Answer(data=self._command(decoded))
-            return _Answer(
-                pending=self.service.submit(decoded.request), timestamp_ms=decoded.timestamp_ms
-            )
+            answer = _Answer(timestamp_ms=decoded.timestamp_ms, base64=decoded.base64_output)
+            if pending and self._engine_thread is not None:
+                answer.submitted = self._engine_thread.submit(self.service.submit, decoded.request)
+            else:
+                answer.pending = self.service.submit(decoded.request)
+            return answer
         except ServingError as error:
             self.service.rejected(error)
             return _Answer(data=codec.encode_error(error))
@@ -153,11 +170,13 @@ class JsonLinesServer:
             return codec.encode_error(error)
 
     def _answer(self, answer: _Answer) -> None:
+        if answer.submitted is not None:
+            answer.pending = answer.submitted.result()  # submit() never raises
         if answer.data is None:
             assert answer.pending is not None
             try:
                 result = self.service.result(answer.pending)
-                answer.data = codec.encode_result(result, answer.timestamp_ms)
+                answer.data = codec.encode_result(result, answer.timestamp_ms, answer.base64)
             except ServingError as error:
                 answer.data = codec.encode_error(error)
             except Exception:  # a bug must not kill the pipeline: answer and log it
@@ -190,14 +209,23 @@ def _internal(request_id: object) -> ServingError:
 class _Answer:
     """One line's answer: bytes already, or a submitted request still to finish."""
 
-    __slots__ = ("data", "pending", "timestamp_ms")
+    __slots__ = ("base64", "data", "pending", "submitted", "timestamp_ms")
 
     def __init__(
-        self, *, data: bytes | None = None, pending: Pending | None = None, timestamp_ms=None
+        self,
+        *,
+        data: bytes | None = None,
+        pending: Pending | None = None,
+        timestamp_ms: int | None = None,
+        base64: bool = False,
     ) -> None:
         self.data, self.pending, self.timestamp_ms = data, pending, timestamp_ms
+        self.base64 = base64
+        self.submitted: Future[Pending] | None = None  # running on the engine thread
 
     def done(self) -> bool:
+        if self.submitted is not None:
+            return self.submitted.done() and self.submitted.result().done()
         return self.data is not None or (self.pending is not None and self.pending.done())
 
 

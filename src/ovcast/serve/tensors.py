@@ -9,6 +9,8 @@ against a model (the core does, once).
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Sequence
 from typing import Any
 
@@ -107,6 +109,46 @@ def from_binary(
             f"{datatype} needs {count * dtype.itemsize}"
         )
     return np.frombuffer(buffer, dtype=dtype).reshape(shape)
+
+
+def from_base64(value: dict[str, Any], *, name: str) -> np.ndarray:
+    """``{"base64": ..., "shape": [...], "datatype": "FP32"}``: the binary extension's bytes
+    (little-endian, row-major) in a JSON text, as an array straight from the decoded buffer
+    (no Python number per value). ``datatype`` defaults to FP32."""
+    text, shape = value.get("base64"), value.get("shape")
+    datatype = value.get("datatype", "FP32")
+    unknown = sorted(set(value) - {"base64", "shape", "datatype"})
+    if unknown or not isinstance(text, str) or not isinstance(datatype, str):
+        raise InvalidRequestError(
+            f'\'{name}\' as an object must be {{"base64": "...", "shape": [...], '
+            f'"datatype": "FP32"}} (little-endian, row-major)'
+            + (f"; unknown field(s) {unknown}" if unknown else "")
+        )
+    if not (
+        isinstance(shape, list)
+        and shape
+        and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    ):
+        raise InvalidRequestError(
+            f"'{name}.shape' must be a list of dimensions such as [512, 7]", code="invalid_input"
+        )
+    try:
+        buffer = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidRequestError(
+            f"'{name}.base64' is not valid base64 ({exc})", code="invalid_input"
+        ) from None
+    return from_binary(buffer, name=name, datatype=datatype, shape=shape)
+
+
+def to_base64(array: np.ndarray) -> dict[str, Any]:
+    """The response form of ``from_base64``: FP32, little-endian, row-major."""
+    data = np.ascontiguousarray(array, dtype="<f4")
+    return {
+        "base64": base64.b64encode(data.tobytes()).decode("ascii"),
+        "shape": list(data.shape),
+        "datatype": "FP32",
+    }
 
 
 def cast(array: np.ndarray, *, name: str, datatype: str) -> np.ndarray:
