@@ -53,17 +53,23 @@ def load(name: str, package: ModelPackage, *, cache_dir: str | None = None) -> B
     return Backend(name, predict, time.perf_counter() - start)
 
 
-def source_model(package: ModelPackage) -> Any:
-    """The PyTorch model a package was converted from."""
-    from ..hf.loading import load_model, resolve_source
-
+def source_name(package: ModelPackage) -> str:
+    """What a package was converted from: a hub id, a checkpoint folder or 'default'."""
     source = package.manifest.source
     name = source.get("hub_id") or source.get("path") or source.get("name")
     if not name:
         raise ModelPackageError(
             f"{package.path}'s manifest does not say what it was converted from"
         )
-    return load_model(resolve_source(name, revision=source.get("revision")))
+    return str(name)
+
+
+def source_model(package: ModelPackage) -> Any:
+    """The PyTorch model a package was converted from."""
+    from ..hf.loading import load_model, resolve_source
+
+    revision = package.manifest.source.get("revision")
+    return load_model(resolve_source(source_name(package), revision=revision))
 
 
 def _torch_predict(package: ModelPackage) -> Callable[[np.ndarray], np.ndarray]:

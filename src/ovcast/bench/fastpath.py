@@ -67,13 +67,15 @@ def _without_rewrites(package: ModelPackage, folder: Path, notes: list[str]) -> 
         notes.append("the package was exported without rewrites: nothing to compare")
         return None
     from ..convert import convert
+    from .backends import source_name
 
-    source = package.manifest.source
-    name = source.get("hub_id") or source.get("path") or source.get("name")
     try:
-        convert(name, folder / "plain", revision=source.get("revision"), rewrites=False)
+        name = source_name(package)
+        convert(
+            name, folder / "plain", revision=package.manifest.source.get("revision"), rewrites=False
+        )
     except (OvcastError, ImportError) as exc:
-        notes.append(f"'as traced' left out: re-exporting {name} failed ({exc})")
+        notes.append(f"'as traced' left out: re-exporting the source failed ({exc})")
         log.warning("fast path: %s", notes[-1])
         return None
     return folder / "plain"

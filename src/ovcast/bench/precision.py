@@ -19,31 +19,32 @@ Torch-free: the package runs on OpenVINO.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..cli._options import option
-from ..errors import DataError
+from ..cli._options import redefault
 from ..package import ModelPackage
 from ..parity import PARITY_BATCHES, parity_windows
 from ..runtime.cpu import cpu_info, isa_summary
 from ..runtime.precision import FORECAST_TOLERANCE, METRIC_TOLERANCE
-from ..train.config import CsvData, SplitConfig
+from ..train.config import EvaluateConfig, SplitConfig
 
 VALIDATION_WINDOWS = 64
 VALIDATION_SEED = 7
 
 
 @dataclass(kw_only=True)
-class PrecisionData(CsvData, SplitConfig):
+class PrecisionData(EvaluateConfig):
     """A data set to measure bf16's change of MSE/MAE on (``ovcast tune --data CSV``): the
-    CSV's split is scaled as ``ovcast evaluate`` does (a scaler fitted on its train rows)."""
+    CSV's split, scaled and cut as ``ovcast evaluate`` does (a scaler fitted on its train
+    rows), the validation split by default: a choice of precision should not look at test."""
 
-    split: str = option("val", choices=("train", "val", "test"), help="the split to score")
-    max_windows: int = option(0, help="score this many evenly spaced windows (0: all of them)")
+    model: str = redefault(EvaluateConfig, "model", "")
+    splits: str = redefault(SplitConfig, "splits", "0.7,0.1")
+    split: str = redefault(EvaluateConfig, "split", "val")
 
 
 def check_bf16(package: ModelPackage, data: PrecisionData | None = None) -> dict[str, Any]:
@@ -65,7 +66,7 @@ def check_bf16(package: ModelPackage, data: PrecisionData | None = None) -> dict
     if data is None:
         metric = _synthetic_metric(f32, bf16, series, context)
     else:
-        metric = _data_metric(f32, bf16, data)
+        metric = _data_metric(f32, bf16, replace(data, model=data.model or str(package.path)))
     rms_change = float(np.sqrt(np.mean(changed**2) / max(np.mean(reference**2), 1e-30)))
     within = (
         abs(metric["mse_change"]) <= METRIC_TOLERANCE
@@ -121,20 +122,17 @@ def _synthetic_metric(f32: Any, bf16: Any, series: np.ndarray, context: int) -> 
 
 
 def _data_metric(f32: Any, bf16: Any, data: PrecisionData) -> dict[str, Any]:
-    from ..train.evaluate import evaluate
-    from ..train.splits import split_series
+    from ..train.evaluate import evaluate, split_to_score
 
-    series = data.read()
-    if len(series.columns) != f32.num_channels:
-        raise DataError(
-            f"{data.data}: the model takes {f32.num_channels} channels, the CSV gives "
-            f"{len(series.columns)} ({', '.join(series.columns)}); choose them with --columns"
-        )
-    split = split_series(
-        series, data, f32.context_length, f32.prediction_length, targets=data.target_columns
+    windows, split, _ = split_to_score(
+        data, f32.context_length, f32.prediction_length, f32.num_channels
     )
-    windows = getattr(split, data.split).subsample(data.max_windows)
-    report = evaluate({"f32": f32.predict, "bf16": bf16.predict}, windows, split.scaler)
+    report = evaluate(
+        {"f32": f32.predict, "bf16": bf16.predict},
+        windows,
+        split.scaler,
+        batch_size=data.batch_size,
+    )
 
     def errors(name: str) -> tuple[float, float]:
         scored = report.scored[name].over(1, f32.prediction_length)

@@ -69,12 +69,7 @@ def table(results: dict[str, Any]) -> str:
         )
     if "concurrency" in results:
         lines.append("\nconcurrent clients calling Engine.predict (forecasts/s, p50 ms)")
-        for mode, per_clients in results["concurrency"].items():
-            cells = "  ".join(
-                f"{n}: {c['forecasts_per_s']:5.0f}/s {c['p50_ms']:5.2f}"
-                for n, c in per_clients.items()
-            )
-            lines.append(f"  {mode:<10} {cells}")
+        lines += _client_lines(results["concurrency"], 10)
     for precision, rows in _profiles(results).items():
         lines.append(f"\nOpenVINO time by op, {precision} (batch 1, per-layer counters)")
         for r in rows[:6]:
@@ -91,12 +86,7 @@ def table(results: dict[str, Any]) -> str:
             )
     if "http_load" in results:
         lines.append("\nHTTP binary, concurrent clients (forecasts/s, p50 ms) per server setup")
-        for name, per_clients in results["http_load"].items():
-            cells = "  ".join(
-                f"{n}: {c['forecasts_per_s']:5.0f}/s {c['p50_ms']:5.2f}"
-                for n, c in per_clients.items()
-            )
-            lines.append(f"  {name:<34} {cells}")
+        lines += _client_lines(results["http_load"], 34)
     if "coldstart" in results:
         lines.append("\ncold start (fresh process)")
         for name, c in results["coldstart"].items():
@@ -113,6 +103,17 @@ def table(results: dict[str, Any]) -> str:
         mark = "-" if met is None else "met" if met else "MISSED"
         lines.append(f"  {name:<58} {goal:>9} {measured:>9}  {mark}")
     return "\n".join(lines)
+
+
+def _client_lines(per_setup: dict[str, dict[str, dict[str, Any]]], width: int) -> list[str]:
+    """One line per setup: forecasts/s and p50 for each number of concurrent clients."""
+    return [
+        f"  {setup:<{width}} "
+        + "  ".join(
+            f"{n}: {c['forecasts_per_s']:5.0f}/s {c['p50_ms']:5.2f}" for n, c in per.items()
+        )
+        for setup, per in per_setup.items()
+    ]
 
 
 def _profiles(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -376,23 +377,38 @@ def _load_section(results: dict[str, Any], where: str) -> list[str]:
                 f"{t['percent_of_gemm_limit']:.0f}% |"
             )
     if "concurrency" in results:
-        clients = list(next(iter(results["concurrency"].values())))
-        out += [
-            "",
-            "Concurrent clients, each a thread calling `Engine.predict` with one window and "
-            "waiting for its forecast (f32): forecasts/s (p50 ms).",
-            "",
-            "| engine mode | "
-            + " | ".join(f"{n} client{'s' * (n != '1')}" for n in clients)
-            + " |",
-            "|---|" + "---|" * len(clients),
-        ]
+        labels = {}
         for mode, per in results["concurrency"].items():
             streams = next(iter(per.values()))["streams"]
-            cells = " | ".join(
-                f"{c['forecasts_per_s']:.0f} ({c['p50_ms']:.2f})" for c in per.values()
-            )
-            out.append(f"| {mode} ({streams} stream{'s' * (streams != 1)}) | {cells} |")
+            labels[mode] = f"{mode} ({streams} stream{'s' * (streams != 1)})"
+        out += _clients_table(
+            "Concurrent clients, each a thread calling `Engine.predict` with one window and "
+            "waiting for its forecast (f32): forecasts/s (p50 ms).",
+            "engine mode",
+            results["concurrency"],
+            labels,
+        )
+    return out
+
+
+def _clients_table(
+    intro: str,
+    column: str,
+    per_setup: dict[str, dict[str, dict[str, Any]]],
+    labels: dict[str, str],
+) -> list[str]:
+    """A table of forecasts/s (p50 ms) per setup and number of concurrent clients."""
+    clients = list(next(iter(per_setup.values())))
+    out = [
+        "",
+        intro,
+        "",
+        f"| {column} | " + " | ".join(f"{n} client{'s' * (n != '1')}" for n in clients) + " |",
+        "|---|" + "---|" * len(clients),
+    ]
+    for setup, per in per_setup.items():
+        cells = " | ".join(f"{c['forecasts_per_s']:.0f} ({c['p50_ms']:.2f})" for c in per.values())
+        out.append(f"| {labels[setup]} | {cells} |")
     return out
 
 
@@ -412,21 +428,14 @@ def _serving_section(results: dict[str, Any], where: str) -> list[str]:
                 f"{s['p50_ratio_to_engine']:.2f}x |"
             )
     if "http_load" in results:
-        first = next(iter(results["http_load"].values()))
-        out += [
-            "",
+        out += _clients_table(
             "KServe v2 binary over HTTP from concurrent clients (threads of the benchmark "
             "process, one keep-alive connection each), per server setup (`ovcast serve --mode "
             "http` with `--engine-mode` and `--max-batch-size`): forecasts/s (p50 ms).",
-            "",
-            "| server | " + " | ".join(f"{n} client{'s' * (n != '1')}" for n in first) + " |",
-            "|---|" + "---|" * len(first),
-        ]
-        for name, per in results["http_load"].items():
-            cells = " | ".join(
-                f"{c['forecasts_per_s']:.0f} ({c['p50_ms']:.2f})" for c in per.values()
-            )
-            out.append(f"| {name} | {cells} |")
+            "server",
+            results["http_load"],
+            {name: name for name in results["http_load"]},
+        )
     if "coldstart" in results:
         out += [
             "",

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -99,7 +99,9 @@ def run_benchmark(
     results["latency"] = {}
     for batch in batches:
         window = parity_windows(m.context_length, m.num_input_channels, batch)
-        runners = {name: partial(b.predict, window) for name, b in loaded.items()}
+        runners: dict[str, Callable[[], object]] = {
+            name: partial(b.predict, window) for name, b in loaded.items()
+        }
         if batch == batches[0]:
             runners.update({f"gemm {p} x{n}": run for (p, n), (run, _) in gemms.items()})
         log.info("batch %d: %d runners alternating for %.0f s", batch, len(runners), duration_s)

@@ -94,8 +94,8 @@ class JsonLinesClient:
         answer = orjson.loads(self.stdout.readline())
         predictions = answer["predictions"]
         if isinstance(predictions, dict):
-            data = base64.b64decode(predictions["base64"])
-            return np.frombuffer(data, "<f4").reshape(predictions["shape"])
+            raw = base64.b64decode(predictions["base64"])
+            return np.frombuffer(raw, "<f4").reshape(predictions["shape"])
         return np.asarray(predictions, np.float32)
 
     def close(self) -> None:

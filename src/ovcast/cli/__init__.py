@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     parser.add_argument(
         "--precision",
+        dest="engine_precision",  # not a subcommand's --precision (convert's weight format)
         choices=("auto", "f32", "bf16"),
         help="what every engine of this command computes in (sets $OVCAST_PRECISION). auto: "
         "bf16 where the CPU has bf16 units and 'ovcast tune' measured it within tolerance for "
@@ -120,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:
         _quiet_third_parties()
     try:
-        with precision_for_process(args.precision):
+        with precision_for_process(args.engine_precision):
             return int(args.func(args) or 0)
     except OvcastError as exc:
         if args.debug:

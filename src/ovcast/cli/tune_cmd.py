@@ -44,7 +44,7 @@ def register(subparsers) -> None:
         "bf16 judged on a data set (a CSV of a timestamp column and the model's channels)"
     )
     data.add_argument("--data", metavar="CSV", help="score f32 and bf16 on this CSV's split")
-    add_options(data, PrecisionData)
+    add_options(data, PrecisionData, exclude=("season",))
     p.set_defaults(func=run)
 
 
@@ -58,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
         duration_s=args.duration,
         measure_env=not args.no_env,
         save=not args.dry_run,
-        data=from_args(PrecisionData, args, data=args.data) if args.data else None,
+        data=from_args(PrecisionData, args, data=args.data, model=args.model_dir)
+        if args.data
+        else None,
         check_precision=not args.no_bf16,
     )
     print(report.table())

@@ -22,7 +22,7 @@ from .config import EvaluateConfig
 from .forecasters import Forecaster, baselines, load_forecaster
 from .metrics import ErrorSums
 from .report import Examples, Published, Report
-from .splits import Windows, split_series
+from .splits import SplitData, Windows, split_series
 
 # Published ETTh1 test figures (horizon 96, context 512 unless noted), scaled space.
 PUBLISHED_ETTH1 = [
@@ -71,19 +71,30 @@ def evaluate(
     )
 
 
-def evaluate_model(config: EvaluateConfig) -> Report:
-    """MODEL and the naive baselines on one split of a CSV (``ovcast evaluate``)."""
-    model = load_forecaster(config.model)
+def split_to_score(
+    config: EvaluateConfig, context_length: int, prediction_length: int, num_channels: int
+) -> tuple[Windows, SplitData, tuple[str, ...]]:
+    """The windows of ``config.split`` for a model of these shapes, the whole split (its
+    scaler fitted on the train rows) and the CSV's columns (the model's channels, checked)."""
     series = config.read()
-    if len(series.columns) != model.num_channels:
+    if len(series.columns) != num_channels:
         raise DataError(
-            f"{config.model} takes {model.num_channels} channels; {config.data} gives "
+            f"{config.model} takes {num_channels} channels; {config.data} gives "
             f"{len(series.columns)} ({', '.join(series.columns)}). Choose them with --columns"
         )
     data = split_series(
-        series, config, model.context_length, model.prediction_length, targets=config.target_columns
+        series, config, context_length, prediction_length, targets=config.target_columns
     )
     windows = getattr(data, config.split).subsample(config.max_windows)
+    return windows, data, series.columns
+
+
+def evaluate_model(config: EvaluateConfig) -> Report:
+    """MODEL and the naive baselines on one split of a CSV (``ovcast evaluate``)."""
+    model = load_forecaster(config.model)
+    windows, data, columns = split_to_score(
+        config, model.context_length, model.prediction_length, model.num_channels
+    )
     forecasters = {
         model.label: model.predict,
         **baselines(model.prediction_length, model.context_length, season=config.season),
@@ -96,7 +107,7 @@ def evaluate_model(config: EvaluateConfig) -> Report:
         data=str(config.data),
         split=config.split,
     )
-    if _is_etth1_protocol(series.columns, config) and len(windows) == len(data.test):
+    if _is_etth1_protocol(columns, config) and len(windows) == len(data.test):
         report.published = PUBLISHED_ETTH1
     return report
 
