@@ -17,8 +17,8 @@ from conftest import random_windows
 from ovcast import ConfigError, Engine, ModelPackage
 from ovcast.bench.precision import PrecisionData, check_bf16, record_bf16
 from ovcast.runtime import precision
+from ovcast.runtime.compiled import batch1_model
 from ovcast.runtime.precision import FORECAST_TOLERANCE, METRIC_TOLERANCE, choose_precision
-from ovcast.runtime.static_batch import batch1_model
 
 BF16_CPU = ["fma", "avx2", "avx512f", "avx512_bf16"]
 AVX2_CPU = ["fma", "avx2"]
@@ -57,14 +57,16 @@ def test_single_windows_go_to_the_static_model_and_answer_the_same(small_package
     windows = random_windows(5, 64, 3, seed=3)
     for window in windows:
         np.testing.assert_allclose(fast.predict(window), plain.predict(window), atol=1e-5)
+    assert fast._models._dynamic is None  # single windows never compiled the dynamic model
     np.testing.assert_allclose(fast.predict(windows), plain.predict(windows), atol=1e-5)
+    assert fast._models._dynamic is not None  # the first batch did
     np.testing.assert_allclose(fast.predict_many(windows), plain.predict(windows), atol=1e-5)
     assert fast.predict(windows[:1]).shape == (1, 16, 3)  # a batch of one stays a batch
 
     def refuse(inputs):  # the dynamic model must not see single windows
         raise AssertionError("a single window reached the dynamic-batch model")
 
-    monkeypatch.setattr(fast._dynamic, "infer", refuse)
+    monkeypatch.setattr(fast._models.dynamic, "infer", refuse)
     fast.predict(windows[0])
     fast.predict(windows[:1])
     with pytest.raises(AssertionError, match="dynamic-batch"):

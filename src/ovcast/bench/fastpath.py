@@ -2,7 +2,7 @@
 
     as traced    the export without the speed rewrites, dynamic batch, f32
     + rewrites   the package as converted (``convert/rewrites.py``)
-    + static     the static batch-1 model (``runtime/static_batch.py``)
+    + static     the static batch-1 model (``runtime/compiled.py``)
     + bf16       computing in bf16 (where the CPU has bf16 units)
 
 All steps run in one alternation at batch 1, so their ratios are fair on a noisy machine.

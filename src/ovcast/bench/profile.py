@@ -14,8 +14,8 @@ import openvino as ov
 
 from ..package import ModelPackage
 from ..parity import parity_windows
+from ..runtime.compiled import batch1_model
 from ..runtime.cpu import cpu_config
-from ..runtime.static_batch import batch1_model
 
 
 def op_profile(

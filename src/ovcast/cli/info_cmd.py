@@ -23,8 +23,8 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..package import ModelPackage
+    from ..runtime.compiled import use_static_batch1
     from ..runtime.precision import bf16_record, choose_precision, summarize
-    from ..runtime.static_batch import use_static_batch1
 
     package = ModelPackage.load(args.model_dir)
     m = package.manifest

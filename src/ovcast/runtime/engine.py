@@ -8,7 +8,7 @@
 ``predict`` is thread-safe: each call borrows one of a pool of infer requests (as many as
 the compiled model can run at once), so concurrent callers never share a request and, in
 throughput mode, run in parallel streams. Single windows go to a static batch-1 compile of
-the model (``static_batch.py``), batches to the dynamic one. ``predict_many`` pipelines many
+the model (``compiled.py``), batches to the dynamic one. ``predict_many`` pipelines many
 windows through OpenVINO's ``AsyncInferQueue``. The precision (f32, or bf16 where measured
 harmless and the CPU has bf16 units) is chosen in ``precision.py``.
 """
@@ -16,7 +16,6 @@ harmless and the CPU has bf16 units) is chosen in ``precision.py``.
 from __future__ import annotations
 
 import logging
-import queue
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,10 +27,10 @@ import openvino as ov
 from ..errors import InvalidInputError, ModelPackageError
 from ..package import ModelPackage
 from ..scaling import Scaler
+from .compiled import CompiledModels, use_static_batch1
 from .cpu import cpu_config
 from .inputs import as_batch
 from .precision import choose_precision
-from .static_batch import batch1_model, use_static_batch1
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ class Engine:
             $OVCAST_PRECISION if set, else bf16 where this CPU has bf16 units and the package
             records bf16 as within tolerance, else f32; see ``precision.py``).
         static_batch1: also compile a static batch-1 model for single windows (default: what
-            ``ovcast tune`` measured, else on; see ``static_batch.py``).
+            ``ovcast tune`` measured, else on; see ``compiled.py``).
         cache_dir: OpenVINO compiled-model cache; makes later starts much faster.
         config: raw OpenVINO CPU properties, applied last.
         """
@@ -85,25 +84,18 @@ class Engine:
         self.mode = mode
         core = ov.Core()
         started = time.perf_counter()
-        try:
-            if cache_dir is not None:
-                Path(cache_dir).mkdir(parents=True, exist_ok=True)
-                core.set_property({"CACHE_DIR": str(cache_dir)})
-            xml = str(self.package.xml_path)
-            self._compiled = core.compile_model(xml, "CPU", properties)  # cache hit: no read
-            single = (
-                batch1_model(core.read_model(xml))
-                if use_static_batch1(static_batch1, measured)
-                else None
-            )
-            batch1 = core.compile_model(single, "CPU", properties) if single else None
-        except RuntimeError as exc:
-            raise ModelPackageError(
-                f"OpenVINO could not compile {self.package.xml_path} with {properties}: {exc}"
-            ) from exc
+        if cache_dir is not None:
+            Path(cache_dir).mkdir(parents=True, exist_ok=True)
+            core.set_property({"CACHE_DIR": str(cache_dir)})
+        self._models: CompiledModels | None = CompiledModels(
+            core,
+            str(self.package.xml_path),
+            properties,
+            static_batch1=use_static_batch1(static_batch1, measured),
+        )
         self.compile_ms = (time.perf_counter() - started) * 1e3
         self.config = {
-            key: _plain(self._compiled.get_property(key))
+            key: _plain(self._models.first.get_property(key))
             for key in (
                 "PERFORMANCE_HINT",
                 "NUM_STREAMS",
@@ -114,9 +106,7 @@ class Engine:
             )
         }
         self.num_requests = max(1, int(self.config["OPTIMAL_NUMBER_OF_INFER_REQUESTS"]))
-        self._dynamic = _Requests(self._compiled, self.num_requests)
-        self._batch1 = _Requests(batch1, self.num_requests) if batch1 is not None else None
-        self.static_batch1 = self._batch1 is not None
+        self.static_batch1 = self._models.batch1 is not None
         log.debug(
             "compiled %s in %.0f ms: %s, static batch 1: %s; %s",
             self.package.path,
@@ -160,7 +150,7 @@ class Engine:
         window[:, :] = np.sin(np.arange(self.context_length) / 12.0)[:, None]
         for _ in range(iterations):
             self.predict(window)
-        if self._batch1 is not None:
+        if self.static_batch1:
             self.predict(np.stack([window, window]))
 
     def predict(self, past_values: Any) -> np.ndarray:
@@ -170,9 +160,7 @@ class Engine:
         non-numbers, NaN/inf or empty input.
         """
         batch, single = as_batch(past_values, self.context_length, self.num_channels)
-        self._require_open()
-        requests = self._batch1 if len(batch) == 1 and self._batch1 else self._dynamic
-        out = requests.infer({0: batch})
+        out = self._require_open().for_batch(len(batch)).infer({0: batch})
         return out[0] if single else out
 
     def predict_many(self, windows: Any, *, batch_size: int = 1) -> np.ndarray:
@@ -185,9 +173,7 @@ class Engine:
             raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
         n = len(windows)
         results = np.empty((n, self.prediction_length, self.num_channels), np.float32)
-        compiled = self._require_open()
-        if batch_size == 1 and self._batch1 is not None and self._batch1.compiled is not None:
-            compiled = self._batch1.compiled
+        compiled = self._require_open().for_batch(batch_size).compiled
         # No Python callback on the queue: one made the process abort at exit now and then
         # (an OpenVINO thread still taking the GIL during teardown). Each finished request's
         # output is copied out when the request is next needed, and after wait_all.
@@ -242,16 +228,14 @@ class Engine:
         Call it from the thread that owns the engine once no request uses it; a closed
         engine cannot forecast again.
         """
-        self._dynamic.close()
-        if self._batch1 is not None:
-            self._batch1.close()
-        self._batch1 = None
-        self._compiled = None
+        if self._models is not None:
+            self._models.close()
+        self._models = None
 
-    def _require_open(self) -> ov.CompiledModel:
-        if self._compiled is None:
+    def _require_open(self) -> CompiledModels:
+        if self._models is None:
             raise ModelPackageError(f"the engine of {self.package.path} is closed")
-        return self._compiled
+        return self._models
 
     def _require_scaler(self) -> Scaler:
         scaler = self.scaler
@@ -264,31 +248,6 @@ class Engine:
 
     def __repr__(self) -> str:
         return f"Engine({self.package!r}, mode={self.mode!r}, config={self.config})"
-
-
-class _Requests:
-    """A compiled model and a pool of its infer requests, one per concurrent caller."""
-
-    def __init__(self, compiled: ov.CompiledModel, count: int) -> None:
-        self.compiled: ov.CompiledModel | None = compiled
-        self._pool: queue.SimpleQueue = queue.SimpleQueue()
-        for _ in range(count):
-            self._pool.put(compiled.create_infer_request())
-
-    def infer(self, inputs: dict[int, np.ndarray]) -> np.ndarray:
-        """The first output for ``inputs``, copied (the request reuses its buffer)."""
-        request = self._pool.get()
-        try:
-            request.infer(inputs, share_inputs=True)
-            return request.get_output_tensor(0).data.copy()
-        finally:
-            self._pool.put(request)
-
-    def close(self) -> None:
-        """Drop the idle infer requests and the compiled model (``Engine.close``)."""
-        while not self._pool.empty():
-            self._pool.get_nowait()
-        self.compiled = None
 
 
 def _plain(value: Any) -> Any:
