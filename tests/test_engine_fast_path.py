@@ -202,3 +202,53 @@ def test_tune_records_bf16_and_info_shows_it(package_copy, monkeypatch, capsys):
     assert main(["--precision", "f32", "info", str(package_copy)]) == 0
     assert "f32 (as asked)" in capsys.readouterr().out
     assert precision.PRECISION_ENV not in os.environ  # restored after the command
+
+
+def test_a_chosen_bf16_that_does_not_compile_falls_back_to_f32(package_copy, monkeypatch):
+    """The guide's ONEDNN_MAX_CPU_ISA=AVX2 caps oneDNN below bf16 (no bf16 Softmax): an
+    engine that chose bf16 must still start, in f32; one that was asked for bf16 must fail."""
+    from ovcast import ModelPackageError
+    from ovcast.runtime import engine as engine_mod
+
+    monkeypatch.delenv(precision.PRECISION_ENV, raising=False)
+    package = ModelPackage.load(package_copy)
+    record_bf16(package, _record(True))
+    package.save_manifest()
+    monkeypatch.setattr(precision, "cpu_info", lambda: {"model": "x", "flags": BF16_CPU})
+    real = engine_mod.CompiledModels
+
+    def no_bf16_softmax(core, xml, properties, **options):
+        if properties["INFERENCE_PRECISION_HINT"] == "bf16":
+            raise ModelPackageError("Supported primitive descriptors list is empty: Softmax")
+        return real(core, xml, properties, **options)
+
+    monkeypatch.setattr(engine_mod, "CompiledModels", no_bf16_softmax)
+    engine = Engine(package_copy, warmup=False)
+    assert engine.precision.hint == "f32" and engine.config["INFERENCE_PRECISION_HINT"] == "f32"
+    assert "bf16 did not compile here" in engine.precision.reason
+    assert engine.predict(random_windows(1, 64, 3)[0]).shape == (16, 3)
+    with pytest.raises(ModelPackageError, match="Softmax"):
+        Engine(package_copy, precision_hint="bf16", warmup=False)
+
+
+@pytest.mark.skipif(not precision.native_bf16(), reason="needs a CPU with bf16 units")
+def test_the_guides_isa_cap_with_a_bf16_package_still_forecasts(package_copy):
+    import subprocess
+    import sys
+
+    package = ModelPackage.load(package_copy)
+    record_bf16(package, _record(True))
+    package.save_manifest()
+    code = (
+        "import sys, numpy as np; from ovcast import Engine; e = Engine(sys.argv[1]); "
+        "print(e.precision.hint, e.predict(np.zeros((64, 3), np.float32)).shape)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(package_copy)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", precision.PRECISION_ENV: "auto"},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[0] in ("f32", "bf16")  # bf16 where the cap allows it

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from ..scaling import Scaler
 from .compiled import CompiledModels, use_static_batch1
 from .cpu import cpu_config
 from .inputs import as_batch
-from .precision import choose_precision
+from .precision import choose_precision, fallback_to_f32
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +88,18 @@ class Engine:
         if cache_dir is not None:
             Path(cache_dir).mkdir(parents=True, exist_ok=True)
             core.set_property({"CACHE_DIR": str(cache_dir)})
-        self._models: CompiledModels | None = CompiledModels(
+        compile_models = partial(
+            CompiledModels,
             core,
             str(self.package.xml_path),
-            properties,
             static_batch1=use_static_batch1(static_batch1, measured),
         )
+        try:
+            self._models: CompiledModels | None = compile_models(properties)
+        except ModelPackageError as exc:
+            self.precision = fallback_to_f32(self.precision, exc)  # re-raises if asked for
+            properties["INFERENCE_PRECISION_HINT"] = self.precision.hint
+            self._models = compile_models(properties)
         self.compile_ms = (time.perf_counter() - started) * 1e3
         self.config = {
             key: _plain(self._models.first.get_property(key))

@@ -18,6 +18,7 @@ f32 ...`` or ``OVCAST_PRECISION=f32``), it computes in f32, where the parity fig
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from typing import Any
 from ..errors import ConfigError
 from ..package import Manifest
 from .cpu import cpu_info
+
+log = logging.getLogger(__name__)
 
 PRECISION_ENV = "OVCAST_PRECISION"
 CHOICES = ("auto", "f32", "bf16")
@@ -42,6 +45,7 @@ class PrecisionChoice:
     hint: str  # 'f32' or 'bf16', OpenVINO's INFERENCE_PRECISION_HINT
     reason: str
     evidence: str = ""  # the bf16 record, summarized, where there is one
+    asked: bool = False  # by the caller or $OVCAST_PRECISION, not chosen here
 
     def __str__(self) -> str:
         return f"{self.hint} ({self.reason})"
@@ -85,7 +89,7 @@ def choose_precision(
     """f32 or bf16 for this package on this CPU (see the module docstring)."""
     wanted = requested_precision(requested)
     if wanted != "auto":
-        return PrecisionChoice(wanted, "as asked")
+        return PrecisionChoice(wanted, "as asked", asked=True)
     if not native_bf16(flags):
         return PrecisionChoice("f32", "this CPU has no bf16 units")
     record = bf16_record(manifest)
@@ -97,6 +101,18 @@ def choose_precision(
         return PrecisionChoice("f32", "bf16 was measured outside tolerance", summarize(record))
     return PrecisionChoice(
         "bf16", "bf16 was measured within tolerance; --precision f32 for f32", summarize(record)
+    )
+
+
+def fallback_to_f32(choice: PrecisionChoice, error: Exception) -> PrecisionChoice:
+    """f32 after a chosen bf16 failed to compile (e.g. ONEDNN_MAX_CPU_ISA=AVX2 caps oneDNN
+    below bf16: no bf16 Softmax); re-raises ``error`` when there is nothing to fall back from."""
+    if choice.asked or choice.hint == "f32":
+        raise error
+    first_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+    log.warning("bf16 did not compile here (%s); computing in f32", first_line)
+    return PrecisionChoice(
+        "f32", f"bf16 did not compile here ({first_line[:160]})", choice.evidence
     )
 
 
