@@ -2,7 +2,8 @@
 ``predict_many`` with the throughput configuration.
 
     concurrent_clients(package, 4.0)    1, 2, 4 and 8 threads calling predict, per mode
-    throughput(package, 4.0, ...)       predict_many over 64 windows, one stream per core
+    throughput(package, 4.0, flops, gemms)  predict_many over 64 windows, one stream per core,
+                                          beside the GEMM limit
 
 Clients are threads in this process (``predict`` releases the GIL while OpenVINO runs), each
 sending one window and waiting for its forecast, as a server's callers do. Each (mode,
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -90,26 +91,37 @@ def throughput(
     package: ModelPackage,
     duration_s: float,
     flops: float,
-    limits: dict[str, float],
+    gemms: dict[str, tuple[Callable[[], object], float]],
 ) -> dict[str, Any]:
-    """predict_many (batch_size 1: the static batch-1 model) in throughput mode, per precision
-    in ``limits`` (precision -> GEMM GFLOP/s), against that precision's limit."""
+    """predict_many (batch_size 1: the static batch-1 model) in throughput mode, for each
+    precision of ``gemms`` (precision -> a GEMM runner on all cores and its FLOPs), against
+    that precision's limit. Each round times one predict_many over 64 windows, then a few
+    GEMM calls: the limit is measured beside the throughput, under the same conditions."""
     m = package.manifest
     windows = parity_windows(m.context_length, m.num_input_channels, 64)
     results: dict[str, Any] = {}
-    for precision, gflops in limits.items():
+    for precision, (gemm, gemm_flops) in gemms.items():
         engine = Engine(package, mode="throughput", precision_hint=precision)
         engine.predict_many(windows[:8])  # warm every stream
-        count, start = 0, time.perf_counter()
-        while time.perf_counter() - start < duration_s / len(limits):
+        rates: list[float] = []
+        limits: list[float] = []
+        deadline = time.perf_counter() + duration_s / len(gemms)
+        while time.perf_counter() < deadline or len(rates) < 3:
+            start = time.perf_counter()
             engine.predict_many(windows)
-            count += len(windows)
-        rate = count / (time.perf_counter() - start)
+            rates.append(len(windows) / (time.perf_counter() - start))
+            gemm()  # untimed: the engine's threads may still be winding down
+            start = time.perf_counter()
+            for _ in range(3):
+                gemm()
+            limits.append(3 * gemm_flops / (time.perf_counter() - start) / 1e9)
+        rate, limit = float(np.median(rates)), float(np.median(limits))
         results[precision] = {
             "forecasts_per_s": rate,
             "streams": engine.config["NUM_STREAMS"],
             "threads": engine.config["INFERENCE_NUM_THREADS"],
             "gflops": rate * flops / 1e9,
-            "percent_of_gemm_limit": 100 * rate * flops / 1e9 / gflops,
+            "gemm_gflops_beside": limit,
+            "percent_of_gemm_limit": 100 * rate * flops / 1e9 / limit,
         }
     return results

@@ -366,15 +366,17 @@ def _load_section(results: dict[str, Any], where: str) -> list[str]:
             f"## Throughput ({where})",
             "",
             "`predict_many` over 64 windows with the throughput configuration (one single-threaded "
-            "stream per core, the async infer queue, the static batch-1 model):",
+            "stream per core, the async infer queue, the static batch-1 model), each call "
+            "followed by GEMM calls that measure the limit beside it (medians of the rounds):",
             "",
-            "| precision | streams | forecasts/s | GFLOP/s | % of that precision's limit |",
-            "|---|---|---|---|---|",
+            "| precision | streams | forecasts/s | GFLOP/s | GEMM GFLOP/s beside it | % of limit |",
+            "|---|---|---|---|---|---|",
         ]
         for precision, t in results["throughput_mode"].items():
+            beside = t.get("gemm_gflops_beside")
             out.append(
                 f"| {precision} | {t['streams']} | {t['forecasts_per_s']:.0f} | {t['gflops']:.0f} | "
-                f"{t['percent_of_gemm_limit']:.0f}% |"
+                f"{f'{beside:.0f}' if beside else '-'} | {t['percent_of_gemm_limit']:.0f}% |"
             )
     if "concurrency" in results:
         labels = {}

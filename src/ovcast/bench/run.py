@@ -137,7 +137,9 @@ def run_benchmark(
 
         log.info("the fast path step by step, throughput and concurrent clients")
         results["fast_path"] = fast_path_steps(package, duration_s, BLOCK, SETTLE)
-        results["throughput_mode"] = throughput(package, duration_s, flops, limits)
+        results["throughput_mode"] = throughput(
+            package, duration_s, flops, {p: gemms[(p, cores)] for p in limits}
+        )
         results["concurrency"] = concurrent_clients(package, duration_s)
         results["op_profile"] = {p: op_profile(package, precision=p)[:10] for p in limits}
     if serving and "openvino" in loaded:

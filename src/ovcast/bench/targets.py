@@ -85,15 +85,10 @@ def targets(results: dict[str, Any]) -> list[Target]:
                 )
             )
     tput = results.get("http_load", {}).get("throughput", {})
-    if tput and "throughput_mode" in results:
+    if tput and "f32" in results.get("throughput_mode", {}):
         best = max(c["forecasts_per_s"] for c in tput.values())
-        p = (
-            100
-            * best
-            * results["limit"]["flops_per_forecast"]
-            / 1e9
-            / results["limit"]["gemm_gflops"]
-        )
+        limit = results["throughput_mode"]["f32"].get("gemm_gflops_beside")
+        p = 100 * best * results["limit"]["flops_per_forecast"] / 1e9 / limit
         rows.append(
             (
                 "HTTP server, throughput configuration, best of 1-8 clients, share of the f32 limit",
@@ -156,7 +151,7 @@ def obstacles(results: dict[str, Any]) -> dict[str, str]:
             f"{t['streams']} single-threaded streams, {per_stream_ms:.2f} ms per forecast each "
             f"({limit['flops_per_forecast'] / per_stream_ms / 1e6:.0f} GFLOP/s per core, against a "
             f"one-core GEMM rate of {per_core:.0f}); the limit assumes the all-core GEMM rate "
-            f"({limit['gemm_gflops']:.0f})"
+            f"({t.get('gemm_gflops_beside', limit['gemm_gflops']):.0f})"
         )
     serving = results.get("serving", {})
     base = serving.get("engine.predict", {}).get("p50_ms")
