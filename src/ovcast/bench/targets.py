@@ -87,7 +87,8 @@ def targets(results: dict[str, Any]) -> list[Target]:
     tput = results.get("http_load", {}).get("throughput", {})
     if tput and "f32" in results.get("throughput_mode", {}):
         best = max(c["forecasts_per_s"] for c in tput.values())
-        limit = results["throughput_mode"]["f32"].get("gemm_gflops_beside")
+        beside = results["throughput_mode"]["f32"].get("gemm_gflops_beside")
+        limit = beside or results["limit"]["gemm_gflops"]
         p = 100 * best * results["limit"]["flops_per_forecast"] / 1e9 / limit
         rows.append(
             (
