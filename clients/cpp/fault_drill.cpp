@@ -514,6 +514,21 @@ void units() {
           static_cast<float>(json.get("past_values")->array[1].array[0].number) == 1e-45f &&
           static_cast<float>(json.get("past_values")->array[1].array[1].number) == 123456.79f,
       line);
+  ovcast::Inputs inputs = {{"freq_token", {}, {7}},
+                           {"future_exogenous", {2, 3}, {1, 2, 3, 4, 5, 6}}};
+  bool with_inputs = ovcast::detail::encode_request("8", 0, {{1.0f}}, &line, &error, inputs);
+  const char* expected = R"("inputs":{"freq_token":7,"future_exogenous":[[1,2,3],[4,5,6]]})";
+  check("encode: further inputs go in \"inputs\", nested by their shape",
+        with_inputs && line.find(expected) != std::string::npos &&
+            ovcast::detail::parse_json(line.substr(0, line.size() - 1), &json),
+        line);
+  check("encode: an input whose values do not fill its shape is refused",
+        !ovcast::detail::encode_request("9", 0, {{1.0f}}, &line, &error,
+                                        {{"future_exogenous", {2, 2}, {1, 2, 3}}}) &&
+            error.find("shape needs 4") != std::string::npos);
+  check("encode: an input name that would need escaping is refused",
+        !ovcast::detail::encode_request("9", 0, {{1.0f}}, &line, &error, {{"a\"b", {}, {1}}}) &&
+            error.find("letters, digits") != std::string::npos);
 }
 
 // The binary form: windows out and forecasts in as base64 little-endian float32.
@@ -521,7 +536,7 @@ void check_binary_form() {
   ovcast::detail::Json json;
   std::string line, error;
   const ovcast::Window window = {{0.1f, -3.4028235e38f, 1e-45f}, {123456.79f, -0.0f, 2.5f}};
-  bool encoded = ovcast::detail::encode_request("7", 5, window, &line, &error,
+  bool encoded = ovcast::detail::encode_request("7", 5, window, &line, &error, {},
                                                 ovcast::Encoding::Binary) &&
                  ovcast::detail::parse_json(line.substr(0, line.size() - 1), &json);
   const ovcast::detail::Json* values = encoded ? json.get("past_values") : nullptr;
@@ -533,6 +548,14 @@ void check_binary_form() {
             json.get("response_encoding")->string == "base64" &&
             ovcast::detail::decode_binary(*values, &back) && back == window &&
             std::signbit(back[1][1]),
+        line);
+  const ovcast::Inputs token = {{"freq_token", {}, {7.0f}}};
+  check("binary: further inputs travel beside a binary window",
+        ovcast::detail::encode_request("8", 0, window, &line, &error, token,
+                                       ovcast::Encoding::Binary) &&
+            ovcast::detail::parse_json(line.substr(0, line.size() - 1), &json) &&
+            json.get("inputs") && json.get("inputs")->get("freq_token") &&
+            json.get("past_values")->get("base64"),
         line);
   // 1.0f, 2.0f, -1.5f, 0.25f as little-endian float32, base64 (Python's base64 of '<f4').
   std::vector<float> decoded;

@@ -46,8 +46,9 @@ def fast_path_steps(package: ModelPackage, duration_s: float, block: int, settle
             engines["+ bf16"] = Engine(package, precision_hint="bf16")
         else:
             notes.append("bf16 left out: this CPU has no bf16 units")
+        others = {n: v[0] for n, v in next(iter(engines.values())).example_inputs(1).items()}
         stats = alternate(
-            {name: partial(e.predict, window) for name, e in engines.items()},
+            {name: partial(e.predict, window[0], **others) for name, e in engines.items()},
             duration_s=duration_s,
             block=block,
             settle=settle,
@@ -67,7 +68,7 @@ def _without_rewrites(package: ModelPackage, folder: Path, notes: list[str]) -> 
         notes.append("the package was exported without rewrites: nothing to compare")
         return None
     from ..convert import convert
-    from .backends import source_name
+    from ..convert.signature import source_name
 
     try:
         name = source_name(package)

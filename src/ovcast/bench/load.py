@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -39,13 +40,15 @@ def concurrent_clients(
     m = package.manifest
     window = parity_windows(m.context_length, m.num_input_channels, 1)[0]
     engines = {mode: Engine(package, mode=mode, precision_hint=precision) for mode in modes}
+    others = {name: v[0] for name, v in engines[modes[0]].example_inputs(1).items()}  # TTM
     slice_s = duration_s / (len(engines) * len(clients) * ROUNDS)
     samples: dict[tuple[str, int], list[float]] = {(mo, n): [] for mo in engines for n in clients}
     elapsed: dict[tuple[str, int], float] = dict.fromkeys(samples, 0.0)
     for _ in range(ROUNDS):
         for mode, engine in engines.items():
             for n in clients:
-                took = _run_clients(engine, window, n, slice_s, samples[(mode, n)])
+                call = partial(engine.predict, window, **others)
+                took = _run_clients(call, n, slice_s, samples[(mode, n)])
                 elapsed[(mode, n)] += took
     return {
         mode: {
@@ -63,9 +66,9 @@ def concurrent_clients(
 
 
 def _run_clients(
-    engine: Engine, window: np.ndarray, clients: int, seconds: float, out: list[float]
+    call: Callable[[], object], clients: int, seconds: float, out: list[float]
 ) -> float:
-    """``clients`` threads calling predict until the deadline; their latencies go to ``out``."""
+    """``clients`` threads making ``call`` until the deadline; their latencies go to ``out``."""
     stop = time.perf_counter() + seconds
     lock = threading.Lock()
 
@@ -73,7 +76,7 @@ def _run_clients(
         mine = []
         while time.perf_counter() < stop:
             start = time.perf_counter()
-            engine.predict(window)
+            call()
             mine.append((time.perf_counter() - start) * 1e3)
         with lock:
             out.extend(mine)
@@ -102,13 +105,14 @@ def throughput(
     results: dict[str, Any] = {}
     for precision, (gemm, gemm_flops) in gemms.items():
         engine = Engine(package, mode="throughput", precision_hint=precision)
-        engine.predict_many(windows[:8])  # warm every stream
+        others: dict[str, Any] = engine.example_inputs(len(windows))  # TTM, if any
+        engine.predict_many(windows, **others)  # warm every stream
         rates: list[float] = []
         limits: list[float] = []
         deadline = time.perf_counter() + duration_s / len(gemms)
         while time.perf_counter() < deadline or len(rates) < 3:
             start = time.perf_counter()
-            engine.predict_many(windows)
+            engine.predict_many(windows, **others)
             rates.append(len(windows) / (time.perf_counter() - start))
             gemm()  # untimed: the engine's threads may still be winding down
             start = time.perf_counter()

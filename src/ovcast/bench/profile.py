@@ -16,6 +16,7 @@ from ..package import ModelPackage
 from ..parity import parity_windows
 from ..runtime.compiled import batch1_model
 from ..runtime.cpu import cpu_config
+from ..runtime.inputs import example_inputs
 
 
 def op_profile(
@@ -30,12 +31,15 @@ def op_profile(
     compiled = core.compile_model(batch1_model(model) or model, "CPU", config)
     request = compiled.create_infer_request()
     window = parity_windows(m.context_length, m.num_input_channels, 1)
+    vocab = int((m.frequency or {}).get("vocab_size", 1))
+    others = example_inputs(m.extra_inputs, 1, vocab_size=vocab)  # TTM's other inputs
+    feeds = [window, *(others[spec.name] for spec in m.extra_inputs)]
     for _ in range(5):
-        request.infer({0: window})
+        request.infer(feeds)
     samples: dict[str, list[float]] = defaultdict(list)
     kinds: dict[str, tuple[str, str]] = {}
     for _ in range(iterations):
-        request.infer({0: window})
+        request.infer(feeds)
         for info in request.profiling_info:
             if info.status == ov.ProfilingInfo.Status.EXECUTED:
                 samples[info.node_name].append(info.real_time.total_seconds())

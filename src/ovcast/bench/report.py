@@ -188,16 +188,22 @@ def keep_analysis(previous: str) -> str:
     )
 
 
-def other_machines(page: Path, own_json: Path | None) -> list[tuple[Path, dict[str, Any]]]:
-    """Every ``bench-*.json`` beside the page (this run's first): one run per machine."""
-    found = sorted(page.parent.glob("bench-*.json"))
+def other_machines(
+    page: Path, own_json: Path | None, results: dict[str, Any]
+) -> list[tuple[Path, dict[str, Any]]]:
+    """Every ``bench-*.json`` beside the page that measured the same model as ``results``
+    (architecture and shapes; this run's first): one run per machine."""
+    keys = ("architecture", "context_length", "prediction_length", "num_input_channels")
+    model = [results["model"].get(k) for k in keys]
     runs = []
-    for file in found:
+    for file in sorted(page.parent.glob("bench-*.json")):
         try:
             data = json.loads(file.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(data, dict) and "machine" in data and "latency" in data:
+        if not (isinstance(data, dict) and "machine" in data and "latency" in data):
+            continue
+        if [data.get("model", {}).get(k) for k in keys] == model:
             runs.append((file, data))
     if own_json is not None:
         runs.sort(key=lambda r: r[0].resolve() != own_json.resolve())

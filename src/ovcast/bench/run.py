@@ -142,6 +142,12 @@ def run_benchmark(
         )
         results["concurrency"] = concurrent_clients(package, duration_s)
         results["op_profile"] = {p: op_profile(package, precision=p)[:10] for p in limits}
+    if serving and m.extra_inputs:
+        log.warning(
+            "serving skipped: its clients send past_values only (this package takes %s)",
+            ", ".join(spec.name for spec in m.inputs),
+        )
+        serving = False
     if serving and "openvino" in loaded:
         with precision_for_process("f32"):  # servers and engines alike, as the f32 rows
             results["serving"] = _serving(package, duration_s)

@@ -192,7 +192,7 @@ def _write_outputs(
     # the page links the plot relative to itself
     plot_name = os.path.relpath(args.plot, report.parent) if args.plot else None
     previous = report.read_text() if report.is_file() else ""
-    runs = other_machines(report, json_path)
+    runs = other_machines(report, json_path, results)
     report.write_text(
         markdown(
             results,

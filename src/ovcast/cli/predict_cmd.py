@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import Any
 
 import orjson
 
@@ -25,6 +26,11 @@ output: JSON on stdout ({"channels", timestamps, "predictions"}), or --output FI
 
 By default input and output are in model space (already scaled). With --raw the input is
 in raw units: it is scaled with the package's scaler and the forecast scaled back.
+
+Packages with more inputs than the window (TinyTimeMixer; `ovcast info` lists them) take
+them from --freq-token, --future (known future values of the exogenous channels: a file of
+[horizon, exogenous channels], by name when its header names them) and --series-id (which
+series' scaler, for packages with one scaler per series).
 
 examples:
   ovcast predict models/default --input ETTh1.csv --raw --output forecast.csv
@@ -54,6 +60,14 @@ def register(subparsers) -> None:
     p.add_argument(
         "--channels", help="comma-separated channel names or indices to output (default: all)"
     )
+    ttm = p.add_argument_group("packages with more inputs (TinyTimeMixer)")
+    ttm.add_argument(
+        "--freq-token", metavar="TOKEN", help="a frequency token or name ('h', '15min')"
+    )
+    ttm.add_argument(
+        "--future", metavar="FILE", help="known future values of the exogenous channels"
+    )
+    ttm.add_argument("--series-id", metavar="ID", help="the series, for per-series scalers")
     p.set_defaults(func=run)
 
 
@@ -66,8 +80,12 @@ def run(args: argparse.Namespace) -> int:
     window, notes = series.window_for(engine.context_length, engine.channel_names)
     for note in notes:
         log.info("%s: %s", args.input, note)
-    forecast = engine.forecast(window) if args.raw else engine.predict(window)
-    table = ForecastTable.after(series, forecast, engine.channel_names)
+    inputs = _other_inputs(args, engine)
+    if args.raw:
+        forecast = engine.forecast(window, series_id=args.series_id, **inputs)
+    else:
+        forecast = engine.predict(window, **inputs)
+    table = ForecastTable.after(series, forecast, engine.forecast_channel_names)
     if args.channels:
         table = table.select([c.strip() for c in args.channels.split(",")])
     if not args.output:
@@ -78,3 +96,26 @@ def run(args: argparse.Namespace) -> int:
     write_forecast(table, args.output)
     print(f"wrote {args.output} {list(table.values.shape)}", file=sys.stderr)
     return 0
+
+
+def _other_inputs(args: argparse.Namespace, engine: Any) -> dict[str, Any]:
+    """--freq-token and --future as the engine's named inputs."""
+    from ..package import FREQ_TOKEN, FUTURE_EXOGENOUS
+    from ..runtime.series import read_series
+
+    inputs: dict[str, Any] = {}
+    if args.freq_token is not None:
+        token = args.freq_token
+        inputs[FREQ_TOKEN] = int(token) if token.isdigit() else token
+    if args.future is not None:
+        future = read_series(args.future)
+        exogenous = [
+            engine.channel_names[i] for i in engine.package.manifest.exogenous_channels or []
+        ]
+        if future.columns and set(exogenous) <= set(future.columns):
+            inputs[FUTURE_EXOGENOUS] = future.values[
+                :, [future.columns.index(c) for c in exogenous]
+            ]
+        else:
+            inputs[FUTURE_EXOGENOUS] = future.values
+    return inputs

@@ -1,7 +1,8 @@
 """The published Granite configurations, as functions that build HuggingFace configs.
 
 Values are copied from the hub's ``config.json`` of ibm-granite/granite-timeseries-patchtst
-and ibm-granite/granite-timeseries-patchtsmixer (see shared notes, serving-anchors.md).
+and ibm-granite/granite-timeseries-patchtsmixer (see shared notes, serving-anchors.md);
+TinyTimeMixer's are in ``ttm.py``.
 Tests and ``ovcast train`` build models from these so the architecture matches Granite.
 """
 
@@ -62,11 +63,16 @@ GRANITE_PATCHTSMIXER: dict[str, Any] = dict(
     loss="mse",
 )
 
-FAMILIES = ("patchtst", "patchtsmixer")
+FAMILIES = ("patchtst", "patchtsmixer", "ttm")
 
 
 def granite_config(family: str = "patchtst", **overrides: Any) -> Any:
-    """A transformers config of the Granite model of ``family``, with ``overrides`` applied."""
+    """The config of the Granite model of ``family``, with ``overrides`` applied (TTM: a
+    granite-tsfm ``TinyTimeMixerConfig``, see ``hf/ttm.py``)."""
+    if family == "ttm":
+        from .ttm import ttm_config
+
+        return ttm_config(**overrides)
     transformers = require("transformers", extra="convert", purpose="Building a model config")
     if family == "patchtst":
         return transformers.PatchTSTConfig(**{**GRANITE_PATCHTST, **overrides})
@@ -77,8 +83,12 @@ def granite_config(family: str = "patchtst", **overrides: Any) -> Any:
 
 def new_model(family: str = "patchtst", **overrides: Any) -> Any:
     """A randomly initialised ``*ForPrediction`` model with the Granite config of ``family``."""
-    transformers = require("transformers", extra="convert", purpose="Building a model")
     config = granite_config(family, **overrides)
+    if family == "ttm":
+        from .ttm import require_tsfm
+
+        return require_tsfm("Building a TTM").TinyTimeMixerForPrediction(config)
+    transformers = require("transformers", extra="convert", purpose="Building a model")
     cls = (
         transformers.PatchTSTForPrediction
         if family == "patchtst"

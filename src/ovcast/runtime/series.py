@@ -318,10 +318,14 @@ def forecast_frame(
         windows.append(window)
         labels.append((key if isinstance(key, tuple) else (key,), series))
     batch = np.stack(windows).astype(np.float32)
-    forecasts = engine.forecast(batch) if raw else engine.predict(batch)
+    if raw and engine.package.series_scalers is not None:  # one scaler per series id
+        ids = [dict(zip(id_columns, key, strict=True)) for key, _ in labels]
+        forecasts = engine.forecast(batch, series_id=ids)
+    else:
+        forecasts = engine.forecast(batch) if raw else engine.predict(batch)
     parts = []
     for (key, series), forecast in zip(labels, forecasts, strict=True):
-        table = ForecastTable.after(series, forecast, engine.channel_names)
+        table = ForecastTable.after(series, forecast, engine.forecast_channel_names)
         part = pd.DataFrame(table.values, columns=table.columns)
         if table.timestamps is not None:
             part.insert(0, table.timestamp_name, table.timestamps)

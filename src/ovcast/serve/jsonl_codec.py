@@ -9,8 +9,11 @@ Request (one JSON object per line):
                     {"base64": "...", "shape": [512, 7]}: little-endian float32, row-major
                     (the binary form: about half the bytes, and decoded without a Python
                     number per value)
-    inputs          {"name": values} further named inputs, for models that take them (optional;
-                    each as numbers or in the binary form)
+    inputs          {"name": values} further named inputs, for models that take them
+                    (TinyTimeMixer: freq_token, future_exogenous, past_observed_mask; one
+                    window's values without the batch axis, e.g. "freq_token": 7; each as
+                    numbers or, for arrays, in the binary form)
+    series_id       raw: whose scaler, for packages with one scaler per series (optional)
     response_encoding  "json" (default) or "base64": the predictions in the binary form
     channels        output channel indices (optional; default: the server's, else all)
     raw             true: past_values in raw units, forecast inverse-scaled with the
@@ -96,6 +99,7 @@ def decode(line: bytes | bytearray) -> LineRequest | Command:
     encoding = data.get("response_encoding", "json")
     if encoding not in ENCODINGS:
         problem(f"'response_encoding' must be one of {list(ENCODINGS)}")
+    series_id = tensors.series_id_option(data, "", problems)
     model, version = data.get("model"), data.get("version")
     for field, value in (("model", model), ("version", version)):
         if value is not None and not isinstance(value, str):
@@ -124,6 +128,7 @@ def decode(line: bytes | bytearray) -> LineRequest | Command:
         version=version if isinstance(version, str) else None,
         channels=channels,
         raw=raw,
+        series_id=series_id,
         request_id=request_id,
         problems=problems,
     )

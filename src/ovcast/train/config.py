@@ -71,7 +71,11 @@ class LoopConfig(SplitConfig):
     )
     patience: int = option(3, help="epochs without a better validation score before stopping")
     seed: int = option(42, help="seeds the initial weights and the order of training windows")
-    head_only: bool = option(False, help="train only the forecasting head (fast fine-tuning)")
+    head_only: bool = option(
+        False,
+        help="train only the forecasting head (fast fine-tuning; for TTM, granite-tsfm's "
+        "recipe: the backbone is frozen, the decoder and head train)",
+    )
     num_threads: int = option(0, flag="--threads", help="torch threads (0: the usable cores)")
     max_eval_windows: int = option(
         0, help="validate on this many evenly spaced windows (0: all of them)"
@@ -156,7 +160,11 @@ class TrainConfig(CsvData, LoopConfig):
     out: str = option(
         metavar="DIR", help="run folder: best/ (the selected checkpoint), checkpoint-last/"
     )
-    family: str = option("patchtst", choices=("patchtst", "patchtsmixer"), help="architecture")
+    family: str = option(
+        "patchtst",
+        choices=("patchtst", "patchtsmixer", "ttm"),
+        help="architecture (ttm: TinyTimeMixer, the r2 shape for --context; needs granite-tsfm)",
+    )
     context_length: int = option(512, flag="--context", help="rows each forecast sees")
     prediction_length: int = option(96, flag="--horizon", help="rows each forecast predicts")
     model_overrides: dict[str, Any] = option(
@@ -178,8 +186,21 @@ class TrainConfig(CsvData, LoopConfig):
 class FinetuneConfig(MarketData, LoopConfig):
     """Everything that determines an `ovcast finetune` run."""
 
-    base: str = option(
-        "default", metavar="MODEL", help="the model to start from: 'default', a folder or a hub id"
+    base: str | None = option(
+        None,
+        metavar="MODEL",
+        help="the model to start from: 'default', a folder or a hub id (default: 'default'; "
+        "with --family ttm, ibm-granite/granite-timeseries-ttm-r2)",
+    )
+    family: str | None = option(
+        None,
+        choices=("patchtst", "patchtsmixer", "ttm"),
+        help="the base model's family, checked (default: whatever --base is)",
+    )
+    channel_mixing: bool = option(
+        False,
+        help="TTM: mix channels in the decoder (granite-tsfm's decoder_mode='mix_channel'; "
+        "its mixing layers start untrained)",
     )
     out: str = option(
         metavar="DIR", help="run folder: best/, evaluation.json, forecasts.png, package/"

@@ -1,6 +1,7 @@
 """Fine-tune a forecaster on market candles and say honestly whether it beats naive baselines.
 
     ovcast finetune --data btc-usd-1m.csv --base default --out runs/btc --convert
+    ovcast finetune --data btc-usd-1m.csv --family ttm --head-only --out runs/btc-ttm
 
 Bars (a CSV or an `ovcast live` recording) -> the 7 live feature channels -> disjoint time
 splits with a gap (default: the horizon) -> scalers fitted on the train split (RSI keeps its
@@ -20,6 +21,8 @@ from typing import Any
 
 from ..cli._options import as_flags
 from ..errors import DataError, require
+from ..hf.ttm import FAMILY as TTM
+from ..hf.ttm import R2_HUB_ID
 from ..market.features import CHANNELS, MARKET_SCALER_KINDS
 from .config import FinetuneConfig
 from .data import market_series
@@ -39,14 +42,21 @@ PLOT_FILE = "forecasts.png"
 def finetune(config: FinetuneConfig, *, progress: bool = True) -> dict[str, Any]:
     """Run the whole flow; returns the evaluation report as written to OUT/evaluation.json."""
     torch = require("torch", extra="convert", purpose="Fine-tuning")
-    from ..hf.loading import load_model, predictor, resolve_source
+    from ..hf.loading import load_model, predictor, read_family, resolve_source
 
-    out, source = Path(config.out), resolve_source(config.base)
-    model = load_model(source)
+    base = config.base or (R2_HUB_ID if config.family == TTM else "default")
+    config = replace(config, base=base)  # recorded in training.json and the model card
+    out, source = Path(config.out), resolve_source(base)
+    family = read_family(source.path)
+    if config.family is not None and family != config.family:
+        raise DataError(f"--base {base} is a {family} model, not --family {config.family}")
+    if config.channel_mixing and family != TTM:
+        raise DataError("--channel-mixing applies to TTM (--family ttm) bases")
+    model = load_model(source, **_config_changes(source.path, family, config))
     context, horizon = model.config.context_length, model.config.prediction_length
     if model.config.num_input_channels != len(CHANNELS):
         raise DataError(
-            f"--base {config.base} takes {model.config.num_input_channels} channels; market "
+            f"--base {base} takes {model.config.num_input_channels} channels; market "
             f"fine-tuning feeds the {len(CHANNELS)} channels {', '.join(CHANNELS)}"
         )
     data = split_series(
@@ -62,7 +72,7 @@ def finetune(config: FinetuneConfig, *, progress: bool = True) -> dict[str, Any]
     result = fit(model, data, config, out, starts_trained=True, progress=progress)
     forecasters = {
         FINETUNED: predictor(load_model(resolve_source(result.best_dir))),
-        BASE: predictor(load_model(source)),
+        BASE: predictor(load_model(source, **_config_changes(source.path, family, config))),
         **baselines(horizon, context, with_drift=True),
     }
     report = evaluate(
@@ -76,6 +86,22 @@ def finetune(config: FinetuneConfig, *, progress: bool = True) -> dict[str, Any]
         package = convert(result.best_dir, out / "package", name=out.name or "finetuned")
         document["package"] = str(package.path)
     return document
+
+
+def _config_changes(path: Path, family: str, config: FinetuneConfig) -> dict[str, Any]:
+    """TTM's zero-shot checkpoints are channel-independent and saved with one channel: they
+    take the 7 market channels as they are (granite-tsfm's get_model sets the count the same
+    way); --channel-mixing switches the decoder to mixing them."""
+    if family != TTM:
+        return {}
+    saved = json.loads((path / "config.json").read_text())
+    changes: dict[str, Any] = {}
+    if config.channel_mixing:
+        changes["decoder_mode"] = "mix_channel"
+    mixes = saved.get("mode") == "mix_channel" or saved.get("decoder_mode") == "mix_channel"
+    if saved.get("num_input_channels") != len(CHANNELS) and not mixes:
+        changes["num_input_channels"] = len(CHANNELS)
+    return changes
 
 
 def verdict(report: Report) -> str:

@@ -155,7 +155,7 @@ def _trainer(torch: Any, model: Any, config: LoopConfig, total_steps: int) -> _T
     """AdamW over the trainable parameters, warm-up then cosine decay over ``total_steps``."""
     if config.head_only:
         for name, parameter in model.named_parameters():
-            parameter.requires_grad = name.startswith("head.")
+            parameter.requires_grad = _trains_with_head_only(model, name)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         trainable, lr=config.learning_rate, weight_decay=config.weight_decay
@@ -164,6 +164,14 @@ def _trainer(torch: Any, model: Any, config: LoopConfig, total_steps: int) -> _T
         optimizer, _warmup_cosine(total_steps, config.warmup_fraction)
     )
     return _Trainer(model, optimizer, schedule, np.random.default_rng(config.seed), trainable)
+
+
+def _trains_with_head_only(model: Any, parameter: str) -> bool:
+    """TTM follows granite-tsfm's fine-tuning recipe (the backbone is frozen; decoder and
+    head train); PatchTST and PatchTSMixer train only the head."""
+    if getattr(model.config, "model_type", "") == "tinytimemixer":
+        return not parameter.startswith("backbone.")
+    return parameter.startswith("head.")
 
 
 def _train_epoch(
