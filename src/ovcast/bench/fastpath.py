@@ -67,10 +67,10 @@ def _without_rewrites(package: ModelPackage, folder: Path, notes: list[str]) -> 
     if not package.manifest.parity.get("export_rewrites"):
         notes.append("the package was exported without rewrites: nothing to compare")
         return None
-    from ..convert import convert
-    from ..convert.signature import source_name
-
     try:
+        from ..convert import convert
+        from ..convert.signature import source_name  # imports torch
+
         name = source_name(package)
         convert(
             name, folder / "plain", revision=package.manifest.source.get("revision"), rewrites=False
