@@ -4,8 +4,8 @@ Single windows, the main use (one forecast per bar close), go to the package com
 second time with the batch fixed to 1: for a static shape OpenVINO's CPU plugin plans memory
 and picks kernels once, at compile time, and that measured faster than the dynamic-batch
 model at batch 1 (docs/PERFORMANCE.md). Batches go to the dynamic-batch model, compiled on
-first use when the static one exists, so a start that only needs single windows (a pipeline,
-a cold start) compiles one model, not two. ``ovcast tune`` measures static against dynamic
+first use when the static one exists (50-100 ms here, once), so a start or a restart that
+only needs single windows (a pipeline, a cold start) compiles one model, not two. ``ovcast tune`` measures static against dynamic
 and records the winner (``runtime_config[mode]["static_batch1"]``).
 """
 

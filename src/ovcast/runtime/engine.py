@@ -178,15 +178,19 @@ class Engine:
             vocab_size=int(frequency.get("vocab_size", 1)),
         )
 
-    def warmup(self, iterations: int = 2) -> None:
-        """Run a few forecasts so the first real request does not pay for lazy set-up (on
-        the batch-1 model and, once, the dynamic one)."""
+    def warmup(self, iterations: int = 2, *, batches: bool = False) -> None:
+        """Run a few forecasts so the first real request does not pay for lazy set-up.
+
+        Single windows only, by default: with the static batch-1 model that leaves the
+        dynamic-batch model to be compiled by the first batch, so a (re)start is one compile.
+        ``batches``: warm (compile) the dynamic model too.
+        """
         window = np.zeros((self.context_length, self.num_channels), np.float32)
         window[:, :] = np.sin(np.arange(self.context_length) / 12.0)[:, None]
         others = {name: value[0] for name, value in self.example_inputs(1).items()}
         for _ in range(iterations):
             self.predict(window, **others)
-        if self.static_batch1:  # the dynamic model too, compiled on this first batch
+        if batches and self.static_batch1:
             self.predict(np.stack([window, window]), **self.example_inputs(2))
 
     def predict(self, past_values: Any, **inputs: Any) -> np.ndarray:
