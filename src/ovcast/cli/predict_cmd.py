@@ -9,18 +9,24 @@ from typing import Any
 
 import orjson
 
+from ._output import output_file
+
 log = logging.getLogger("ovcast.predict")
 
 DESCRIPTION = """\
 Forecast from a series in a file and write the forecast labelled with the model's channel
 names and, when the input has a timestamp column, the future timestamps.
 
-input: .csv (a row per step; a header and a timestamp column are optional: a first column
-that is not numeric, or one named date/datetime/time/timestamp/ts), .npy ([time, channels]
-or [batch, context, channels]) or .json (nested lists, or {"past_values": ...}).
+input: .csv (a row per step; a header and a time column are optional: the first column
+named date/datetime/time/timestamp/ts/open_time in any case, else a first column that is
+not numeric, the rule 'ovcast train' uses), .npy ([time, channels] or [batch, context,
+channels]) or .json (nested lists, or {"past_values": ...}).
+  - times (ISO 8601 or epoch s/ms/us/ns) must increase: a file out of order or with a
+    repeated time is refused, naming the line;
   - a series longer than the model's context gives its last CONTEXT rows (said on stderr);
-  - with a header that names every model channel, channels are taken by name (any order,
-    extra columns ignored); otherwise by position.
+  - with a header that names every model channel, channels are taken by name (trimmed and
+    ignoring case, as train matches them; any order, extra columns ignored); otherwise by
+    position, with a warning when the header names other columns.
 output: JSON on stdout ({"channels", timestamps, "predictions"}), or --output FILE as
 .csv (header: timestamp or step, then channels), .json, .parquet (needs pyarrow) or .npy.
 
@@ -75,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from ..runtime.engine import Engine
     from ..runtime.series import ForecastTable, read_series, write_forecast
 
+    output = output_file(args.output, "--output") if args.output else None
     series = read_series(args.input)
     engine = Engine(args.model_dir, warmup=False)
     window, notes = series.window_for(engine.context_length, engine.channel_names)
@@ -88,13 +95,13 @@ def run(args: argparse.Namespace) -> int:
     table = ForecastTable.after(series, forecast, engine.forecast_channel_names)
     if args.channels:
         table = table.select([c.strip() for c in args.channels.split(",")])
-    if not args.output:
+    if output is None:
         sys.stdout.buffer.write(
             orjson.dumps(table.to_json(), option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
         )
         return 0
-    write_forecast(table, args.output)
-    print(f"wrote {args.output} {list(table.values.shape)}", file=sys.stderr)
+    write_forecast(table, output)
+    print(f"wrote {output} {list(table.values.shape)}", file=sys.stderr)
     return 0
 
 

@@ -3,11 +3,12 @@
     ovcast convert ibm-granite/granite-timeseries-patchtst models/granite
     ovcast.convert("default", "models/default", precision="fp32")
 
-Steps: resolve and load the checkpoint (and a granite-tsfm preprocessor beside it); trace
+Steps: check the options; resolve and load the checkpoint (and a granite-tsfm preprocessor beside it); trace
 its ``Signature`` (every input, named: ``signature.py``, ``ttm.py``) with the patchify fix
 (``export_fixes.py``) and the speed rewrites (``rewrites.py``) into an IR with a dynamic batch and the fixed context; check parity
 against PyTorch on every input;
-optionally compress (fp16 weights) or quantize (int8, NNCF); write the package and, on
+optionally compress (fp16 weights) or quantize (int8, NNCF); write the package (with the
+checkpoint's training.json, so the package knows its run) and, on
 request, an OVMS/KServe model repository.
 """
 
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
+import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
@@ -24,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import parity
+from .._csv import repeated
 from .._telemetry import decline_openvino_telemetry
 from .._version import __version__
-from ..errors import ConversionError, ModelSourceError, ParityError, require
+from ..errors import ConfigError, ConversionError, ModelSourceError, ParityError, require
 from ..hf.loading import SCALER_FILE
 from ..package import BIN_FILE, PRECISIONS, XML_FILE, Manifest, ModelPackage
 from ..preprocessor import (
@@ -47,6 +51,9 @@ log = logging.getLogger(__name__)
 # Parity and the engine compile in f32: on CPUs with bf16 (AVX-512 BF16, AMX) OpenVINO
 # otherwise picks bf16 by itself, which moved forecasts by ~5e-4 here.
 EXACT_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
+RUN_FILE = "training.json"  # how the checkpoint was trained (train.loop writes it)
+# A model name is one path component: it names a folder of a model repository.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 Runner = Callable[..., np.ndarray]  # (past_values, *other inputs) -> forecasts
 
@@ -85,8 +92,7 @@ def convert(
     as 'h'); ``observed_mask`` adds the ``past_observed_mask`` input;
     ``prediction_filter_length`` forecasts only the first N steps of the horizon.
     """
-    if precision not in PRECISIONS:
-        raise ConversionError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+    _check_options(precision, calibration_data, name, channel_names, out_dir)
     torch = require("torch", extra="convert", purpose="Converting a checkpoint")
     ov = require("openvino", extra="convert", purpose="Converting a checkpoint")
     from ..hf.loading import load_model, load_scaler, read_family, resolve_source
@@ -179,6 +185,11 @@ def convert(
         )
 
     scaler, series_scalers = _scalers(source, tsp, load_scaler)
+    if scaler is not None and scaler.num_channels != channels:
+        raise ConversionError(
+            f"{source.path / 'scaler.json'} scales {scaler.num_channels} channels; the model "
+            f"takes {channels}. It belongs to another model: fix or remove it"
+        )
     names = list(
         channel_names
         or (tsp.channel_names if tsp else ())
@@ -214,6 +225,8 @@ def convert(
     if check_bf16:
         _check_bf16(package)
     package.save_manifest()
+    if (source.path / RUN_FILE).is_file():  # evaluate then knows the run's splits and data
+        shutil.copy2(source.path / RUN_FILE, out / RUN_FILE)
     log.info("wrote %s", package)
     if repository is not None:
         from .repository import write_repository
@@ -347,6 +360,43 @@ def _calibration_extras(signature: Signature) -> dict[str, np.ndarray]:
 
     vocab = int((signature.frequency or {}).get("vocab_size", 1))
     return example_inputs(signature.extra_inputs, 1, vocab_size=vocab)
+
+
+def _check_options(
+    precision: str,
+    calibration_data: np.ndarray | None,
+    name: str | None,
+    channel_names: Sequence[str] | None,
+    out_dir: str | Path,
+) -> None:
+    """Refuse options that cannot work or would do nothing, before the minutes of work."""
+    if precision not in PRECISIONS:
+        raise ConversionError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+    if calibration_data is not None:
+        if precision != "int8":
+            raise ConfigError(
+                f"calibration data calibrates int8 quantization; --precision {precision} "
+                "does not use it (add --precision int8, or leave --calibration-data out)"
+            )
+        values = np.asarray(calibration_data)
+        if values.dtype.kind not in "fiu" or not np.isfinite(values).all():
+            raise ConfigError(
+                "the calibration data holds NaN, infinite or non-numeric values; int8 scales "
+                "calibrated on them would be wrong. Give finite model-space windows"
+            )
+    if name is not None and (not NAME_PATTERN.fullmatch(name) or name in (".", "..")):
+        raise ConfigError(
+            f"--name {name!r} is not a model name: use letters, digits, '.', '_' and '-' "
+            "(it names a folder of the model repository, so no '/' or '..')"
+        )
+    if channel_names is not None:
+        blank = [i for i, n in enumerate(channel_names) if not n.strip()]
+        twice = repeated(channel_names)
+        if blank or twice:
+            what = f"blank names at positions {blank}" if blank else f"{twice} more than once"
+            raise ConfigError(f"--channel-names gives {what}; name every channel, each once")
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ConfigError(f"OUT_DIR {out_dir} is a file; the package is a folder")
 
 
 def _pytorch_reference(

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelSourceError, require
+from ..errors import ConfigError, ModelSourceError, require
 from ..scaling import Scaler
 from . import ttm
 
@@ -124,6 +124,11 @@ def resolve_source(model: str | Path, *, revision: str | None = None) -> ModelSo
         raise ModelSourceError(
             f"no checkpoint at {Path(name).expanduser().resolve()}; expected 'default', a folder "
             "written by save_pretrained, or a hub id like ibm-granite/granite-timeseries-patchtst"
+        )
+    if revision is not None and hub_id is None:
+        raise ConfigError(
+            f"--revision {revision} picks a version of a hub model; {name} is a local "
+            "checkpoint, which has one version: leave --revision out"
         )
     if not (path / "config.json").is_file():
         raise ModelSourceError(f"{path} has no config.json; expected a save_pretrained folder")
