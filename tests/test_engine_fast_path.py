@@ -19,6 +19,7 @@ from ovcast.bench.precision import PrecisionData, check_bf16, record_bf16
 from ovcast.runtime import precision
 from ovcast.runtime.compiled import batch1_model
 from ovcast.runtime.precision import FORECAST_TOLERANCE, METRIC_TOLERANCE, choose_precision
+from ovcast.runtime.records import this_machine
 
 BF16_CPU = ["fma", "avx2", "avx512f", "avx512_bf16"]
 AVX2_CPU = ["fma", "avx2"]
@@ -45,7 +46,7 @@ def _record(within: bool, mse_change: float = 2e-4) -> dict:
             "mae_change": 0.0,
         },
         "tolerance": {"metric_change": METRIC_TOLERANCE, "forecast_rms_change": FORECAST_TOLERANCE},
-        "measured_on": {"cpu": "x", "cpu_family_model": "1/2", "isa": "", "openvino": "2026.4"},
+        "measured_on": this_machine(),
         "at": "2026-01-01T00:00:00Z",
     }
 

@@ -28,8 +28,8 @@ import numpy as np
 from ..cli._options import redefault
 from ..package import ModelPackage
 from ..parity import PARITY_BATCHES, parity_windows
-from ..runtime.cpu import cpu_info, isa_summary
 from ..runtime.precision import FORECAST_TOLERANCE, METRIC_TOLERANCE
+from ..runtime.records import this_machine
 from ..train.config import EvaluateConfig, SplitConfig
 
 VALIDATION_WINDOWS = 64
@@ -49,7 +49,6 @@ class PrecisionData(EvaluateConfig):
 
 def check_bf16(package: ModelPackage, data: PrecisionData | None = None) -> dict[str, Any]:
     """bf16 against f32 on this package: forecast and metric changes, and the verdict."""
-    import openvino as ov
 
     from ..runtime.engine import Engine
 
@@ -73,7 +72,6 @@ def check_bf16(package: ModelPackage, data: PrecisionData | None = None) -> dict
         and abs(metric["mae_change"]) <= METRIC_TOLERANCE
         and rms_change <= FORECAST_TOLERANCE
     )
-    cpu = cpu_info()
     return {
         "within_tolerance": bool(within),
         "forecast_max_abs_change": float(np.abs(changed).max()),
@@ -81,12 +79,7 @@ def check_bf16(package: ModelPackage, data: PrecisionData | None = None) -> dict
         "metric": metric,
         "tolerance": {"metric_change": METRIC_TOLERANCE, "forecast_rms_change": FORECAST_TOLERANCE},
         "compiled_as": bf16.config["INFERENCE_PRECISION_HINT"],
-        "measured_on": {
-            "cpu": cpu["model"],
-            "cpu_family_model": f"{cpu.get('family', '?')}/{cpu.get('model_number', '?')}",
-            "isa": isa_summary(cpu["flags"]),
-            "openvino": ov.get_version(),
-        },
+        "measured_on": this_machine(),  # it counts only here (runtime/records.py)
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 

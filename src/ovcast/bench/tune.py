@@ -32,9 +32,10 @@ import numpy as np
 from ..errors import ConfigError
 from ..package import ModelPackage
 from ..parity import parity_windows
-from ..runtime.cpu import cpu_info, usable_cores
+from ..runtime.cpu import usable_cores
 from ..runtime.engine import Engine
 from ..runtime.precision import native_bf16, summarize
+from ..runtime.records import this_machine
 from .precision import PrecisionData, check_bf16, record_bf16
 from .timing import alternate
 
@@ -128,7 +129,7 @@ def tune(
             **({"static_batch1": report.static_batch1} if report.static_batch1 is not None else {}),
             "measured": {
                 "score": report.best["score"],
-                "cpu": cpu_info()["model"],
+                **this_machine(),  # a config measured elsewhere is ignored (runtime/records.py)
                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             },
         }

@@ -23,9 +23,11 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import ModelPackageError
     from ..package import ModelPackage
     from ..runtime.compiled import use_static_batch1
-    from ..runtime.precision import bf16_record, choose_precision, summarize
+    from ..runtime.precision import bf16_evidence, choose_precision
+    from ..runtime.records import tuned_settings
 
     package = ModelPackage.load(args.model_dir)
     m = package.manifest
@@ -33,8 +35,15 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(m.to_dict(), indent=2))
         return 0
     source = m.source.get("hub_id") or m.source.get("path") or m.source.get("name")
-    tuned = {k: v for k, v in m.runtime_config.items() if k != "precision"}
-    latency = m.runtime_config.get("latency", {})
+    config = m.runtime_config if isinstance(m.runtime_config, dict) else {}
+    tuned = {k: v for k, v in config.items() if k != "precision"}
+    try:
+        static = "on" if use_static_batch1(None, tuned_settings(m, "latency")) else "off (tune)"
+    except ModelPackageError as exc:
+        static = f"unusable tuned config: {exc}"
+    precision = choose_precision(m)
+    if precision.hint == "bf16":
+        static = "off (in bf16 single windows go through the batch model: same answers)"
     parity = m.parity.get("fp32_vs_torch", {})
     rows = [
         ("package", str(package.path)),
@@ -60,9 +69,9 @@ def run(args: argparse.Namespace) -> int:
         ("export rewrites", ", ".join(m.parity.get("export_rewrites", [])) or "none"),
         ("scaler", _scaler_text(m)),
         ("tuned config", json.dumps(tuned) if tuned else "none"),
-        ("static batch 1", "on" if use_static_batch1(None, latency) else "off (tune measured)"),
-        ("bf16 check", _bf16_line(bf16_record(m), summarize)),
-        ("computes in (here)", str(choose_precision(m))),
+        ("static batch 1", static),
+        ("bf16 check", _bf16_line(bf16_evidence(m))),
+        ("computes in (here)", str(precision)),
         ("versions", ", ".join(f"{k} {v}" for k, v in m.versions.items())),
         ("created", m.created_at),
     ]
@@ -83,12 +92,14 @@ def _scaler_text(m: Any) -> str:
     return ", ".join(ch["kind"] for ch in m.scaler["channels"]) if m.scaler else "none"
 
 
-def _bf16_line(record: dict | None, summarize) -> str:
-    if record is None:
+def _bf16_line(evidence: Any) -> str:
+    if evidence.record is None:
         return "not measured (ovcast tune measures it where the CPU has bf16 units)"
-    where = record["measured_on"]
-    verdict = "within tolerance" if record["within_tolerance"] else "OUTSIDE tolerance"
+    if evidence.problem:
+        return f"not used: {evidence.problem}"
+    where = evidence.record["measured_on"]
+    verdict = "within tolerance" if evidence.within else "OUTSIDE tolerance"
     return (
-        f"{verdict}, {summarize(record)}; measured {record['at']} on {where['cpu']} "
-        f"({where['cpu_family_model']}), OpenVINO {where['openvino'].split('-')[0]}"
+        f"{verdict}, {evidence.summary()}; measured {evidence.record['at']} on {where['cpu']} "
+        f"({where['cpu_family_model']}), OpenVINO {where['openvino']}"
     )

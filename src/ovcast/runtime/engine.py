@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from .cpu import cpu_config
 from .inputs import as_batch, example_inputs, model_feeds
 from .precision import choose_precision, fallback_to_f32
 from .raw import future_exogenous, scale_inputs, scalers_for, unscale_forecast
+from .records import tuned_settings
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class Engine:
         self._series_scalers = self.package.series_scalers
         self.precision = choose_precision(m, precision_hint)
         properties = cpu_config(mode, threads=threads, streams=streams, pinning=pinning)
-        measured = m.runtime_config.get(mode, {})
+        measured = tuned_settings(m, mode)  # checked: ModelPackageError if malformed
         tuned = {k: v for k, v in measured.items() if k in properties}
         explicit = {
             "INFERENCE_NUM_THREADS": threads,
@@ -91,18 +91,22 @@ class Engine:
         if cache_dir is not None:
             Path(cache_dir).mkdir(parents=True, exist_ok=True)
             core.set_property({"CACHE_DIR": str(cache_dir)})
-        compile_models = partial(
-            CompiledModels,
-            core,
-            str(self.package.xml_path),
-            static_batch1=use_static_batch1(static_batch1, measured),
-        )
+
+        def compile_models() -> CompiledModels:
+            # In bf16 the static batch-1 model and the dynamic one round differently (forecasts
+            # moved ~1e-2 apart): single windows then go through the batch model too, so an
+            # answer never depends on whether other requests were batched with it.
+            static = use_static_batch1(static_batch1, measured) and self.precision.hint == "f32"
+            return CompiledModels(
+                core, str(self.package.xml_path), properties, static_batch1=static
+            )
+
         try:
-            self._models: CompiledModels | None = compile_models(properties)
+            self._models: CompiledModels | None = compile_models()
         except ModelPackageError as exc:
             self.precision = fallback_to_f32(self.precision, exc)  # re-raises if asked for
             properties["INFERENCE_PRECISION_HINT"] = self.precision.hint
-            self._models = compile_models(properties)
+            self._models = compile_models()
         self.compile_ms = (time.perf_counter() - started) * 1e3
         self.config = {
             key: _plain(self._models.first.get_property(key))
