@@ -202,3 +202,74 @@ def test_bench_without_torch_times_openvino_alone_and_says_what_it_skipped(small
         [*base, *fast, "--backends", "openvino,torch"], capture_output=True, text=True, timeout=120
     )
     assert named.returncode == 1 and "needs the 'torch' package" in named.stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        (["--json", "/proc/no-such-folder/x.json"], "--json"),
+        (["--json", "."], "is a folder"),
+        (["--report", "/proc/nope.md"], "--report"),
+        (["--plot", "x.txt"], "--plot"),
+        (["--duration", "0"], "seconds > 0"),
+        (["--duration", "nan"], "seconds > 0"),
+        (["--duration", "inf"], "seconds > 0"),
+        (["--duration", "-3"], "seconds > 0"),
+        (["--batch", "-1"], ">= 1"),
+        (["--batch", "0"], ">= 1"),
+        (["--batch", "1,x"], "whole numbers"),
+        (["--batch", "100000000"], "available memory"),
+        (["--backends", ""], "--backends is empty"),
+        (["--backends", " , "], "--backends is empty"),
+        (["--backends", "openvino,tensorflow"], "tensorflow"),
+    ],
+)
+def test_bench_refuses_bad_options_before_measuring(
+    small_package, monkeypatch, capsys, options, says
+):
+    from ovcast.bench import run as bench_run
+    from ovcast.cli import main
+
+    def measured(*args, **kwargs):
+        raise AssertionError("measured before checking the options")
+
+    monkeypatch.setattr(bench_run, "run_benchmark", measured)
+    try:
+        code = main(["-q", "bench", str(small_package), *options])
+    except SystemExit as exit:  # argparse refuses a malformed value itself
+        code = exit.code
+    assert code not in (0, None)
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if "error:" in line]) == 1
+
+
+@pytest.mark.parametrize("duration", ["0", "-1", "nan", "inf"])
+def test_tune_refuses_a_duration_that_is_not_positive(small_package, capsys, duration):
+    from ovcast.cli import main
+
+    before = (small_package / "ovcast.json").read_text()
+    with pytest.raises(SystemExit):
+        main(["-q", "tune", str(small_package), "--duration", duration])
+    assert "seconds > 0" in capsys.readouterr().err
+    assert (small_package / "ovcast.json").read_text() == before
+
+
+def test_impossible_figures_mark_the_run_noisy_not_met():
+    """A server faster than the engine inside it, or more than 100% of the machine's limit,
+    cannot be true: the run was too noisy to judge, so the target is not 'met'."""
+    from ovcast.bench.targets import NOISY, targets
+
+    def run(ratio: float, share: float) -> dict:
+        return {
+            "latency": {"1": {"openvino": {"p50_ms": 1.0, "percent_of_gemm_limit": share}}},
+            "throughput_mode": {"f32": {"percent_of_gemm_limit": share}},
+            "serving": {"jsonl pipe": {"p50_ratio_to_engine": ratio}},
+            "limit": {"gemm_gflops": 1.0, "flops_per_forecast": 1.0},
+        }
+
+    impossible = {name: met for name, _, _, met in targets(run(0.67, 118))}
+    assert set(impossible.values()) == {NOISY}
+    honest = {name: met for name, _, _, met in targets(run(1.05, 80))}
+    assert all(met is True for met in honest.values())
+    assert all(met is False for _, _, _, met in targets(run(1.3, 30)))

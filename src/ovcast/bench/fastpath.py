@@ -3,7 +3,9 @@
     as traced    the export without the speed rewrites, dynamic batch, f32
     + rewrites   the package as converted (``convert/rewrites.py``)
     + static     the static batch-1 model (``runtime/compiled.py``)
-    + bf16       computing in bf16 (where the CPU has bf16 units)
+    + bf16       computing in bf16 (where the CPU has bf16 units); single windows then go
+                 through the dynamic model too (``Engine``: in bf16 the two models round
+                 apart), so this step is measured against the static f32 one before it
 
 All steps run in one alternation at batch 1, so their ratios are fair on a noisy machine.
 The first step needs the source checkpoint and PyTorch (it re-exports without rewrites); it
@@ -43,7 +45,9 @@ def fast_path_steps(package: ModelPackage, duration_s: float, block: int, settle
         engines[f"+ {rewrites}"] = Engine(package, precision_hint="f32", static_batch1=False)
         engines["+ static batch-1 model"] = Engine(package, precision_hint="f32")
         if native_bf16():
-            engines["+ bf16"] = Engine(package, precision_hint="bf16")
+            engines["+ bf16 (the dynamic model: one model for every batch size)"] = Engine(
+                package, precision_hint="bf16"
+            )
         else:
             notes.append("bf16 left out: this CPU has no bf16 units")
         others = {n: v[0] for n, v in next(iter(engines.values())).example_inputs(1).items()}

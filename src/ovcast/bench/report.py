@@ -100,7 +100,7 @@ def table(results: dict[str, Any]) -> str:
             )
     lines.append("\ntargets")
     for name, goal, measured, met in targets(results):
-        mark = "-" if met is None else "met" if met else "MISSED"
+        mark = met if isinstance(met, str) else "-" if met is None else "met" if met else "MISSED"
         lines.append(f"  {name:<58} {goal:>9} {measured:>9}  {mark}")
     return "\n".join(lines)
 
@@ -335,7 +335,7 @@ def markdown(
     ]
     why = obstacles(results)
     for name, goal, measured, met in targets(results):
-        shown = "-" if met is None else "yes" if met else "no"
+        shown = met if isinstance(met, str) else "-" if met is None else "yes" if met else "no"
         out.append(
             f"| {name} | {goal} | {measured} | {shown} | {why.get(name, '') if met is False else ''} |"
         )

@@ -10,7 +10,16 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from ._options import positive_seconds
+
 log = logging.getLogger("ovcast.bench")
+
+BACKENDS = ("openvino", "openvino-bf16", "torch", "onnxruntime")
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+# Memory one window of a batch may take across the backends (inputs, activations, torch's
+# autograd-free intermediates), as a multiple of its input: a guard against a batch that
+# would exhaust the machine, not a measurement (ovcast bench measures peak RSS).
+WORKING_SET_PER_INPUT = 64
 
 DESCRIPTION = """\
 Benchmark a model package: every backend in one process, called in alternation on the same
@@ -52,7 +61,7 @@ def register(subparsers) -> None:
     p.add_argument("--batch", default="1,8,32", help="comma-separated batch sizes (default 1,8,32)")
     p.add_argument(
         "--duration",
-        type=float,
+        type=positive_seconds,
         default=10.0,
         help="seconds of each timed phase: each batch size, the fast path, throughput, clients, "
         "the servers, batching (default 10); the whole run takes several times that, printed "
@@ -88,6 +97,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
 
+    _check_outputs(args)  # before any work: a run must not measure for minutes, then fail
     if args.from_json:
         if not args.report and not args.plot:
             raise ConfigError("--from-json renders a page: give --report FILE.md (or --plot)")
@@ -98,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give MODEL_DIR (the package to measure), or --from-json FILE")
     from ..bench.report import table
 
-    results = _measure(args)
+    batches, backends = _check_measurement(args)
+    results = _measure(args, batches, backends)
     print(table(results))
     json_path = Path(args.json) if args.json else None
     if json_path:
@@ -107,26 +118,85 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _measure(args: argparse.Namespace) -> dict[str, Any]:
-    from ..bench.machine import describe, machine_slug
-    from ..bench.run import default_backends, planned_seconds, run_benchmark
-    from ..errors import DataError
+def _check_outputs(args: argparse.Namespace) -> None:
+    """--json, --plot and --report are files this run can write, checked before measuring."""
+    from ..errors import ConfigError
+    from ._output import output_file
+
+    for flag in ("json", "plot", "report"):
+        if getattr(args, flag):
+            _probe(output_file(getattr(args, flag), f"--{flag}"), f"--{flag}")
+    if args.plot and Path(args.plot).suffix.lower() not in PLOT_SUFFIXES:
+        raise ConfigError(
+            f"--plot {args.plot}: expected a file ending in {', '.join(PLOT_SUFFIXES)}"
+        )
+
+
+def _probe(path: Path, flag: str) -> None:
+    """Open ``path`` for appending (and remove it again if it was not there): the only sure
+    test that it can be written (root may write where the bits say no; /proc refuses)."""
+    from ..errors import ConfigError
+
+    existed = path.exists()
+    try:
+        with path.open("a"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{flag} {path}: cannot write it ({exc.strerror})") from None
+    if not existed:
+        path.unlink()
+
+
+def _check_measurement(args: argparse.Namespace) -> tuple[list[int], list[str]]:
+    """The batch sizes and backends to measure, checked before any work: each batch >= 1 and
+    small enough for this machine's free memory, the backends known and at least one."""
+    from ..bench.run import default_backends
+    from ..errors import ConfigError
+    from ..package import ModelPackage
 
     try:
         batches = [int(b) for b in args.batch.split(",")]
-    except ValueError as exc:
-        raise DataError(f"--batch {args.batch!r}: expected comma-separated integers") from exc
-    backends = (
-        [b.strip() for b in args.backends.split(",") if b.strip()]
-        if args.backends
-        else default_backends()
-    )
-    unknown = set(backends) - {"openvino", "openvino-bf16", "torch", "onnxruntime"}
-    if unknown:
-        raise DataError(
-            f"unknown backends {sorted(unknown)}; expected openvino, openvino-bf16, torch, "
-            "onnxruntime"
+    except ValueError:
+        raise ConfigError(
+            f"--batch {args.batch!r}: expected comma-separated whole numbers >= 1"
+        ) from None
+    if any(b < 1 for b in batches):
+        raise ConfigError(f"--batch {args.batch!r}: every batch size must be >= 1")
+    m = ModelPackage.load(args.model_dir).manifest
+    per_window = WORKING_SET_PER_INPUT * 4 * m.context_length * m.num_input_channels
+    most = max(1, _available_bytes() // 2 // per_window)
+    if max(batches) > most:
+        raise ConfigError(
+            f"--batch {max(batches)} would need about {max(batches) * per_window / 2**30:.1f} GiB "
+            f"for {m.context_length} x {m.num_input_channels} windows; at most {most} fits in "
+            "half of this machine's available memory"
         )
+    if args.backends is None:
+        return batches, default_backends()
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if not backends:
+        raise ConfigError(f"--backends is empty; name one or more of {', '.join(BACKENDS)}")
+    unknown = sorted(set(backends) - set(BACKENDS))
+    if unknown:
+        raise ConfigError(f"--backends: unknown {unknown}; expected some of {', '.join(BACKENDS)}")
+    return batches, backends
+
+
+def _available_bytes() -> int:
+    """MemAvailable from /proc/meminfo (else the physical memory)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _measure(args: argparse.Namespace, batches: list[int], backends: list[str]) -> dict[str, Any]:
+    from ..bench.machine import describe, machine_slug
+    from ..bench.run import planned_seconds, run_benchmark
+
     seconds = planned_seconds(
         args.duration,
         batches=len(batches),

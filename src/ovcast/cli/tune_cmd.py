@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._options import add_options, from_args
+from ._options import add_options, from_args, positive_seconds
 
 DESCRIPTION = """\
 Measure the OpenVINO CPU settings on this machine (threads, streams, pinning, the static
@@ -36,7 +36,12 @@ def register(subparsers) -> None:
     )
     p.add_argument("model_dir", metavar="MODEL_DIR")
     p.add_argument("--objective", choices=("latency", "throughput"), default="latency")
-    p.add_argument("--duration", type=float, default=3.0, help="seconds of alternation (default 3)")
+    p.add_argument(
+        "--duration",
+        type=positive_seconds,
+        default=3.0,
+        help="seconds of alternation (default 3; a finite number > 0)",
+    )
     p.add_argument("--no-env", action="store_true", help="skip the environment-variable probes")
     p.add_argument("--no-bf16", action="store_true", help="do not measure bf16's accuracy")
     p.add_argument("--dry-run", action="store_true", help="measure and report; do not save")
