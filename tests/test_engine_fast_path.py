@@ -253,3 +253,29 @@ def test_the_guides_isa_cap_with_a_bf16_package_still_forecasts(package_copy):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[0] in ("f32", "bf16")  # bf16 where the cap allows it
+
+
+def test_bf16_on_data_reads_the_packages_channels_by_name(package_copy, tmp_path):
+    """tune --data reads the CSV as evaluate does: by the package's channel names, and a
+    --columns order that swaps them is refused (it would score the wrong channels)."""
+    from ovcast import ConfigError
+
+    rows = 400
+    t = np.arange(rows)
+    csv = tmp_path / "named.csv"
+    csv.write_text(
+        "date,rsi,close,volume,extra\n"
+        + "".join(
+            f"2024-01-{1 + i // 24:02d} {i % 24:02d}:00:00,{50 + 10 * np.sin(i / 5):.4f},"
+            f"{100 + np.sin(i / 7):.4f},{2 + np.cos(i / 11):.4f},1\n"
+            for i in t
+        )
+    )
+    package = ModelPackage.load(package_copy)
+    by_name = check_bf16(package, PrecisionData(data=str(csv), splits="0.6,0.2"))
+    assert by_name["metric"]["mse_f32"] > 0  # the columns rsi,close,volume,extra were picked
+    with pytest.raises(ConfigError, match=r"\['close', 'volume', 'rsi'\]"):
+        check_bf16(
+            package,
+            PrecisionData(data=str(csv), splits="0.6,0.2", columns=["rsi", "close", "volume"]),
+        )

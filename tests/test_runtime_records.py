@@ -162,9 +162,14 @@ def test_bf16_asked_against_an_outside_record_warns(small_package, monkeypatch, 
     manifest = ModelPackage.load(small_package).manifest
     outside = _forged(lambda r: r.update(within_tolerance=False, forecast_rms_change=0.05))
     manifest.runtime_config["precision"] = {"bf16": outside}
+    monkeypatch.setenv(precision.PRECISION_ENV, "bf16")  # as `ovcast --precision bf16` does
     with caplog.at_level(logging.WARNING, logger="ovcast"):
-        assert choose_precision(manifest, "bf16", BF16_CPU).hint == "bf16"
+        assert choose_precision(manifest, None, BF16_CPU).hint == "bf16"
     assert "OUTSIDE tolerance" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ovcast"):  # bench/tune's own bf16 engines
+        assert choose_precision(manifest, "bf16", BF16_CPU).hint == "bf16"
+    assert not caplog.text
 
 
 def test_an_isa_cap_below_bf16_is_what_info_reports(small_package, monkeypatch):

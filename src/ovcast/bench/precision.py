@@ -118,7 +118,7 @@ def _data_metric(f32: Any, bf16: Any, data: PrecisionData) -> dict[str, Any]:
     from ..train.evaluate import evaluate, split_to_score
 
     windows, split, _ = split_to_score(
-        data, f32.context_length, f32.prediction_length, f32.num_channels
+        data, f32.context_length, f32.prediction_length, f32.num_channels, f32.channel_names
     )
     report = evaluate(
         {"f32": f32.predict, "bf16": bf16.predict},

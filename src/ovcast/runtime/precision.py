@@ -162,7 +162,9 @@ def choose_precision(
     if wanted == "f32":
         return PrecisionChoice("f32", "as asked", asked=True)
     capped = onednn_caps_bf16()
-    if wanted == "bf16":
+    if wanted == "bf16" and requested is not None:  # a program's own choice (bench, tune)
+        return PrecisionChoice("bf16", "as asked", asked=True)
+    if wanted == "bf16":  # ovcast --precision bf16 or $OVCAST_PRECISION: say what it costs
         evidence = bf16_evidence(manifest, here)
         if capped:
             log.warning("bf16 asked, but %s=%s caps oneDNN below bf16", ONEDNN_ISA_ENV, capped)

@@ -31,6 +31,9 @@ _BOOL_LITERALS = (b"true", b"false")
 Problem = tuple[str, str]  # (error code, message)
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def json_object(data: bytes | bytearray, *, what: str, expected: str) -> dict[str, Any]:
     """``data`` parsed as a JSON object, or InvalidRequestError naming what was expected."""
     try:
@@ -177,8 +180,26 @@ def cast(array: np.ndarray, *, name: str, datatype: str) -> np.ndarray:
             raise InvalidRequestError(
                 f"'{name}' is {datatype}: expected whole numbers", code="invalid_input"
             )
-    with np.errstate(over="ignore"):  # 1e39 becomes inf in FP32; the core reports it
-        return array.astype(dtype.newbyteorder("="), copy=False)
+    with np.errstate(over="ignore"):
+        converted = array.astype(dtype.newbyteorder("="), copy=False)
+    if converted is not array and dtype.kind == "f" and array.dtype.kind == "f":
+        beyond = beyond_float32(array, converted)  # 1e300 became inf: say what it really was
+        if beyond:
+            raise InvalidRequestError(f"'{name}' {beyond}", code="invalid_input")
+    return converted
+
+
+def beyond_float32(array: np.ndarray, as_float32: np.ndarray) -> str | None:
+    """Where a finite value of a wider float array became inf in float32 (beyond its range:
+    not a NaN or inf the client sent); None if nowhere."""
+    big = np.isinf(as_float32) & np.isfinite(array)
+    if not big.any():
+        return None
+    where = np.argwhere(big)[0].tolist()
+    return (
+        f"has {float(array[tuple(where)]):g} (first at index {where}), beyond float32's range "
+        f"(±{FLOAT32_MAX:.4g}); expected finite float32 numbers"
+    )
 
 
 def _dtype(datatype: str, name: str) -> np.dtype:
