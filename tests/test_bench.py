@@ -273,3 +273,26 @@ def test_impossible_figures_mark_the_run_noisy_not_met():
     honest = {name: met for name, _, _, met in targets(run(1.05, 80))}
     assert all(met is True for met in honest.values())
     assert all(met is False for _, _, _, met in targets(run(1.3, 30)))
+
+
+@pytest.mark.parametrize(("pinned", "kept"), [(0.97, True), (0.80, False)])
+def test_tune_keeps_the_default_unless_a_setting_clearly_wins(
+    small_package, monkeypatch, pinned, kept
+):
+    """Within the noise (here 3%) the default settings stay; a clear win (20%) is stored."""
+    from types import SimpleNamespace
+
+    from ovcast.bench import tune as tune_mod
+
+    def timed(runners, duration_s, **options):
+        def p50(key: str) -> float:
+            return pinned if '"ENABLE_CPU_PINNING": true' in key else 1.0
+
+        return {k: SimpleNamespace(p50=p50(k), forecasts_per_s=1.0) for k in runners}
+
+    monkeypatch.setattr(tune_mod, "alternate", timed)
+    report = tune_mod.tune(
+        small_package, duration_s=0.1, measure_env=False, save=False, check_precision=False
+    )
+    assert report.best["config"]["ENABLE_CPU_PINNING"] is (not kept)
+    assert report.static_batch1  # a tie keeps the static model

@@ -26,7 +26,7 @@ from ..errors import MissingDependencyError
 from ..package import ModelPackage
 from ..parity import parity_windows
 from ..runtime.cpu import usable_cores
-from ..runtime.precision import native_bf16, precision_for_process
+from ..runtime.precision import bf16_record, native_bf16, precision_for_process
 from . import backends as backend_mod
 from .limit import GEMM_SIZE, flops_per_forecast, gemm_runner
 from .machine import describe
@@ -76,7 +76,7 @@ def run_benchmark(
             "num_input_channels": m.num_input_channels,
             "precision": m.precision,
             "export_rewrites": m.parity.get("export_rewrites", []),
-            "bf16_check": m.runtime_config.get("precision", {}).get("bf16"),
+            "bf16_check": bf16_record(m),
         },
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "load_average_before": _load_average(),

@@ -41,7 +41,10 @@ from .timing import alternate
 
 log = logging.getLogger(__name__)
 
-STATIC_MARGIN = 0.03  # the dynamic model must be this much faster to turn the static one off
+# A setting must beat the default by more than this (p50) to be stored: on a shared box a
+# few percent is noise (the same run picked pinning at 2.36 vs 2.50 ms, and flipped the
+# static model's verdict between runs at a 3% margin).
+NOISE_MARGIN = 0.05
 
 GUIDE_ENV = {
     "ONEDNN_MAX_CPU_ISA": "AVX2",
@@ -188,13 +191,21 @@ def _tune_latency(package: ModelPackage, report: TuneReport, duration_s: float) 
     for key, (config, _, note) in engines.items():
         report.candidates.append({"config": config, "score": stats[key].p50, "note": note})
     eligible = [c for c in report.candidates if not c["note"]]
-    report.best = min(eligible, key=lambda c: c["score"])
+    fastest = min(eligible, key=lambda c: c["score"])
+    default = next(c for c in eligible if c["config"] == _default_latency(cores))
+    clearly = fastest["score"] < (1 - NOISE_MARGIN) * default["score"]
+    report.best = fastest if clearly else default  # a noisy tie keeps the default
     report.static_batch1 = _static_beats_dynamic(package, report.best["config"], duration_s)
+
+
+def _default_latency(cores: int) -> dict[str, Any]:
+    """The candidate that is the Engine's own latency default (``cpu.cpu_config``)."""
+    return {"INFERENCE_NUM_THREADS": cores, "NUM_STREAMS": 1, "ENABLE_CPU_PINNING": False}
 
 
 def _static_beats_dynamic(package: ModelPackage, best: dict[str, Any], duration_s: float) -> bool:
     """Keep the static batch-1 model unless the dynamic one is clearly faster (by more than
-    STATIC_MARGIN at p50) with the best settings: a noisy tie keeps the default."""
+    NOISE_MARGIN at p50) with the best settings: a noisy tie keeps the default."""
     m = package.manifest
     window = parity_windows(m.context_length, m.num_input_channels, 1)
     settings = {"threads": best["INFERENCE_NUM_THREADS"], "pinning": best["ENABLE_CPU_PINNING"]}
@@ -208,7 +219,7 @@ def _static_beats_dynamic(package: ModelPackage, best: dict[str, Any], duration_
         for kind in ("static", "dynamic")
     }
     stats = alternate(runners, duration_s=duration_s / 2)
-    return not stats["dynamic"].p50 < (1 - STATIC_MARGIN) * stats["static"].p50
+    return not stats["dynamic"].p50 < (1 - NOISE_MARGIN) * stats["static"].p50
 
 
 def _fp16_copy(package: ModelPackage, folder: Path) -> ModelPackage:

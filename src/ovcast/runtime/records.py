@@ -41,6 +41,7 @@ TUNED_SETTINGS: dict[str, type] = {
     "PERFORMANCE_HINT": str,
     "INFERENCE_PRECISION_HINT": str,
     "static_batch1": bool,
+    "batch_size": int,  # throughput: predict_many's batch
     "measured": dict,
 }
 
@@ -127,7 +128,7 @@ def tuned_settings(
                     f"{where}.{key} is not a setting ovcast knows (known: {sorted(TUNED_SETTINGS)})"
                 )
             field(tuned, key, TUNED_SETTINGS[key], where)
-            if key in ("INFERENCE_NUM_THREADS", "NUM_STREAMS") and value < 1:
+            if key in ("INFERENCE_NUM_THREADS", "NUM_STREAMS", "batch_size") and value < 1:
                 raise RecordError(f"{where}.{key} must be at least 1, got {value}")
     except RecordError as exc:
         raise ModelPackageError(f"{exc} in ovcast.json; run `ovcast tune` again") from None
