@@ -117,7 +117,7 @@ def test_a_malformed_precision_record_never_crashes_info_or_predict(
     assert main(["info", str(package_copy)]) == 0
     out = capsys.readouterr().out
     line = next(row for row in out.splitlines() if row.startswith("computes in (here)"))
-    assert "f32" in line
+    assert "f32 (the bf16 record " in line and "runtime_config.precision" in line
     engine = Engine(package_copy, warmup=False)
     assert engine.precision.hint == "f32"
     assert engine.predict(random_windows(1, 64, 3)[0]).shape == (16, 3)

@@ -30,6 +30,12 @@ for 1, 2, 4 and 8 concurrent clients and predict_many in the throughput configur
 end-to-end latency through the JSON-lines and HTTP servers next to the bare engine; cold
 start and peak RSS per backend; the targets, and what stands in the way of each missed one.
 
+Options are checked before anything is measured: --json/--plot/--report must be writable
+files (--plot: .png, .svg or .pdf), --duration a finite number of seconds > 0, each --batch
+>= 1 and within half the free memory, --backends non-empty and known. A figure that cannot
+be true (a server faster than its engine, > 100% of the machine's limit) marks its target
+INVALID (noisy run): rerun on a quieter machine.
+
 Every figure names its machine. To put several machines side by side, keep one JSON per
 machine beside the page (docs/bench-<machine>.json): the page lists all of them.
 

@@ -13,7 +13,9 @@ def register(subparsers) -> None:
         help="show a model package's manifest",
         description="Show a model package's manifest: shapes, channels, source, parity, scaler, "
         "the export rewrites, the tuned config, and the precision an engine computes in on this "
-        "machine with the evidence for it (ovcast tune measures bf16's effect).\n\n"
+        "machine with the evidence for it (ovcast tune measures bf16's effect). A bf16 record "
+        "or tuned config that does not count here (malformed, measured on another CPU or "
+        "OpenVINO release, outside ovcast's tolerances) is shown with the reason.\n\n"
         "example:\n  ovcast info models/default --json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -93,10 +95,10 @@ def _scaler_text(m: Any) -> str:
 
 
 def _bf16_line(evidence: Any) -> str:
-    if evidence.record is None:
-        return "not measured (ovcast tune measures it where the CPU has bf16 units)"
     if evidence.problem:
         return f"not used: {evidence.problem}"
+    if evidence.record is None:
+        return "not measured (ovcast tune measures it where the CPU has bf16 units)"
     where = evidence.record["measured_on"]
     verdict = "within tolerance" if evidence.within else "OUTSIDE tolerance"
     return (

@@ -9,14 +9,19 @@ from ._options import add_options, from_args, positive_seconds
 DESCRIPTION = """\
 Measure the OpenVINO CPU settings on this machine (threads, streams, pinning, the static
 batch-1 model, batch) in alternation, store the best in the package manifest (Engine then
-uses it by default), and measure the guide's environment variables one by one against none.
+uses it by default, on this machine and OpenVINO release only: a config measured elsewhere
+is ignored with a warning), and measure the guide's environment variables one by one
+against none. A setting must beat the Engine's default by more than 5% at p50 to replace it:
+less is noise on a shared machine.
 
 Where the CPU has bf16 units (AVX-512 BF16, AMX), tune first measures what bf16 does to the
 forecasts: their change against f32 on the package's own windows, and the change of MSE and
 MAE, on --data's split when given (else on synthetic validation windows). Within tolerance
 (metrics within 0.1%, forecasts within 1% RMS) the Engine then computes in bf16 by default;
 'ovcast --precision f32 COMMAND' or OVCAST_PRECISION=f32 keeps f32. 'ovcast info' shows the
-evidence.
+evidence. The record counts only on the machine and OpenVINO release that measured it, and
+only within ovcast's own tolerances. --data reads the CSV's columns by the package's channel
+names, as 'ovcast evaluate' does.
 
 examples:
   ovcast tune models/default

@@ -181,12 +181,12 @@ def choose_precision(
     if capped:
         return PrecisionChoice("f32", f"{ONEDNN_ISA_ENV}={capped} caps oneDNN below bf16")
     evidence = bf16_evidence(manifest, here)
+    if evidence.problem:
+        return PrecisionChoice("f32", f"{evidence.problem}; ovcast tune measures it anew")
     if evidence.record is None:
         return PrecisionChoice(
             "f32", "bf16 was not measured for this package (ovcast tune measures it)"
         )
-    if evidence.problem:
-        return PrecisionChoice("f32", f"{evidence.problem}; ovcast tune measures it anew")
     if not evidence.within:
         return PrecisionChoice(
             "f32", "bf16 was measured outside ovcast's tolerance", evidence.summary()
