@@ -254,7 +254,8 @@ def markdown(
         "with the first 2 after each switch untimed (another runtime's spinning threads would "
         "otherwise steal the cores), on the same fixed windows, so machine drift hits all alike. "
         "Quote medians (p50) and ratios, not single runs. `openvino` is `ovcast.Engine` in latency "
-        "mode computing in f32, as the others do (single windows go to its static batch-1 model); "
+        "mode computing in f32, as the others do (single windows go to its static batch-1 model; "
+        "in bf16 to the dynamic one, which answers them as it answers batches); "
         "`openvino-bf16` is the same engine computing in bf16 (only on CPUs with bf16 units; it "
         "is the Engine's default where `ovcast tune` measured bf16 within tolerance). PyTorch "
         "eager runs the HuggingFace model with `torch.set_num_threads(usable cores)`; ONNX "
@@ -372,7 +373,7 @@ def _load_section(results: dict[str, Any], where: str) -> list[str]:
             f"## Throughput ({where})",
             "",
             "`predict_many` over 64 windows with the throughput configuration (one single-threaded "
-            "stream per core, the async infer queue, the static batch-1 model), each call "
+            "stream per core, the async infer queue; in f32 the static batch-1 model), each call "
             "followed by GEMM calls that measure the limit beside it (medians of the rounds):",
             "",
             "| precision | streams | forecasts/s | GFLOP/s | GEMM GFLOP/s beside it | % of limit |",
