@@ -32,6 +32,14 @@ def _judged(met: bool, impossible: bool) -> bool | str:
     return NOISY if impossible else met
 
 
+def _share(name: str, percent: float, goal: float | None) -> Target:
+    """A share-of-the-limit row: judged against ``goal``, or only reported (None); over 100%
+    it cannot be true."""
+    if goal is None:
+        return (name, "reported", f"{percent:.0f}%", NOISY if percent > 100 else None)
+    return (name, f">= {goal:.0f}%", f"{percent:.0f}%", _judged(percent >= goal, percent > 100))
+
+
 def targets(results: dict[str, Any]) -> list[Target]:
     """(target, goal, measured, met?) from one run's figures."""
     rows: list[Target] = []
@@ -54,45 +62,24 @@ def targets(results: dict[str, Any]) -> list[Target]:
                         r <= goal,
                     )
                 )
-        share = ov["percent_of_gemm_limit"]
-        if backend == "openvino":
-            rows.append(
-                (
-                    "OpenVINO f32 batch-1 share of the f32 GEMM limit",
-                    f">= {SHARE_F32:.0f}%",
-                    f"{share:.0f}%",
-                    _judged(share >= SHARE_F32, share > 100),
-                )
+        rows.append(
+            _share(
+                f"{_name(backend)} batch-1 share of the {'f32' if backend == 'openvino' else 'bf16'} "
+                "GEMM limit",
+                ov["percent_of_gemm_limit"],
+                SHARE_F32 if backend == "openvino" else None,
             )
-        else:
-            rows.append(
-                (
-                    "OpenVINO bf16 batch-1 share of the bf16 GEMM limit",
-                    "reported",
-                    f"{share:.0f}%",
-                    NOISY if share > 100 else None,
-                )
-            )
+        )
     for precision, t in results.get("throughput_mode", {}).items():
-        p = t["percent_of_gemm_limit"]
-        if precision == "f32":
-            rows.append(
-                (
-                    "predict_many, throughput configuration, share of the f32 limit",
-                    f">= {THROUGHPUT_SHARE:.0f}%",
-                    f"{p:.0f}%",
-                    _judged(p >= THROUGHPUT_SHARE, p > 100),
-                )
+        f32 = precision == "f32"
+        rows.append(
+            _share(
+                "predict_many, throughput configuration, "
+                + ("share of the f32 limit" if f32 else f"{precision}, share of its limit"),
+                t["percent_of_gemm_limit"],
+                THROUGHPUT_SHARE if f32 else None,
             )
-        else:
-            rows.append(
-                (
-                    f"predict_many, throughput configuration, {precision}, share of its limit",
-                    "reported",
-                    f"{p:.0f}%",
-                    NOISY if p > 100 else None,
-                )
-            )
+        )
     tput = results.get("http_load", {}).get("throughput", {})
     if tput and "f32" in results.get("throughput_mode", {}):
         best = max(c["forecasts_per_s"] for c in tput.values())
