@@ -206,6 +206,9 @@ def test_live_dashboard_in_chromium_against_the_fake_coinbase(
                 latency = await at("[data-key='p50']").inner_text()
                 assert latency.endswith(" ms") and float(latency.split()[0]) > 0
                 assert await at("[data-key='name']").inner_text() == "market"
+                precision = await at("[data-key='precision']").inner_text()  # and why
+                assert precision.startswith(("f32: ", "bf16: ")) and len(precision) > 10
+                assert await at("[data-key='static_batch1']").inner_text() == "static batch-1 model"
                 shutil.rmtree(served)  # a new model in the same place, then SIGHUP: hot swap
                 shutil.copytree(second_market_package, served)
                 proc.send_signal(signal.SIGHUP)

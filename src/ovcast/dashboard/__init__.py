@@ -38,6 +38,9 @@ def engine_summary(engine: Engine) -> dict[str, Any]:
         "context_length": engine.context_length,
         "prediction_length": engine.prediction_length,
         "precision": engine.config.get("INFERENCE_PRECISION_HINT"),
+        "precision_reason": engine.precision.reason,
+        "precision_evidence": engine.precision.evidence,
+        "static_batch1": engine.static_batch1,
         "threads": engine.config.get("INFERENCE_NUM_THREADS"),
     }
 

@@ -254,7 +254,9 @@ function showModel(model) {
   rows("model", [
     ["name", "Name", model.name],
     ["shape", "Window → horizon", `${model.context_length} → ${model.prediction_length} bars`],
-    ["precision", "Precision", model.precision],
+    ["precision", "Precision", `${model.precision}: ${model.precision_reason}`],
+    ["precision_evidence", "bf16 check", model.precision_evidence || "not measured"],
+    ["static_batch1", "Single windows", model.static_batch1 ? "static batch-1 model" : "dynamic model"],
     ["threads", "Threads", String(model.threads)],
     ["path", "Package", model.path],
   ]);
