@@ -357,6 +357,11 @@ async def check_layout(page) -> None:
     assert (await page.locator("[data-product='DEMO-USD'] .ahead").inner_text()).startswith(
         "forecast "
     )
+    # The path wraps only when it is longer than its row (it depends on the temp dir's
+    # name): a narrow row makes it wrap whatever the path, and the breaks must follow slashes.
+    await page.evaluate(
+        "() => { document.querySelector(\"[data-key='path']\").style.width = '9em'; }"
+    )
     breaks = await page.evaluate(LINE_BREAKS, "[data-key='path']")
     assert breaks and all(before.endswith("/") for before in breaks), breaks
     # The chart follows the bars edge to edge (no bar, and no time label, cut at the left
