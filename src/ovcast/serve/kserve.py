@@ -24,7 +24,7 @@ import orjson
 
 from .._version import __version__
 from ..errors import InvalidRequestError
-from ..package import Manifest
+from ..package import PAST_VALUES, Manifest
 from . import tensors
 from .core import InferRequest, InferResult, ServedModel, optional_inputs
 
@@ -211,7 +211,9 @@ def _from_json_data(
         raise InvalidRequestError(
             f"input {name!r} has neither 'data' nor parameters.binary_data_size"
         )
-    array = tensors.from_json(data, name=name, datatype=datatype, source=source)
+    array = tensors.from_json(
+        data, name=name, datatype=datatype, source=source, nulls_as_nan=name == PAST_VALUES
+    )
     count = math.prod(shape)  # Python integers: [2**32, 2**32] must not wrap to 0
     if array.size != count:
         raise InvalidRequestError(
