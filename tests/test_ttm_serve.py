@@ -146,6 +146,14 @@ def test_http_infers_with_every_input_raw_and_missing(exogenous_package, request
         np.testing.assert_allclose(got, a["forecast_token_3"], atol=1e-5)
         with pytest.raises(InferenceServerException, match="'freq_token' is given twice"):
             client.infer("ttm", [window, token, one_token, future])
+        for binary in (True, False):  # a period by name, as KServe sends text: BYTES
+            named = tritonclient_http.InferInput("freq_token", [2], "BYTES")
+            named.set_data_from_numpy(np.array([b"h", b"1h"], dtype=object), binary_data=binary)
+            got = client.infer("ttm", [window, named, future]).as_numpy("prediction_outputs")
+            np.testing.assert_allclose(got, a["forecast"], atol=1e-5)
+        named.set_data_from_numpy(np.array([b"h", b"2h"], dtype=object), binary_data=True)
+        with pytest.raises(InferenceServerException, match="unknown frequency '2h'"):
+            client.infer("ttm", [window, named, future])
         raw = client.infer(
             "ttm",
             [_tensor("past_values", a["raw"][None]), _tensor("future_exogenous", a["known"][None])],
