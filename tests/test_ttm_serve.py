@@ -207,6 +207,8 @@ def test_jsonl_takes_the_inputs_object(exogenous_package, requests_and_answers):
             jsonl_line("6", a["scaled"], inputs={**two, "freq_token": "fortnight"})
         )
         assert "unknown frequency 'fortnight'" in unknown["error"]["message"]
+        huge = server.send(jsonl_line("6b", a["scaled"], inputs={**two, "freq_token": "9" * 30}))
+        assert "freq_token must be integers in [0, 10)" in huge["error"]["message"], huge
         # A name given twice is refused, not the last one silently used.
         twice = jsonl_line(
             "7", a["scaled"][0], inputs={"future_exogenous": a["future"][0], "freq_token": 3}

@@ -163,16 +163,18 @@ def _freq_token(
 
 def named_frequency_token(manifest: Manifest, name: str) -> int:
     """The token of a frequency given as text: a period ('h', '1h', '60min', 'D') or digits."""
-    if name.strip().isdigit():
-        return int(name)
     frequency = manifest.frequency or {}
-    mapping = frequency.get("mapping") or {}
+    mapping, vocab = frequency.get("mapping") or {}, int(frequency.get("vocab_size", 0))
+    text = name.strip()
+    if text.isascii() and text.isdigit():
+        if len(text) > 9 or int(text) >= vocab:  # never a number too large for int64
+            raise InvalidInputError(f"{FREQ_TOKEN} must be integers in [0, {vocab})")
+        return int(text)
     token = frequency_token(name, mapping)
     if token is None:
         raise InvalidInputError(
-            f"unknown frequency {name!r}; expected one of {sorted(mapping)} (or the same "
-            f"period spelt otherwise, such as '60min' for 'h') or a token below "
-            f"{int(frequency.get('vocab_size', 0))}"
+            f"unknown frequency {name[:40]!r}; expected one of {sorted(mapping)} (or the same "
+            f"period spelt otherwise, such as '60min' for 'h') or a token below {vocab}"
         )
     return token
 
