@@ -680,9 +680,11 @@ class ForecastService:
             what = "inf" if allow_nan else "NaN or inf"
             hint = " (NaN marks a missing value)" if allow_nan else ""
             if name == SCALED_INPUT and not allow_nan and np.isnan(array).any():
-                hint = (
-                    " (a missing value, NaN or a JSON null, needs a package with a "
-                    "past_observed_mask input: ovcast convert --observed-mask)"
+                return (
+                    f"'{name}' has a missing value (a JSON null or NaN, first at index "
+                    f"{np.argwhere(np.isnan(array))[0].tolist()}); expected numbers: missing "
+                    "values need a package with a past_observed_mask input (ovcast convert "
+                    "--observed-mask)"
                 )
             return f"'{name}' has {what} (first at index {where}); expected finite numbers{hint}"
         return None
