@@ -11,11 +11,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 
 pytest.importorskip("tsfm_public", reason="granite-tsfm is not installed (make install)")
 tritonclient_http = pytest.importorskip("tritonclient.http", reason="needs ovcast[test]")
-from serving import JsonLinesProcess, http_server, jsonl_line  # noqa: E402
+from serving import JsonLinesProcess, http_server, jsonl_line, request  # noqa: E402
 from test_ttm import _frame, ttm_checkpoint  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
@@ -54,6 +55,15 @@ def exogenous_package(tmp_path_factory) -> Path:
     )
     tsp.save_pretrained(ckpt)
     return convert(ckpt, folder / "pkg", name="ttm").path
+
+
+@pytest.fixture(scope="module")
+def masked_package(exogenous_package, tmp_path_factory) -> Path:
+    """The exogenous model with a past_observed_mask input: windows may miss values."""
+    folder = tmp_path_factory.mktemp("ttm-masked")
+    return convert(
+        Path(exogenous_package).parent / "ckpt", folder, name="ttm", observed_mask=True
+    ).path
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +141,19 @@ def test_http_infers_with_every_input_raw_and_missing(exogenous_package, request
         token = _tensor("freq_token", np.array([3, 3], np.int64), "INT64")
         got = client.infer("ttm", [window, token, future]).as_numpy("prediction_outputs")
         np.testing.assert_allclose(got, a["forecast_token_3"], atol=1e-5)
+        one_token = _tensor("freq_token", np.array(3, np.int64), "INT64")  # shape []: every window
+        got = client.infer("ttm", [window, one_token, future]).as_numpy("prediction_outputs")
+        np.testing.assert_allclose(got, a["forecast_token_3"], atol=1e-5)
+        with pytest.raises(InferenceServerException, match="'freq_token' is given twice"):
+            client.infer("ttm", [window, token, one_token, future])
+        for binary in (True, False):  # a period by name, as KServe sends text: BYTES
+            named = tritonclient_http.InferInput("freq_token", [2], "BYTES")
+            named.set_data_from_numpy(np.array([b"h", b"1h"], dtype=object), binary_data=binary)
+            got = client.infer("ttm", [window, named, future]).as_numpy("prediction_outputs")
+            np.testing.assert_allclose(got, a["forecast"], atol=1e-5)
+        named.set_data_from_numpy(np.array([b"h", b"2h"], dtype=object), binary_data=True)
+        with pytest.raises(InferenceServerException, match="unknown frequency '2h'"):
+            client.infer("ttm", [window, named, future])
         raw = client.infer(
             "ttm",
             [_tensor("past_values", a["raw"][None]), _tensor("future_exogenous", a["known"][None])],
@@ -170,8 +193,33 @@ def test_jsonl_takes_the_inputs_object(exogenous_package, requests_and_answers):
         bad = server.send(
             jsonl_line("4", nan, inputs={"future_exogenous": a["future"][0].tolist()})
         )
-        assert not bad["success"] and "nulls" in bad["error"]["message"]  # JSON's NaN
+        assert not bad["success"] and "past_observed_mask input" in bad["error"]["message"]
         assert server.send(jsonl_line("5", a["scaled"][0], series_id="x"))["success"] is False
+        # freq_token as the engine takes it: a named period, one token for every window.
+        two = {"future_exogenous": a["future"].tolist()}
+        for k, token in enumerate(["h", "1h", "60min", 7]):
+            got = server.send(jsonl_line(f"t{k}", a["scaled"], inputs={**two, "freq_token": token}))
+            assert got["success"], got
+            np.testing.assert_allclose(got["predictions"], a["forecast"], atol=1e-5)
+        got = server.send(jsonl_line("t9", a["scaled"], inputs={**two, "freq_token": ["h", 3]}))
+        assert got["error"]["code"] == "invalid_input"  # text and numbers: refused
+        unknown = server.send(
+            jsonl_line("6", a["scaled"], inputs={**two, "freq_token": "fortnight"})
+        )
+        assert "unknown frequency 'fortnight'" in unknown["error"]["message"]
+        huge = server.send(jsonl_line("6b", a["scaled"], inputs={**two, "freq_token": "9" * 30}))
+        assert "freq_token must be integers in [0, 10)" in huge["error"]["message"], huge
+        # A name given twice is refused, not the last one silently used.
+        twice = jsonl_line(
+            "7", a["scaled"][0], inputs={"future_exogenous": a["future"][0], "freq_token": 3}
+        )
+        twice = twice.replace(b'"freq_token":3', b'"freq_token":3,"freq_token":7')
+        answer = server.send(twice)
+        assert "names ['freq_token'] more than once" in answer["error"]["message"], answer
+        both = server.send(
+            jsonl_line("8", a["scaled"][0], inputs={"past_values": a["scaled"][0], **two})
+        )
+        assert "'past_values' is given twice" in both["error"]["message"]
     finally:
         assert server.close() == 0
 
@@ -206,6 +254,81 @@ def test_per_series_scalers_through_both_front_ends(series_package):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
 
 
+def test_missing_values_as_null_through_both_front_ends(masked_package, requests_and_answers):
+    """null in past_values is a missing value (NaN) for a package with an observed mask; a
+    channel with nothing observed is refused, not forecast as the training mean."""
+    a = requests_and_answers
+    holes = a["scaled"][0].copy()
+    holes[100:140, 1] = np.nan
+    future = a["future"][0]
+    expected = Engine(masked_package).predict(holes, future_exogenous=future)
+    blank = holes.copy()
+    blank[:, 2] = np.nan
+    nulls = [[None if np.isnan(v) else float(v) for v in row] for row in holes]
+    blank_nulls = [[*row[:2], None] for row in nulls]
+    server = JsonLinesProcess("--model", str(masked_package))
+    try:
+        got = server.send(jsonl_line("1", nulls, inputs={"future_exogenous": future}))
+        assert got["success"], got
+        np.testing.assert_allclose(got["predictions"], expected, atol=1e-5)
+        refused = server.send(jsonl_line("2", blank_nulls, inputs={"future_exogenous": future}))
+        assert refused["error"]["code"] == "invalid_input"
+        assert "no observed value in channel 2 ('price')" in refused["error"]["message"]
+        future_null = [[None], *future.tolist()[1:]]  # only the window may miss values
+        refused = server.send(jsonl_line("3", nulls, inputs={"future_exogenous": future_null}))
+        assert "'future_exogenous' holds nulls" in refused["error"]["message"]
+    finally:
+        assert server.close() == 0
+    with http_server(masked_package) as (_, port):
+
+        def infer(window):
+            body = orjson.dumps(
+                {
+                    "inputs": [
+                        {"name": "past_values", "shape": [1, 512, 3], "datatype": "FP32",
+                         "data": [v for row in window for v in row]},
+                        {"name": "future_exogenous", "shape": [1, HORIZON, 1],
+                         "datatype": "FP32", "data": future.reshape(-1).tolist()},
+                    ]
+                }
+            )  # fmt: skip
+            return request(port, "POST", "/v2/models/ttm/infer", body)
+
+        status, answer, _ = infer(nulls)
+        assert status == 200, answer
+        np.testing.assert_allclose(
+            np.reshape(answer["outputs"][0]["data"], (HORIZON, 1)), expected, atol=1e-5
+        )
+        status, answer, _ = infer(blank_nulls)
+        assert (status, answer["code"]) == (400, "invalid_input")
+        assert "no observed value in channel 2" in answer["error"]
+
+
+def test_channels_option_is_checked_against_the_forecast(exogenous_package):
+    """The model forecasts 1 of its 3 channels: --channels 2 fails at start, naming them; the
+    ready line says what an answer holds and which further inputs a request needs."""
+    refused = subprocess.run(
+        [sys.executable, "-m", "ovcast", "serve", "--mode", "jsonl"]
+        + ["--model", str(exogenous_package), "--channels", "2"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 1
+    assert "--channels [2] does not fit model 'ttm': it forecasts 1 channel ['load']" in (
+        refused.stderr
+    )
+    server = JsonLinesProcess("--model", str(exogenous_package), "--channels", "0")
+    try:
+        ready = server.ready
+        assert ready["num_channels"] == 3 and ready["forecast_channel_names"] == ["load"]
+        assert ready["required_inputs"] == ["future_exogenous"]
+        assert ready["optional_inputs"] == ["freq_token"]
+    finally:
+        assert server.close() == 0
+
+
 CPP_PROGRAM = r"""
 #include <cstdio>
 #include "inference_engine.h"
@@ -232,9 +355,19 @@ int main(int argc, char** argv) {
                            {"freq_token", {}, {3}}};
   ovcast::Result with = engine.predict(window, inputs);
   ovcast::Result without = engine.predict(window);  // future_exogenous is required
+  ovcast::Inputs twice = inputs;
+  twice.push_back({"freq_token", {}, {7}});
+  ovcast::Result repeated = engine.predict(window, twice);
   if (!with.ok()) { std::printf("error %s\n", with.message.c_str()); return 1; }
   for (const auto& row : with.predictions) std::printf("%.9g\n", row[0]);
-  std::printf("without %s %s\n", ovcast::to_string(without.error), without.server_code.c_str());
+  std::printf("without %s %s\n", ovcast::to_string(without.error), without.message.c_str());
+  std::printf("twice %s %s\n", ovcast::to_string(repeated.error), repeated.message.c_str());
+  const ovcast::ServerInfo& info = engine.server();
+  std::printf("forecasts %zu:%s required %zu:%s refused %llu server_errors %llu\n",
+              info.forecast_channel_names.size(), info.forecast_channel_names.at(0).c_str(),
+              info.required_inputs.size(), info.required_inputs.at(0).c_str(),
+              static_cast<unsigned long long>(engine.stats().invalid_input),
+              static_cast<unsigned long long>(engine.stats().server_errors));
   return 0;
 }
 """
@@ -278,7 +411,13 @@ def test_cpp_client_sends_the_further_inputs(tmp_path, exogenous_package, reques
     lines = done.stdout.splitlines()
     forecast = np.array([float(v) for v in lines[:HORIZON]])
     np.testing.assert_allclose(forecast, a["forecast_token_3"][0][:, 0], atol=1e-4)
-    assert lines[HORIZON].startswith("without ") and "invalid_request" in lines[HORIZON]
+    # Refused by the client, before sending: the ready line lists the required inputs.
+    assert lines[HORIZON].startswith("without invalid_input the model needs the input")
+    assert lines[HORIZON + 1].startswith("twice invalid_input input 'freq_token' is given twice")
+    assert (
+        lines[HORIZON + 2]
+        == "forecasts 1:load required 1:future_exogenous refused 2 server_errors 0"
+    )
 
 
 def test_hot_swap_checks_every_input(exogenous_package, tmp_path):
@@ -313,3 +452,44 @@ def test_hot_swap_checks_every_input(exogenous_package, tmp_path):
         slot.reload(bare.path)
     assert "raw scaling would be None, not one scaler" in str(refused.value)
     assert slot.engine.package.path == Path(exogenous_package)  # the old model serves on
+
+
+def test_cpp_example_sends_known_futures(tmp_path, exogenous_package, requests_and_answers):
+    """example.cpp --future FILE: the known future values of the exogenous channels; without
+    it, a model that needs them is refused with a word on how to give them."""
+    gxx = shutil.which("g++")
+    if gxx is None:
+        pytest.skip("g++ is not installed (apt-get install g++)")
+    a = requests_and_answers
+    source = Path(__file__).resolve().parents[1] / "clients" / "cpp" / "example.cpp"
+    binary = tmp_path / "example"
+    build = subprocess.run(
+        [gxx, "-std=c++17", "-Wall", "-Wextra", "-Werror", "-O1", "-o", binary, source],
+        capture_output=True,
+        text=True,
+    )
+    assert build.returncode == 0, build.stderr
+    window, future = tmp_path / "w.csv", tmp_path / "f.csv"
+    np.savetxt(
+        window, a["scaled"][0], delimiter=",", fmt="%.9g", header="load,temp,price", comments=""
+    )
+    np.savetxt(future, a["future"][0], delimiter=",", fmt="%.9g", header="temp", comments="")
+    command = [binary, "--python", sys.executable, "--no-faults"]
+    done = subprocess.run(
+        [*command, "--future", future, exogenous_package, window],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    (line,) = [x for x in done.stdout.splitlines() if x.startswith("FORECAST")]
+    assert "steps=96 channels=1" in line
+    first = float(line.split("first=")[1])
+    np.testing.assert_allclose(first, a["forecast"][0][0, 0], atol=1e-5)
+    without = subprocess.run(
+        [*command, exogenous_package, window], capture_output=True, text=True, timeout=300
+    )
+    assert without.returncode == 2
+    assert "needs the known future values of its exogenous channels: give --future" in (
+        without.stderr
+    )

@@ -5,10 +5,15 @@
 //   build/cpp/example models/default window.csv                  # server: `ovcast serve ...`
 //   build/cpp/example --python .venv/bin/python models/default window.csv  # `PYTHON -m ovcast ...`
 //   build/cpp/example --no-faults --bench 300 models/default window.csv    # forecasts/s
+//   build/cpp/example --future future.csv models/ttm window.csv  # a model with known futures
 //
 // window.csv: what `ovcast predict --input` reads (series_csv.h): a row per time step, a header
 // row and a timestamp column allowed, a longer series cut to the model's context, columns
-// taken by name when the header names the model's channels.
+// taken by name when the header names the model's channels. future.csv (--future, for models
+// whose ready line lists future_exogenous in required_inputs, e.g. TinyTimeMixer with control
+// columns): the known future values of the exogenous channels, a row per forecast step
+// (prediction_length rows) and a column per exogenous channel in the model's order
+// (`ovcast info MODEL_DIR` lists them), a header row and a timestamp column allowed.
 //
 // Output: one line per step, its first word a tag. SERVER and FORECAST; then, unless
 // --no-faults, three faults the example injects on purpose, each announced by a DEMO line
@@ -41,6 +46,7 @@ struct Args {
   std::string python;  // run the server as PYTHON -m ovcast (else the `ovcast` script)
   std::string model_dir;
   std::string csv;
+  std::string future;  // --future: the known future values (future_exogenous)
   bool faults = true;
   int bench = 0;
   int in_flight = 4;
@@ -53,6 +59,8 @@ bool parse_args(int argc, char** argv, Args* args) {
     bool has_value = i + 1 < argc;
     if (arg == "--python" && has_value)
       args->python = argv[++i];
+    else if (arg == "--future" && has_value)
+      args->future = argv[++i];
     else if (arg == "--no-faults")
       args->faults = false;
     else if (arg == "--bench" && has_value)
@@ -106,11 +114,12 @@ bool signal_server(const ovcast::InferenceEngine& engine, int sig, const char* d
 }
 
 // The demonstrations: every fault here is injected on purpose, and announced first.
-bool demonstrate_faults(ovcast::InferenceEngine& engine, const ovcast::Window& window) {
+bool demonstrate_faults(ovcast::InferenceEngine& engine, const ovcast::Window& window,
+                        const ovcast::Inputs& inputs) {
   std::cout << "DEMO 1/3 bad input: sending a 3-row window. Expect invalid_input at once: the "
                "client checks windows against the model's shape before sending.\n";
   ovcast::Window short_window(window.begin(), window.begin() + std::min<size_t>(3, window.size()));
-  ovcast::Result bad = engine.predict(short_window);
+  ovcast::Result bad = engine.predict(short_window, inputs);
   std::cout << "BAD_INPUT error=" << ovcast::to_string(bad.error) << " message=" << bad.message
             << '\n';
 
@@ -119,7 +128,7 @@ bool demonstrate_faults(ovcast::InferenceEngine& engine, const ovcast::Window& w
   pid_t crashed = engine.pid();
   if (signal_server(engine, SIGKILL, "DEMO 2/3")) {
     ovcast::wait_for_process_state(crashed, "Z", milliseconds(5000));  // dead before we ask
-    ovcast::Result after_kill = engine.predict(window);
+    ovcast::Result after_kill = engine.predict(window, inputs);
     if (report_failure("after the kill", after_kill)) return false;
     print_forecast("RESTARTED", after_kill);
   }
@@ -135,11 +144,11 @@ bool demonstrate_faults(ovcast::InferenceEngine& engine, const ovcast::Window& w
   if (signal_server(engine, SIGSTOP, "DEMO 3/3")) {
     ovcast::wait_for_process_state(frozen, "tT", milliseconds(5000));
     auto asked = ovcast::Clock::now();
-    ovcast::Result late = engine.predict(window, 0, deadline);
+    ovcast::Result late = engine.wait(engine.submit(window, inputs, 0, deadline));
     std::cout << "TIMEOUT error=" << ovcast::to_string(late.error)
               << " after_ms=" << static_cast<long>(ms_since(asked))
               << " deadline_ms=" << deadline.count() << '\n';
-    ovcast::Result again = engine.predict(window, 0, milliseconds(60000));
+    ovcast::Result again = engine.wait(engine.submit(window, inputs, 0, milliseconds(60000)));
     if (report_failure("after the hang", again)) return false;
     print_forecast("RECOVERED", again);
   }
@@ -182,14 +191,14 @@ std::string command_output(const std::string& command) {
 }
 
 // Forecasts per second over n requests, keeping `depth` of them in flight.
-double forecasts_per_second(ovcast::InferenceEngine& engine, const ovcast::Window& window, int n,
-                            int depth) {
+double forecasts_per_second(ovcast::InferenceEngine& engine, const ovcast::Window& window,
+                            const ovcast::Inputs& inputs, int n, int depth) {
   std::deque<ovcast::Ticket> in_flight;
   int failed = 0;
   auto start = ovcast::Clock::now();
   for (int i = 0; i < n || !in_flight.empty();) {
     if (i < n && static_cast<int>(in_flight.size()) < depth) {
-      in_flight.push_back(engine.submit(window, i, milliseconds(10000)));
+      in_flight.push_back(engine.submit(window, inputs, i, milliseconds(10000)));
       ++i;
       continue;
     }
@@ -201,7 +210,8 @@ double forecasts_per_second(ovcast::InferenceEngine& engine, const ovcast::Windo
   return n / seconds;
 }
 
-void bench(ovcast::InferenceEngine& engine, const ovcast::Window& window, const Args& args) {
+void bench(ovcast::InferenceEngine& engine, const ovcast::Window& window,
+           const ovcast::Inputs& inputs, const Args& args) {
   const std::string ovcast_cmd =
       args.python.empty() ? "ovcast" : shell_quote(args.python) + " -m ovcast";
   utsname host{};
@@ -221,10 +231,10 @@ void bench(ovcast::InferenceEngine& engine, const ovcast::Window& window, const 
             << ", horizon " << server.prediction_length << ", " << server.num_channels
             << " channels; " << args.bench << " forecasts per run, runs alternate, median of 3\n";
   std::vector<double> one, many;
-  forecasts_per_second(engine, window, std::min(args.bench, 20), 1);  // settle
+  forecasts_per_second(engine, window, inputs, std::min(args.bench, 20), 1);  // settle
   for (int round = 0; round < 3; ++round) {
-    one.push_back(forecasts_per_second(engine, window, args.bench, 1));
-    many.push_back(forecasts_per_second(engine, window, args.bench, args.in_flight));
+    one.push_back(forecasts_per_second(engine, window, inputs, args.bench, 1));
+    many.push_back(forecasts_per_second(engine, window, inputs, args.bench, args.in_flight));
   }
   std::sort(one.begin(), one.end());
   std::sort(many.begin(), many.end());
@@ -241,8 +251,11 @@ int main(int argc, char** argv) {
   if (!parse_args(argc, argv, &args)) {
     std::cerr
         << "usage: " << argv[0]
-        << " [--python PYTHON] [--no-faults] [--bench N [--in-flight K]] MODEL_DIR WINDOW_CSV\n"
+        << " [--python PYTHON] [--future FUTURE_CSV] [--no-faults] [--bench N [--in-flight K]]"
+           " MODEL_DIR WINDOW_CSV\n"
            "  PYTHON: run the server as `PYTHON -m ovcast serve` (default: `ovcast serve`)\n"
+           "  --future: known future values of the exogenous channels (future_exogenous),\n"
+           "    a row per forecast step, a column per exogenous channel\n"
            "  --no-faults: skip the fault demonstrations\n"
            "  --bench N: forecasts/s over N forecasts, 1 and K (default 4) in flight\n";
     return 2;
@@ -270,11 +283,27 @@ int main(int argc, char** argv) {
     std::vector<std::string> notes;  // as `ovcast predict` says them: rows cut, columns by name
     ovcast::Window window = series.window_for(server.context_length, server.channel_names, &notes);
     for (const auto& note : notes) std::cerr << "note: " << note << '\n';
-    ovcast::Result first = engine.predict(window, 1705678900000);
+    ovcast::Inputs inputs;
+    if (!args.future.empty()) {
+      const ovcast::Window future = ovcast::read_series_csv(args.future).values;
+      std::vector<float> flat;
+      for (const auto& row : future) flat.insert(flat.end(), row.begin(), row.end());
+      inputs.push_back({"future_exogenous", {future.size(), future.empty() ? 0 : future[0].size()},
+                        std::move(flat)});
+    }
+    for (const auto& name : server.required_inputs) {
+      if (name == "future_exogenous" && args.future.empty()) {
+        std::cerr << "error: model " << server.model
+                  << " needs the known future values of its exogenous channels: give --future "
+                     "FUTURE_CSV\n";
+        return 2;
+      }
+    }
+    ovcast::Result first = engine.predict(window, inputs, 1705678900000);
     if (report_failure("predict failed", first)) return 1;
     print_forecast("FORECAST", first);
-    if (args.faults && !demonstrate_faults(engine, window)) return 1;
-    if (args.bench > 0) bench(engine, window, args);
+    if (args.faults && !demonstrate_faults(engine, window, inputs)) return 1;
+    if (args.bench > 0) bench(engine, window, inputs, args);
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << '\n';
     return 1;

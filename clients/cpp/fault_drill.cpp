@@ -680,6 +680,27 @@ void units_ready() {
             &problem) == ReadyLine::Yes &&
             forecasts.forecast_channel_names == std::vector<std::string>{"b"} &&
             ready(good + R"(,"forecast_channel_names":[1])", &problem) == ReadyLine::Unusable);
+  ovcast::ServerInfo needs;
+  check("ready: required_inputs are read, and a request without one is refused before sending",
+        ovcast::detail::decode_ready(
+            R"({"event":"ready",)" + good + R"(,"required_inputs":["future_exogenous"]})", &needs,
+            &problem) == ReadyLine::Yes &&
+            needs.required_inputs == std::vector<std::string>{"future_exogenous"} &&
+            !ovcast::detail::check_required_inputs({}, needs, &problem) &&
+            problem.find("'future_exogenous'") != std::string::npos &&
+            ovcast::detail::check_required_inputs({{"future_exogenous", {1}, {0.5f}}}, needs,
+                                                  &problem) &&
+            ready(good + R"(,"required_inputs":"x")", &problem) == ReadyLine::Unusable);
+  std::string line, error;
+  const ovcast::Window window(1, std::vector<float>(1, 1.0f));
+  check("encode: an input named twice, or past_values among the inputs, is refused",
+        !ovcast::detail::encode_request("1", 0, window, &line, &error,
+                                        {{"freq_token", {}, {3}}, {"freq_token", {}, {7}}}) &&
+            error.find("'freq_token' is given twice") != std::string::npos &&
+            !ovcast::detail::encode_request("1", 0, window, &line, &error,
+                                            {{"past_values", {1, 1}, {1.0f}}}) &&
+            ovcast::detail::encode_request("1", 0, window, &line, &error,
+                                           {{"freq_token", {}, {3}}}));
   std::string bad_cases[] = {
       R"("context_length":1e300,"prediction_length":96,"num_channels":2)",
       R"("context_length":-1,"prediction_length":96,"num_channels":2)",

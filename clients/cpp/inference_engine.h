@@ -22,8 +22,9 @@
 //   ends as Timeout (a ready server had it) or Unavailable (no ready server: starting,
 //   restarting, backing off). Deadlines are clamped to [0, 100 years]: no overflow.
 // - Windows are checked against the ready line's context_length and num_channels (and for
-//   NaN/inf) before anything is encoded: a wrong window costs nothing but InvalidInput.
-//   Answers are checked against its prediction_length and channels and for finite float32
+//   NaN/inf), further inputs for its required_inputs and repeated names, before anything is
+//   encoded: a wrong request costs nothing but InvalidInput. Answers are checked against
+//   its prediction_length and forecast channels (forecast_channel_names) and for finite float32
 //   values; anything else is ProtocolError. A server's error answer is ServerError with its
 //   code (e.g. model_output_not_finite).
 // - A slow server is not a hung one. A server is hung when it has a request to answer (one
@@ -200,6 +201,7 @@ struct ServerInfo {
   int num_channels = 0;
   std::vector<std::string> channel_names;
   std::vector<std::string> forecast_channel_names;  // when the server says which it forecasts
+  std::vector<std::string> required_inputs;  // further inputs every request must carry
   std::string ready_line;
 };
 
@@ -784,6 +786,18 @@ inline bool encode_request(const std::string& request_id, int64_t timestamp_ms,
   if (!inputs.empty()) {
     *line += ",\"inputs\":{";
     for (size_t k = 0; k < inputs.size(); ++k) {
+      const std::string& name = inputs[k].name;
+      if (name == "past_values") {
+        *error = "input 'past_values' is the window; give it as the window, not in inputs";
+        return false;
+      }
+      for (size_t j = 0; j < k; ++j) {
+        if (inputs[j].name == name) {
+          *error = "input '" + name + "' is given twice (inputs " + std::to_string(j) + " and " +
+                   std::to_string(k) + "); give each input once";
+          return false;
+        }
+      }
       if (k) *line += ',';
       *line += '"' + inputs[k].name + "\":";
       if (!append_tensor(line, inputs[k], error)) return false;
@@ -811,6 +825,21 @@ inline bool check_window(const Window& window, const ServerInfo& info, std::stri
            std::to_string(info.num_channels) +
            "] (the model's context_length and num_channels, from the server's ready line)";
   return false;
+}
+
+// The further inputs the ready line says every request needs are all there (cheap: names only).
+inline bool check_required_inputs(const Inputs& inputs, const ServerInfo& info,
+                                  std::string* error) {
+  for (const std::string& required : info.required_inputs) {
+    bool given = false;
+    for (const Tensor& tensor : inputs) given = given || tensor.name == required;
+    if (!given) {
+      *error = "the model needs the input '" + required +
+               "' (the server's ready line lists it in required_inputs; see Tensor)";
+      return false;
+    }
+  }
+  return true;
 }
 
 // What an answer says about which request it answers.
@@ -1030,6 +1059,17 @@ inline ReadyLine decode_ready(std::string_view line, ServerInfo* info, std::stri
     }
     if (!good) {
       *problem = "the ready line's forecast_channel_names are not a list of names";
+      return ReadyLine::Unusable;
+    }
+  }
+  if (const Json* names = json.get("required_inputs")) {
+    bool good = names->kind == Json::Array;
+    for (const Json& name : names->array) {
+      good = good && name.kind == Json::String;
+      if (good) read.required_inputs.push_back(name.string);
+    }
+    if (!good) {
+      *problem = "the ready line's required_inputs are not a list of names";
       return ReadyLine::Unusable;
     }
   }
@@ -1291,6 +1331,7 @@ class InferenceEngine {
     request.deadline = detail::after(Clock::now(), timeout);
     Result result;
     if (!detail::check_window(window, info_, &result.message) ||
+        !detail::check_required_inputs(inputs, info_, &result.message) ||
         !detail::encode_request(request.id, timestamp_ms, window, &request.line, &result.message,
                                 inputs, options_.encoding)) {
       result.error = Error::InvalidInput;

@@ -146,16 +146,8 @@ def _freq_token(
                 f"integer below {vocab} or one of {sorted(mapping)}"
             )
         given = frequency["default"]
-    if isinstance(given, str) and given.strip().isdigit():
-        given = int(given)
     if isinstance(given, str):
-        token = frequency_token(given, mapping)
-        if token is None:
-            raise InvalidInputError(
-                f"unknown frequency {given!r}; expected one of {sorted(mapping)} (or the same "
-                f"period spelt otherwise, such as '60min' for 'h') or a token below {vocab}"
-            )
-        given = token
+        given = named_frequency_token(manifest, given)
     tokens = np.asarray(given)
     if tokens.ndim == 0 or (single and tokens.shape == (1,)):
         tokens = np.full(batch, tokens.reshape(()).item() if tokens.size == 1 else 0)
@@ -167,6 +159,24 @@ def _freq_token(
     if np.any(tokens != np.round(tokens)) or np.any(tokens < 0) or np.any(tokens >= vocab):
         raise InvalidInputError(f"{FREQ_TOKEN} must be integers in [0, {vocab})")
     return tokens.astype(np.int64)
+
+
+def named_frequency_token(manifest: Manifest, name: str) -> int:
+    """The token of a frequency given as text: a period ('h', '1h', '60min', 'D') or digits."""
+    frequency = manifest.frequency or {}
+    mapping, vocab = frequency.get("mapping") or {}, int(frequency.get("vocab_size", 0))
+    text = name.strip()
+    if text.isascii() and text.isdigit():
+        if len(text) > 9 or int(text) >= vocab:  # never a number too large for int64
+            raise InvalidInputError(f"{FREQ_TOKEN} must be integers in [0, {vocab})")
+        return int(text)
+    token = frequency_token(name, mapping)
+    if token is None:
+        raise InvalidInputError(
+            f"unknown frequency {name[:40]!r}; expected one of {sorted(mapping)} (or the same "
+            f"period spelt otherwise, such as '60min' for 'h') or a token below {vocab}"
+        )
+    return token
 
 
 def _extra(spec: TensorSpec, given: Any, batch: int, single: bool) -> np.ndarray:

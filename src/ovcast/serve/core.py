@@ -47,7 +47,7 @@ from ..errors import (
 )
 from ..package import FREQ_TOKEN, MANIFEST_FILE, OBSERVED_MASK, Manifest, ModelPackage
 from ..runtime.engine import Engine
-from ..runtime.inputs import model_feeds
+from ..runtime.inputs import model_feeds, named_frequency_token
 from ..runtime.raw import scale_inputs, unscale_forecast
 from ..runtime.slot import EngineSlot, load_checked
 from ..scaling import Scaler
@@ -300,6 +300,7 @@ class ForecastService:
                     raise ModelPackageError(
                         f"--raw needs packages with a scaler; {path} carries none"
                     )
+                self._check_channels_option(package.manifest, source.name or package.manifest.name)
                 smallest = _smallest_request(package.manifest)
                 if cap is not None and cap < smallest:
                     raise ServerStartError(
@@ -549,7 +550,9 @@ class ForecastService:
                     )
                 )
         inputs: Inputs = {}
-        shapes: set[tuple[int, bool]] = set()  # (batch, single) of every input
+        batch_sizes: dict[str, int] = {}  # windows per input
+        single = False  # one window without its batch axis (past_values decides)
+        every_window: list[str] = []  # one value given for every window (freq_token: 7)
         optional = optional_inputs(m)
         for spec in m.inputs:
             if spec.name not in request.inputs:
@@ -565,6 +568,18 @@ class ForecastService:
             array = request.inputs[spec.name]
             if array is None:
                 continue  # undecodable: the codec has said why
+            if spec.name == FREQ_TOKEN and array.dtype.kind == "U":  # a named period: "h"
+                problem = self._check_tensor(spec.name, array, spec.shape)  # before reading
+                if problem:
+                    problems.append(("invalid_input", problem))
+                    continue
+                try:
+                    array = np.vectorize(partial(named_frequency_token, m), otypes=[np.int64])(
+                        array
+                    )
+                except OvcastError as exc:
+                    problems.append(("invalid_input", str(exc)))
+                    continue
             if array.dtype != tensors.DTYPES.get(spec.datatype):
                 try:  # JSON lines sends every input as FP32: the model's datatype decides
                     array = tensors.cast(array, name=spec.name, datatype=spec.datatype)
@@ -576,18 +591,29 @@ class ForecastService:
             if problem:
                 problems.append(("invalid_input", problem))
                 continue
-            single = array.ndim == len(spec.shape) - 1
-            batched = array[None] if single else array
+            unbatched = array.ndim == len(spec.shape) - 1
+            if spec.name == SCALED_INPUT:
+                single = unbatched
+            elif unbatched and array.ndim == 0:  # one value per window, given once: for all
+                inputs[spec.name] = array
+                every_window.append(spec.name)
+                continue
+            batched = array[None] if unbatched else array
             inputs[spec.name] = np.ascontiguousarray(batched)
-            shapes.add((len(batched), single))
-        if len(shapes) > 1:
+            batch_sizes[spec.name] = len(batched)
+        sizes = set(batch_sizes.values())
+        if len(sizes) > 1:
+            given = ", ".join(f"{name} {size}" for name, size in batch_sizes.items())
             problems.append(
-                ("invalid_input", f"inputs disagree on the batch size: {sorted(shapes)}")
+                (
+                    "invalid_input",
+                    f"inputs disagree on the batch size (windows per input: {given}); expected "
+                    "one size for all (a one-number input applies to every window)",
+                )
             )
         channels = request.channels if request.channels is not None else self.config.channels
-        width = m.outputs[0].shape[-1] if m.outputs[0].shape[-1] > 0 else m.num_input_channels
         if channels is not None:
-            problem = _check_channels(channels, width)
+            problem = _check_channels(channels, forecast_width(m))
             if problem:
                 problems.append(("invalid_input", problem))
         raw = request.raw if request.raw is not None else self.config.raw
@@ -597,8 +623,8 @@ class ForecastService:
                 ("invalid_input", f"raw: model {m.name!r} carries no scaler, so raw values cannot "
                  "be scaled; send model-space (scaled) values or pick a model with a scaler")
             )  # fmt: skip
-        elif raw and len(shapes) == 1:
-            ((rows, single),) = shapes
+        elif raw and len(sizes) == 1:
+            (rows,) = sizes
             try:
                 scalers = engine.scalers_for(request.series_id, rows, single)
             except OvcastError as exc:
@@ -613,6 +639,9 @@ class ForecastService:
                 code=code,
                 request_id=request.request_id,
             )
+        (rows,) = sizes
+        for name in every_window:
+            inputs[name] = np.full(rows, inputs[name], dtype=inputs[name].dtype)
         if scalers is not None and SCALED_INPUT in inputs:
             with np.errstate(all="ignore"):
                 scaled = scale_inputs(m, scalers, inputs)
@@ -628,7 +657,6 @@ class ForecastService:
             others = {k: v for k, v in inputs.items() if k != SCALED_INPUT}
             feeds, _ = model_feeds(m, inputs[SCALED_INPUT], others)
             inputs = {spec.name: feed for spec, feed in zip(m.inputs, feeds, strict=True)}
-        ((rows, single),) = shapes
         return _Prepared(engine, inputs, rows, single, channels, raw, scalers)
 
     def _check_tensor(
@@ -646,11 +674,20 @@ class ForecastService:
                 f"'{name}' holds {shape[0]} windows; at most {self.config.max_request_batch} per "
                 "request (--max-request-batch)"
             )
+        if array.dtype.kind != "f":
+            return None
         bad = np.isinf(array) if allow_nan else ~np.isfinite(array)
-        if array.dtype.kind == "f" and bad.any():
+        if bad.any():
             where = np.argwhere(bad)[0].tolist()
             what = "inf" if allow_nan else "NaN or inf"
             hint = " (NaN marks a missing value)" if allow_nan else ""
+            if name == SCALED_INPUT and not allow_nan and np.isnan(array).any():
+                return (
+                    f"'{name}' has a missing value (a JSON null or NaN, first at index "
+                    f"{np.argwhere(np.isnan(array))[0].tolist()}); expected numbers: missing "
+                    "values need a package with a past_observed_mask input (ovcast convert "
+                    "--observed-mask)"
+                )
             return f"'{name}' has {what} (first at index {where}); expected finite numbers{hint}"
         return None
 
@@ -803,6 +840,7 @@ class ForecastService:
                         self._load_engine, path, default.engine, str(default.path)
                     )
                     candidates[version] = (path, engine)
+                self._check_channels_option(candidates[version][1].package.manifest, model.name)
             except Exception as exc:  # noqa: BLE001
                 refused.append(str(_reload_error(f"{model.name} version {version}", exc)))
         if refused:
@@ -827,12 +865,7 @@ class ForecastService:
                 name = source.name or expect_name or _manifest_name(path)
                 log.info("loading %s version %s", name, version)
                 served = versions[version] = ServedModel(name, version, path, self)
-                width = served.manifest.num_input_channels
-                if self.config.channels is not None and max(self.config.channels) >= width:
-                    raise ModelPackageError(
-                        f"--channels {self.config.channels} out of range for {name!r}, which "
-                        f"forecasts {width} channels"
-                    )
+                self._check_channels_option(served.manifest, name)
         except BaseException:
             _close_versions(versions.values())
             raise
@@ -842,6 +875,20 @@ class ForecastService:
             self._named[name] = ModelSource(name, source.path, source.version_policy)
         source = ModelSource(name, source.path, source.version_policy)
         return _Model(name, source, versions, versioned)
+
+    def _check_channels_option(self, m: Manifest, name: str) -> None:
+        """``--channels`` selects among the forecast's channels: each must exist in ``m``'s."""
+        channels = self.config.channels
+        if channels is None:
+            return
+        width = forecast_width(m)
+        problem = _check_channels(channels, width)
+        if problem:
+            names = [m.channel_names[i] for i in m.forecast_channels]
+            raise ModelPackageError(
+                f"--channels {channels} does not fit model {name!r}: it forecasts {width} channel"
+                f"{'s'[: width > 1]} {names} ({problem})"
+            )
 
     def _publish(self, models: dict[str, _Model]) -> None:
         """Make ``models`` the served set, with the body cap that fits them (and every model
@@ -876,6 +923,26 @@ def _run_engine(engine: Engine, inputs: Inputs) -> Outputs:
     m = engine.package.manifest
     others = {spec.name: inputs[spec.name] for spec in m.extra_inputs}
     return {m.outputs[0].name: engine.predict(inputs[m.inputs[0].name], **others)}
+
+
+def forecast_width(m: Manifest) -> int:
+    """Channels in the model's forecast (what ``channels`` selects among)."""
+    width = m.outputs[0].shape[-1]
+    return width if width > 0 else len(m.forecast_channels)
+
+
+def answered_inputs_and_channels(m: Manifest, config: ServiceConfig) -> dict[str, list[str]]:
+    """What a client of one model needs to know beyond the window (the JSON-lines ready
+    line): the names of the channels an answer holds (the forecast's, or those --channels
+    selects), and the further inputs every request must carry and those it may."""
+    names = [m.channel_names[i] for i in m.forecast_channels]
+    optional = optional_inputs(m)
+    further = [t.name for t in m.extra_inputs]
+    return {
+        "forecast_channel_names": [names[c] for c in config.channels or range(len(names))],
+        "required_inputs": [name for name in further if name not in optional],
+        "optional_inputs": [name for name in further if name in optional],
+    }
 
 
 def optional_inputs(m: Manifest) -> set[str]:

@@ -37,7 +37,7 @@ from typing import BinaryIO
 
 from ..errors import PayloadTooLargeError, ServingError
 from . import jsonl_codec as codec
-from .core import ForecastService, Pending, as_serving_error
+from .core import ForecastService, Pending, answered_inputs_and_channels, as_serving_error
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class JsonLinesServer:
                 prediction_length=engine.prediction_length,
                 num_channels=engine.num_channels,
                 channel_names=engine.channel_names,
+                **answered_inputs_and_channels(engine.package.manifest, self.service.config),
             )
         if ready_line:
             self._write(codec.encode(info))

@@ -5,14 +5,17 @@ Request (one JSON object per line):
      "channels": [0], "raw": false, "model": "btc"}
     request_id      string or integer, echoed back (required)
     timestamp_ms    integer, echoed back (optional)
-    past_values     [context][channels] numbers, or [batch][context][channels] (required); or
-                    {"base64": "...", "shape": [512, 7]}: little-endian float32, row-major
+    past_values     [context][channels] numbers, or [batch][context][channels] (required);
+                    null marks a missing value, for models with a past_observed_mask input;
+                    or {"base64": "...", "shape": [512, 7]}: little-endian float32, row-major
                     (the binary form: about half the bytes, and decoded without a Python
                     number per value)
     inputs          {"name": values} further named inputs, for models that take them
                     (TinyTimeMixer: freq_token, future_exogenous, past_observed_mask; one
                     window's values without the batch axis, e.g. "freq_token": 7; each as
-                    numbers or, for arrays, in the binary form)
+                    numbers or, for arrays, in the binary form; one freq_token applies to
+                    every window; it may name a period: "h", "1h")
+Each field and input once: a line that repeats a name is refused.
     series_id       raw: whose scaler, for packages with one scaler per series (optional)
     response_encoding  "json" (default) or "base64": the predictions in the binary form
     channels        output channel indices (optional; default: the server's, else all)
@@ -39,6 +42,7 @@ numpy arrays: no per-float Python loops.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +50,7 @@ import numpy as np
 import orjson
 
 from ..errors import InvalidRequestError, ServingError
+from ..package import FREQ_TOKEN
 from . import tensors
 from .core import SCALED_INPUT, InferRequest, InferResult
 
@@ -109,16 +114,26 @@ def decode(line: bytes | bytearray) -> LineRequest | Command:
         values[SCALED_INPUT] = data["past_values"]
     extra = data.get("inputs")
     if isinstance(extra, dict):
+        if SCALED_INPUT in values and SCALED_INPUT in extra:
+            problem(f"input {SCALED_INPUT!r} is given twice (top level and in 'inputs')")
         values.update(extra)
     elif extra is not None:
         problem("'inputs' must be an object {\"name\": values}")
+    repeated = _repeated_keys(line, [data, extra if isinstance(extra, dict) else {}])
+    if repeated:
+        problem(f"the line names {repeated} more than once; name each field and input once")
     inputs: dict[str, np.ndarray | None] = {}
     for name, value in values.items():
         try:
+            if name == FREQ_TOKEN and _is_text(value):
+                inputs[name] = np.asarray(value)  # a named period ("h", "1h"): the core reads it
+                continue
             if isinstance(value, dict):
                 inputs[name] = tensors.from_base64(value, name=name)
             else:
-                inputs[name] = tensors.from_json(value, name=name, source=line)
+                inputs[name] = tensors.from_json(
+                    value, name=name, source=line, nulls_as_nan=name == SCALED_INPUT
+                )
         except InvalidRequestError as exc:
             problems.append((exc.code, str(exc)))
             inputs[name] = None
@@ -133,6 +148,41 @@ def decode(line: bytes | bytearray) -> LineRequest | Command:
         problems=problems,
     )
     return LineRequest(request, timestamp, encoding == "base64")
+
+
+def _is_text(value: Any) -> bool:
+    """A string, or a non-empty list of strings (one per window)."""
+    if isinstance(value, list):
+        return bool(value) and all(isinstance(v, str) for v in value)
+    return isinstance(value, str)
+
+
+def _repeated_keys(line: bytes | bytearray, objects: list[dict[str, Any]]) -> list[str]:
+    """Keys a JSON object of the line repeats (orjson keeps the last one, silently).
+
+    Cheap first: a key whose quoted text appears once in the line cannot repeat (unless
+    spelt with escapes); only a line where one appears more often, or with a backslash, is
+    parsed again, by the standard library, to be sure.
+    """
+    if b"\\" not in line and all(
+        line.count(orjson.dumps(key)) < 2 for obj in objects for key in obj
+    ):
+        return []
+    repeated: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen and key not in repeated:
+                repeated.append(key)
+            seen.add(key)
+        return dict(items)
+
+    try:
+        json.loads(line, object_pairs_hook=pairs)
+    except ValueError:  # orjson read it: whatever the standard library refuses is not ours
+        return []
+    return repeated
 
 
 def _decode_command(data: dict[str, Any], request_id: Any) -> Command:

@@ -24,7 +24,7 @@ import orjson
 
 from .._version import __version__
 from ..errors import InvalidRequestError
-from ..package import Manifest
+from ..package import FREQ_TOKEN, PAST_VALUES, Manifest
 from . import tensors
 from .core import InferRequest, InferResult, ServedModel, optional_inputs
 
@@ -143,14 +143,15 @@ def decode_infer(
             problem(f"{where}: 'shape' must be a list of non-negative integers, got {shape!r:.80}")
             shape = None
         datatype = tensor.get("datatype")
-        if datatype != expected_type:
+        named = tensor_name == FREQ_TOKEN and datatype == "BYTES"  # periods by name: "h"
+        if datatype != expected_type and not named:
             problem(f"{where}: datatype {datatype!r:.40}; expected {expected_type!r}")
         tensor_parameters = _object(tensor.get("parameters"), f"{where}.parameters", problem)
         size = tensor_parameters.get("binary_data_size")
         if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
             problem(f"{where}: parameters.binary_data_size must be a non-negative integer")
             continue
-        if shape is None or datatype != expected_type:
+        if shape is None or (datatype != expected_type and not named):
             offset += size or 0
             continue
         try:
@@ -165,9 +166,16 @@ def decode_infer(
                     raise InvalidRequestError(
                         f"{where}: binary_data_size {size} runs past the end of the body"
                     )
-                array = tensors.from_binary(chunk, name=tensor_name, datatype=datatype, shape=shape)
+                if named:
+                    array = _names_from_binary(chunk, tensor_name, shape)
+                else:
+                    array = tensors.from_binary(
+                        chunk, name=tensor_name, datatype=expected_type, shape=shape
+                    )
+            elif named:
+                array = _names_from_json(tensor.get("data"), tensor_name, shape)
             else:
-                array = _from_json_data(tensor, tensor_name, datatype, shape, header_bytes)
+                array = _from_json_data(tensor, tensor_name, expected_type, shape, header_bytes)
             inputs[tensor_name] = array
         except InvalidRequestError as exc:
             problem(str(exc), exc.code)
@@ -211,7 +219,9 @@ def _from_json_data(
         raise InvalidRequestError(
             f"input {name!r} has neither 'data' nor parameters.binary_data_size"
         )
-    array = tensors.from_json(data, name=name, datatype=datatype, source=source)
+    array = tensors.from_json(
+        data, name=name, datatype=datatype, source=source, nulls_as_nan=name == PAST_VALUES
+    )
     count = math.prod(shape)  # Python integers: [2**32, 2**32] must not wrap to 0
     if array.size != count:
         raise InvalidRequestError(
@@ -219,6 +229,41 @@ def _from_json_data(
             code="invalid_input",
         )
     return array.reshape(shape)
+
+
+def _names_from_json(data: Any, name: str, shape: list[int]) -> np.ndarray:
+    """BYTES data as JSON strings (a frequency by name), shaped."""
+    flat = data if isinstance(data, list) else [data]
+    if not flat or not all(isinstance(v, str) for v in flat):
+        raise InvalidRequestError(f'input {name!r} of BYTES must hold strings, such as "h"')
+    return _shaped_names(flat, name, shape)
+
+
+def _names_from_binary(chunk: memoryview, name: str, shape: list[int]) -> np.ndarray:
+    """BYTES in the binary extension: each element a 4-byte little-endian length, then it."""
+    names: list[str] = []
+    at = 0
+    while at < len(chunk):
+        length = int.from_bytes(chunk[at : at + 4], "little")
+        text = bytes(chunk[at + 4 : at + 4 + length])
+        if at + 4 > len(chunk) or len(text) != length:
+            raise InvalidRequestError(f"input {name!r}: BYTES element {len(names)} is cut short")
+        try:
+            names.append(text.decode())
+        except UnicodeDecodeError:
+            raise InvalidRequestError(f"input {name!r}: BYTES must be UTF-8 text") from None
+        at += 4 + length
+    return _shaped_names(names, name, shape)
+
+
+def _shaped_names(names: list[str], name: str, shape: list[int]) -> np.ndarray:
+    count = math.prod(shape)
+    if len(names) != count:
+        raise InvalidRequestError(
+            f"input {name!r} holds {len(names)} strings; shape {shape} needs {count}",
+            code="invalid_input",
+        )
+    return np.asarray(names, dtype=str).reshape(shape)
 
 
 def _outputs(requested: Any, manifest: Manifest, binary_default: bool, problem) -> OutputChoice:

@@ -84,9 +84,17 @@ def series_id_option(fields: dict[str, Any], where: str, problems: list[Problem]
 
 
 def from_json(
-    value: Any, *, name: str, datatype: str = "FP32", source: bytes | bytearray | None = None
+    value: Any,
+    *,
+    name: str,
+    datatype: str = "FP32",
+    source: bytes | bytearray | None = None,
+    nulls_as_nan: bool = False,
 ) -> np.ndarray:
     """A JSON number or (nested) list of numbers as an array of ``datatype``.
+
+    ``nulls_as_nan``: a null is a missing value, NaN (the window; the core accepts it only
+    for models with an observed-mask input).
 
     ``source`` is the raw text the value was parsed from, if known: booleans mixed with
     numbers would otherwise pass numpy's conversion as 1 and 0, and looking for the
@@ -104,6 +112,8 @@ def from_json(
         raise InvalidRequestError(
             f"'{name}' is ragged; expected nested lists of equal length", code="invalid_input"
         ) from None
+    if nulls_as_nan and array.dtype == object and _numbers_or_nulls(array):
+        array = array.astype(np.float64)  # None -> NaN
     numeric = array.dtype.kind in "iuf"
     if not numeric or _has_bool(value, array, source):
         if array.dtype.kind == "b" or numeric:
@@ -209,6 +219,11 @@ def _dtype(datatype: str, name: str) -> np.dtype:
             f"'{name}' has datatype {datatype!r}; expected one of {sorted(DTYPES)}"
         )
     return dtype
+
+
+def _numbers_or_nulls(array: np.ndarray) -> bool:
+    """Whether an object array holds only numbers and nulls (None), no text or booleans."""
+    return all(v is None or type(v) in (int, float) for v in array.flat)
 
 
 def _has_bool(value: list, array: np.ndarray, source: bytes | bytearray | None) -> bool:
