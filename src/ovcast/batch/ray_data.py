@@ -1,0 +1,140 @@
+"""Batch forecasting on Ray Data: read lazily, group by series, forecast with one Engine per worker.
+
+    ray.data.read_parquet(INPUT)                 lazy, in blocks, on the cluster
+      .groupby(<id column>)                      a series' rows together (Ray's sort shuffle)
+      .map_groups(SeriesForecaster, concurrency=N)   N actors, each compiles its Engine once
+      .iter_batches()                            forecasts streamed back and written by the driver
+
+Each ``SeriesForecaster`` actor runs ``forecast_series`` (the local path's function, on the
+same chunks), so the forecasts equal the local ones. Ray Data may hand series back in
+another order than the local path writes them; within a series the rows are in time order.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError, require
+from .forecast import BatchSpec, BatchStats, Progress, TableWriter, forecast_series
+from .source import RECORDING_SUFFIXES, pyarrow, read_input, select_columns
+
+log = logging.getLogger(__name__)
+
+
+class SeriesForecaster:
+    """A Ray Data actor: one Engine, compiled once, forecasting one series per call."""
+
+    def __init__(self, spec: BatchSpec, threads: int) -> None:
+        from ..runtime.engine import Engine
+
+        self.spec = spec
+        # Pinning off: the actors share nodes; each would pin its threads to the same cores.
+        self.engine = Engine(spec.model_dir, threads=threads, pinning=False)
+
+    def __call__(self, rows: Any) -> Any:
+        pa = pyarrow()
+        series_id = rows.column(self.spec.columns.id)[0].as_py()
+        parts = list(forecast_series(self.engine, self.spec, series_id, rows))
+        return pa.concat_tables(parts) if parts else _empty(self.engine, self.spec, rows)
+
+
+def forecast_on_ray(
+    source: str | Path,
+    out: str | Path,
+    spec: BatchSpec,
+    *,
+    address: str | None,
+    workers: int | None = None,
+    worker_cpus: float = 1.0,
+) -> BatchStats:
+    """Forecast every window of ``source`` on a Ray cluster (``address``; None: a local one)."""
+    require("ray.data", extra="ray", purpose="forecast-batch --ray")
+    import ray
+
+    from ..runtime.engine import Engine
+    from ..serve.ray.cluster import connect
+
+    if spec.columns.timestamp is None:
+        raise DataError(
+            "--ray needs a timestamp column (--timestamp-column): Ray's shuffle does not keep "
+            "the rows of a series in file order, so they are put in time order"
+        )
+    probe = Engine(spec.model_dir, warmup=False)  # fail here, not in every worker
+    horizon = probe.prediction_length
+    probe.close()
+    started = connect(address)
+    try:
+        dataset = _read(source, spec)
+        workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // worker_cpus))
+        forecasts = dataset.groupby(spec.columns.id).map_groups(
+            SeriesForecaster,
+            batch_format="pyarrow",
+            fn_constructor_kwargs={"spec": spec, "threads": max(1, int(worker_cpus))},
+            concurrency=workers,
+            num_cpus=worker_cpus,
+        )
+        writer = TableWriter(out)
+        stats, progress = BatchStats(), Progress(f"forecast-batch on Ray ({workers} workers)")
+        try:
+            for part in forecasts.iter_batches(batch_size=None, batch_format="pyarrow"):
+                writer.write(part)
+                progress.add(part.num_rows // horizon)
+        finally:
+            writer.close()
+        stats.windows, stats.seconds = progress.windows, progress.seconds
+        return stats
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _read(source: str | Path, spec: BatchSpec) -> Any:
+    """The input as a Ray dataset: read by Ray's workers, block by block (a recording is
+    read here and handed over: SQLite is a local file)."""
+    import ray
+
+    path = Path(source)
+    if not path.exists():
+        raise DataError(f"input {path} does not exist")
+    if path.suffix.lower() in RECORDING_SUFFIXES:
+        return ray.data.from_arrow(read_input(path, spec.columns))
+    path_text = str(path.resolve())
+    if path.suffix.lower() == ".csv":
+        dataset = ray.data.read_csv(path_text)
+    elif path.suffix.lower() == ".parquet" or path.is_dir():
+        dataset = ray.data.read_parquet(path_text)
+    else:
+        read_input(path, spec.columns)  # raises the local path's error for this file
+        raise AssertionError("unreachable")
+    wanted = [spec.columns.id, spec.columns.timestamp, *spec.columns.channels]
+    schema = dataset.schema()
+    names = list(schema.names) if schema is not None else []
+    select_columns(_NamesOnly(names), spec.columns, where=str(path))  # the same error
+    return dataset.select_columns([c for c in wanted if c])
+
+
+class _NamesOnly:
+    """Enough of an Arrow table for ``select_columns`` to check the column names."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.column_names = names
+
+    def select(self, names: list[str]) -> None:
+        return None
+
+
+def _empty(engine: Any, spec: BatchSpec, rows: Any) -> Any:
+    """No forecasts (a series shorter than the context), in the schema of the others."""
+    pa = pyarrow()
+    columns, schema = spec.columns, rows.schema
+    time_type = schema.field(columns.timestamp).type
+    fields = [
+        pa.field(columns.id, schema.field(columns.id).type),
+        pa.field("origin", time_type),
+        pa.field(columns.timestamp, time_type),
+        pa.field("step", pa.int32()),
+        *(pa.field(name, pa.float32()) for name in engine.channel_names),
+    ]
+    return pa.schema(fields).empty_table()
