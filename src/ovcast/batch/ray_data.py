@@ -2,10 +2,10 @@
 
     ray.data.read_parquet(INPUT)                 lazy, in blocks, on the cluster
       .groupby(<id column>)                      a series' rows together (Ray's sort shuffle)
-      .map_groups(SeriesForecaster, concurrency=N)   N actors, each compiles its Engine once
+      .map_groups(forecast_group, concurrency=N)   N at a time; each worker compiles once
       .iter_batches()                            forecasts streamed back and written by the driver
 
-Each ``SeriesForecaster`` actor runs ``forecast_series`` (the local path's function, on the
+Each ``forecast_group`` task runs ``forecast_series`` (the local path's function, on the
 same chunks), so the forecasts equal the local ones. Ray Data may hand series back in
 another order than the local path writes them; within a series the rows are in time order.
 """
@@ -23,21 +23,26 @@ from .source import RECORDING_SUFFIXES, pyarrow, read_input, select_columns
 log = logging.getLogger(__name__)
 
 
-class SeriesForecaster:
-    """A Ray Data actor: one Engine, compiled once, forecasting one series per call."""
+_ENGINES: dict[tuple[str, int], Any] = {}  # per Ray worker process: compiled once
 
-    def __init__(self, spec: BatchSpec, threads: int) -> None:
-        from ..runtime.engine import Engine
 
-        self.spec = spec
-        # Pinning off: the actors share nodes; each would pin its threads to the same cores.
-        self.engine = Engine(spec.model_dir, threads=threads, pinning=False)
+def forecast_group(rows: Any, spec: BatchSpec, threads: int) -> Any:
+    """One series' forecasts, on a Ray worker; its Engine is compiled on the first call.
 
-    def __call__(self, rows: Any) -> Any:
-        pa = pyarrow()
-        series_id = rows.column(self.spec.columns.id)[0].as_py()
-        parts = list(forecast_series(self.engine, self.spec, series_id, rows))
-        return pa.concat_tables(parts) if parts else _empty(self.engine, self.spec, rows)
+    Plain tasks, not actors: actors would hold their CPUs from the start, and on a small
+    cluster nothing would be left for the reading and the shuffle that feed them (a stall,
+    seen on 2 CPUs). A worker process runs many tasks, so it compiles once all the same.
+    """
+    from ..runtime.engine import Engine
+
+    engine = _ENGINES.get((spec.model_dir, threads))
+    if engine is None:
+        # Pinning off: the workers share nodes; each would pin its threads to the same cores.
+        engine = Engine(spec.model_dir, threads=threads, pinning=False)
+        _ENGINES[spec.model_dir, threads] = engine
+    series_id = rows.column(spec.columns.id)[0].as_py()
+    parts = list(forecast_series(engine, spec, series_id, rows))
+    return pyarrow().concat_tables(parts) if parts else _empty(engine, spec, rows)
 
 
 def forecast_on_ray(
@@ -66,12 +71,16 @@ def forecast_on_ray(
     probe.close()
     started = connect(address)
     try:
+        context = ray.data.DataContext.get_current()
+        # The sort shuffle runs as tasks; the hash shuffle's aggregator actors would hold
+        # CPUs a small cluster needs for the rest.
+        context.shuffle_strategy = ray.data.context.ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
         dataset = _read(source, spec)
         workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // worker_cpus))
         forecasts = dataset.groupby(spec.columns.id).map_groups(
-            SeriesForecaster,
+            forecast_group,
             batch_format="pyarrow",
-            fn_constructor_kwargs={"spec": spec, "threads": max(1, int(worker_cpus))},
+            fn_kwargs={"spec": spec, "threads": max(1, int(worker_cpus))},
             concurrency=workers,
             num_cpus=worker_cpus,
         )

@@ -1,0 +1,261 @@
+"""Scaling out on a real two-node Ray cluster on this machine (``ray start`` processes, loopback).
+
+One cluster for the module (starting Ray costs seconds): the batch test runs first, while
+both nodes' CPUs are free; then ``ovcast serve --mode ray`` deploys a replica on each node,
+and the last test kills a node under load.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import http.client
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from conftest import random_windows
+from serving import http_server, infer_body
+
+pytest.importorskip("ray.serve", reason="Ray is not installed: pip install 'ovcast[ray]'")
+pytest.importorskip("ray.data", reason="Ray is not installed: pip install 'ovcast[ray]'")
+
+from ray_cluster import LocalRayCluster, free_port  # noqa: E402
+
+from ovcast import Engine  # noqa: E402
+from ovcast.serve.ray.deployment import REPLICA_HEADER  # noqa: E402
+
+SERVE_TIMEOUT_S = 240
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with LocalRayCluster() as cluster:
+        cluster.add_node()
+        yield cluster
+    assert not cluster.processes(), "Ray processes outlived the cluster"
+
+
+def ovcast(cluster, *args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ovcast", *args],
+        env=cluster.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def run(cluster, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ovcast", *args],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=SERVE_TIMEOUT_S,
+    )
+
+
+# -- batch forecasting on Ray Data -------------------------------------------------------------
+
+
+def test_forecast_batch_on_two_nodes_equals_the_local_run(cluster, tmp_path, small_package):
+    """100 series x 2,000 windows: the same forecasts with and without Ray."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    series, windows, context = 100, 2000, 64
+    rows = windows + context - 1
+    values = random_windows(series, rows, 3, seed=7)
+    start = np.datetime64("2024-01-01T00:00:00")
+    table = pa.table(
+        {
+            "series_id": np.repeat([f"s{k:03d}" for k in range(series)], rows),
+            "date": np.tile(start + np.arange(rows) * np.timedelta64(1, "h"), series),
+            **{name: values[..., c].reshape(-1) for c, name in enumerate(("close", "volume", "rsi"))},
+        }
+    )
+    pq.write_table(table, tmp_path / "in.parquet", row_group_size=50_000)
+    common = [str(tmp_path / "in.parquet"), "--model", str(small_package), "--batch-size", "500"]
+    local = run(cluster, "forecast-batch", *common, "--out", str(tmp_path / "local.parquet"))
+    assert local.returncode == 0, local.stderr[-3000:]
+    on_ray = run(
+        cluster, "forecast-batch", *common, "--out", str(tmp_path / "ray.parquet"),
+        "--ray", "--address", cluster.address, "--workers", "2",
+    )  # fmt: skip
+    assert on_ray.returncode == 0, on_ray.stderr[-3000:]
+    assert "200000 windows of" in local.stderr and "200000 windows" in on_ray.stderr
+
+    order = [("series_id", "ascending"), ("origin", "ascending"), ("step", "ascending")]
+    want = pq.read_table(tmp_path / "local.parquet").sort_by(order)
+    got = pq.read_table(tmp_path / "ray.parquet").sort_by(order)
+    assert got.num_rows == want.num_rows == series * windows * 16
+    assert got.column_names == want.column_names
+    for name in want.column_names:
+        np.testing.assert_array_equal(got[name].to_numpy(), want[name].to_numpy(), err_msg=name)
+
+
+# -- serving on Ray Serve ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def swap_dir(tmp_path_factory, small_package):
+    """A model folder whose package the hot-swap test replaces."""
+    folder = tmp_path_factory.mktemp("swap") / "pkg"
+    shutil.copytree(small_package, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def ray_server(cluster, small_package, other_package, swap_dir):
+    """``ovcast serve --mode ray`` joined to the cluster: two replicas, three models."""
+    port = free_port()
+    proc = ovcast(
+        cluster, "serve", "--mode", "ray", "--address", cluster.address,
+        "--model", f"small={small_package}", "--model", f"other={other_package}",
+        "--model", f"swap={swap_dir}", "--replicas", "2", "--host", "127.0.0.2",
+        "--port", str(port),
+    )  # fmt: skip
+    log: list[str] = []
+    deadline = time.monotonic() + SERVE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        log.append(line)
+        if "ready model=" in line:
+            break
+        if not line and proc.poll() is not None:
+            break
+    else:
+        proc.kill()
+    if proc.poll() is not None or "ready model=" not in log[-1]:
+        proc.kill()
+        raise AssertionError("ovcast serve --mode ray did not get ready:\n" + "".join(log)[-4000:])
+    threading.Thread(target=lambda: log.extend(proc.stderr), daemon=True).start()
+    proc.port, proc.log = port, log  # type: ignore[attr-defined]
+    yield proc
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 0, "".join(log)[-3000:]
+
+
+def post(port: int, path: str, body: bytes, headers=None, host="127.0.0.2"):
+    conn = http.client.HTTPConnection(host, port, timeout=120)
+    try:
+        conn.request("POST", path, body=body, headers={"Content-Type": "application/json", **(headers or {})})
+        response = conn.getresponse()
+        return response.status, response.read(), response
+    finally:
+        conn.close()
+
+
+def test_tritonclient_gets_engine_predict_exactly(ray_server, small_package, other_package):
+    import tritonclient.http as httpclient
+
+    windows = random_windows(3, 64, 3, seed=11)
+    client = httpclient.InferenceServerClient(f"127.0.0.2:{ray_server.port}", network_timeout=120)
+    assert client.is_server_ready()
+    for name, package in (("small", small_package), ("other", other_package)):
+        reference = Engine(package, threads=1)
+        for binary in (True, False):
+            x = httpclient.InferInput("past_values", list(windows.shape), "FP32")
+            x.set_data_from_numpy(windows, binary_data=binary)
+            out = httpclient.InferRequestedOutput("prediction_outputs", binary_data=binary)
+            got = client.infer(name, [x], outputs=[out]).as_numpy("prediction_outputs")
+            np.testing.assert_array_equal(got, reference.predict(windows))
+        reference.close()
+    index = {(m["name"], m["state"]) for m in client.get_model_repository_index()}
+    assert index == {("small", "READY"), ("other", "READY"), ("swap", "READY")}
+
+
+def test_replicas_on_both_nodes_answer(cluster, ray_server):
+    import ray
+
+    body = infer_body([64, 3], random_windows(1, 64, 3)[0].tolist())
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: post(ray_server.port, "/v2/models/small/infer", body), range(40)))
+    assert all(status == 200 for status, _, _ in answers)
+    nodes = {response.getheader(REPLICA_HEADER).split("/")[0] for _, _, response in answers}
+    ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
+    try:
+        cluster_nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    finally:
+        ray.shutdown()
+    assert nodes == cluster_nodes and len(nodes) == 2
+
+
+def test_answers_and_errors_are_those_of_ovcast_serve(ray_server, small_package):
+    """The same requests to ``ovcast serve --mode http`` and to the Ray deployment."""
+    window = random_windows(1, 64, 3, seed=5)[0]
+    cases = [
+        ("/v2/models/small/infer", infer_body([64, 3], window.tolist(), parameters={"raw": True, "channels": [0, 2]})),
+        ("/v2/models/small/infer", infer_body([64, 4], np.zeros((64, 4)).tolist())),
+        ("/v2/models/small/infer", infer_body([64, 3], [[float("nan")] * 3] * 64)),
+        ("/v2/models/small/infer", b"{not json"),
+        ("/v2/models/nope/infer", infer_body([64, 3])),
+        ("/v2/models/small/versions/7/infer", infer_body([64, 3])),
+    ]  # fmt: skip
+    with http_server(f"small={small_package}") as (_, port):
+        for path, body in cases:
+            want_status, want, _ = post(port, path, body, host="127.0.0.1")
+            status, got, _ = post(ray_server.port, path, body)
+            assert (status, got) == (want_status, want), path
+
+
+def test_load_and_unload_are_refused_on_the_cluster(ray_server):
+    status, body, _ = post(ray_server.port, "/v2/repository/models/small/unload", b"")
+    assert status == 403 and b"model_control_disabled" in body
+    status, _, _ = post(ray_server.port, "/v2/models/small/infer", infer_body([64, 3]))
+    assert status == 200  # still served
+
+
+def test_sighup_hot_swaps_every_replica(ray_server, swap_dir, other_package):
+    windows = random_windows(2, 64, 3, seed=9)
+    body = infer_body([2, 64, 3], windows.tolist())
+    new = Engine(other_package, threads=1).predict(windows)
+    shutil.rmtree(swap_dir)
+    shutil.copytree(other_package, swap_dir)
+    ray_server.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + SERVE_TIMEOUT_S
+    while not any("reloaded generation 1" in line for line in ray_server.log):
+        status, _, _ = post(ray_server.port, "/v2/models/swap/infer", body)
+        assert status == 200  # nothing fails during the swap
+        assert time.monotonic() < deadline, "".join(ray_server.log)[-3000:]
+        time.sleep(0.2)
+    seen = set()
+    for _ in range(20):  # every replica now answers with the new model
+        status, payload, response = post(ray_server.port, "/v2/models/swap/infer", body)
+        got = np.array(json.loads(payload)["outputs"][0]["data"], np.float32)
+        np.testing.assert_array_equal(got.reshape(new.shape), new)
+        seen.add(response.getheader(REPLICA_HEADER))
+    assert len(seen) == 2
+
+
+def test_killing_a_node_loses_no_accepted_request(cluster, ray_server, small_package):
+    """Requests in flight on the killed node's replica are sent again to the other one."""
+    windows = random_windows(8, 64, 3, seed=13)
+    reference = Engine(small_package, threads=1).predict(windows)
+    answered: list[tuple[int, int, bytes]] = []
+    lock = threading.Lock()
+
+    def one(k: int) -> None:
+        body = infer_body([64, 3], windows[k % 8].tolist())
+        status, payload, _ = post(ray_server.port, "/v2/models/small/infer", body)
+        with lock:
+            answered.append((k, status, payload))
+            if len(answered) == 20:  # three more are in flight, about half on the worker node
+                cluster.kill_node(1)  # its raylet, object store and replica, at once
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for future in [pool.submit(one, k) for k in range(120)]:
+            future.result()
+    assert len(answered) == 120
+    for k, status, payload in answered:
+        assert status == 200, payload[:300]
+        got = np.array(json.loads(payload)["outputs"][0]["data"], np.float32)
+        np.testing.assert_array_equal(got.reshape(16, 3), reference[k % 8])
