@@ -110,8 +110,16 @@ class LocalRayCluster:
         return node
 
     def kill_node(self, index: int) -> None:
-        """SIGKILL a node's process group: its raylet, object store and workers die at once."""
-        _kill_group(self.nodes[index])
+        """SIGKILL a node at once: its process group (raylet, object store, agents) and its
+        workers, which the raylet starts in sessions of their own (replicas among them)."""
+        node = self.nodes[index]
+        doomed = _descendants(node.pid)
+        _kill_group(node)
+        for pid in doomed:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
 
     def processes(self) -> list[int]:
         """Every live process of this cluster (found by the marker in its environment)."""
@@ -141,6 +149,23 @@ class LocalRayCluster:
         for node in self.nodes:
             node.wait(timeout=10)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def _kill_group(process: subprocess.Popen) -> None:

@@ -26,7 +26,9 @@ def series_table(lengths: dict[str, int], *, seed: int = 0, hours: int = 1) -> p
         values = random_windows(1, n, len(CHANNELS), seed=seed + k)[0]
         start = np.datetime64("2024-01-01T00:00:00") + np.timedelta64(k, "m")
         times = start + np.arange(n) * np.timedelta64(hours, "h")
-        parts.append({"series_id": [name] * n, "date": times, **dict(zip(CHANNELS, values.T))})
+        parts.append(
+            {"series_id": [name] * n, "date": times, **dict(zip(CHANNELS, values.T, strict=True))}
+        )
     table = pa.concat_tables([pa.table(p) for p in parts])
     return table.take(pa.array(rng.permutation(table.num_rows)))  # order in the file: any
 
@@ -65,7 +67,9 @@ def test_every_window_of_every_series_equals_engine_predict(tmp_path, small_pack
 def test_csv_in_and_out_stride_and_raw(tmp_path, small_package, small_engine):
     table = series_table({"x": CONTEXT + 30}, seed=3)
     raw = table.set_column(3, "volume", pa.compute.abs(table["volume"]))  # log-scaled: >= 0
-    pa.csv.write_csv(raw.select(["date", "volume", "series_id", "close", "rsi"]), tmp_path / "in.csv")
+    pa.csv.write_csv(
+        raw.select(["date", "volume", "series_id", "close", "rsi"]), tmp_path / "in.csv"
+    )
     out = tmp_path / "out.csv"
     assert main(["forecast-batch", str(tmp_path / "in.csv"), "--model", str(small_package),
                  "--out", str(out), "--stride", "10", "--raw"]) == 0  # fmt: skip

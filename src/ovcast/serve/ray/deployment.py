@@ -43,7 +43,9 @@ from ..http import HttpFrontEnd
 from ..repository import ModelSource, Repository, parse_model_option
 from .config import RayConfig
 
-log = logging.getLogger(__name__)
+# Ray Serve writes its "ray.serve" logger to each replica's log file (logs/serve/ of the
+# session); another logger would only reach the worker's stderr file.
+log = logging.getLogger("ray.serve")
 
 REPLICA_HEADER = "ovcast-replica"  # which replica answered: "<node id>/<replica id>"
 _CONTROL = re.compile(r"/v2/repository/models/[^/]+/(load|unload)")
@@ -153,7 +155,7 @@ class KServeIngress:
         self.max_request_bytes: int | None = None
 
     def __serve_build_asgi_app__(self):
-        return self.asgi
+        return _Asgi(self)
 
     async def asgi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -173,11 +175,15 @@ class KServeIngress:
         limit = await self._max_request_bytes()
         length = dict(headers).get(b"content-length", b"")
         if length.isdigit() and int(length) > limit:  # before a byte of the body is read
-            await _answer(send, 413, f"body exceeds the cap of {limit} bytes", code="payload_too_large")
+            await _answer(
+                send, 413, f"body exceeds the cap of {limit} bytes", code="payload_too_large"
+            )
             return
         body = await _read_body(receive, limit)
         if body is None:
-            await _answer(send, 413, f"body exceeds the cap of {limit} bytes", code="payload_too_large")
+            await _answer(
+                send, 413, f"body exceeds the cap of {limit} bytes", code="payload_too_large"
+            )
             return
         args = (method, path, scope.get("query_string", b""), headers, body)
         try:
@@ -207,6 +213,17 @@ class KServeIngress:
             limits = await self.forecaster.limits.remote()
             self.max_request_bytes = int(limits["max_request_bytes"])
         return self.max_request_bytes
+
+
+class _Asgi:
+    """The ingress as an ASGI 3 app object (uvicorn's lifespan runner takes a bound method
+    for an ASGI 2 app)."""
+
+    def __init__(self, ingress: KServeIngress) -> None:
+        self.ingress = ingress
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await self.ingress.asgi(scope, receive, send)
 
 
 _MODEL_CONTROL_REFUSED = (
@@ -252,9 +269,7 @@ def build_app(args: dict[str, Any]) -> Any:
     models = [_absolute(parse_model_option(m)) for m in _as_list(args.pop("model", None))]
     repository = args.pop("repository", None)
     generation = int(args.pop("generation", 0))
-    service, http, cluster = (
-        _config(cls, args) for cls in (ServiceConfig, HttpConfig, RayConfig)
-    )
+    service, http, cluster = (_config(cls, args) for cls in (ServiceConfig, HttpConfig, RayConfig))
     if args:
         raise ServerStartError(f"unknown settings {sorted(args)}; see 'ovcast serve --help'")
     return application(
