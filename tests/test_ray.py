@@ -31,6 +31,7 @@ from ovcast import Engine  # noqa: E402
 from ovcast.serve.ray.deployment import REPLICA_HEADER  # noqa: E402
 
 SERVE_TIMEOUT_S = 240
+SERVE_PORT = free_port()  # Serve's HTTP options are the cluster's: one port for all tests
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +108,44 @@ def test_forecast_batch_on_two_nodes_equals_the_local_run(cluster, tmp_path, sma
 # -- serving on Ray Serve ----------------------------------------------------------------------
 
 
+def test_a_serve_config_file_runs_with_serve_run(cluster, tmp_path, small_package):
+    """What users with a Ray cluster do: ``serve run`` (or ``serve deploy``) a config file whose
+    application is ovcast's builder, with ``ovcast serve`` options as its args."""
+    import tritonclient.http as httpclient
+
+    config = tmp_path / "serve.yaml"
+    config.write_text(
+        f"""
+proxy_location: HeadOnly
+http_options: {{host: 127.0.0.2, port: {SERVE_PORT}}}
+applications:
+  - name: ovcast
+    route_prefix: /
+    import_path: ovcast.serve.ray.deployment:build_app
+    args:
+      model: ["small={small_package}"]
+      replicas: 1
+      max_batch_size: 4
+"""
+    )
+    serve = str(sys.executable).replace("/python", "/serve")
+    started = subprocess.run(
+        [serve, "run", str(config), "--address", cluster.address, "--non-blocking"],
+        env=cluster.env, capture_output=True, text=True, timeout=SERVE_TIMEOUT_S,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr[-3000:]
+    try:
+        windows = random_windows(2, 64, 3, seed=3)
+        client = httpclient.InferenceServerClient(f"127.0.0.2:{SERVE_PORT}", network_timeout=120)
+        x = httpclient.InferInput("past_values", list(windows.shape), "FP32")
+        x.set_data_from_numpy(windows, binary_data=True)
+        got = client.infer("small", [x]).as_numpy("prediction_outputs")
+        np.testing.assert_array_equal(got, Engine(small_package, threads=1).predict(windows))
+    finally:
+        script = "import ray; from ray import serve; ray.init(); serve.delete('ovcast')"
+        subprocess.run([sys.executable, "-c", script], env=cluster.env, timeout=120, check=True)
+
+
 @pytest.fixture(scope="module")
 def swap_dir(tmp_path_factory, small_package):
     """A model folder whose package the hot-swap test replaces."""
@@ -118,7 +157,7 @@ def swap_dir(tmp_path_factory, small_package):
 @pytest.fixture(scope="module")
 def ray_server(cluster, small_package, other_package, swap_dir):
     """``ovcast serve --mode ray`` joined to the cluster: two replicas, three models."""
-    port = free_port()
+    port = SERVE_PORT
     proc = ovcast(
         cluster, "serve", "--mode", "ray", "--address", cluster.address,
         "--model", f"small={small_package}", "--model", f"other={other_package}",
