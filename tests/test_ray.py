@@ -318,3 +318,15 @@ def test_killing_a_node_loses_no_accepted_request(cluster, ray_server, small_pac
     )
     in_flight = text.count("Request failed because") + text.count("sending it again")
     assert in_flight >= 1, text[-3000:]
+
+
+def test_the_ray_paths_import_no_torch():
+    """Serving and batch forecasting on Ray stay on the runtime path: no torch, no transformers."""
+    code = (
+        "import sys; import ovcast.serve.ray.deployment, ovcast.serve.ray.cluster, "
+        "ovcast.batch.ray_data, ovcast.cli.forecast_batch_cmd; "
+        "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers'))))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "", f"imported: {result.stdout.strip()}"

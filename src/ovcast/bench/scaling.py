@@ -2,12 +2,13 @@
 
     python -m ovcast.bench.scaling MODEL_DIR [--series 20 --windows 500] [--seconds 20]
 
-Batch: the same windows forecast by ``Engine.predict_many`` in one process (throughput mode),
-by ``forecast-batch`` in one process, and by ``forecast-batch --ray`` with 1 worker on a
-one-node cluster and 2 workers on a two-node cluster (1 CPU per node). Serving: 8 concurrent
-KServe binary clients against Ray Serve with 1 replica on one node and 2 replicas on two
-nodes, with ovcast's micro-batching and with Ray Serve's ``@serve.batch`` (the same core in
-the replica, batching done by one or the other, no batching as the base).
+On one cluster of two Ray nodes (1 CPU each), every configuration in alternation, ``--rounds``
+times, medians (the box is shared: its load drifts). Batch: the same windows forecast by
+``Engine.predict_many`` in one process (throughput mode), by ``forecast-batch`` in one
+process, and by ``forecast-batch --ray`` with 1 worker (one node's CPU) and 2 (both).
+Serving: 8 concurrent KServe binary clients against Ray Serve with 1 replica and 2 (one per
+node), with and without ovcast's micro-batching; and ovcast's against Ray Serve's
+``@serve.batch`` in the replica (``ray_batch.py``).
 
 The nodes are Ray's own multi-node test cluster (``ray.cluster_utils.Cluster``: a raylet
 per node, one machine), so "one more node" here is one more core of the same box: what it
@@ -64,7 +65,9 @@ def ray_nodes(count: int):
 # -- batch --------------------------------------------------------------------------------
 
 
-def batch(model: str, series: int, windows: int, folder: Path) -> list[dict[str, Any]]:
+def batch(
+    model: str, series: int, windows: int, folder: Path, address: str, rounds: int
+) -> list[dict[str, Any]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -90,40 +93,41 @@ def batch(model: str, series: int, windows: int, folder: Path) -> list[dict[str,
     pq.write_table(table, source)
     spec = BatchSpec(model, detect_columns(table.column_names, "series_id", "date", names))
     total = series * windows
-    results = []
-
     throughput = Engine(model, mode="throughput")
     all_windows = np.lib.stride_tricks.sliding_window_view(values, engine.context_length, axis=1)
     all_windows = np.ascontiguousarray(all_windows.transpose(0, 1, 3, 2)).reshape(
         -1, engine.context_length, engine.num_channels
     )
-    started = time.perf_counter()
-    throughput.predict_many(all_windows, batch_size=8)
-    seconds = time.perf_counter() - started
-    results.append(
-        {"path": "Engine.predict_many, one process (throughput mode)", "seconds": seconds}
-    )
-    del all_windows
 
-    stats = forecast_local(source, folder / "local.parquet", spec, engine=engine)
-    results.append({"path": "forecast-batch, one process", "seconds": stats.seconds})
-    for nodes in (1, 2):
-        with ray_nodes(nodes) as cluster:
-            started = time.perf_counter()
-            forecast_on_ray(
-                source, folder / f"ray{nodes}.parquet", spec, address=cluster.address, workers=nodes
-            )
-            seconds = time.perf_counter() - started
-        results.append(
-            {
-                "path": f"forecast-batch --ray, {nodes} node(s) x 1 CPU, {nodes} worker(s)",
-                "seconds": seconds,
-            }
+    def ray_path(workers: int):
+        return lambda: forecast_on_ray(
+            source, folder / "ray.parquet", spec, address=address, workers=workers
         )
-    for r in results:
-        r["forecasts_per_s"] = round(total / r["seconds"], 1)
-        r["seconds"] = round(r["seconds"], 2)
-    return results
+
+    paths = {
+        "Engine.predict_many, one process (throughput mode)": lambda: throughput.predict_many(
+            all_windows, batch_size=8
+        ),
+        "forecast-batch, one process": lambda: forecast_local(
+            source, folder / "local.parquet", spec, engine=engine
+        ),
+        "forecast-batch --ray, 1 worker (one node's CPU)": ray_path(1),
+        "forecast-batch --ray, 2 workers (both nodes)": ray_path(2),
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(rounds):  # in alternation: the box's load drifts alike for every path
+        for name, run in paths.items():
+            started = time.perf_counter()
+            run()
+            seconds[name].append(time.perf_counter() - started)
+    return [
+        {
+            "path": name,
+            "forecasts_per_s": round(total / float(np.median(times)), 1),
+            "range": f"{total / max(times):.0f}-{total / min(times):.0f}",
+        }
+        for name, times in seconds.items()
+    ]
 
 
 # -- serving ------------------------------------------------------------------------------
@@ -182,8 +186,11 @@ def _load(port: int, name: str, window: np.ndarray, seconds: float) -> dict[str,
     }
 
 
-def serving(model: str, seconds: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """HTTP through the real application on 1 and 2 nodes, and the batching comparison."""
+def serving(
+    model: str, seconds: float, rounds: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """HTTP through the real application with 1 and 2 replicas (a node each), and the
+    batching comparison; on the two-node cluster the caller is connected to."""
     import socket
 
     from ray import serve
@@ -199,28 +206,37 @@ def serving(model: str, seconds: float) -> tuple[list[dict[str, Any]], list[dict
     window = np.zeros((engine.context_length, engine.num_channels), np.float32)
     window[:] = np.sin(np.arange(engine.context_length) / 12.0)[:, None]
     sources = [parse_model_option(f"m={Path(model).resolve()}")]
-    http_rows, batch_rows = [], []
-    for nodes in (1, 2):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        with ray_nodes(nodes):
-            serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
-            for size in (1, 8):
-                app = application(
-                    sources, None, ServiceConfig(max_batch_size=size), HttpConfig(),
-                    RayConfig(replicas=nodes),
-                )  # fmt: skip
-                serve.run(app, name="bench", route_prefix="/")
-                _load(port, "m", window, 3.0)  # warm up every replica and connection
-                result = _load(port, "m", window, seconds)
-                result.update(nodes=nodes, max_batch_size=size)
-                http_rows.append(result)
-                serve.delete("bench")
-            if nodes == 2:
-                for row in ray_batch.measure(sources, nodes, window, seconds, CLIENTS):
-                    batch_rows.append({**row, "nodes": nodes})
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
+    http_seen: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    batch_seen: dict[str, list[dict[str, Any]]] = {}
+    for _ in range(rounds):  # in alternation, as for batch
+        for replicas, size in ((1, 1), (2, 1), (1, 8), (2, 8)):
+            app = application(
+                sources, None, ServiceConfig(max_batch_size=size), HttpConfig(),
+                RayConfig(replicas=replicas),
+            )  # fmt: skip
+            serve.run(app, name="bench", route_prefix="/")
+            _load(port, "m", window, 2.0)  # warm up every replica and connection
+            http_seen.setdefault((replicas, size), []).append(_load(port, "m", window, seconds))
+            serve.delete("bench")
+        for row in ray_batch.measure(sources, 2, window, seconds, CLIENTS):
+            batch_seen.setdefault(row["batching"], []).append(row)
+    http_rows = [
+        {"replicas": replicas, "max_batch_size": size, **_median(runs)}
+        for (replicas, size), runs in http_seen.items()
+    ]
+    batch_rows = [{"batching": name, **_median(runs)} for name, runs in batch_seen.items()]
     return http_rows, batch_rows
+
+
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = ("forecasts_per_s", "p50_ms", "p99_ms")
+    out: dict[str, Any] = {k: round(float(np.median([r[k] for r in runs])), 1) for k in keys}
+    out["errors"] = sum(r.get("errors", 0) for r in runs)
+    return out
 
 
 def markdown(
@@ -235,7 +251,9 @@ def markdown(
         "## Scaling out on Ray (1 and 2 nodes on this machine)",
         "",
         f"Generated by `python -m ovcast.bench.scaling {args.model} --series {args.series} "
-        f"--windows {args.windows} --seconds {args.seconds:g}`.",
+        f"--windows {args.windows} --seconds {args.seconds:g} --rounds {args.rounds}`: "
+        "a cluster of two Ray nodes of 1 CPU each on this machine, every configuration run in "
+        f"alternation {args.rounds} times; medians.",
         "",
         f"- CPU: {machine['cpu']} (family/model {machine['cpu_family_model']}), "
         f"{machine['usable_cores']} usable cores; kernel {machine['kernel']}",
@@ -245,22 +263,22 @@ def markdown(
         "",
         f"Batch: {args.series} series x {args.windows} windows.",
         "",
-        "| path | seconds | forecasts/s |",
+        "| path | forecasts/s (median) | range over rounds |",
         "|---|---|---|",
-        *[f"| {r['path']} | {r['seconds']} | {r['forecasts_per_s']} |" for r in batch_rows],
+        *[f"| {r['path']} | {r['forecasts_per_s']} | {r['range']} |" for r in batch_rows],
         "",
         f"Serving: {CLIENTS} concurrent clients, one window per request (KServe binary), "
         f"{args.seconds:g} s per row.",
         "",
-        "| nodes (1 replica each) | --max-batch-size | forecasts/s | p50 ms | p99 ms | errors |",
+        "| replicas (one per node) | --max-batch-size | forecasts/s | p50 ms | p99 ms | errors |",
         "|---|---|---|---|---|---|",
         *[
-            f"| {r['nodes']} | {r['max_batch_size']} | {r['forecasts_per_s']} | "
+            f"| {r['replicas']} | {r['max_batch_size']} | {r['forecasts_per_s']} | "
             f"{r['p50_ms']} | {r['p99_ms']} | {r['errors']} |"
             for r in serve_rows
         ],
         "",
-        f"Whose batching (2 nodes, 2 replicas, {CLIENTS} concurrent DeploymentHandle callers, "
+        f"Whose batching (2 replicas, {CLIENTS} concurrent DeploymentHandle callers, "
         "one window per call, the same core in each replica):",
         "",
         "| batching | forecasts/s | p50 ms | p99 ms |",
@@ -279,15 +297,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--series", type=int, default=20)
     parser.add_argument("--windows", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", help="write the figures here too")
     args = parser.parse_args(argv)
     import ray
 
     machine = describe()
     machine["versions"]["ray"] = ray.__version__
-    with tempfile.TemporaryDirectory() as folder:
-        batch_rows = batch(args.model, args.series, args.windows, Path(folder))
-    serve_rows, batching = serving(args.model, args.seconds)
+    with ray_nodes(2) as cluster, tempfile.TemporaryDirectory() as folder:
+        batch_rows = batch(
+            args.model, args.series, args.windows, Path(folder), cluster.address, args.rounds
+        )
+        serve_rows, batching = serving(args.model, args.seconds, args.rounds)
     if args.json:
         figures = {
             "machine": machine,
