@@ -174,16 +174,16 @@ class KServeIngress:
         headers = list(scope["headers"])
         limit = await self._max_request_bytes()
         length = dict(headers).get(b"content-length", b"")
+        too_large = f"body exceeds the cap of {limit} bytes"
         if length.isdigit() and int(length) > limit:  # before a byte of the body is read
-            await _answer(
-                send, 413, f"body exceeds the cap of {limit} bytes", code="payload_too_large"
-            )
+            await _answer(send, 413, too_large, code="payload_too_large")
             return
-        body = await _read_body(receive, limit)
+        try:
+            body = await _read_body(receive, limit)
+        except _ClientGone:  # mid-body: nothing to answer, nothing to forward
+            return
         if body is None:
-            await _answer(
-                send, 413, f"body exceeds the cap of {limit} bytes", code="payload_too_large"
-            )
+            await _answer(send, 413, too_large, code="payload_too_large")
             return
         args = (method, path, scope.get("query_string", b""), headers, body)
         try:
@@ -242,12 +242,17 @@ async def _answer(send: Any, status: int, message: str, *, code: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class _ClientGone(Exception):
+    """The client disconnected before its body was complete."""
+
+
 async def _read_body(receive: Any, limit: int) -> bytes | None:
+    """The whole body, or None when it is over ``limit``."""
     chunks, size, more = [], 0, True
     while more:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise _ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
