@@ -327,6 +327,8 @@ def test_the_ray_paths_import_no_torch():
         "ovcast.batch.ray_data, ovcast.cli.forecast_batch_cmd; "
         "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers'))))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "", f"imported: {result.stdout.strip()}"

@@ -62,10 +62,12 @@ def measure(
     rows = []
     for batching in ("none", "ovcast", "ray"):
         if batching == "ray":
-            app = RayBatching.options(num_replicas=replicas).bind(models, 1, 1)
+            deployment: Any = RayBatching  # a Deployment (the decorator's result)
+            app = deployment.options(num_replicas=replicas).bind(models, 1, 1)
         else:
             size = MAX_BATCH if batching == "ovcast" else 1
-            app = CoreBatching.options(num_replicas=replicas).bind(models, size, 1)
+            deployment = CoreBatching
+            app = deployment.options(num_replicas=replicas).bind(models, size, 1)
         handle = serve.run(app, name="batching", route_prefix=None)
         asyncio.run(_drive(handle, window, 3.0, clients))  # warm-up
         latencies, elapsed = asyncio.run(_drive(handle, window, seconds, clients))

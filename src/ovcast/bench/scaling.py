@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import logging
 import tempfile
 import threading
 import time
@@ -43,12 +44,12 @@ def ray_nodes(count: int):
     import ray
     from ray.cluster_utils import Cluster
 
-    node = {"num_cpus": 1, "object_store_memory": 100 * 1024 * 1024, "include_dashboard": False}
-    cluster = Cluster(initialize_head=True, head_node_args=node)
+    node: dict[str, Any] = {"num_cpus": 1, "object_store_memory": 100 * 1024 * 1024}
+    cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
     for _ in range(count - 1):
-        cluster.add_node(**{k: v for k, v in node.items() if k != "include_dashboard"})
+        cluster.add_node(**node)
     cluster.wait_for_nodes()
-    ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
+    ray.init(address=cluster.address, logging_level=logging.ERROR, log_to_driver=False)
     try:
         yield cluster
     finally:

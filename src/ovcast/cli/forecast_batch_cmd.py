@@ -124,7 +124,8 @@ def _input_columns(path: str) -> list[str]:
     """The input's column names (from the header or schema; nothing else is read)."""
     from pathlib import Path
 
-    from ..batch.source import RECORDING_SUFFIXES, pyarrow
+    from ..batch.source import RECORDING_SUFFIXES
+    from ..batch.source import pyarrow as require_pyarrow
 
     p = Path(path)
     if p.suffix.lower() in RECORDING_SUFFIXES or not p.exists():
@@ -134,7 +135,7 @@ def _input_columns(path: str) -> list[str]:
 
         with open(p, newline="", encoding="utf-8-sig") as f:
             return [c.strip() for c in next(csv.reader(f), [])]
-    pyarrow()
+    require_pyarrow()  # or say which extra brings it
     import pyarrow.dataset
 
     return list(pyarrow.dataset.dataset(p, format="parquet").schema.names)

@@ -70,10 +70,15 @@ def run_ray_server(
     started = connect(cluster.address)
     stop = threading.Event()
     hangups: list[int] = []
+
+    def hangup(*_: object) -> None:
+        hangups.append(1)
+        stop.set()
+
     previous = {
         signal.SIGTERM: signal.signal(signal.SIGTERM, lambda *_: stop.set()),
         signal.SIGINT: signal.signal(signal.SIGINT, lambda *_: stop.set()),
-        signal.SIGHUP: signal.signal(signal.SIGHUP, lambda *_: (hangups.append(1), stop.set())),
+        signal.SIGHUP: signal.signal(signal.SIGHUP, hangup),
     }
     try:
         serve.start(

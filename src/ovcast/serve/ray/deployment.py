@@ -35,6 +35,7 @@ import ray
 from ray import serve
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 from ray.serve.exceptions import BackPressureError
+from starlette.types import Message
 
 from ...errors import ServerStartError
 from ..config import HttpConfig, ServiceConfig
@@ -99,7 +100,7 @@ class Forecaster:
         }
         sent = False
 
-        async def receive() -> dict[str, Any]:
+        async def receive() -> Message:
             nonlocal sent
             if sent:
                 return {"type": "http.disconnect"}
@@ -108,7 +109,7 @@ class Forecaster:
 
         status, out_headers, chunks = 500, [], []
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: Message) -> None:
             nonlocal status, out_headers
             if message["type"] == "http.response.start":
                 status, out_headers = message["status"], list(message.get("headers", []))
@@ -309,7 +310,7 @@ def application(
         if cluster.autoscale
         else {"num_replicas": replicas}
     )
-    forecaster = Forecaster.options(
+    forecaster = Forecaster.options(  # type: ignore[attr-defined] # a Deployment
         ray_actor_options={"num_cpus": cluster.replica_cpus},
         # Enough requests in each replica to fill its batches; the rest wait in Ray's queue,
         # bounded as the core bounds its own (503 beyond).
@@ -319,7 +320,7 @@ def application(
         health_check_period_s=5,
         **sizing,
     ).bind(models, repository, service, http, cluster.replica_threads)
-    ingress = KServeIngress.options(
+    ingress = KServeIngress.options(  # type: ignore[attr-defined]
         num_replicas=1,
         # On the head node, beside the proxy: the ingress lives as long as the cluster does.
         ray_actor_options={"num_cpus": 0, "resources": {"node:__internal_head__": 0.001}},
