@@ -27,8 +27,9 @@ By default values are in model space; with --raw they are in raw units (the pack
 scaler scales the windows and scales the forecasts back).
 
 --ray runs it on Ray Data (pip install 'ovcast[ray]'): the input is read in blocks by the
-cluster, each series forecast by one of --workers actors, each compiling its engine once;
-the same forecasts as without --ray (series may come in another order).
+cluster, each series forecast by one of --workers tasks at a time, each Ray worker process
+compiling its engine once; the same forecasts as without --ray (series may come in another
+order). It needs a timestamp column: the shuffle does not keep a series' rows in file order.
 
 examples:
   ovcast forecast-batch series.parquet --model models/default --out forecasts.parquet
@@ -72,7 +73,9 @@ def register(subparsers) -> None:
         help="the Ray cluster to join (HOST:PORT of its head, 'auto'); default: a local one",
     )
     ray.add_argument(
-        "--workers", type=int, help="forecasting actors (default: one per CPU of the cluster)"
+        "--workers",
+        type=int,
+        help="forecasting tasks at a time (default: one per CPU of the cluster)",
     )
     ray.add_argument(
         "--worker-cpus",
