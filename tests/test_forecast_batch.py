@@ -103,15 +103,54 @@ def test_bad_input_is_refused_with_what_was_expected(
     assert message in capsys.readouterr().err
 
 
-def test_forecast_batch_without_ray_installed_says_which_extra(
+def test_without_ray_installed_both_ray_commands_say_which_extra(
     tmp_path, small_package, capsys, monkeypatch
 ):
     import sys
 
     pq.write_table(series_table({"a": CONTEXT}), tmp_path / "in.parquet")
-    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
-    monkeypatch.setitem(sys.modules, "ray.data", None)
+    for name in ("ray", "ray.data", "ray.serve"):
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed
     code = main(["forecast-batch", str(tmp_path / "in.parquet"), "--model", str(small_package),
                  "--out", str(tmp_path / "o.parquet"), "--ray"])  # fmt: skip
     assert code == 1
     assert "pip install 'ovcast[ray]'" in capsys.readouterr().err
+    assert main(["serve", "--mode", "ray", "--model", str(small_package)]) == 1
+    assert "pip install 'ovcast[ray]'" in capsys.readouterr().err
+
+
+def test_a_recording_forecasts_each_product_from_its_market_channels(tmp_path, market_package):
+    from decimal import Decimal
+
+    from ovcast import Engine
+    from ovcast.market.aggregator import Bar
+    from ovcast.market.features import compute_features, warmup_bars
+    from ovcast.market.recording import Recording
+
+    rng = np.random.default_rng(2)
+    bars = 64 + warmup_bars() + 4
+    with Recording(tmp_path / "run.db") as recording:
+        for product in ("BTC-USD", "ETH-USD"):
+            close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, bars)))
+            for k, c in enumerate(close):
+                price = Decimal(f"{c:.2f}")
+                recording.add_bar(
+                    product, Bar(60 * k, price, price + 1, price - 1, price, Decimal("2.5"), 3)
+                )
+    out = tmp_path / "out.parquet"
+    assert main(["forecast-batch", str(tmp_path / "run.db"), "--model", str(market_package),
+                 "--out", str(out)]) == 0  # fmt: skip
+    got = pq.read_table(out)
+    assert set(got["series_id"].to_pylist()) == {"BTC-USD", "ETH-USD"}
+    engine = Engine(market_package)
+    with Recording(tmp_path / "run.db") as recording:
+        b = recording.read_bars("ETH-USD")
+    features = compute_features(b.high, b.low, b.close, b.volume)[warmup_bars() :].astype(
+        np.float32
+    )
+    windows = np.stack([features[e - 63 : e + 1] for e in range(63, len(features))])
+    rows = got.filter(pa.compute.equal(got["series_id"], "ETH-USD"))
+    values = np.stack([rows[c].to_numpy() for c in engine.channel_names], -1)
+    np.testing.assert_array_equal(values.reshape(len(windows), 16, 7), engine.predict(windows))
+    minutes = (rows["time"].to_numpy() - rows["origin"].to_numpy()) / np.timedelta64(1, "m")
+    assert (minutes == rows["step"].to_numpy()).all()  # one-minute bars

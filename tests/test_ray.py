@@ -332,3 +332,10 @@ def test_the_ray_paths_import_no_torch():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "", f"imported: {result.stdout.strip()}"
+
+
+def test_ray_mode_refuses_port_0_before_touching_a_cluster(small_package, capsys):
+    from ovcast.cli import main
+
+    assert main(["serve", "--mode", "ray", "--model", str(small_package), "--port", "0"]) == 1
+    assert "needs a port number" in capsys.readouterr().err

@@ -3,8 +3,9 @@
 A table has one row per series and time step: a series id column, an optional timestamp
 column and the model's channels by name (other columns are ignored). Rows of a series need
 not be adjacent; within a series they must be in time order. A recording (``.db``) gives
-one series per product: its bars' 7 market channels from the bar where every indicator is
-defined on, timestamped by bar start.
+one series per product: its bars' 7 market channels (close ... volatility, in the model's
+channel order as the live pipeline feeds them) from the bar where every indicator is defined
+on, timestamped by bar start.
 
 Everything is read as an Arrow table, the format Ray Data moves between workers too, so the
 local path and the Ray path see the very same values.
@@ -98,10 +99,10 @@ def recording_table(path: Path, columns: Columns) -> Any:
     from ..market.features import CHANNELS, compute_features, warmup_bars
     from ..market.recording import Recording
 
-    if tuple(columns.channels) != CHANNELS:
+    if len(columns.channels) != len(CHANNELS):
         raise DataError(
-            f"a recording gives the market channels {list(CHANNELS)}; the model takes "
-            f"{list(columns.channels)}"
+            f"a recording gives the {len(CHANNELS)} market channels {list(CHANNELS)}; the model "
+            f"takes {len(columns.channels)} {list(columns.channels)}"
         )
     pa = pyarrow()
     parts = []
@@ -118,7 +119,8 @@ def recording_table(path: Path, columns: Columns) -> Any:
                     bars.time_s[keep].astype("datetime64[s]")
                 ),
             }
-            data.update({name: features[keep, i] for i, name in enumerate(CHANNELS)})
+            # By position, as the live pipeline feeds them: close ... volatility.
+            data.update({name: features[keep, i] for i, name in enumerate(columns.channels)})
             parts.append(pa.table(data))
     if not parts:
         raise DataError(f"{path} holds no bars; record some with 'ovcast live --record'")

@@ -65,6 +65,11 @@ def run_ray_server(
 
     from .deployment import _absolute, application
 
+    if http.port == 0:
+        raise ServerStartError(
+            "--mode ray needs a port number (--port): Ray's HTTP proxy takes it as given, on "
+            "every proxy node, and cannot say which port 0 picked"
+        )
     Repository(models, repository)  # a missing --repository fails before the cluster starts
     models = [_absolute(m) for m in models]
     started = connect(cluster.address)
