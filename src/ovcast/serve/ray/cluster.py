@@ -97,7 +97,7 @@ def run_ray_server(
 
         generation = 0
         deploy(generation)
-        names = ",".join(sorted(m.name or m.path.name for m in models)) or repository
+        names = ",".join(_model_names(models, repository))
         log.info("ready model=%s on http://%s:%d", names, http.host, http.port)
         while True:
             stop.wait()
@@ -115,6 +115,18 @@ def run_ray_server(
         _tear_down(cluster.app_name, started)
     log.info("stopped")
     return 0
+
+
+def _model_names(models: list[ModelSource], repository: str | None) -> list[str]:
+    """The served names, as ``ovcast serve`` logs them (a --model's manifest name if unnamed)."""
+    from ...package import ModelPackage
+    from ..repository import served_versions
+
+    names = {
+        m.name or ModelPackage.load(next(iter(served_versions(m).values()))).manifest.name
+        for m in models
+    }
+    return sorted(names | set(Repository([], repository).names()))
 
 
 def _tear_down(app_name: str, started: bool) -> None:
