@@ -1,22 +1,26 @@
 # The two commands of the README: `make quickstart` (set up, then run the main job on the
 # embedded default model, offline) and `make test` (set up, then run the whole test suite).
-# Both create or reuse .venv; it is re-installed when pyproject.toml or setup.py change.
+# Both create or reuse .venv; it is re-installed when pyproject.toml, setup.py or this file change.
 
 PYTHON ?= python3
 VENV ?= .venv
 # torch first and pinned: pip then takes the CPU build, not a multi-GB CUDA one
 # (elsewhere: PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu make ...).
 # The ray extra too: the Ray serving and batch tests run on a real local cluster in CI.
-INSTALL = $(VENV)/bin/pip install torch==2.13.0 -e '.[convert,bench,test,ray]'
+INSTALL = $(VENV)/bin/pip install torch==2.13.0 -e '.[convert,bench,test,ttm,ray]'
+# granite-tsfm (TinyTimeMixer) pins torch<2.12: its own dependencies come with the ttm extra
+# above, and it goes on top with --no-deps, so the CPU torch stays (README, "Install").
+INSTALL_TSFM = $(VENV)/bin/pip install --no-deps granite-tsfm==0.3.11
 STAMP = $(VENV)/.ovcast-installed
 
 .PHONY: install quickstart test system-deps
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py
+$(STAMP): pyproject.toml setup.py Makefile
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(INSTALL)
+	$(INSTALL_TSFM)
 	touch $@
 
 quickstart: $(STAMP)

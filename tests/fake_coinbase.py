@@ -16,7 +16,9 @@ REST: ``/time`` (both APIs), Exchange ``/products/{id}/candles`` (newest first) 
 Trade ids are consecutive per product, as on Coinbase. The exchange clock is ``now``
 (``None``: the real clock); trades default to it. Misbehaviour on request: close cleanly
 (1000) or abruptly, go silent, skip ids on the socket (kept on REST), send raw text,
-answer REST requests with queued faults (status codes, malformed bodies).
+answer REST requests with queued faults (status codes, malformed bodies), hold REST
+requests until the test lets them go (``rest_gates``: a slow REST), answer subscribes with
+queued ``error`` messages (``subscribe_errors``: a rate limit on a resubscribe).
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ class FakeCoinbase:
         self.clients: set = set()
         self.subscribes = 0
         self.rest_faults: list[tuple[str, int, str]] = []  # (path part, status, body), FIFO
+        self.rest_gates: dict[str, threading.Event] = {}  # path part -> answered once set
+        self.rest_waiting: list[str] = []  # paths held at a gate right now
+        self.subscribe_errors: list[dict] = []  # answers to the next subscribes, FIFO
         self.rest_paths: list[str] = []
         self._sequence = 0
 
@@ -192,6 +197,10 @@ class FakeCoinbase:
                 dialect = "advanced" if "channel" in message else "exchange"
                 if dialect == "advanced" and message["channel"] == "heartbeats":
                     continue
+                if self.subscribe_errors:
+                    await ws.send(json.dumps(self.subscribe_errors.pop(0)))
+                    await ws.close(1000)
+                    return
                 bad = [p for p in message.get("product_ids", []) if p not in self.products]
                 if bad:
                     await ws.send(
@@ -263,6 +272,11 @@ class _Rest(BaseHTTPRequestHandler):
         fake = self.fake
         url = urlparse(self.path)
         fake.rest_paths.append(url.path)
+        for part, gate in list(fake.rest_gates.items()):
+            if part in url.path:
+                fake.rest_waiting.append(url.path)
+                gate.wait(20)  # bounded: a test that forgets its gate still ends
+                fake.rest_waiting.remove(url.path)
         for k, (part, status, body) in enumerate(fake.rest_faults):
             if part in url.path:
                 del fake.rest_faults[k]

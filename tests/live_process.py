@@ -10,9 +10,15 @@ import time
 import numpy as np
 from fake_coinbase import FakeCoinbase
 
+# The fake's exchange clock is pinned and the tests move it minutes ahead in milliseconds
+# (``clock_to``), which no exchange does: the pipeline's clock follows only what messages
+# agree on, so the tests' trades would be "stamped minutes ahead". A day of --max-ahead lets
+# them through; the clock itself is tested on an injected one (test_market_pipeline.py).
+PINNED_CLOCK = ("--max-ahead", "86400")
+
 
 async def start_live(fake: FakeCoinbase, product: str, model, recording, *extra: str):
-    """`ovcast live` as a real subprocess, pointed at the fake."""
+    """`ovcast live` as a real subprocess, pointed at the fake (``extra`` options last)."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -28,6 +34,7 @@ async def start_live(fake: FakeCoinbase, product: str, model, recording, *extra:
         fake.ws_url,
         "--rest-url",
         fake.rest_url,
+        *PINNED_CLOCK,
         *extra,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -96,8 +103,7 @@ def recorded_bar(bar) -> tuple:
 
 async def clock_to(fake: FakeCoinbase, t: float, product: str = "BTC-USD") -> None:
     """Move the fake's pinned exchange clock to ``t``, saying so in heartbeats as the real
-    one does every second (here: every 60 s of exchange time, within the pipeline's bound
-    on how far ahead a message may be)."""
+    one does every second (here: every 60 s of exchange time)."""
     while fake.now < t:
         fake.now = min(t, fake.now + 60)
         await fake.heartbeat(product)

@@ -278,3 +278,65 @@ def test_an_explicit_opt_in_is_respected(tmp_path):
     (home / "intel" / "openvino_telemetry").write_text("1")
     assert run_telemetry_probe(home) > 0
     assert (home / "intel" / "openvino_telemetry").read_text() == "1"
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(name="../../escape", repository="REPO"), "is not a model name"),
+        (dict(name="a/b"), "is not a model name"),
+        (dict(name=".."), "is not a model name"),
+        (dict(channel_names=["a", "a", "a"]), "['a'] more than once"),
+        (dict(channel_names=["", "", ""]), "blank names at positions [0, 1, 2]"),
+        (
+            dict(calibration_data=np.ones((2, 64, 3), np.float32)),
+            "--precision fp32 does not use it",
+        ),
+        (
+            dict(precision="int8", calibration_data=np.full((400, 3), np.nan, np.float32)),
+            "holds NaN, infinite or non-numeric values",
+        ),
+        (dict(revision="main"), "--revision main picks a version of a hub model"),
+    ],
+)
+def test_options_that_cannot_work_or_do_nothing_are_refused(
+    tmp_path, small_checkpoint, options, message
+):
+    from ovcast.errors import ConfigError
+
+    if options.get("repository") == "REPO":
+        options["repository"] = tmp_path / "repo" / "a" / "b"
+    with pytest.raises(ConfigError) as caught:
+        convert(small_checkpoint, tmp_path / "out", **options)
+    assert message in str(caught.value)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "repo").exists()
+
+
+def test_repository_names_stay_inside_the_repository(tmp_path, small_package):
+    from ovcast.convert.repository import write_repository
+    from ovcast.errors import ConfigError
+
+    package = ModelPackage.load(small_package)
+    package.manifest.name = "../escape"
+    with pytest.raises(ConfigError, match="would leave the repository"):
+        write_repository(package, tmp_path / "repo")
+    assert not (tmp_path / "escape").exists()
+
+
+def test_a_scaler_of_another_model_is_refused(tmp_path):
+    from conftest import small_scaler
+
+    checkpoint = make_checkpoint(tmp_path / "ckpt", **SMALL_PATCHTST)  # 3 channels
+    scaler = small_scaler(3).to_dict()
+    scaler["channels"] += scaler["channels"][:2]  # 5 channels
+    (checkpoint / "scaler.json").write_text(json.dumps(scaler))
+    with pytest.raises(ConversionError, match="scales 5 channels; the model takes 3"):
+        convert(checkpoint, tmp_path / "out")
+
+
+def test_an_out_dir_that_is_a_file_is_one_line(tmp_path, small_checkpoint, capsys):
+    from ovcast.cli import main
+
+    (tmp_path / "e3.csv").write_text("date,a\n")
+    assert main(["convert", str(small_checkpoint), str(tmp_path / "e3.csv")]) == 1
+    assert "is a file; the package is a folder" in capsys.readouterr().err

@@ -172,3 +172,91 @@ def test_a_series_from_arrays_is_checked():
         Series.of(np.array([[1.0, 2.0], [3.0, 4.0], [5.0, np.inf]]), ["a", "b"])
     with pytest.raises(DataError, match="do not match"):
         Series.of(np.zeros((3, 2)), ["a"])
+
+
+def test_an_interval_the_data_contradicts_is_refused(tmp_path):
+    """30 s on minute bars would invent every other bar (the attack's 1499 filled bars)."""
+    path = write_candles(tmp_path / "m.csv", rows=100)
+    message = refusal(path, interval_s=30)
+    assert "--interval 30 disagrees with the data" in message
+    assert "no two of its 100 bars are closer than 60 s" in message and "invent 99 bars" in message
+    assert "line 3: time" in refusal(path, interval_s=120)  # off its grid
+    assert len(read_ohlcv_csv(path, interval_s=60)) == 100
+
+
+def test_impossible_candles_are_refused(tmp_path):
+    def spoil(cells):
+        cells[3][2], cells[3][3] = "98", "99.5"  # high below low
+        cells[7][4] = "101.5"  # close above high
+
+    message = refusal(write_candles(tmp_path / "bad.csv", edit=spoil))
+    assert "line 5, column 'high': high 98 is below low 99.5" in message
+    assert "line 9, column 'close': close 101.5 is above high 101" in message
+
+
+def test_an_off_grid_time_is_shown_as_written(tmp_path):
+    def nudge(cells):
+        cells[5][0] = f"{T0 + 300}.5"  # rounds to a time on the grid
+
+    message = refusal(write_candles(tmp_path / "sub.csv", edit=nudge))
+    assert f"line 7: time {T0 + 300}.5 is not on the 60-second grid" in message
+
+
+def test_product_is_refused_for_a_csv(tmp_path):
+    from ovcast.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="a CSV, which holds one product"):
+        load_bars(write_candles(tmp_path / "c.csv"), product="BTC-USD")
+
+
+def record(path, minutes, *, filled=(), partial=()):
+    """A recording of one product's minute bars at ``minutes`` (others are missing)."""
+    from decimal import Decimal
+
+    from ovcast.market.aggregator import Bar
+    from ovcast.market.recording import Recording
+
+    with Recording(path) as rec:
+        for i in minutes:
+            c = Decimal(100 + i % 7)
+            bar = Bar(60 * i, c, c + 1, c - 1, c, Decimal(1), 1, i in filled, i in partial)
+            rec.add_bar("BTC-USD", bar)
+    return path
+
+
+def test_a_hole_in_a_recording_is_unknown_not_empty(tmp_path):
+    """The recording marks the bars it filled itself; a bar it lacks (the process was down)
+    may have had trades: partial, never scored, not 'filled' as if the market was quiet."""
+    minutes = [i for i in range(200) if not 100 <= i < 110]
+    bars = load_bars(record(tmp_path / "r.db", minutes, filled={50, 51}, partial={150}))
+    assert np.flatnonzero(bars.filled).tolist() == [50, 51]
+    assert np.flatnonzero(bars.partial).tolist() == [*range(100, 110), 150]
+
+
+def test_features_keeps_the_partial_marks(tmp_path, capsys):
+    minutes = [i for i in range(200) if not 100 <= i < 110]
+    db = record(tmp_path / "r.db", minutes, filled={50})
+    assert main(["features", str(db), "--out", str(tmp_path / "f.csv")]) == 0
+    assert "200 bars (1 filled, 10 partial)" in capsys.readouterr().out
+    rows = (tmp_path / "f.csv").read_text().splitlines()
+    assert rows[0].endswith(",filled,partial")
+    assert [r.split(",")[-2:] for r in rows[100:102]] == [["0", "0"], ["0", "1"]]
+
+
+def test_a_damaged_recording_is_one_clear_line(tmp_path, capsys):
+    import sqlite3
+
+    db = record(tmp_path / "ok.db", range(100))
+    broken = {
+        "truncated.db": db.read_bytes()[: len(db.read_bytes()) // 3],
+        "header_only.db": b"SQLite format 3\x00" + b"\x00" * 100,
+    }
+    for name, raw in broken.items():
+        (tmp_path / name).write_bytes(raw)
+    bad_text = record(tmp_path / "bad_text.db", range(100))
+    with sqlite3.connect(bad_text) as connection:
+        connection.execute("UPDATE bars SET close = 'abc' WHERE start_s = 600")
+    for name in (*broken, "bad_text.db"):
+        assert main(["features", str(tmp_path / name), "--out", str(tmp_path / "f.csv")]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("ovcast features: error: ") and "\n" not in err, err

@@ -191,3 +191,69 @@ def test_partial_bars_of_a_recording_reach_training_marked(tmp_path):
     series = market_series(bars)
     partial_times = series.time_s[series.partial]
     assert partial_times.tolist() == [60 * 300, 60 * 301]
+
+
+def test_a_rerun_leaves_no_stale_package_beside_new_weights(tmp_path):
+    """Without --convert a rerun into the same OUT used to keep the old package, whose scaler
+    no longer matched best/scaler.json."""
+    base = make_checkpoint(tmp_path / "base", **BASE)
+    run = tmp_path / "run"
+    (run / "package").mkdir(parents=True)
+    (run / "package" / "ovcast.json").write_text("{}")
+    (run / "forecasts.png").write_bytes(b"old")
+    finetune(
+        FinetuneConfig(
+            data=str(write_candles(tmp_path / "c.csv", bars=700, missing=())),
+            base=str(base),
+            out=str(run),
+            epochs=1,
+            windows_per_epoch=32,
+        ),
+        progress=False,
+    )
+    assert not (run / "package").exists()
+    assert (run / "forecasts.png").read_bytes() != b"old"
+
+
+def test_a_verdict_within_the_noise_is_a_tie():
+    """0.16979 vs 0.16980 is not 'beats the base model'."""
+    from ovcast.train.config import SplitConfig
+    from ovcast.train.data import Series
+    from ovcast.train.evaluate import evaluate
+    from ovcast.train.finetune import BASE, FINETUNED, verdict
+    from ovcast.train.forecasters import LAST_VALUE, last_value
+    from ovcast.train.splits import split_series
+
+    close = 100 + np.cumsum(np.random.default_rng(0).standard_normal(400))
+    data = split_series(Series.of(close[:, None], ["close"]), SplitConfig(splits="0.5,0.2"), 16, 4)
+
+    def shifted(by):
+        return lambda c: last_value(c, 4) + by
+
+    report = evaluate(
+        {FINETUNED: shifted(0.0), BASE: shifted(1e-5), LAST_VALUE: shifted(0.0)},
+        data.test,
+        data.scaler,
+    )
+    assert report.score(FINETUNED).mse < report.score(BASE).mse  # but by a hair
+    line = verdict(report)
+    assert "is within 1% of (no better than) the base model" in line
+    assert "is within 1% of (no better than) the random walk" in line
+
+
+def test_too_few_rows_are_counted_as_bars(tmp_path):
+    """Row numbers in a split error are feature rows: the message says what they are."""
+    from ovcast.errors import DataError
+
+    base = make_checkpoint(tmp_path / "base", **BASE)
+    config = FinetuneConfig(
+        data=str(write_candles(tmp_path / "c.csv", bars=200, missing=())),
+        base=str(base),
+        out=str(tmp_path / "run"),
+        splits="100,150,300",
+    )
+    with pytest.raises(DataError) as caught:
+        finetune(config, progress=False)
+    message = str(caught.value)
+    assert "the data has 175 rows" in message
+    assert "200 bars on the grid: 0 filled, 0 partial) less the first 25 bars" in message

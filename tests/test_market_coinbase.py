@@ -206,8 +206,6 @@ def test_trade_tracker_dedup_and_gaps():
     assert tracker.heartbeat_gap(Heartbeat("BTC-USD", 15)) == (14, 15)  # heartbeat ahead
     assert tracker.accept(t(14)) == (True, None)
     assert tracker.duplicates == 2
-    advanced = Trade("ETH-USD", "abc-1", 0.0, D(1), D(1))
-    assert tracker.accept(advanced) == (True, None) and tracker.accept(advanced) == (False, None)
 
 
 def test_trade_tracker_holes_as_ranges_seed_and_poison():
@@ -223,3 +221,137 @@ def test_trade_tracker_holes_as_ranges_seed_and_poison():
     assert tracker.implausible(t(500_001 + 10**9), now_s=3601.0)  # a billion ahead in 1 s
     assert tracker.implausible(t(500_100), now_s=3601.0) is None
     assert tracker.implausible_heartbeat(Heartbeat("BTC-USD", 10**12), now_s=3601.0)
+
+
+# -- hostile input (attack report 12): ids, prices, clocks, first ids -------------------------
+
+T = "2026-04-07T14:30:02.789012Z"
+
+
+def exchange_match(trade_id, **fields):
+    return {"type": "match", "trade_id": trade_id, "product_id": "BTC-USD", "price": "100",
+            "size": "1", "side": "buy", "time": T, **fields}  # fmt: skip
+
+
+def test_ids_that_are_not_64_bit_numbers_are_rejected_not_raised():
+    """'²'.isdigit() is True but int('²') raises; 5000 digits are no id; a non-numeric id in
+    an Advanced Trade batch must not reorder the real ones (ids 999 and 1000 at one time)."""
+    for bad in ("²", "٣", " 5", "9" * 5000, str(2**63), "x7", -1, 1.5, "", None, True):
+        parsed = parse_exchange(exchange_match(bad))
+        assert parsed.events == [] and "not an id" in parsed.rejected[0], bad
+        assert len(parsed.rejected[0]) < 200  # a 5000-digit id is cut in the reason
+    hb = {"type": "heartbeat", "last_trade_id": "²", "product_id": "BTC-USD", "time": T}
+    assert "not an id" in parse_exchange(hb).rejected[0]
+    hb_at = {"channel": "heartbeats", "events": [{"heartbeat_counter": "²"}]}
+    assert "not a count" in parse_advanced(hb_at).rejected[0]
+
+    def at(trade_id, price):
+        return {"trade_id": trade_id, "product_id": "BTC-USD", "price": price, "size": "1",
+                "side": "BUY", "time": T}  # fmt: skip
+
+    batch = [at("x", "1"), at("²", "1"), at("1000", "101"), at("999", "100"), at("x7", "100.5")]
+    parsed = parse_advanced(
+        {
+            "channel": "market_trades",
+            "timestamp": T,
+            "events": [{"type": "update", "trades": batch}],
+        }
+    )
+    assert [(t.trade_id, str(t.price)) for t in parsed.events] == [("999", "100"), ("1000", "101")]
+    assert len(parsed.rejected) == 3
+
+
+def test_prices_and_sizes_a_float_cannot_carry_are_rejected():
+    """1e400 is finite as a Decimal and infinite as a float: it would poison every feature."""
+    for field, value in (("price", "1e400"), ("price", "1e-400"), ("size", "1e400"),
+                         ("price", "1e16"), ("price", [1]), ("size", True)):  # fmt: skip
+        parsed = parse_exchange(exchange_match(7, **{field: value}))
+        assert parsed.events == [] and field in parsed.rejected[0], (field, value)
+    assert parse_exchange(exchange_match(7, price="0.00000001", size="1e9")).events
+    with pytest.raises(BadMessage, match="bad volume"):
+        parse_candles([[60, 1, 1, 1, 1, "1e400"]], 60, now_s=1e9)
+    with pytest.raises(BadMessage, match="bad row"):
+        parse_candles([[1e400, 1, 1, 1, 1, 1]], 60, now_s=1e9)
+
+
+def test_server_time_in_milliseconds_is_refused_not_taken_for_seconds():
+    from ovcast.market.coinbase import server_epoch
+
+    assert server_epoch({"epoch": 1_700_000_000.5}) == 1_700_000_000.5
+    assert server_epoch({"epochSeconds": "1700000000"}) == 1_700_000_000.0
+    for answer in ({"epoch": 1_700_000_000_000.0}, {"epoch": 0}, {"epoch": -5}, {"x": 1}, []):
+        with pytest.raises(BadMessage, match="server time"):
+            server_epoch(answer)
+
+
+def test_candles_fill_quiet_minutes_from_the_previous_bar_and_ignore_rows_outside():
+    """After an outage the first minutes may have had no trades (no rows): with the bar
+    before, they are filled too; a row far outside the asked range cannot make the grid
+    span decades."""
+    from ovcast.market.aggregator import Bar
+
+    start = 1_000_020  # a minute start
+    previous = Bar(start - 60, D(5), D(5), D(5), D("5.5"))
+    rows = [[start + 180, 1, 2, 1, 2, 3], [60, 1, 1, 1, 1, 1]]
+    bars = parse_candles(rows, 60, now_s=2e6, start_s=start, end_s=start + 300,
+                         previous=previous)  # fmt: skip
+    assert [(b.start_s - start, b.filled, b.close) for b in bars] == [
+        (0, True, D("5.5")), (60, True, D("5.5")), (120, True, D("5.5")), (180, False, D(2)),
+    ]  # fmt: skip
+
+
+def test_the_exchange_clock_follows_what_messages_agree_on():
+    """A ratchet (each message 100 s ahead of the last, within --max-ahead of the clock the
+    last one set) moves nothing; REST /time minutes off is overruled by the socket; elapsed
+    time is monotonic, so a host clock stepped back moves nothing."""
+    mono = ManualClock(50.0)  # time.monotonic
+    clock = ExchangeClock(wall=lambda: 1e9, elapsed=mono.time)
+    clock.set(1_700_000_000.0)
+    for k in range(1, 30):
+        mono.advance(1)
+        clock.observe(1_700_000_000.0 + k - 0.05)  # honest heartbeats, a little late
+        if k % 5 == 0:
+            clock.observe(1_700_000_000.0 + k + 100 * k)  # the ratchet, among them
+    assert abs(clock.now() - 1_700_000_029.0) < 0.1
+    assert clock.plausible(1_700_000_029.0 + 200, max_ahead_s=120)
+
+    behind = ExchangeClock(wall=lambda: 1e9, elapsed=mono.time)
+    behind.set(1_700_000_000.0 - 300)  # REST /time 5 minutes behind the socket
+    behind.observe(1_700_000_000.0)
+    assert behind.plausible(1_700_000_000.0, 120)  # one message is not enough...
+    behind.observe(1_700_000_000.2)
+    assert behind.plausible(1_700_000_000.3, 120) is None  # ...two agreeing ones are
+    ahead = ExchangeClock(wall=lambda: 1e9, elapsed=mono.time)
+    ahead.set(1_700_000_000.0 + 300)  # 5 minutes ahead: every trade would be late
+    ahead.observe(1_700_000_000.0)
+    ahead.observe(1_700_000_000.1)
+    assert abs(ahead.now() - 1_700_000_000.1) < 0.01 and ahead.set_back == 1
+
+    wall = ManualClock(1_700_000_000.0)
+    stepped = ExchangeClock(wall=wall.time, elapsed=mono.time)
+    assert stepped.now() == 1_700_000_000.0
+    wall.advance(-300)  # NTP steps the host clock back: no effect
+    mono.advance(10)
+    assert stepped.now() == 1_700_000_010.0
+
+
+def test_an_unseeded_first_id_is_held_until_a_second_message_agrees():
+    """No last id known (REST trades failed at start, no recording): a bogus first id would
+    make every later real trade a "repeat". It is held, and refused when the others agree
+    on ids far from it; agreeing trades are admitted in id order."""
+    tracker = TradeTracker()
+    t = lambda i: Trade("BTC-USD", str(i), 100.0, D(1), D(1))  # noqa: E731
+    assert tracker.hold(t(10**12)) == ([], [])  # alone: no verdict yet
+    admitted, refused = tracker.hold(t(501))
+    assert admitted == [] and refused == []  # two that disagree: still none
+    admitted, refused = tracker.hold(t(500))
+    assert [x.trade_id for x in admitted] == ["500", "501"]
+    assert [x.trade_id for x in refused] == [str(10**12)]
+    assert [tracker.accept(x) for x in admitted] == [(True, None), (True, None)]
+    assert tracker.accept(t(502)) == (True, None)  # the real ones go on
+    other = TradeTracker()  # Exchange: heartbeats vouch for the ids
+    assert other.hold(t(10**12)) == ([], [])
+    assert other.vouch("BTC-USD", 499, 99.0) == ([], [])
+    admitted, refused = other.vouch("BTC-USD", 499, 100.0)
+    assert admitted == [] and [x.trade_id for x in refused] == [str(10**12)]
+    assert other.seeded("BTC-USD") and other.accept(t(500)) == (True, None)

@@ -78,9 +78,9 @@ def test_features_cli_fills_gaps_and_matches(tmp_path, bars):
     (tmp_path / "c.csv").write_text("\n".join(lines))
     assert main(["-q", "features", str(tmp_path / "c.csv"), "--out", str(tmp_path / "f.csv")]) == 0
     rows = (tmp_path / "f.csv").read_text().splitlines()
-    assert rows[0] == "time,close,high,low,volume,rsi,macd,volatility,filled"
+    assert rows[0] == "time,close,high,low,volume,rsi,macd,volatility,filled,partial"
     assert len(rows) == 801
-    assert [r.split(",")[-1] for r in rows[401:404]] == ["1", "1", "1"]
+    assert [r.split(",")[-2:] for r in rows[401:404]] == [["1", "0"]] * 3  # filled, not partial
     filled_close = {float(r.split(",")[1]) for r in rows[401:404]}
     assert filled_close == {float(f"{close[399]:.10g}")}  # flat at the previous close
     assert rows[1].split(",")[5] == ""  # RSI warming up: empty, not 0

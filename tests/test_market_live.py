@@ -3,7 +3,8 @@ open minute from REST, forecasts, hot swap, several products, `kill -9` and rest
 
 The fake's exchange clock is pinned (``now``): the pipeline reads it from REST ``/time``, so
 no test depends on where in the wall-clock minute it runs. A long ``--grace`` leaves bar
-closes to the trades the test sends.
+closes to the trades the test sends (``start_live`` gives them room to run ahead of that
+pinned clock: see ``live_process.PINNED_CLOCK``).
 """
 
 from __future__ import annotations
@@ -129,7 +130,8 @@ def test_live_backfills_forecasts_at_bar_close_records_and_hot_swaps(
 def test_kill_9_mid_minute_and_restart_loses_nothing_and_doubles_nothing(tmp_path, market_package):
     """The issue's test: `kill -9` mid-minute, trades while down (one closing the minute),
     restart on the same recording: every trade recorded exactly once, and the bars equal
-    bars computed independently from all trades."""
+    bars computed independently from all trades. A second process on the recording while
+    the first runs is refused (two overwrote each other's bars); the crash frees it."""
     m = MINUTE
     db = tmp_path / "crash.db"
 
@@ -140,10 +142,12 @@ def test_kill_9_mid_minute_and_restart_loses_nothing_and_doubles_nothing(tmp_pat
             fake.add_trade("BTC-USD", "101", "1", t=m + 4)
             proc = await start_live(fake, "BTC-USD", market_package, db, *TRADE_CLOSES)
             await wait_subscribed(fake, proc)
+            second = await start_live(fake, "BTC-USD", market_package, db, *TRADE_CLOSES)
+            _, second_err = await asyncio.wait_for(second.communicate(), 60)  # one per recording
             for k in range(3):
                 await fake.trade("BTC-USD", f"{102 + k}", "0.5", t=m + 11 + k)
             await recorded_trades(db, 5, proc)
-            proc.kill()  # SIGKILL: no clean-up at all
+            proc.kill()  # SIGKILL: no clean-up at all; the lock goes with the process
             await proc.wait()
             assert proc.returncode == -signal.SIGKILL
             for price, t in (("106", 20), ("107", 30), ("90", 65), ("91", 70)):
@@ -160,9 +164,11 @@ def test_kill_9_mid_minute_and_restart_loses_nothing_and_doubles_nothing(tmp_pat
             records = await read_records(proc, 1)
             proc.send_signal(signal.SIGTERM)
             _, err = await asyncio.wait_for(proc.communicate(), 30)
-            return fake, records, proc.returncode, err.decode()
+            return fake, records, proc.returncode, err.decode(), second, second_err.decode()
 
-    fake, records, code, err = asyncio.run(scenario())
+    fake, records, code, err, second, second_err = asyncio.run(scenario())
+    assert second.returncode == 1 and fake.subscribes == 2  # the second never subscribed
+    assert "being recorded by another process" in second_err and "Traceback" not in second_err
     assert code == 0, err[-3000:]
     assert [r["bar_time_s"] for r in records] == [m + 60] and records[0]["partial_in_window"] == 0
     assert "rejected 1," in err  # the final status line counts the bad message

@@ -62,8 +62,9 @@ class Harness:
         await asyncio.wait_for(self.task, 10)
 
 
-async def start(tmp_path, package, fake, clock, *, dialect="exchange", products=("BTC-USD",)):
-    records: list[dict] = []
+def live_pipeline(tmp_path, package, fake, clock, records, *, dialect="exchange",
+                  products=("BTC-USD",)):  # fmt: skip
+    """The pipeline as the tests run it: the fake's URLs, the injected clock, fast retries."""
     config = LiveConfig(
         products=list(products),
         model_dir=str(package),
@@ -75,13 +76,20 @@ async def start(tmp_path, package, fake, clock, *, dialect="exchange", products=
         tick_s=3600,  # the test ticks (after moving the clock); no background ticks
         silence_timeout_s=5,
     )
-    pipeline = LivePipeline(
+    return LivePipeline(
         config,
         records.append,
         wall_clock=clock.time,
         rest_retry=RestRetry(attempts=3, first_backoff_s=0.01, max_backoff_s=0.02),
         rest_min_interval_s=0.0,
         reconnect_backoff_s=(0.01, 0.05),
+    )
+
+
+async def start(tmp_path, package, fake, clock, *, dialect="exchange", products=("BTC-USD",)):
+    records: list[dict] = []
+    pipeline = live_pipeline(
+        tmp_path, package, fake, clock, records, dialect=dialect, products=products
     )
     stop = asyncio.Event()
     task = asyncio.create_task(pipeline.run(stop))
@@ -266,6 +274,8 @@ def test_a_repair_that_keeps_failing_marks_bars_partial_and_the_feed_goes_on(
             await fake.trade("BTC-USD", "102", "1", t=m + 14)
             await fake.trade("BTC-USD", "103", "1", t=m + 70)
             await h.settle(trades=2)
+            await until(lambda: h.status.repair_failures == 1, "the repair to give up")
+            await h.settle()
             await h.finish()
             return h
 
@@ -324,3 +334,181 @@ def test_quiet_minutes_close_on_the_injected_clock_and_a_slow_forecast_never_blo
     with Recording(tmp_path / "live.db") as rec:
         bars = {b.start_s: b for b in rec.bars("BTC-USD")}
     assert bars[m].filled and bars[m + 60].close == D("101")
+
+
+# -- attack report 12 ------------------------------------------------------------------------
+
+
+def test_a_slow_repair_never_stalls_the_socket_and_its_bars_wait_for_it(tmp_path, market_package):
+    """A lost trade, and REST /trades that does not answer yet: the socket is read on (the
+    rest of the minute's trades are taken, not left "late" in the socket), the exchange
+    clock passes the bar's end, yet the bar waits for the repair, then closes whole."""
+    m = MINUTE
+
+    async def scenario():
+        clock = ManualClock(m + 10.0)
+        async with FakeCoinbase(clock=clock.time) as fake:
+            h = await start_after_one_trade(tmp_path, market_package, fake, clock)
+            gate = fake.rest_gates["/trades"] = threading.Event()
+            fake.skip_ids.add(("BTC-USD", fake.next_id["BTC-USD"] + 1))
+            await fake.trade("BTC-USD", "101", "1", t=m + 12)  # lost on the socket
+            for k in range(5):  # the market goes on while REST is slow
+                await fake.trade("BTC-USD", f"{102 + k}", "1", t=m + 13 + k)
+            await h.settle(trades=5)  # all read: the repair did not block the socket
+            await until(lambda: fake.rest_waiting, "the repair at the REST gate")
+            await h.advance(60)  # m + 70: the bar at m is over on the clock...
+            waited = [r["bar_time_s"] for r in h.records] == [] and h.status.repairing == 1
+            gate.set()  # ...but waits for the repair
+            await until(lambda: h.status.repaired == 1, "the repair")
+            await h.advance(1)
+            await h.finish()
+            return fake, h, waited
+
+    fake, h, waited = asyncio.run(scenario())
+    assert waited
+    assert [r["bar_time_s"] for r in h.records] == [m] and h.records[0]["bar_close"] == 106.0
+    assert h.records[0]["partial_in_window"] == 0 and h.pipeline.feed_summary()["late_trades"] == 0
+    check_bars_equal_truth(tmp_path / "live.db", fake, "BTC-USD", [m])
+
+
+@pytest.mark.parametrize("attack", ["ratchet", "rest_behind"])
+def test_the_exchange_clock_cannot_be_walked_off(tmp_path, market_package, attack):
+    """ratchet: heartbeats each 100 s ahead of the last, among honest ones; rest_behind:
+    REST /time 5 minutes behind the socket. Either way the next minutes' trades make true
+    bars, no bar is recorded for minutes that have not happened, none is late."""
+    m = MINUTE
+
+    async def scenario():
+        clock = ManualClock(m + 10.0)
+        async with FakeCoinbase(clock=clock.time) as fake:
+            if attack == "rest_behind":
+                fake.rest_faults.append(("/time", 200, json.dumps({"epoch": m + 10 - 300})))
+            h = await start_after_one_trade(tmp_path, market_package, fake, clock)
+            for k in range(1, 30):
+                clock.advance(2)  # m + 12 ... m + 68
+                await fake.trade("BTC-USD", f"{100 + k % 5}", "1", t=clock.now_s - 0.5)
+                await fake.heartbeat("BTC-USD")
+                if attack == "ratchet" and k % 3 == 0:
+                    await fake.heartbeat("BTC-USD", t=clock.now_s + 100 * k)
+                sent = h.status.messages + 2 + (attack == "ratchet" and k % 3 == 0)
+                await until(lambda: h.status.messages >= sent, "the messages read")  # noqa: B023
+                await h.advance(0)
+            clock.advance(10)  # m + 78
+            await fake.heartbeat("BTC-USD")
+            await h.settle(trades=29)
+            await h.advance(0)
+            await h.finish()
+            return fake, h
+
+    fake, h = asyncio.run(scenario())
+    # Nothing from the future (rest_behind started 5 minutes back: the bar at m - 60 was open)
+    assert [r["bar_time_s"] for r in h.records if r["bar_time_s"] >= m] == [m]
+    assert abs(h.pipeline.clock.now() - (m + 78)) < 2
+    # ratchet: its 9 heartbeats (the clock never followed them); rest_behind: the messages
+    # before two agreed that REST /time was behind (a lost trade, repaired over REST)
+    assert h.status.rejected == 9 if attack == "ratchet" else h.status.rejected <= 2
+    check_bars_equal_truth(tmp_path / "live.db", fake, "BTC-USD", [m])
+    with Recording(tmp_path / "live.db", readonly=True) as rec:
+        assert max(b.start_s for b in rec.bars("BTC-USD")) == m
+
+
+def test_partial_bars_count_bars_not_late_trades(tmp_path, market_package):
+    m = MINUTE
+
+    async def scenario():
+        clock = ManualClock(m + 10.0)
+        async with FakeCoinbase(clock=clock.time) as fake:
+            h = await start_after_one_trade(tmp_path, market_package, fake, clock)
+            await fake.trade("BTC-USD", "101", "1", t=m + 12)
+            await fake.trade("BTC-USD", "102", "1", t=m + 70)  # closes m
+            await h.settle(trades=2)
+            for k in range(5):
+                await fake.trade("BTC-USD", "103", "1", t=m + 20 + k)  # late, each
+                await h.settle(trades=3 + k)
+            await h.finish()
+            return h
+
+    h = asyncio.run(scenario())
+    summary = h.pipeline.feed_summary()
+    assert summary["late_trades"] == 5 and summary["partial_bars"] == 1
+    assert "partial bars 1;" in h.pipeline.status_line()
+    with Recording(tmp_path / "live.db", readonly=True) as rec:
+        assert rec.read_bars("BTC-USD").partial.sum() == 1
+
+
+def test_a_stop_during_a_slow_start_up_is_honoured_at_once(tmp_path, market_package):
+    """SIGTERM while start-up waits on a slow REST: the pipeline stops without subscribing
+    (it took 34 s, waiting for each request in turn)."""
+
+    async def scenario():
+        clock = ManualClock(MINUTE + 10.0)
+        async with FakeCoinbase(clock=clock.time) as fake:
+            seed_candles(fake, MINUTE, n=300)
+            gate = fake.rest_gates["/candles"] = threading.Event()
+            pipeline = live_pipeline(tmp_path, market_package, fake, clock, [])
+            stop = asyncio.Event()
+            task = asyncio.create_task(pipeline.run(stop))
+            await until(lambda: fake.rest_waiting, "start-up at the REST gate")
+            stop.set()
+            done, _ = await asyncio.wait({task}, timeout=5)
+            gate.set()
+            task.result()
+            return done, fake
+
+    done, fake = asyncio.run(scenario())
+    assert done and fake.subscribes == 0
+    with Recording(tmp_path / "live.db") as rec:  # the lock was released on the way out
+        assert rec.bars("BTC-USD") == []
+
+
+def test_a_long_outage_is_bridged_bar_for_bar_quiet_minutes_included(tmp_path):
+    """A day's outage: every minute since the last recorded bar comes back from REST
+    candles (not only the window's worth), the quiet minutes right after it (no candle
+    rows) included; with REST candles down, the outage is recorded flat and partial: the
+    grid never has a hole. A recorded trade id far above REST's newest is not trusted."""
+    from decimal import Decimal
+
+    from ovcast.market.aggregator import Bar
+    from ovcast.market.coinbase import Trade
+    from ovcast.market.rest import CoinbaseRest
+    from ovcast.pipeline.resume import ResumeSettings, resume_product
+
+    m = MINUTE
+    day = 86_400
+    settings = ResumeSettings(need_bars=100)
+
+    async def resume(fake, path):
+        async with CoinbaseRest(exchange_url=fake.rest_url, advanced_url=fake.rest_url,
+                                retry=RestRetry(attempts=2, first_backoff_s=0.01),
+                                min_interval_s=0.0) as rest:  # fmt: skip
+            with Recording(path) as rec:
+                resumed = await resume_product("BTC-USD", rec, rest, settings, now_s=m + day + 5)
+                return resumed, [b.start_s for b in rec.bars("BTC-USD")]
+
+    async def scenario():
+        results = []
+        for rest_down in (False, True):
+            path = tmp_path / f"r{rest_down}.db"
+            with Recording(path) as rec:
+                for k in range(10):
+                    rec.add_bar("BTC-USD", Bar(m - 600 + 60 * k, *[Decimal(100)] * 4))
+                rec.add_trade(Trade("BTC-USD", str(10**12), m - 5.0, Decimal(1), Decimal(1)))
+            async with FakeCoinbase(now=m + day + 5) as fake:
+                seed_candles(fake, m + day, n=1500)
+                quiet = range(m, m + 300, 60)  # the first five minutes: no trades, no rows
+                fake.candles["BTC-USD"] = [r for r in fake.candles["BTC-USD"] if r[0] not in quiet]
+                fake.add_trade("BTC-USD", "101", "1", t=m + day + 1)
+                if rest_down:
+                    fake.rest_faults += [("/candles", 500, "down")] * 2
+                results.append(await resume(fake, path))
+        return results
+
+    (bridged, _), (down, _) = asyncio.run(scenario())
+    for resumed in (bridged, down):
+        starts = [b.start_s for b in resumed.history]
+        assert starts == list(range(m - 600, m + day, 60))  # every minute, no hole
+        assert resumed.last_trade.trade_id != str(10**12)
+    by_start = {b.start_s: b for b in bridged.new_bars}
+    assert all(by_start[s].filled and by_start[s].close == 100 for s in range(m, m + 300, 60))
+    assert not any(b.partial for b in bridged.new_bars)
+    assert all(b.partial and b.filled for b in down.new_bars)  # unknown, not quiet

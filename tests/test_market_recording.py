@@ -116,3 +116,127 @@ def test_export_bars_and_trades_exactly_to_csv_and_parquet(tmp_path):
         capture_output=True, text=True,
     )  # fmt: skip
     assert bad.returncode == 1 and "no recording at" in bad.stderr
+
+
+# -- attack report 12, and the reader that wrote --------------------------------------------
+
+
+def test_one_writer_per_recording_and_a_crash_releases_the_lock(tmp_path):
+    """Two writers on one recording overwrote each other's bars. The second is refused with a
+    clear error while the first lives; `kill -9` of the first frees the recording."""
+    path = tmp_path / "r.db"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            from ovcast.market.recording import Recording
+            rec = Recording({str(path)!r})
+            print("locked", flush=True)
+            time.sleep(60)
+        """)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(DataError, match="being recorded by another process"):
+            Recording(path)
+        with Recording(path, readonly=True) as reader:  # readers take no lock
+            assert reader.products() == []
+    finally:
+        holder.kill()
+        holder.wait(10)
+    with Recording(path) as rec:  # the crash released it
+        rec.add_bar("BTC-USD", Bar(0, D(1), D(1), D(1), D(1)))
+
+
+def test_readers_never_write_and_refuse_what_is_not_a_recording(tmp_path, capsys):
+    """Any SQLite file given as a recording (export, replay, finetune, features) got tables
+    added and WAL mode switched on, then "a recording without bars yet". Readers now open
+    read-only and say what the file is."""
+    import sqlite3
+
+    from ovcast.cli import main
+    from ovcast.train.data import load_bars
+
+    foreign = tmp_path / "app.db"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE people (name TEXT)")
+    before = foreign.read_bytes()
+    with pytest.raises(DataError, match="not an ovcast recording: a SQLite file with tables"):
+        Recording(foreign, readonly=True)
+    with pytest.raises(DataError, match="not an ovcast recording"):
+        load_bars(foreign)  # fine-tuning and `ovcast features` read through here
+    with pytest.raises(DataError, match="not an ovcast recording"):
+        Recording(foreign)  # nor does a writer take it over
+    assert main(["export", str(foreign), "--out", str(tmp_path / "x.csv")]) == 1
+    assert "not an ovcast recording" in capsys.readouterr().err
+    assert foreign.read_bytes() == before and not (tmp_path / "app.db-wal").exists()
+
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 20)
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    for path, expected in (
+        (garbage, r"is not a recording \(a SQLite file\)"),
+        (empty, "is an empty file"),
+        (tmp_path, "is a directory"),
+        (tmp_path / "typo.db", "no recording at"),
+    ):
+        with pytest.raises(DataError, match=expected):
+            Recording(path, readonly=True)
+    assert not (tmp_path / "typo.db").exists()  # looking did not create it
+    with pytest.raises(DataError, match="is not a recording"):
+        Recording(garbage)  # a writer refuses it too
+
+    old = tmp_path / "old.db"  # made before bars had the partial mark: read as it is
+    with sqlite3.connect(old) as db:
+        db.execute(
+            "CREATE TABLE bars (product_id TEXT, start_s INTEGER, open TEXT, high TEXT, "
+            "low TEXT, close TEXT, volume TEXT, trades INTEGER, filled INTEGER)"
+        )
+        db.execute("INSERT INTO bars VALUES ('BTC-USD', 60, '1', '1', '1', '1', '2', 3, 0)")
+    before = old.read_bytes()
+    with Recording(old, readonly=True) as rec:
+        assert rec.products() == ["BTC-USD"] and rec.read_bars("BTC-USD").partial.tolist() == [0]
+        assert list(rec.trades("BTC-USD")) == [] and rec.meta("scaler:BTC-USD") is None
+    assert old.read_bytes() == before
+
+
+def test_cli_file_and_option_problems_are_one_clear_line(tmp_path, capsys, market_package):
+    """Each was a traceback, a retry forever, or silently accepted."""
+    from ovcast.cli import main
+
+    good = tmp_path / "good.db"
+    with Recording(good) as rec:
+        rec.add_bar("BTC-USD", Bar(60, D("1"), D("1"), D("1"), D("1"), D("0.00000002"), 1))
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a database" * 100)
+    live = ["live", "--product", "BTC-USD", "--model", str(market_package),
+            "--ws-url", "ws://127.0.0.1:9", "--rest-url", "http://127.0.0.1:9"]  # fmt: skip
+    cases = [
+        (["export", str(good), "--out", str(tmp_path / "no" / "x.csv")], "cannot write"),
+        (["export", str(good), "--out", "/proc/x.csv"], "cannot write"),
+        (["export", str(good), "--out", str(tmp_path)], "it is a directory"),
+        (["export", str(good), "--out", str(tmp_path / "x.txt")], "must end in .csv or .parquet"),
+        (["export", str(garbage), "--out", str(tmp_path / "g.csv")], "is not a recording"),
+        (["export", str(tmp_path), "--out", str(tmp_path / "d.csv")], "is a directory"),
+        (["replay", str(tmp_path / "typo.db"), "--model", str(market_package)], "no recording at"),
+        (["replay", str(good), "--model", str(market_package), "--speed", "nan"], "--speed"),
+        (["replay", str(good), "--model", str(market_package), "--out", str(good)], "--out"),
+        ([*live, "--grace", "nan"], "--grace must be"),
+        ([*live, "--max-ahead", "nan"], "--max-ahead must be"),
+        ([*live, "--backfill-bars", "-5"], "--backfill-bars must be"),
+        ([*live, "--product", ""], "--product must name"),
+        ([*live, "--ws-url", "http://127.0.0.1:9"], "--ws-url must be a WebSocket URL"),
+        ([*live, "--feed", "advanced", "--rest-url", ""], "--rest-url (Exchange REST) is needed"),
+        ([*live, "--out", str(tmp_path / "no" / "f.jsonl")], "cannot write"),
+        ([*live, "--recording", str(good), "--out", str(good)], "--out must not be"),
+        ([*live, "--recording", str(tmp_path)], "is a directory"),
+        ([*live, "--recording", str(garbage)], "is not a recording"),
+    ]
+    for args, expected in cases:
+        assert main(args) == 1, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert expected in err[-1] and "Traceback" not in "".join(err), (args, err)
+    assert not (tmp_path / "typo.db").exists()
+    assert main(["export", str(good), "--out", str(tmp_path / "b.csv")]) == 0
+    assert (tmp_path / "b.csv").read_text().splitlines()[1].split(",")[6] == "0.00000002"

@@ -62,3 +62,22 @@ def test_predict_cli_without_torch(small_package, tmp_path):
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert np.asarray(out["predictions"]).shape == (16, 3) and out["channels"]
+
+
+def test_a_missing_extra_names_a_pip_command_that_works_from_here(tmp_path):
+    """Without torch, convert says how to add it: this interpreter's pip, this checkout
+    (editable) or the published package, and the CPU build of torch."""
+    hide = (
+        "import sys; sys.modules['torch'] = None; "
+        "from ovcast.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", hide, "convert", "default", str(tmp_path / "pkg")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1
+    assert f"{sys.executable} -m pip install " in done.stderr
+    assert "[convert]" in done.stderr
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -16,6 +16,7 @@ import pytest
 
 from ovcast import InvalidInputError
 from ovcast.cli import main
+from ovcast.errors import DataError
 from ovcast.runtime.series import ForecastTable, Series, future_timestamps, read_series
 
 CHANNELS = ["close", "volume", "rsi"]
@@ -208,9 +209,11 @@ def test_read_series_reports_ragged_and_non_numeric_rows(tmp_path):
     (tmp_path / "r.csv").write_text("date,a,b\n2024-01-01,1,2\n2024-01-02,3\n")
     with pytest.raises(Exception, match="line 3 has 2 fields; expected 3"):
         read_series(tmp_path / "r.csv")
-    (tmp_path / "n.csv").write_text("date,a,b\n2024-01-01,1,2\n2024-01-02,3,x\n")
-    with pytest.raises(Exception, match="a value is not a number"):
+    (tmp_path / "n.csv").write_text("date,a,b\n2024-01-01,1,2\n2024-01-02,3,x\n2024-01-03,,4\n")
+    with pytest.raises(DataError) as caught:
         read_series(tmp_path / "n.csv")
+    assert "line 3, column 'b': non-numeric value 'x'" in str(caught.value)
+    assert "line 4, column 'a': empty" in str(caught.value)  # with its line, as train says
 
 
 def test_forecast_frame_per_series_with_future_timestamps(small_engine):
@@ -230,3 +233,87 @@ def test_forecast_frame_per_series_with_future_timestamps(small_engine):
         np.testing.assert_allclose(part[CHANNELS].to_numpy(), forecast, rtol=1e-5)
         assert part.date.iloc[0] == pd.Timestamp("2024-03-01 01:20")
         assert part.date.iloc[-1] == pd.Timestamp("2024-03-01 01:35")
+
+
+@pytest.mark.parametrize(
+    "order, message",
+    [
+        ("descending", "line 3 (2024-03-03 14:00) is earlier than line 2"),
+        ("repeated", "line 11 (2024-03-01 08:00) repeats the time of line 10"),
+    ],
+)
+def test_times_out_of_order_are_refused_as_train_refuses_them(
+    tmp_path, small_package, capsys, order, message
+):
+    stamps = hourly(64)
+    stamps = stamps[::-1] if order == "descending" else stamps[:9] + stamps[8:63]
+    write_csv(tmp_path / "t.csv", ["date", *CHANNELS], stamps, series_values(64))
+    assert main(["predict", str(small_package), "-i", str(tmp_path / "t.csv")]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Times must increase" in err
+
+
+def test_bom_and_header_case_match_as_in_train(tmp_path, small_package, small_engine, capsys):
+    """A BOM and other case used to fall back to position: channels swapped, a BOM in the key."""
+    values = series_values(64, seed=6)
+    mixed = np.column_stack([values[:, 2], values[:, 0], values[:, 1]])
+    write_csv(tmp_path / "m.csv", [" DATE", "RSI", "Close ", "volume"], hourly(64), mixed)
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + (tmp_path / "m.csv").read_bytes())
+    assert (
+        main(["-q", "predict", str(small_package), "-i", str(tmp_path / "bom.csv"), "--raw"]) == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"channels", "DATE", "predictions"}  # no "\ufeffdate"
+    np.testing.assert_allclose(
+        out["predictions"], small_engine.forecast(values.astype(np.float32)), rtol=1e-5
+    )
+
+
+def test_epoch_times_stay_whole_and_unreadable_times_are_said(tmp_path, small_package, caplog):
+    values = series_values(64)
+    epoch_ms = [str(1_709_251_200_000 + 3_600_000 * i) for i in range(64)]
+    write_csv(tmp_path / "ms.csv", ["ts", *CHANNELS], epoch_ms, values)
+    out = tmp_path / "f.json"
+    assert (
+        main(["predict", str(small_package), "-i", str(tmp_path / "ms.csv"), "-o", str(out)]) == 0
+    )
+    stamps = json.loads(out.read_text())["ts"]
+    assert stamps[0] == 1_709_251_200_000 + 3_600_000 * 64 and isinstance(stamps[0], int)
+    day_first = [f"{d % 28 + 1:02d}/03/2024 {d % 24:02d}:00" for d in range(64)]
+    write_csv(tmp_path / "dmy.csv", ["date", *CHANNELS], day_first, values)
+    assert (
+        main(["predict", str(small_package), "-i", str(tmp_path / "dmy.csv"), "-o", str(out)]) == 0
+    )
+    assert "neither ISO 8601 nor epoch numbers (such as '01/03/2024 00:00')" in caplog.text
+    assert "date" not in json.loads(out.read_text())
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("o.json", '{"past_values": {"a": 1}}', "past_values must be nested lists of numbers"),
+        ("s.csv", "date;close;volume;rsi\n2024-01-01;1;2;3\n", "looks ';'-separated"),
+        ("d.csv", "date,close,close,rsi\n2024-01-01,1,2,3\n", "alike"),
+    ],
+)
+def test_unreadable_inputs_are_one_line(tmp_path, small_package, capsys, name, content, message):
+    (tmp_path / name).write_text(content)
+    assert main(["predict", str(small_package), "-i", str(tmp_path / name)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+
+
+def test_an_output_folder_that_does_not_exist_is_refused_first(tmp_path, small_package, capsys):
+    write_csv(tmp_path / "w.csv", ["date", *CHANNELS], hourly(64), series_values(64))
+    argv = [
+        "predict",
+        str(small_package),
+        "-i",
+        str(tmp_path / "w.csv"),
+        "-o",
+        "/nonexistent/x.csv",
+    ]
+    assert main(argv) == 1
+    assert "--output /nonexistent/x.csv: the folder /nonexistent does not exist" in (
+        capsys.readouterr().err
+    )

@@ -514,6 +514,21 @@ void units() {
           static_cast<float>(json.get("past_values")->array[1].array[0].number) == 1e-45f &&
           static_cast<float>(json.get("past_values")->array[1].array[1].number) == 123456.79f,
       line);
+  ovcast::Inputs inputs = {{"freq_token", {}, {7}},
+                           {"future_exogenous", {2, 3}, {1, 2, 3, 4, 5, 6}}};
+  bool with_inputs = ovcast::detail::encode_request("8", 0, {{1.0f}}, &line, &error, inputs);
+  const char* expected = R"("inputs":{"freq_token":7,"future_exogenous":[[1,2,3],[4,5,6]]})";
+  check("encode: further inputs go in \"inputs\", nested by their shape",
+        with_inputs && line.find(expected) != std::string::npos &&
+            ovcast::detail::parse_json(line.substr(0, line.size() - 1), &json),
+        line);
+  check("encode: an input whose values do not fill its shape is refused",
+        !ovcast::detail::encode_request("9", 0, {{1.0f}}, &line, &error,
+                                        {{"future_exogenous", {2, 2}, {1, 2, 3}}}) &&
+            error.find("shape needs 4") != std::string::npos);
+  check("encode: an input name that would need escaping is refused",
+        !ovcast::detail::encode_request("9", 0, {{1.0f}}, &line, &error, {{"a\"b", {}, {1}}}) &&
+            error.find("letters, digits") != std::string::npos);
 }
 
 std::string json_list(const std::vector<std::string>& items) {

@@ -78,6 +78,17 @@ using Clock = std::chrono::steady_clock;
 using Window = std::vector<std::vector<float>>;  // [time step][channel]
 using Ticket = uint64_t;                         // names a submitted request
 
+// A further named input, for models that take more than the window (TinyTimeMixer:
+// "freq_token", "future_exogenous", "past_observed_mask"; `ovcast info MODEL_DIR` lists a
+// package's inputs): its values in row-major order and its shape without the batch axis
+// ({} for one number), e.g. {"future_exogenous", {96, 2}, values} or {"freq_token", {}, {7}}.
+struct Tensor {
+  std::string name;
+  std::vector<size_t> shape;
+  std::vector<float> values;
+};
+using Inputs = std::vector<Tensor>;
+
 enum class Error {
   None,
   Timeout,        // a ready server had the request and did not answer within its deadline
@@ -353,9 +364,51 @@ inline bool parse_json(const std::string& text, Json* json) {
 // ---------------------------------------------------------------------------------------
 // The wire format, in one place: a request line out, an answer or the ready line in.
 
-// Encodes one request line (with its '\n'); false and *error when the window is unusable.
+// Appends one input's values as nested JSON arrays of its shape; false and *error if unusable.
+inline bool append_tensor(std::string* line, const Tensor& tensor, std::string* error) {
+  bool name_ok = !tensor.name.empty();
+  for (char c : tensor.name) {
+    name_ok = name_ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
+  }
+  if (!name_ok) {
+    *error = "input name '" + tensor.name + "' must be letters, digits and '_'";
+    return false;
+  }
+  size_t count = 1;
+  for (size_t d : tensor.shape) count *= d;
+  if (count != tensor.values.size() || count == 0) {
+    *error = "input '" + tensor.name + "' has " + std::to_string(tensor.values.size()) +
+             " values; its shape needs " + std::to_string(count);
+    return false;
+  }
+  for (size_t i = 0; i < count; ++i) {
+    if (!std::isfinite(tensor.values[i])) {
+      *error = "input '" + tensor.name + "' has NaN or inf at flat index " + std::to_string(i);
+      return false;
+    }
+  }
+  // Row-major: open a bracket whenever an index starts a new block of some dimension.
+  const size_t rank = tensor.shape.size();
+  std::vector<size_t> block(rank + 1, 1);  // block[d]: values under one index of dim d-1
+  for (size_t d = rank; d-- > 0;) block[d] = block[d + 1] * tensor.shape[d];
+  for (size_t i = 0; i < count; ++i) {
+    if (i) *line += ',';
+    for (size_t d = 0; d < rank; ++d) {
+      if (i % block[d] == 0) *line += '[';
+    }
+    append_number(line, tensor.values[i]);
+    for (size_t d = rank; d-- > 0;) {
+      if ((i + 1) % block[d] == 0) *line += ']';
+    }
+  }
+  return true;
+}
+
+// Encodes one request line (with its '\n'); false and *error when the window or one of the
+// further inputs is unusable. The further inputs go in "inputs": {"name": values}.
 inline bool encode_request(const std::string& request_id, int64_t timestamp_ms,
-                           const Window& window, std::string* line, std::string* error) {
+                           const Window& window, std::string* line, std::string* error,
+                           const Inputs& inputs = {}) {
   if (window.empty() || window[0].empty()) {
     *error = "window is empty; expected [context][channels]";
     return false;
@@ -386,7 +439,17 @@ inline bool encode_request(const std::string& request_id, int64_t timestamp_ms,
     }
     *line += ']';
   }
-  *line += "]}\n";
+  *line += ']';
+  if (!inputs.empty()) {
+    *line += ",\"inputs\":{";
+    for (size_t k = 0; k < inputs.size(); ++k) {
+      if (k) *line += ',';
+      *line += '"' + inputs[k].name + "\":";
+      if (!append_tensor(line, inputs[k], error)) return false;
+    }
+    *line += '}';
+  }
+  *line += "}\n";
   return true;
 }
 
@@ -544,12 +607,20 @@ class InferenceEngine {
   Result predict(const Window& window, int64_t timestamp_ms, std::chrono::milliseconds timeout) {
     return wait(submit(window, timestamp_ms, timeout));
   }
+  // With further named inputs, for models that take them (see Tensor).
+  Result predict(const Window& window, const Inputs& inputs, int64_t timestamp_ms = 0) {
+    return wait(submit(window, inputs, timestamp_ms, options_.timeout));
+  }
 
   // Queue a request without waiting for its answer; its deadline starts now.
   Ticket submit(const Window& window, int64_t timestamp_ms = 0) {
-    return submit(window, timestamp_ms, options_.timeout);
+    return submit(window, Inputs{}, timestamp_ms, options_.timeout);
   }
   Ticket submit(const Window& window, int64_t timestamp_ms, std::chrono::milliseconds timeout) {
+    return submit(window, Inputs{}, timestamp_ms, timeout);
+  }
+  Ticket submit(const Window& window, const Inputs& inputs, int64_t timestamp_ms,
+                std::chrono::milliseconds timeout) {
     const Ticket ticket = next_ticket_++;
     ++stats_.submitted;
     Pending request;
@@ -559,7 +630,8 @@ class InferenceEngine {
     request.submitted_at = Clock::now();
     request.deadline = request.submitted_at + timeout;
     Result result;
-    if (!detail::encode_request(request.id, timestamp_ms, window, &request.line, &result.message)) {
+    if (!detail::encode_request(request.id, timestamp_ms, window, &request.line, &result.message,
+                                inputs)) {
       result.error = Error::InvalidInput;
       finish(ticket, std::move(result));
     } else if (stopped_ || gave_up_) {

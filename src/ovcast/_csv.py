@@ -12,6 +12,11 @@ Times are ISO 8601 (``2024-01-01T00:00:00Z``, an offset, or none for UTC) or epo
 An epoch number's unit is told by its magnitude unless given: below 1e11 seconds (until the
 year 5138), below 1e14 milliseconds, below 1e17 microseconds (Binance's kline files since
 2025), else nanoseconds.
+
+Header names are matched as people write them: trimmed and case-insensitive (``name_key``),
+so a header that names a column twice, even as 'OT' and 'ot', is refused as ambiguous. The
+time column is found by one rule (``time_column``) for every reader: training, features and
+predict.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import numpy as np
 from .errors import DataError
 
 TIME_UNITS = ("auto", "s", "ms", "us", "ns")
+# Header names (any case) that mark the time column; "open_time" is Binance's kline header.
+TIME_COLUMN_NAMES = ("date", "datetime", "time", "timestamp", "ts", "open_time")
 _SECONDS_PER_UNIT = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 _UNIT_BELOW = (("s", 1e11), ("ms", 1e14), ("us", 1e17), ("ns", math.inf))
 _UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
@@ -65,10 +72,24 @@ class Table:
     lines: list[int]  # the file line of each row (the header is line 1)
 
     def column(self, name: str) -> int:
+        """The index of column ``name`` (trimmed, any case: see ``name_key``)."""
+        keys = [name_key(h) for h in self.header]
         try:
-            return self.header.index(name)
+            return keys.index(name_key(name))
         except ValueError:
             raise DataError(f"{self.path} has no column {name!r}; it has {self.header}") from None
+
+    def has(self, name: str) -> bool:
+        return name_key(name) in {name_key(h) for h in self.header}
+
+    def header_is_data(self) -> bool:
+        """True when the header line holds numbers where names belong: the file has none."""
+        return is_data_row(self.header)
+
+    def cells(self, column: str) -> list[str]:
+        """The trimmed cells of ``column`` (missing cells are empty)."""
+        i = self.column(column)
+        return [row[i].strip() if i < len(row) else "" for row in self.rows]
 
     def numbers(self, columns: Sequence[str], *, problems: Problems | None = None) -> np.ndarray:
         """The cells of ``columns`` as finite floats (rows, columns). A bad cell is NaN and a
@@ -90,8 +111,7 @@ class Table:
         """Epoch seconds (float64) of a time column; they must increase strictly."""
         if unit not in TIME_UNITS:
             raise DataError(f"time unit must be one of {', '.join(TIME_UNITS)}, got {unit!r}")
-        i = self.column(column)
-        cells = [row[i].strip() if i < len(row) else "" for row in self.rows]
+        cells = self.cells(column)
         problems = Problems(self.path)
         parsed = [self._time(r, cell, unit, problems) for r, cell in enumerate(cells)]
         units = [(r, used) for r, (_, used) in enumerate(parsed) if used]
@@ -102,7 +122,10 @@ class Table:
                     f"line {self.lines[r]}: {cells[r]} reads as {_UNIT_NAMES[used]} but line "
                     f"{self.lines[units[0][0]]}'s {cells[units[0][0]]} as {_UNIT_NAMES[units[0][1]]}",
                 )
-        problems.raise_if_any("Pass --time-unit if the unit was guessed wrong")
+        problems.raise_if_any(
+            f"The time column is {self.header[self.column(column)]!r}: pass --time-unit if an "
+            "epoch unit was guessed wrong, or name the time column with --timestamp-column"
+        )
         seconds = np.array([s for s, _ in parsed])
         for row in (np.flatnonzero(np.diff(seconds) <= 0) + 1).tolist():
             same = seconds[row] == seconds[row - 1]
@@ -123,8 +146,13 @@ class Table:
             return math.nan, None
 
 
-def read_table(path: str | Path, *, expected: str) -> Table:
-    """A CSV file's header and non-empty rows; ``expected`` says what a good file holds."""
+def read_table(path: str | Path, *, expected: str, header: bool | None = True) -> Table:
+    """A CSV file's header and non-empty rows; ``expected`` says what a good file holds.
+
+    ``header``: True, the first line is the header; None, it is one unless it reads as data
+    (numbers, perhaps after a time cell), and a file without one gets an empty header.
+    Refused: another delimiter than the comma, and a header naming a column twice.
+    """
     path = Path(path)
     rows, lines = [], []
     try:
@@ -138,9 +166,69 @@ def read_table(path: str | Path, *, expected: str) -> Table:
         raise DataError(f"cannot read {path}: {exc.strerror}") from exc
     except (csv.Error, UnicodeDecodeError) as exc:
         raise DataError(f"{path} is not a readable CSV file ({exc}); expected {expected}") from exc
+    if not rows:
+        raise DataError(f"{path} has no data rows; expected {expected}")
+    _refuse_other_delimiters(path, rows[0], expected)
+    if header is None and is_data_row(rows[0]):
+        return Table(path, [], rows, lines)
     if len(rows) < 2:
         raise DataError(f"{path} has no data rows; expected {expected}")
-    return Table(path, [h.strip() for h in rows[0]], rows[1:], lines[1:])
+    names = [h.strip() for h in rows[0]]
+    _refuse_repeated_names(path, names)
+    return Table(path, names, rows[1:], lines[1:])
+
+
+def name_key(name: str) -> str:
+    """How a header name is matched: trimmed and case-insensitive ('OT' finds ' ot ')."""
+    return name.strip().casefold()
+
+
+def repeated(names: Sequence[str]) -> list[str]:
+    """The names given more than once, matched as header names are (``name_key``)."""
+    keys = [name_key(n) for n in names]
+    return sorted({n for n, k in zip(names, keys, strict=True) if keys.count(k) > 1})
+
+
+def time_column(header: Sequence[str], first_row: Sequence[str]) -> int | None:
+    """The time column, by the one rule every reader shares: the first column named like a
+    time (``TIME_COLUMN_NAMES``, any case), else the first column when its first cell is not
+    a number (a date), else none."""
+    for i, name in enumerate(header):
+        if name_key(name) in TIME_COLUMN_NAMES:
+            return i
+    if first_row and not is_number(first_row[0]):
+        return 0
+    return None
+
+
+def is_data_row(row: Sequence[str]) -> bool:
+    """A line of numbers (its first cell may be a time): data, not a header."""
+    return bool(row) and is_number(row[-1]) and all(is_number(v) for v in row[1:])
+
+
+def _refuse_other_delimiters(path: Path, first: list[str], expected: str) -> None:
+    if len(first) == 1 and (";" in first[0] or "\t" in first[0]):
+        delimiter = "';'" if ";" in first[0] else "tab"
+        raise DataError(
+            f"{path} looks {delimiter}-separated (its first line is {first[0][:60]!r}); ovcast "
+            f"reads comma-separated files with '.' as the decimal point: save it as such "
+            f"(expected {expected})"
+        )
+
+
+def _refuse_repeated_names(path: Path, names: list[str]) -> None:
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        key = name_key(name)
+        if not key:
+            continue
+        if key in seen:
+            raise DataError(
+                f"{path}: the header names column {seen[key] + 1} ({names[seen[key]]!r}) and "
+                f"column {i + 1} ({name!r}) alike; every column needs a name of its own "
+                "(names are matched ignoring case and spaces)"
+            )
+        seen[key] = i
 
 
 def time_seconds(text: str, unit: str = "auto") -> tuple[float, str | None]:
@@ -182,6 +270,17 @@ def _iso_seconds(text: str) -> float:
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=dt.timezone.utc)
     return stamp.timestamp()
+
+
+def is_time(text: str) -> bool:
+    """Whether ``text`` reads as a time: an epoch number or ISO 8601."""
+    if is_number(text):
+        return True
+    try:
+        _iso_seconds(text.strip())
+    except DataError:
+        return False
+    return True
 
 
 def is_number(text: str) -> bool:

@@ -152,5 +152,26 @@ def require(module: str, *, extra: str, purpose: str) -> Any:
     except ImportError as exc:
         raise MissingDependencyError(
             f"{purpose} needs the '{module}' package, which is not installed. "
-            f"Install it with: pip install 'ovcast[{extra}]'"
+            f"Install it with: {install_hint(extra)}"
         ) from exc
+
+
+# Extras that pull in PyTorch: pip must be pointed at the CPU build, or it takes a CUDA one
+# of several GB.
+TORCH_EXTRAS = ("convert", "bench")
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def install_hint(extra: str) -> str:
+    """The pip command that adds ``extra`` to this installation (a source checkout or a wheel),
+    run by the interpreter that runs ovcast, so it lands in the same environment."""
+    import sys
+    from pathlib import Path
+
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "src" / "ovcast").is_dir():
+        target = f"-e '{checkout}[{extra}]'"  # running from a clone: install it editable
+    else:
+        target = f"'ovcast[{extra}]'"
+    torch = f" --extra-index-url {TORCH_CPU_INDEX}" if extra in TORCH_EXTRAS else ""
+    return f"{sys.executable} -m pip install {target}{torch}"

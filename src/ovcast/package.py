@@ -2,7 +2,8 @@
 
     model_dir/
       model.xml, model.bin   OpenVINO IR, dynamic batch, fixed context
-      ovcast.json            the manifest (this module): shapes, names, source, parity, scaler
+      ovcast.json            the manifest (this module): every input and output with its
+                             meaning, names, source, parity, the scaler (or one per series)
 
 ``ovcast convert`` writes it; ``Engine`` and every server read it. Runtime-safe (no torch).
 """
@@ -16,6 +17,7 @@ from typing import Any
 
 from .errors import ModelNotFoundError, ModelPackageError
 from .scaling import Scaler
+from .series_scalers import SeriesScalers
 
 MANIFEST_FILE = "ovcast.json"
 XML_FILE = "model.xml"
@@ -27,11 +29,20 @@ PRECISIONS = ("fp32", "fp16", "int8")
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """A model input or output as KServe v2 describes it (-1 = dynamic)."""
+    """A model input or output as KServe v2 describes it (-1 = dynamic), and what it means."""
 
     name: str
     shape: list[int]
     datatype: str = "FP32"
+    description: str = ""  # manifests before TTM support have none
+
+
+# The inputs a model package may take, by name (the IR's tensor names). Every package takes
+# PAST_VALUES first; TTM packages may take the others (see convert/ttm.py).
+PAST_VALUES = "past_values"
+OBSERVED_MASK = "past_observed_mask"
+FREQ_TOKEN = "freq_token"
+FUTURE_EXOGENOUS = "future_exogenous"
 
 
 @dataclass
@@ -39,8 +50,10 @@ class Manifest:
     """Everything needed to use, trust and reproduce a converted model."""
 
     name: str
-    family: str  # patchtst | patchtsmixer
-    architecture: str  # PatchTSTForPrediction | PatchTSMixerForPrediction
+    family: str  # patchtst | patchtsmixer | ttm
+    architecture: (
+        str  # PatchTSTForPrediction | PatchTSMixerForPrediction | TinyTimeMixerForPrediction
+    )
     context_length: int
     prediction_length: int
     num_input_channels: int
@@ -52,6 +65,17 @@ class Manifest:
     parity: dict[str, Any]
     versions: dict[str, str]
     scaler: dict[str, Any] | None = None
+    # Forecast channels (indices into channel_names) when the model forecasts a subset
+    # (TTM's prediction_channel_indices); None: every input channel.
+    output_channels: list[int] | None = None
+    # Channels whose future values are a model input (FUTURE_EXOGENOUS), in that order.
+    exogenous_channels: list[int] | None = None
+    # Per-series scalers (granite-tsfm's id_columns): {"id_columns": [...], "scalers":
+    # [{"id": [...], "scaler": {...}}, ...]}; see series_scalers.py.
+    series_scalers: dict[str, Any] | None = None
+    # The frequency token (TTM resolution prefix tuning): {"vocab_size", "default", "mapping",
+    # "fixed"}; "fixed" set: the token was built into the IR at conversion.
+    frequency: dict[str, Any] | None = None
     runtime_config: dict[str, Any] = field(default_factory=dict)  # written by `ovcast tune`
     created_at: str = ""
     format: str = FORMAT
@@ -86,7 +110,21 @@ class Manifest:
             raise ModelPackageError(
                 f"{where}: precision {manifest.precision!r} not in {PRECISIONS}"
             )
+        if not manifest.inputs or manifest.inputs[0].name != PAST_VALUES:
+            raise ModelPackageError(f"{where}: the first input must be {PAST_VALUES!r}")
         return manifest
+
+    @property
+    def forecast_channels(self) -> list[int]:
+        """Indices (into channel_names) of the channels the model forecasts, in output order."""
+        if self.output_channels is None:
+            return list(range(self.num_input_channels))
+        return list(self.output_channels)
+
+    @property
+    def extra_inputs(self) -> list[TensorSpec]:
+        """The inputs besides past_values, in the IR's order."""
+        return list(self.inputs[1:])
 
 
 class ModelPackage:
@@ -107,6 +145,12 @@ class ModelPackage:
     @property
     def scaler(self) -> Scaler | None:
         return Scaler.from_dict(self.manifest.scaler) if self.manifest.scaler else None
+
+    @property
+    def series_scalers(self) -> SeriesScalers | None:
+        """One scaler per series id, for packages converted with granite-tsfm's id_columns."""
+        data = self.manifest.series_scalers
+        return SeriesScalers.from_dict(data) if data else None
 
     @classmethod
     def load(cls, path: str | Path) -> ModelPackage:

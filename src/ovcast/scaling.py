@@ -119,6 +119,16 @@ class Scaler:
             x[..., mask] = np.expm1(x[..., mask])
         return x.astype(np.float32)
 
+    def select(self, channels: Sequence[int]) -> Scaler:
+        """The scaler of a subset of channels (e.g. the exogenous ones), in the given order."""
+        idx = list(channels)
+        return Scaler(
+            tuple(self.kinds[i] for i in idx),
+            self.offset[idx],
+            self.scale[idx],
+            tuple(self.names[i] for i in idx) if self.names else (),
+        )
+
     def _check(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         if x.shape[-1:] != (self.num_channels,):

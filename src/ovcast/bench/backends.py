@@ -4,6 +4,8 @@
 - torch:       the HuggingFace model in PyTorch eager, ``torch.set_num_threads(usable cores)``;
 - onnxruntime: an ONNX export of the same model with the same patchify fix, ORT CPU with
                intra-op threads = usable cores and all graph optimizations.
+torch and onnxruntime run the package's export signature (``convert/signature.py``): the
+same inputs and outputs as the IR, TTM's included.
 torch and onnxruntime need ``ovcast[convert,bench]``; only openvino is torch-free.
 """
 
@@ -14,11 +16,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, ModelPackageError, require
+from ..errors import ConfigError, require
 from ..package import ModelPackage
 from ..runtime.cpu import usable_cores
 
@@ -33,13 +34,21 @@ class Backend:
 
 
 def load(name: str, package: ModelPackage, *, cache_dir: str | None = None) -> Backend:
+    """One backend, ready to forecast windows. A package with more inputs than the window
+    (TTM's frequency token, future exogenous values) gets the same seeded values for them in
+    every backend (``Engine.example_inputs``), so all run the same computation."""
     start = time.perf_counter()
     predict: Callable[[np.ndarray], np.ndarray]
     if name == "openvino":
         from ..runtime.engine import Engine
 
         engine = Engine(package, cache_dir=cache_dir, warmup=False)
+        names = [spec.name for spec in package.manifest.extra_inputs]
         predict = engine.predict
+        if names:
+            predict = _with_other_inputs(
+                package, lambda x, *rest: engine.predict(x, **dict(zip(names, rest, strict=True)))
+            )
     elif name == "torch":
         predict = _torch_predict(package)
     elif name == "onnxruntime":
@@ -49,49 +58,72 @@ def load(name: str, package: ModelPackage, *, cache_dir: str | None = None) -> B
     return Backend(name, predict, time.perf_counter() - start)
 
 
-def source_model(package: ModelPackage) -> Any:
-    """The PyTorch model a package was converted from."""
-    from ..hf.loading import load_model, resolve_source
+def _with_other_inputs(
+    package: ModelPackage, run: Callable[..., np.ndarray]
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Windows -> ``run(windows, *other inputs)``, the other inputs seeded by batch size."""
+    from ..runtime.inputs import example_inputs
 
-    source = package.manifest.source
-    name = source.get("hub_id") or source.get("path") or source.get("name")
-    if not name:
-        raise ModelPackageError(
-            f"{package.path}'s manifest does not say what it was converted from"
-        )
-    return load_model(resolve_source(name, revision=source.get("revision")))
+    m = package.manifest
+    vocab = int((m.frequency or {}).get("vocab_size", 1))
+    cache: dict[int, list[np.ndarray]] = {}
+
+    def predict(windows: np.ndarray) -> np.ndarray:
+        batch = len(windows)
+        if batch not in cache:
+            values = example_inputs(m.extra_inputs, batch, vocab_size=vocab)
+            cache[batch] = [values[spec.name] for spec in m.extra_inputs]
+        return run(windows, *cache[batch])
+
+    return predict
 
 
 def _torch_predict(package: ModelPackage) -> Callable[[np.ndarray], np.ndarray]:
-    from ..hf.loading import predictor
-
     torch = require("torch", extra="convert", purpose="The PyTorch benchmark backend")
+    from ..convert.signature import package_signature
+
     torch.set_num_threads(usable_cores())
-    return predictor(source_model(package))
+    module = package_signature(package).module
+
+    def run(*inputs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return module(*(torch.from_numpy(a) for a in inputs)).numpy()
+
+    return _with_other_inputs(package, run)
 
 
 def export_onnx(package: ModelPackage, path: Path) -> Path:
-    """ONNX export with the same patchify fix as the OpenVINO conversion, dynamic batch."""
+    """ONNX export of the package's signature with the same patchify fix, dynamic batch."""
     torch = require("torch", extra="convert", purpose="ONNX export")
     import warnings
 
-    from ..convert.export_fixes import ForecastOnly, exportable_patchify
+    from ..convert.export_fixes import exportable_patchify
+    from ..convert.signature import package_signature
     from ..parity import parity_windows
+    from ..runtime.inputs import example_inputs
 
-    model = source_model(package)
+    signature = package_signature(package)
     m = package.manifest
-    example = torch.from_numpy(parity_windows(m.context_length, m.num_input_channels, 2))
-    with exportable_patchify(model), torch.no_grad(), warnings.catch_warnings():
+    others = example_inputs(
+        m.extra_inputs, 2, vocab_size=int((m.frequency or {}).get("vocab_size", 1))
+    )
+    example = (
+        torch.from_numpy(parity_windows(m.context_length, m.num_input_channels, 2)),
+        *(torch.from_numpy(others[spec.name]) for spec in m.extra_inputs),
+    )
+    names = [spec.name for spec in m.inputs]
+    output = m.outputs[0].name
+    with exportable_patchify(signature.module), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            ForecastOnly(model).eval(),
-            (example,),
+            signature.module,
+            example,
             str(path),
             dynamo=False,
             opset_version=17,
-            input_names=["past_values"],
-            output_names=["prediction_outputs"],
-            dynamic_axes={"past_values": {0: "batch"}, "prediction_outputs": {0: "batch"}},
+            input_names=names,
+            output_names=[output],
+            dynamic_axes={**{n: {0: "batch"} for n in names}, output: {0: "batch"}},
         )
     return path
 
@@ -104,8 +136,9 @@ def _onnxruntime_predict(package: ModelPackage) -> Callable[[np.ndarray], np.nda
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    names = [spec.name for spec in package.manifest.inputs]
 
-    def predict(x: np.ndarray) -> np.ndarray:
-        return session.run(None, {"past_values": x})[0]
+    def run(*inputs: np.ndarray) -> np.ndarray:
+        return session.run(None, dict(zip(names, inputs, strict=True)))[0]
 
-    return predict
+    return _with_other_inputs(package, run)

@@ -19,7 +19,9 @@ from ..package import ModelPackage
 def flops_per_forecast(package: ModelPackage) -> float:
     m = package.manifest
     model = ov.Core().read_model(package.xml_path)
-    model.reshape({0: ov.PartialShape([1, m.context_length, m.num_input_channels])})
+    model.reshape(  # batch 1, every input (TTM packages may take more than the window)
+        {i: ov.PartialShape([1 if d == -1 else d for d in t.shape]) for i, t in enumerate(m.inputs)}
+    )
     total = 0.0
     for op in model.get_ordered_ops():
         kind = op.get_type_name()

@@ -14,6 +14,7 @@ import openvino as ov
 from ..package import ModelPackage
 from ..parity import parity_windows
 from ..runtime.cpu import cpu_config
+from ..runtime.inputs import example_inputs
 
 
 def op_profile(package: ModelPackage, iterations: int = 50) -> list[dict[str, Any]]:
@@ -23,11 +24,14 @@ def op_profile(package: ModelPackage, iterations: int = 50) -> list[dict[str, An
     compiled = ov.Core().compile_model(str(package.xml_path), "CPU", config)
     request = compiled.create_infer_request()
     window = parity_windows(m.context_length, m.num_input_channels, 1)
+    vocab = int((m.frequency or {}).get("vocab_size", 1))
+    others = example_inputs(m.extra_inputs, 1, vocab_size=vocab)  # TTM's other inputs
+    feeds = [window, *(others[spec.name] for spec in m.extra_inputs)]
     totals: dict[tuple[str, str], float] = defaultdict(float)
     for _ in range(5):
-        request.infer({0: window})
+        request.infer(feeds)
     for _ in range(iterations):
-        request.infer({0: window})
+        request.infer(feeds)
         for info in request.profiling_info:
             if info.status == ov.ProfilingInfo.Status.EXECUTED:
                 totals[(info.node_type, info.exec_type)] += info.real_time.total_seconds()

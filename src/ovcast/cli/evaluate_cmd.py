@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from ._options import add_options, from_args
+from ._output import output_file
 
 DESCRIPTION = """\
 Evaluate a model on a CSV the standard way: a standard scaler fitted on the train rows,
 every window of the split at stride 1, MSE and MAE in the scaled space over all windows,
 steps and target columns (--targets, default all). Naive baselines (last value; seasonal
-naive) are in the same table, and for ETTh1 the published numbers too.
+naive) are in the same table, and for the ETTh1 protocol (its 7 columns, --splits etth1,
+context 512, horizon 96) the published numbers too.
+
+A model made by 'ovcast train' carries its run (training.json): without --splits its
+run's splits are used, its channels are read by name, and on the run's own data (the same
+file, by SHA-256) its scaler is used and splits that would score rows it trained on are
+refused.
 
 MODEL is a converted package (runs on OpenVINO, no torch) or 'default', a checkpoint
 folder or a hub id (runs in PyTorch).
@@ -44,8 +50,10 @@ def run(args: argparse.Namespace) -> int:
     from ..train.config import EvaluateConfig
     from ..train.evaluate import evaluate_model
 
-    report = evaluate_model(from_args(EvaluateConfig, args, model=args.model, data=args.data))
+    config = from_args(EvaluateConfig, args, model=args.model, data=args.data)
+    json_file = output_file(args.json, "--json") if args.json else None
+    report = evaluate_model(config)
     print(report.table())
-    if args.json:
-        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    if json_file:
+        json_file.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     return 0

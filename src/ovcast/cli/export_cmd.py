@@ -35,15 +35,11 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from ..errors import DataError
     from ..market.export import export
     from ..market.recording import Recording
 
-    if not Path(args.recording).is_file():
-        raise DataError(f"no recording at {args.recording}")
-    with Recording(args.recording) as recording:
+    with Recording(args.recording, readonly=True) as recording:
         products = recording.products()
         product = args.product or (products[0] if len(products) == 1 else None)
         if product is None:

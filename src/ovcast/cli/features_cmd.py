@@ -7,14 +7,18 @@ import csv
 import datetime as dt
 import math
 
+import numpy as np
+
 from ._options import add_options, from_args
+from ._output import output_file
 
 DESCRIPTION = """\
 Compute the 7 model channels for candles you already have, to inspect or check them:
 close, high, low, volume (log1p), rsi (Wilder RSI-14 / 100), macd (12/26/9 line by default),
 volatility (population std of the last N log returns). Unscaled; empty intervals are filled
-flat at the previous close with zero volume and marked filled=1. Indicator columns are empty
-while warming up.
+flat at the previous close with zero volume and marked filled=1. Bars that may lack trades
+are marked partial=1: a recording's own partial bars, and the bars a recording lacks (the
+process was down: unknown, not empty). Indicator columns are empty while warming up.
 
 CANDLES is an OHLCV CSV with a header time,open,high,low,close,volume (time as ISO 8601 or
 epoch s, ms, us or ns, told apart by magnitude unless --time-unit says), or a recording
@@ -49,18 +53,21 @@ def run(args: argparse.Namespace) -> int:
     from ..train.config import MarketData
 
     config = from_args(MarketData, args, data=args.data)
+    out = output_file(args.out, "--out")
     bars = config.bars()
+    partial = np.zeros(len(bars), bool) if bars.partial is None else bars.partial
     features = compute_features(bars.high, bars.low, bars.close, bars.volume, config.features())
-    with open(args.out, "w", newline="") as f:
+    with open(out, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["time", *CHANNELS, "filled"])
-        for t, row, filled in zip(bars.time_s, features, bars.filled, strict=True):
+        writer.writerow(["time", *CHANNELS, "filled", "partial"])
+        for t, row, filled, part in zip(bars.time_s, features, bars.filled, partial, strict=True):
             stamp = dt.datetime.fromtimestamp(int(t), dt.timezone.utc).strftime(
                 "%Y-%m-%dT%H:%M:%SZ"
             )
             cells = ["" if math.isnan(v) else f"{v:.10g}" for v in row]
-            writer.writerow([stamp, *cells, int(filled)])
+            writer.writerow([stamp, *cells, int(filled), int(part)])
     print(
-        f"wrote {args.out}: {len(bars)} bars ({int(bars.filled.sum())} filled) x {len(CHANNELS)} channels"
+        f"wrote {out}: {len(bars)} bars ({int(bars.filled.sum())} filled, "
+        f"{int(partial.sum())} partial) x {len(CHANNELS)} channels"
     )
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 
 def register(subparsers) -> None:
@@ -36,8 +37,12 @@ def run(args: argparse.Namespace) -> int:
         ("context x channels", f"{m.context_length} x {m.num_input_channels}"),
         ("horizon", str(m.prediction_length)),
         ("channels", ", ".join(m.channel_names)),
-        ("input", f"{m.inputs[0].name} {m.inputs[0].shape} {m.inputs[0].datatype}"),
+        *(
+            ("input" if i == 0 else "", f"{t.name} {t.shape} {t.datatype}" + _meaning(t))
+            for i, t in enumerate(m.inputs)
+        ),
         ("output", f"{m.outputs[0].name} {m.outputs[0].shape} {m.outputs[0].datatype}"),
+        ("forecast channels", ", ".join(m.channel_names[i] for i in m.forecast_channels)),
         ("precision", m.precision),
         ("source", f"{source} (revision {m.source.get('revision') or '-'})"),
         ("weights sha256", m.source.get("weights_sha256", "")),
@@ -46,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
             f"max abs {parity.get('max_abs_error', float('nan')):.2e}, "
             f"max rel {parity.get('max_rel_error', float('nan')):.2e}",
         ),
-        ("scaler", ", ".join(ch["kind"] for ch in m.scaler["channels"]) if m.scaler else "none"),
+        ("scaler", _scaler_text(m)),
         ("tuned config", json.dumps(m.runtime_config) if m.runtime_config else "none"),
         ("versions", ", ".join(f"{k} {v}" for k, v in m.versions.items())),
         ("created", m.created_at),
@@ -55,3 +60,14 @@ def run(args: argparse.Namespace) -> int:
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
     return 0
+
+
+def _meaning(spec: Any) -> str:
+    return f": {spec.description}" if spec.description and spec.name != "past_values" else ""
+
+
+def _scaler_text(m: Any) -> str:
+    if m.series_scalers:
+        count = len(m.series_scalers["scalers"])
+        return f"one per series ({count}), by {', '.join(m.series_scalers['id_columns'])}"
+    return ", ".join(ch["kind"] for ch in m.scaler["channels"]) if m.scaler else "none"

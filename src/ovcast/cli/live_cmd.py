@@ -15,11 +15,14 @@ bar partial), then builds bars from live trades on the exchange's clock.
 Forecast records (product, bar time, forecast times, forecast close prices, model,
 inference ms, partial bars in the window) go to stdout as JSON lines, or --out FILE; status
 goes to stderr every 10 s (trades, duplicates, rejected, gaps, late, partial bars). Every
-trade and bar is in --recording (SQLite) before it counts; restart with the same recording
-(even after kill -9) to resume: the outage is repaired over REST. Malformed messages are
-logged, counted and skipped. 'ovcast replay', 'ovcast finetune' and 'ovcast export' read
-the recording. SIGHUP reloads the model package (e.g. after 'ovcast finetune --convert'
-wrote a new one there) without stopping.
+trade and bar is in --recording (SQLite) before it counts; one process per recording (a
+second is refused); restart with the same recording (even after kill -9) to resume: the
+outage is repaired over REST, a long one bar for bar from REST candles. Lost trades are
+repaired over REST while the socket is read on; the bars they touch wait for the repair.
+Malformed messages are logged, counted and skipped; the exchange clock follows what the
+messages agree on, never one message. 'ovcast replay', 'ovcast finetune' and 'ovcast
+export' read the recording (read-only). SIGHUP reloads the model package (e.g. after
+'ovcast finetune --convert' wrote a new one there) without stopping.
 
 The embedded default model was trained on ETTh1, not on markets: its forecasts of prices
 mean little until fine-tuned ('ovcast finetune').
@@ -89,15 +92,26 @@ def run(args: argparse.Namespace) -> int:
 
     import orjson
 
-    from ..errors import DataError
     from ..market.coinbase import ADVANCED_WS_URL, EXCHANGE_WS_URL
+    from ..market.export import open_output
     from ..pipeline.live import LiveConfig, LivePipeline
 
-    if args.max_ahead <= 0 or args.grace < 0 or args.interval <= 0:
-        raise DataError("--max-ahead and --interval must be > 0, --grace >= 0")
+    log = logging.getLogger("ovcast.live")
+    check_options(args)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is noise here
     ws_url = args.ws_url or (EXCHANGE_WS_URL if args.feed == "exchange" else ADVANCED_WS_URL)
-    out = open(args.out, "ab") if args.out else sys.stdout.buffer
+    if args.feed == "advanced":
+        for product in args.product:
+            if product.endswith("-USDC"):
+                log.warning(
+                    "%s on Advanced Trade: Coinbase is reported (not verified here) to send "
+                    "%s data for it, which ovcast rejects as not subscribed; if nothing is "
+                    "recorded, use --product %s",
+                    product,
+                    product[:-1],
+                    product[:-1],
+                )
+    out = open_output(args.out, "ab") if args.out else sys.stdout.buffer
 
     def sink(record: dict) -> None:
         out.write(orjson.dumps(record) + b"\n")
@@ -149,3 +163,43 @@ def run(args: argparse.Namespace) -> int:
         if args.out:
             out.close()
     return 0
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Every option problem is one clear line before anything starts (``ConfigError``)."""
+    import math
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    from ..errors import ConfigError
+
+    problems = []
+    if any(not p.strip() or p != p.strip() for p in args.product):
+        problems.append(f"--product must name a product such as BTC-USD, got {args.product}")
+    if not (math.isfinite(args.grace) and args.grace >= 0):
+        problems.append(f"--grace must be a number of seconds >= 0, got {args.grace:g}")
+    if not (math.isfinite(args.max_ahead) and args.max_ahead > 0):
+        problems.append(f"--max-ahead must be a number of seconds > 0, got {args.max_ahead:g}")
+    if args.interval <= 0:
+        problems.append(f"--interval must be > 0 seconds, got {args.interval}")
+    if args.backfill_bars < 0:
+        problems.append(f"--backfill-bars must be >= 0, got {args.backfill_bars}")
+    if args.ws_url is not None and urlparse(args.ws_url).scheme not in ("ws", "wss"):
+        problems.append(f"--ws-url must be a WebSocket URL (ws:// or wss://), got {args.ws_url!r}")
+    for flag, url in (
+        ("--rest-url", args.rest_url),
+        ("--advanced-rest-url", args.advanced_rest_url),
+    ):
+        if url and urlparse(url).scheme not in ("http", "https"):
+            problems.append(f"{flag} must be an http:// or https:// URL, got {url!r}")
+    if not args.rest_url:
+        problems.append(
+            "--rest-url (Exchange REST) is needed for either feed: the history the model "
+            "warms up on comes from its candles, and the exchange clock from its /time"
+        )
+    if args.feed == "advanced" and not args.advanced_rest_url:
+        problems.append("--feed advanced needs --advanced-rest-url (its trades repair gaps)")
+    if args.out and Path(args.out).resolve() == Path(args.recording).resolve():
+        problems.append("--out must not be the --recording file (forecasts would corrupt it)")
+    if problems:
+        raise ConfigError("; ".join(problems))

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import Any
 
 import orjson
+
+from ._output import output_file
 
 log = logging.getLogger("ovcast.predict")
 
@@ -14,17 +17,26 @@ DESCRIPTION = """\
 Forecast from a series in a file and write the forecast labelled with the model's channel
 names and, when the input has a timestamp column, the future timestamps.
 
-input: .csv (a row per step; a header and a timestamp column are optional: a first column
-that is not numeric, or one named date/datetime/time/timestamp/ts), .npy ([time, channels]
-or [batch, context, channels]) or .json (nested lists, or {"past_values": ...}).
+input: .csv (a row per step; a header and a time column are optional: the first column
+named date/datetime/time/timestamp/ts/open_time in any case, else a first column that is
+not numeric, the rule 'ovcast train' uses), .npy ([time, channels] or [batch, context,
+channels]) or .json (nested lists, or {"past_values": ...}).
+  - times (ISO 8601 or epoch s/ms/us/ns) must increase: a file out of order or with a
+    repeated time is refused, naming the line;
   - a series longer than the model's context gives its last CONTEXT rows (said on stderr);
-  - with a header that names every model channel, channels are taken by name (any order,
-    extra columns ignored); otherwise by position.
+  - with a header that names every model channel, channels are taken by name (trimmed and
+    ignoring case, as train matches them; any order, extra columns ignored); otherwise by
+    position, with a warning when the header names other columns.
 output: JSON on stdout ({"channels", timestamps, "predictions"}), or --output FILE as
 .csv (header: timestamp or step, then channels), .json, .parquet (needs pyarrow) or .npy.
 
 By default input and output are in model space (already scaled). With --raw the input is
 in raw units: it is scaled with the package's scaler and the forecast scaled back.
+
+Packages with more inputs than the window (TinyTimeMixer; `ovcast info` lists them) take
+them from --freq-token, --future (known future values of the exogenous channels: a file of
+[horizon, exogenous channels], by name when its header names them) and --series-id (which
+series' scaler, for packages with one scaler per series).
 
 examples:
   ovcast predict models/default --input ETTh1.csv --raw --output forecast.csv
@@ -54,6 +66,14 @@ def register(subparsers) -> None:
     p.add_argument(
         "--channels", help="comma-separated channel names or indices to output (default: all)"
     )
+    ttm = p.add_argument_group("packages with more inputs (TinyTimeMixer)")
+    ttm.add_argument(
+        "--freq-token", metavar="TOKEN", help="a frequency token or name ('h', '15min')"
+    )
+    ttm.add_argument(
+        "--future", metavar="FILE", help="known future values of the exogenous channels"
+    )
+    ttm.add_argument("--series-id", metavar="ID", help="the series, for per-series scalers")
     p.set_defaults(func=run)
 
 
@@ -61,20 +81,48 @@ def run(args: argparse.Namespace) -> int:
     from ..runtime.engine import Engine
     from ..runtime.series import ForecastTable, read_series, write_forecast
 
+    output = output_file(args.output, "--output") if args.output else None
     series = read_series(args.input)
     engine = Engine(args.model_dir, warmup=False)
     window, notes = series.window_for(engine.context_length, engine.channel_names)
     for note in notes:
         log.info("%s: %s", args.input, note)
-    forecast = engine.forecast(window) if args.raw else engine.predict(window)
-    table = ForecastTable.after(series, forecast, engine.channel_names)
+    inputs = _other_inputs(args, engine)
+    if args.raw:
+        forecast = engine.forecast(window, series_id=args.series_id, **inputs)
+    else:
+        forecast = engine.predict(window, **inputs)
+    table = ForecastTable.after(series, forecast, engine.forecast_channel_names)
     if args.channels:
         table = table.select([c.strip() for c in args.channels.split(",")])
-    if not args.output:
+    if output is None:
         sys.stdout.buffer.write(
             orjson.dumps(table.to_json(), option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
         )
         return 0
-    write_forecast(table, args.output)
-    print(f"wrote {args.output} {list(table.values.shape)}", file=sys.stderr)
+    write_forecast(table, output)
+    print(f"wrote {output} {list(table.values.shape)}", file=sys.stderr)
     return 0
+
+
+def _other_inputs(args: argparse.Namespace, engine: Any) -> dict[str, Any]:
+    """--freq-token and --future as the engine's named inputs."""
+    from ..package import FREQ_TOKEN, FUTURE_EXOGENOUS
+    from ..runtime.series import read_series
+
+    inputs: dict[str, Any] = {}
+    if args.freq_token is not None:
+        token = args.freq_token
+        inputs[FREQ_TOKEN] = int(token) if token.isdigit() else token
+    if args.future is not None:
+        future = read_series(args.future)
+        exogenous = [
+            engine.channel_names[i] for i in engine.package.manifest.exogenous_channels or []
+        ]
+        if future.columns and set(exogenous) <= set(future.columns):
+            inputs[FUTURE_EXOGENOUS] = future.values[
+                :, [future.columns.index(c) for c in exogenous]
+            ]
+        else:
+            inputs[FUTURE_EXOGENOUS] = future.values
+    return inputs

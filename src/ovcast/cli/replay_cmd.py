@@ -14,8 +14,10 @@ Run the bars of a recording (SQLite, as the live pipeline writes it) through the
 per-product code as live: features, ring buffer, a forecast at every bar close. Products
 are interleaved in bar-time order. Forecast records go to stdout as JSON lines (or --out
 FILE). The scaler stored in the recording is used; a recording without one gets scalers
-fitted on its first --fit-bars bars, stored back, and said so on stderr (never refitted
-silently).
+fitted on its first --fit-bars bars (the same every run), said so on stderr. The recording
+is opened read-only: replaying never changes it. Missing bars (a hole in an old
+recording) are never run over as if consecutive: a short hole counts as partial bars in
+partial_in_window, a hole longer than the model's window restarts the warm-up.
 
 --dashboard HOST:PORT shows it in a browser as it plays (default pace: 60x real time, one
 minute bar a second, after an instant warm-up); the page stays up after the end until
@@ -65,13 +67,16 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import logging
+    import math
     import signal
     import tempfile
     import threading
+    from pathlib import Path
 
     import orjson
 
-    from ..errors import DataError
+    from ..errors import ConfigError, DataError
+    from ..market.export import open_output
     from ..market.recording import Recording
     from ..pipeline.replay import Pace, ReplayProgress, replay
     from ..runtime.engine import Engine
@@ -82,9 +87,15 @@ def run(args: argparse.Namespace) -> int:
     if not args.model and not args.demo:
         raise DataError("--model DIR is required (a package with the 7 market channels)")
     speed = args.speed if args.speed is not None else (60.0 if args.dashboard else 0.0)
-    if speed < 0:
-        raise DataError(f"--speed must be >= 0 (0: as fast as possible), got {speed:g}")
+    if not (math.isfinite(speed) and speed >= 0):
+        raise ConfigError(f"--speed must be >= 0 (0: as fast as possible), got {speed:g}")
+    if args.interval <= 0 or args.fit_bars < 2:
+        raise ConfigError("--interval must be > 0 and --fit-bars at least 2")
 
+    if args.recording:  # refused before the model is loaded: a typo is one clear line
+        Recording(args.recording, readonly=True).close()
+        if args.out and Path(args.out).resolve() == Path(args.recording).resolve():
+            raise ConfigError("--out must not be the RECORDING (it would be overwritten)")
     engine = Engine(args.model or _default_package_dir())
     workdir = None
     path = args.recording
@@ -92,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         workdir = tempfile.TemporaryDirectory(prefix="ovcast-demo-")
         path = _demo_recording(workdir.name, engine, args.interval)
     # With a dashboard the forecasts go to the page (and to --out if given), not the terminal.
-    out = open(args.out, "wb") if args.out else None if args.dashboard else sys.stdout.buffer
+    out = open_output(args.out, "wb") if args.out else None if args.dashboard else sys.stdout.buffer
 
     def write(record: dict[str, Any]) -> None:
         if out is None:
@@ -105,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
     dashboard = None
     try:
-        with Recording(path) as recording:
+        with Recording(path, readonly=True) as recording:
             progress = ReplayProgress("demo" if args.demo else str(path))
             sink: Callable[[dict[str, Any]], None] = write
             on_bar = None

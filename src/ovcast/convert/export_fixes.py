@@ -34,8 +34,12 @@ def _patchify_forward(self: Any, past_values: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 3, 1, 2).contiguous()  # (batch, channels, num_patches, patch_length)
 
 
+# TinyTimeMixer's (granite-tsfm) has PatchTST's attributes and output layout.
+PATCHIFY_MODULES = ("PatchTSTPatchify", "PatchTSMixerPatchify", "TinyTimeMixerPatchify")
+
+
 def _is_patchify(module: torch.nn.Module) -> bool:
-    return type(module).__name__ in ("PatchTSTPatchify", "PatchTSMixerPatchify") and all(
+    return type(module).__name__ in PATCHIFY_MODULES and all(
         hasattr(module, a)
         for a in ("sequence_start", "patch_length", "patch_stride", "num_patches")
     )

@@ -8,6 +8,7 @@ overflow fix is on for every layer because AVX2 u8*s8 products saturate without 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -18,8 +19,12 @@ log = logging.getLogger(__name__)
 SUBSET_SIZE = 300
 
 
-def quantize_int8(ov_model: Any, windows: np.ndarray) -> Any:
-    """Quantize an OpenVINO model, calibrated on model-space windows (n, context, channels)."""
+def quantize_int8(
+    ov_model: Any, windows: np.ndarray, others: Mapping[str, np.ndarray] | None = None
+) -> Any:
+    """Quantize an OpenVINO model, calibrated on model-space windows (n, context, channels).
+
+    ``others``: the model's other inputs for one window, by name (TTM), given with each."""
     nncf = require("nncf", extra="convert", purpose="int8 quantization")
     windows = np.ascontiguousarray(windows, dtype=np.float32)
     if windows.ndim != 3 or len(windows) == 0:
@@ -28,7 +33,10 @@ def quantize_int8(ov_model: Any, windows: np.ndarray) -> Any:
         )
     subset = min(SUBSET_SIZE, len(windows))
     log.info("int8: calibrating on %d windows", subset)
-    dataset = nncf.Dataset([w[None] for w in windows[:subset]])
+    if others:
+        dataset = nncf.Dataset([{"past_values": w[None], **others} for w in windows[:subset]])
+    else:
+        dataset = nncf.Dataset([w[None] for w in windows[:subset]])
     try:
         return nncf.quantize(
             ov_model,

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelPackageError
+from ..errors import ConfigError, ModelPackageError
 from ..package import BIN_FILE, MANIFEST_FILE, XML_FILE, ModelPackage
 
 CONFIG_FILE = "config.json"
@@ -50,6 +50,8 @@ def write_repository(package: ModelPackage, repository: str | Path, version: int
     """Copy the package into ``repository/<name>/<version>/`` and (re)write OVMS config.json."""
     root = Path(repository)
     name = package.manifest.name
+    if Path(name).name != name or name in ("", ".", ".."):  # names are names, not paths
+        raise ConfigError(f"model name {name!r} would leave the repository {root}")
     target = root / name / str(version)
     target.mkdir(parents=True, exist_ok=True)
     for file in (XML_FILE, BIN_FILE, MANIFEST_FILE):

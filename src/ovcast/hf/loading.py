@@ -18,15 +18,23 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelSourceError, require
+from ..errors import ConfigError, ModelSourceError, require
 from ..scaling import Scaler
+from . import ttm
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
+# family -> the class ovcast loads; TinyTimeMixer's comes from granite-tsfm (hf/ttm.py).
 SUPPORTED_ARCHITECTURES = {
     "patchtst": "PatchTSTForPrediction",
     "patchtsmixer": "PatchTSMixerForPrediction",
+    ttm.FAMILY: ttm.ARCHITECTURE,
+}
+FAMILY_OF_MODEL_TYPE = {
+    "patchtst": "patchtst",
+    "patchtsmixer": "patchtsmixer",
+    ttm.MODEL_TYPE: ttm.FAMILY,
 }
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 SCALER_FILE = "scaler.json"
@@ -69,7 +77,8 @@ class ModelSource:
     path: Path  # local folder holding config.json and the weights
     name: str  # what the user typed: 'default', a path or a hub id
     hub_id: str | None = None
-    revision: str | None = None
+    revision: str | None = None  # the commit the hub served (reloads exactly these weights)
+    requested_revision: str | None = None  # as asked for: a branch such as '1024-96-r2', a tag
     weights_file: str = ""
     weights_sha256: str = ""
 
@@ -79,6 +88,7 @@ class ModelSource:
             "path": str(self.path) if self.hub_id is None else None,
             "hub_id": self.hub_id,
             "revision": self.revision,
+            "requested_revision": self.requested_revision,
             "weights_file": self.weights_file,
             "weights_sha256": self.weights_sha256,
         }
@@ -95,7 +105,7 @@ def sha256_file(path: Path) -> str:
 def resolve_source(model: str | Path, *, revision: str | None = None) -> ModelSource:
     """Find the checkpoint folder for MODEL, downloading from the hub when MODEL is a hub id."""
     name = str(model)
-    hub_id = None
+    hub_id = requested = None
     if name == "default":
         path = DEFAULT_MODEL_DIR
         if not (path / "config.json").is_file():
@@ -107,12 +117,18 @@ def resolve_source(model: str | Path, *, revision: str | None = None) -> ModelSo
         if not path.is_dir():
             raise ModelSourceError(f"{path} is a file; expected a checkpoint folder (config.json)")
     elif _looks_like_hub_id(name):
+        requested = revision
         path, revision = _download(name, revision)
         hub_id = name
     else:
         raise ModelSourceError(
             f"no checkpoint at {Path(name).expanduser().resolve()}; expected 'default', a folder "
             "written by save_pretrained, or a hub id like ibm-granite/granite-timeseries-patchtst"
+        )
+    if revision is not None and hub_id is None:
+        raise ConfigError(
+            f"--revision {revision} picks a version of a hub model; {name} is a local "
+            "checkpoint, which has one version: leave --revision out"
         )
     if not (path / "config.json").is_file():
         raise ModelSourceError(f"{path} has no config.json; expected a save_pretrained folder")
@@ -124,6 +140,7 @@ def resolve_source(model: str | Path, *, revision: str | None = None) -> ModelSo
         name=name,
         hub_id=hub_id,
         revision=revision,
+        requested_revision=requested,
         weights_file=weights.name,
         weights_sha256=sha256_file(weights),
     )
@@ -134,7 +151,8 @@ def _looks_like_hub_id(name: str) -> bool:
     return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
 
 
-def _download(hub_id: str, revision: str | None) -> tuple[Path, str | None]:
+def _download(hub_id: str, revision: str | None) -> tuple[Path, str]:
+    """The snapshot folder of ``hub_id`` at ``revision`` and its commit hash."""
     hub = require("huggingface_hub", extra="convert", purpose="Loading a hub model")
     try:
         folder = hub.snapshot_download(
@@ -150,42 +168,69 @@ def _download(hub_id: str, revision: str | None) -> tuple[Path, str | None]:
 
 
 def read_family(path: Path) -> str:
-    """The model family ('patchtst' or 'patchtsmixer') of a checkpoint folder."""
+    """The model family ('patchtst', 'patchtsmixer' or 'ttm') of a checkpoint folder."""
     try:
         config = json.loads((path / "config.json").read_text())
     except (OSError, ValueError) as exc:
         raise ModelSourceError(f"cannot read {path / 'config.json'}: {exc}") from exc
-    family = config.get("model_type")
-    if family not in SUPPORTED_ARCHITECTURES:
+    model_type = config.get("model_type")
+    if model_type not in FAMILY_OF_MODEL_TYPE:
         raise ModelSourceError(
-            f"{path} holds a {family!r} model; ovcast supports "
+            f"{path} holds a {model_type!r} model; ovcast supports "
             f"{', '.join(SUPPORTED_ARCHITECTURES.values())}"
         )
-    return family
+    return FAMILY_OF_MODEL_TYPE[model_type]
 
 
-def load_model(source: ModelSource) -> Any:
-    """Load the ``*ForPrediction`` model of a resolved source, in eval mode, float32."""
-    transformers = require("transformers", extra="convert", purpose="Loading a checkpoint")
+def load_model(source: ModelSource, **config_changes: Any) -> Any:
+    """Load the ``*ForPrediction`` model of a resolved source, in eval mode, float32.
+
+    ``config_changes`` override config.json at load time (TTM: prediction_filter_length,
+    num_input_channels for a channel-independent model, as granite-tsfm's get_model does).
+    """
     family = read_family(source.path)
-    cls = getattr(transformers, SUPPORTED_ARCHITECTURES[family])
+    if family == ttm.FAMILY:
+        module = ttm.require_tsfm("Loading a TinyTimeMixer checkpoint")
+    else:
+        module = require("transformers", extra="convert", purpose="Loading a checkpoint")
+    cls = getattr(module, SUPPORTED_ARCHITECTURES[family])
     try:
-        model = cls.from_pretrained(source.path)
+        model = cls.from_pretrained(source.path, **config_changes)
     except Exception as exc:
         raise ModelSourceError(f"cannot load {source.path} as {cls.__name__}: {exc}") from exc
     return model.float().eval()
 
 
-def predictor(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+def predictor(model: Any, *, freq_token: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """A ``*ForPrediction`` model as a function of windows: (batch, context, channels) float32
-    -> (batch, horizon, channels), in eval mode without gradients. The one place ovcast
-    runs a PyTorch forecast (evaluation, training's validation, benchmarks)."""
+    -> (batch, horizon, forecast channels), in eval mode without gradients. The one place
+    ovcast runs a PyTorch forecast (evaluation, training's validation, benchmarks).
+
+    ``freq_token``: the resolution token a TTM with resolution prefix tuning needs (one for
+    every window). A TTM that takes future exogenous values cannot forecast from windows alone.
+    """
     torch = require("torch", extra="convert", purpose="Forecasting with a PyTorch checkpoint")
+    config = model.config
+    if getattr(config, "enable_forecast_channel_mixing", False) and getattr(
+        config, "exogenous_channel_indices", None
+    ):
+        raise ModelSourceError(
+            "this TTM forecasts from future exogenous values too; it cannot be scored on "
+            "windows alone (convert it and give future_exogenous to the Engine)"
+        )
+    needs_token = bool(getattr(config, "resolution_prefix_tuning", False))
+    if needs_token and freq_token is None:
+        raise ModelSourceError(
+            "this TTM was trained with resolution prefix tuning and needs a frequency token"
+        )
     model.eval()
 
     def predict(windows: np.ndarray) -> np.ndarray:
+        inputs = {"past_values": torch.from_numpy(windows)}
+        if needs_token:
+            inputs["freq_token"] = torch.full((len(windows),), int(freq_token or 0))
         with torch.no_grad():
-            return model(past_values=torch.from_numpy(windows)).prediction_outputs.numpy()
+            return model(**inputs).prediction_outputs.numpy()
 
     return predict
 

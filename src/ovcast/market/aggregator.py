@@ -16,6 +16,12 @@ Rules (the pitfalls of feed handlers, see the Coinbase notes):
   never change afterwards;
 - a bar whose start was passed to ``mark_partial`` (trades known or feared missing: an
   unproven start-up minute, an unrepaired gap) comes out with ``partial=True``;
+- ``hold(key, since_s)`` keeps every bar from ``since_s`` on open (a REST repair of trades
+  that may fall in them is in flight; later trades open later bars meanwhile) until
+  ``release(key)``; so several bars can be open at once;
+- within a bar, trades may come in any order (a repair delivers older trades after newer
+  ones): given each trade's ``order`` (its trade id), open is the first trade's price and
+  close the last one's; without it, arrival order;
 - prices and sizes stay ``Decimal`` (exact) until a bar is turned into floats for features.
 """
 
@@ -62,13 +68,16 @@ class BarAggregator:
     interval_s: int = 60
     grace_s: float = 3.0
     late_trades: int = 0
-    _open: Bar | None = field(default=None, repr=False)
+    _open: dict[int, Bar] = field(default_factory=dict, repr=False)  # start -> bar
+    _order: dict[int, tuple[float, float]] = field(default_factory=dict, repr=False)
     _last_closed: Bar | None = field(default=None, repr=False)
     _partial: set[int] = field(default_factory=set, repr=False)
     _late: list[int] = field(default_factory=list, repr=False)
+    _holds: dict[object, int] = field(default_factory=dict, repr=False)  # key -> first start
+    _arrivals: int = field(default=0, repr=False)
 
     def __post_init__(self) -> None:
-        if self.interval_s <= 0 or self.grace_s < 0:
+        if self.interval_s <= 0 or not self.grace_s >= 0:
             raise ValueError("interval_s must be > 0 and grace_s >= 0")
 
     def bucket(self, time_s: float) -> int:
@@ -77,11 +86,13 @@ class BarAggregator:
     def seed(self, last_bar: Bar) -> None:
         """Continue after a known bar (e.g. the last backfilled candle) without a seam."""
         self._last_closed = last_bar
-        self._open = None
+        self._open.clear()
+        self._order.clear()
 
     @property
     def open_bar(self) -> Bar | None:
-        return self._open
+        """The newest bar not yet closed."""
+        return self._open[max(self._open)] if self._open else None
 
     @property
     def last_closed(self) -> Bar | None:
@@ -92,8 +103,8 @@ class BarAggregator:
         will carry the mark; False if it already closed (the caller marks the record)."""
         if self._last_closed is not None and start_s <= self._last_closed.start_s:
             return False
-        if self._open is not None and self._open.start_s == start_s:
-            self._open.partial = True
+        if start_s in self._open:
+            self._open[start_s].partial = True
         else:
             self._partial.add(start_s)
         return True
@@ -103,16 +114,23 @@ class BarAggregator:
         late, self._late = self._late, []
         return late
 
-    def add_trade(self, time_s: float, price: Decimal, size: Decimal) -> list[Bar]:
-        """Apply a trade; returns the bars this trade proved closed (oldest first)."""
-        start = self.bucket(time_s)
-        if self._open is not None and start == self._open.start_s:
-            self._open.add(price, size)
+    def hold(self, key: object, since_s: float) -> None:
+        """Keep the bars from ``since_s`` on open until ``release(key)``."""
+        self._holds[key] = self.bucket(since_s)
+
+    def release(self, key: object) -> list[Bar]:
+        """End a hold; returns the bars later trades had proved closed meanwhile."""
+        self._holds.pop(key, None)
+        if not self._open:
             return []
-        newest_closed = self._last_closed.start_s if self._last_closed else None
-        if (self._open is not None and start < self._open.start_s) or (
-            newest_closed is not None and start <= newest_closed
-        ):
+        return self._close_through(max(self._open) - self.interval_s)
+
+    def add_trade(
+        self, time_s: float, price: Decimal, size: Decimal, order: float | None = None
+    ) -> list[Bar]:
+        """Apply a trade (``order``: its trade id); returns the bars it proved closed."""
+        start = self.bucket(time_s)
+        if self._last_closed is not None and start <= self._last_closed.start_s:
             self.late_trades += 1
             if start not in self._late:
                 log.warning(
@@ -124,10 +142,24 @@ class BarAggregator:
                 )
                 self._late.append(start)
             return []
-        closed = self._close_through(start - self.interval_s)
-        self._open = Bar(start, price, price, price, price, size, 1)
-        self._open.partial = self._take_partial(start)
-        return closed
+        self._arrivals += 1
+        key = float(self._arrivals) if order is None else float(order)
+        bar = self._open.get(start)
+        if bar is None:
+            self._open[start] = Bar(start, price, price, price, price, size, 1)
+            self._open[start].partial = self._take_partial(start)
+            self._order[start] = (key, key)
+        else:
+            first, last = self._order[start]
+            bar.high, bar.low = max(bar.high, price), min(bar.low, price)
+            bar.volume += size
+            bar.trades += 1
+            if key < first:
+                bar.open, first = price, key
+            if key >= last:
+                bar.close, last = price, key
+            self._order[start] = (first, last)
+        return self._close_through(start - self.interval_s)
 
     def close_until(self, start_s: int) -> list[Bar]:
         """Close every bar that starts before ``start_s`` (filling empty intervals)."""
@@ -145,24 +177,35 @@ class BarAggregator:
         return False
 
     def _close_through(self, last_start: int) -> list[Bar]:
-        """Close the open bar and fill empty intervals, up to the bar starting at ``last_start``."""
+        """Close open bars and fill empty intervals up to the bar starting at ``last_start``,
+        short of any held bar."""
+        if self._holds:
+            last_start = min(last_start, min(self._holds.values()) - self.interval_s)
         closed: list[Bar] = []
-        if self._open is not None and self._open.start_s <= last_start:
-            closed.append(self._open)
-            self._last_closed, self._open = self._open, None
-        if self._last_closed is None:
-            return closed
-        start = self._last_closed.start_s + self.interval_s
-        upto = (
-            last_start
-            if self._open is None
-            else min(last_start, self._open.start_s - self.interval_s)
-        )
-        while start <= upto:
-            price = self._last_closed.close
-            flat = Bar(start, price, price, price, price, filled=True)
-            flat.partial = self._take_partial(start)
-            closed.append(flat)
-            self._last_closed = flat
-            start += self.interval_s
+        while True:
+            if self._last_closed is not None:
+                start = self._last_closed.start_s + self.interval_s
+            elif self._open:
+                start = min(self._open)
+            else:
+                break
+            if start > last_start:
+                break
+            bar = self._open.pop(start, None)
+            if bar is None:
+                price = self._last_closed.close  # type: ignore[union-attr]  # set: see above
+                upto = last_start
+                if self._open:
+                    upto = min(upto, min(self._open) - self.interval_s)
+                bar = Bar(start, price, price, price, price, filled=True)
+                bar.partial = self._take_partial(start)
+                closed.append(bar)
+                for fill in range(start + self.interval_s, upto + 1, self.interval_s):
+                    bar = Bar(fill, price, price, price, price, filled=True)
+                    bar.partial = self._take_partial(fill)
+                    closed.append(bar)
+            else:
+                self._order.pop(start, None)
+                closed.append(bar)
+            self._last_closed = bar
         return closed

@@ -17,7 +17,10 @@ Two WebSocket dialects (sources in ``shared/notes/coinbase-protocol.md``):
 
 Both answer ``subscriptions`` and ``error``; unknown message types are ignored. Anything
 malformed is not an exception that ends the feed: parsing returns the good events plus one
-reason per item it had to reject (``ParsedMessage.rejected``).
+reason per item it had to reject (``ParsedMessage.rejected``). Trade ids are whole numbers
+on both feeds (Advanced Trade writes them as strings of ASCII digits); anything else, or a
+number beyond 64 bits, is rejected. Prices and sizes must also be usable as floats (the
+features are floats): finite, > 0 and at most ``MAX_QUANTITY``.
 
 REST candles (Exchange ``/products/{id}/candles``) come newest first, at most 300 per
 request, with no row for intervals without trades, and include the still-open bucket.
@@ -40,6 +43,10 @@ ADVANCED_WS_URL = "wss://advanced-trade-ws.coinbase.com"
 EXCHANGE_REST_URL = "https://api.exchange.coinbase.com"
 ADVANCED_REST_URL = "https://api.coinbase.com"
 MAX_CANDLES_PER_REQUEST = 300
+MAX_TRADE_ID = 2**63 - 1  # Coinbase ids are far below; larger text is not an id
+MAX_QUANTITY = Decimal("1e15")  # beyond any price or size; larger overflows float features
+MIN_QUANTITY = Decimal("1e-15")  # smaller underflows to a float 0
+EPOCH_RANGE_S = (1e9, 1e10)  # 2001..2286: seconds; a millisecond clock is 1000x larger
 
 
 class BadMessage(DataError):
@@ -57,8 +64,9 @@ class Trade:
     snapshot: bool = False  # part of Advanced Trade's first (historical) batch
 
     @property
-    def numeric_id(self) -> int | None:
-        return int(self.trade_id) if self.trade_id.isdigit() else None
+    def numeric_id(self) -> int:
+        """The id as a number (``trade_from`` admits ASCII digits only)."""
+        return int(self.trade_id)
 
 
 @dataclass(frozen=True)
@@ -106,15 +114,40 @@ def iso_seconds(text: Any) -> float:
     return whole + (int(digits.ljust(6, "0")) / 1e6 if digits else 0.0)
 
 
+def shown(value: Any, limit: int = 40) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a 5000-digit id is not a log line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
+
+
 def positive_decimal(value: Any, what: str) -> Decimal:
-    """A decimal string (or number) that is finite and > 0; else ``BadMessage``."""
+    """A decimal string (or number) in [MIN_QUANTITY, MAX_QUANTITY]; else ``BadMessage``.
+    Finite as a ``Decimal`` is not enough: ``1e400`` is, and becomes an infinite float."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise BadMessage(f"{what} {shown(value)} is not a decimal number")
     try:
         number = Decimal(value if isinstance(value, str) else str(value))
     except (InvalidOperation, ValueError, TypeError):
-        raise BadMessage(f"{what} {value!r} is not a decimal number") from None
+        raise BadMessage(f"{what} {shown(value)} is not a decimal number") from None
     if not number.is_finite() or number <= 0:
-        raise BadMessage(f"{what} {value!r} must be finite and > 0")
+        raise BadMessage(f"{what} {shown(value)} must be finite and > 0")
+    if not MIN_QUANTITY <= number <= MAX_QUANTITY:
+        raise BadMessage(f"{what} {shown(value)} is outside [{MIN_QUANTITY}, {MAX_QUANTITY:f}]")
     return number
+
+
+def trade_id_of(value: Any, what: str = "trade_id") -> int:
+    """A Coinbase trade id: a non-negative integer, or a string of ASCII digits (Advanced
+    Trade), below 2**63. ``"²".isdigit()`` is True, so digits are checked as ASCII."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise BadMessage(f"{what} {shown(value)} is not an id")
+    if isinstance(value, str):
+        if not (value.isascii() and value.isdigit() and len(value) <= 19):
+            raise BadMessage(f"{what} {shown(value)} is not an id (ASCII digits expected)")
+        value = int(value)
+    if not 0 <= value <= MAX_TRADE_ID:
+        raise BadMessage(f"{what} {shown(value)} is not an id (0 to 2**63 - 1)")
+    return value
 
 
 def trade_from(data: Any, *, product_id: str | None = None, snapshot: bool = False) -> Trade:
@@ -127,13 +160,9 @@ def trade_from(data: Any, *, product_id: str | None = None, snapshot: bool = Fal
     if missing:
         raise BadMessage(f"trade lacks {', '.join(missing)}")
     product = data.get("product_id", product_id)
-    trade_id = data["trade_id"]
-    if isinstance(trade_id, bool) or not isinstance(trade_id, int | str) or str(trade_id) == "":
-        raise BadMessage(f"trade_id {trade_id!r} is not an id")
-    if isinstance(trade_id, int) and trade_id < 0:
-        raise BadMessage(f"trade_id {trade_id!r} is negative")
+    trade_id = trade_id_of(data["trade_id"])
     if not isinstance(product, str) or not product:
-        raise BadMessage(f"product_id {product!r} is not a product")
+        raise BadMessage(f"product_id {shown(product)} is not a product")
     return Trade(
         product,
         str(trade_id),
@@ -146,10 +175,8 @@ def trade_from(data: Any, *, product_id: str | None = None, snapshot: bool = Fal
 
 
 def apply_order(trades: list[Trade]) -> list[Trade]:
-    """Oldest first: by numeric trade id where every id is numeric, else by time."""
-    if all(t.numeric_id is not None for t in trades):
-        return sorted(trades, key=lambda t: t.numeric_id or 0)
-    return sorted(trades, key=lambda t: (t.time_s, t.trade_id))
+    """Oldest first: by trade id (consecutive per product, in the order they happened)."""
+    return sorted(trades, key=lambda t: t.numeric_id)
 
 
 def exchange_subscribe(products: list[str]) -> dict[str, Any]:
@@ -171,15 +198,13 @@ def parse_exchange(message: dict[str, Any]) -> ParsedMessage:
         if kind in ("match", "last_match"):
             trade = trade_from(message)
             out.events.append(trade)
+            if kind == "match":  # sent when it happens: the exchange clock (a last_match
+                out.time_s = trade.time_s  # repeats an old trade on every subscribe)
         elif kind == "heartbeat":
-            last = message.get("last_trade_id")
-            if isinstance(last, str) and last.isdigit():
-                last = int(last)
-            if isinstance(last, bool) or not isinstance(last, int) or last < 0:
-                raise BadMessage(f"heartbeat last_trade_id {last!r} is not a trade id")
+            last = trade_id_of(message.get("last_trade_id"), "heartbeat last_trade_id")
             product = message.get("product_id")
             if not isinstance(product, str):
-                raise BadMessage(f"heartbeat product_id {product!r} is not a product")
+                raise BadMessage(f"heartbeat product_id {shown(product)} is not a product")
             out.time_s = iso_seconds(message.get("time"))
             out.events.append(Heartbeat(product, last, time_s=out.time_s))
         elif kind == "subscriptions":
@@ -234,11 +259,10 @@ def parse_advanced(message: dict[str, Any]) -> ParsedMessage:
                     out.rejected.append(f"market_trades: {exc}")
             out.events.extend(apply_order(batch))  # listed newest first: apply oldest first
         elif channel == "heartbeats":
-            counter = event.get("heartbeat_counter", 0)
-            if isinstance(counter, str) and counter.isdigit():
-                counter = int(counter)
-            if isinstance(counter, bool) or not isinstance(counter, int):
-                out.rejected.append(f"heartbeats: heartbeat_counter {counter!r} is not a count")
+            try:
+                counter = trade_id_of(event.get("heartbeat_counter", 0), "heartbeat_counter")
+            except BadMessage as exc:
+                out.rejected.append(f"heartbeats: {exc} (not a count)")
                 continue
             out.events.append(Heartbeat(None, None, counter, out.time_s))
         elif channel == "subscriptions":
@@ -248,37 +272,58 @@ def parse_advanced(message: dict[str, Any]) -> ParsedMessage:
     return out
 
 
-def parse_candles(rows: Any, granularity_s: int, now_s: float) -> list[Bar]:
+def parse_candles(
+    rows: Any,
+    granularity_s: int,
+    now_s: float,
+    *,
+    start_s: int | None = None,
+    end_s: int | None = None,
+    previous: Bar | None = None,
+) -> list[Bar]:
     """Exchange candle rows ``[time, low, high, open, close, volume]`` (newest first) to
-    oldest-first bars on a full grid: the still-open bucket dropped, empty buckets filled."""
+    oldest-first bars on a full grid: the still-open bucket and rows outside
+    [``start_s``, ``end_s``) dropped, empty buckets between rows filled flat. Given the bar
+    before ``start_s`` (``previous``), the empty buckets from ``start_s`` to the first row are
+    filled too (a quiet stretch right after it has no rows)."""
     if not isinstance(rows, list):
         raise BadMessage(f"candles: expected a list of rows, got {type(rows).__name__}")
     parsed = []
     for row in rows:
         if not isinstance(row, list) or len(row) != 6:
             raise BadMessage(
-                f"candles: expected [time, low, high, open, close, volume], got {row!r}"
+                f"candles: expected [time, low, high, open, close, volume], got {shown(row, 120)}"
             )
         try:
             start = int(row[0])
             low, high, open_, close = (positive_decimal(v, "candle price") for v in row[1:5])
             volume = Decimal(str(row[5]))
-        except (ValueError, TypeError, InvalidOperation) as exc:
-            raise BadMessage(f"candles: bad row {row!r} ({exc})") from None
-        if not volume.is_finite() or volume < 0:
-            raise BadMessage(f"candles: bad volume in {row!r}")
+        except (ValueError, TypeError, OverflowError, InvalidOperation) as exc:
+            raise BadMessage(f"candles: bad row {shown(row, 120)} ({exc})") from None
+        if not volume.is_finite() or not 0 <= volume <= MAX_QUANTITY:
+            raise BadMessage(f"candles: bad volume in {shown(row, 120)}")
+        if start % granularity_s:
+            raise BadMessage(f"candles: time {start} is not on the {granularity_s} s grid")
         parsed.append((start, open_, high, low, close, volume))
-    closed = sorted((r for r in parsed if r[0] + granularity_s <= now_s), key=lambda r: r[0])
+    lo = float("-inf") if start_s is None else start_s
+    hi = float("inf") if end_s is None else end_s
+    closed = sorted(
+        (r for r in parsed if r[0] + granularity_s <= now_s and lo <= r[0] < hi),
+        key=lambda r: r[0],
+    )
     bars: list[Bar] = []
+    last = previous if previous is not None and start_s is not None else None
+    if last is not None and start_s is not None:
+        last = Bar(start_s - granularity_s, last.close, last.close, last.close, last.close)
     for start, open_, high, low, close, volume in closed:
-        while bars and bars[-1].start_s + granularity_s < start:
-            price = bars[-1].close
-            bars.append(
-                Bar(bars[-1].start_s + granularity_s, price, price, price, price, filled=True)
-            )
-        if bars and bars[-1].start_s == start:
+        while last is not None and last.start_s + granularity_s < start:
+            price = last.close
+            last = Bar(last.start_s + granularity_s, price, price, price, price, filled=True)
+            bars.append(last)
+        if last is not None and last.start_s == start:
             continue  # the same bucket twice (overlapping requests): keep the first
-        bars.append(Bar(start, open_, high, low, close, volume))
+        last = Bar(start, open_, high, low, close, volume)
+        bars.append(last)
     return bars
 
 
@@ -302,6 +347,10 @@ def server_epoch(answer: Any) -> float:
                 value = float(answer[key])
             except (KeyError, TypeError, ValueError):
                 continue
-            if math.isfinite(value) and value > 0:
+            if math.isfinite(value) and EPOCH_RANGE_S[0] <= value <= EPOCH_RANGE_S[1]:
                 return value
+            raise BadMessage(
+                f"server time: {key} {shown(answer[key])} is not epoch seconds "
+                f"(expected {EPOCH_RANGE_S[0]:.0e} to {EPOCH_RANGE_S[1]:.0e}; milliseconds?)"
+            )
     raise BadMessage(f"server time: expected {{'epoch': seconds}}, got {str(answer)[:200]}")

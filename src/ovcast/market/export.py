@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 from pathlib import Path
+from typing import IO, Any
 
 from ..errors import DataError, require
 from .recording import Recording
@@ -44,11 +45,11 @@ def rows(recording: Recording, product: str, what: str) -> tuple[tuple[str, ...]
             [
                 _iso(b.start_s),
                 b.start_s,
-                str(b.open),
-                str(b.high),
-                str(b.low),
-                str(b.close),
-                str(b.volume),
+                _dec(b.open),
+                _dec(b.high),
+                _dec(b.low),
+                _dec(b.close),
+                _dec(b.volume),
                 b.trades,
                 int(b.filled),
                 int(b.partial),
@@ -63,22 +64,39 @@ def rows(recording: Recording, product: str, what: str) -> tuple[tuple[str, ...]
     raise DataError(f"--what must be 'bars' or 'trades', got {what!r}")
 
 
+def open_output(path: str | Path, mode: str, **kwargs: Any) -> IO[Any]:
+    """Open a file ovcast writes for the user (an export, forecast JSON lines), or say in
+    one line why it cannot be (``DataError``)."""
+    try:
+        return open(path, mode, **kwargs)
+    except OSError as exc:
+        reason = "it is a directory" if Path(path).is_dir() else exc.strerror or str(exc)
+        raise DataError(f"cannot write {path}: {reason}") from None
+
+
 def export(recording: Recording, product: str, *, what: str, out: str | Path) -> int:
     """Write the file (format from the suffix: .csv or .parquet); returns the row count."""
     out = Path(out)
-    header, data = rows(recording, product, what)
-    if out.suffix.lower() == ".parquet":
-        pa = require("pyarrow", extra="parquet", purpose="writing Parquet")
-        import pyarrow.parquet as pq
-
-        columns: list[list] = [[row[k] for row in data] for k in range(len(header))]
-        table = pa.table(dict(zip(header, columns, strict=True)))
-        pq.write_table(table, out)
-    elif out.suffix.lower() == ".csv":
-        with open(out, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(header)
-            writer.writerows(data)
-    else:
+    suffix = out.suffix.lower()
+    if out.is_dir():
+        raise DataError(f"cannot write {out}: it is a directory (give a FILE.csv or .parquet)")
+    if suffix not in (".csv", ".parquet"):
         raise DataError(f"{out}: the file name must end in .csv or .parquet")
+    header, data = rows(recording, product, what)
+    try:
+        if suffix == ".parquet":
+            pa = require("pyarrow", extra="parquet", purpose="writing Parquet")
+            import pyarrow.parquet as pq
+
+            columns: list[list] = [[row[k] for row in data] for k in range(len(header))]
+            table = pa.table(dict(zip(header, columns, strict=True)))
+            with open_output(out, "wb") as f:
+                pq.write_table(table, f)
+        else:
+            with open_output(out, "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(header)
+                writer.writerows(data)
+    except OSError as exc:  # a full disk, a file that refuses writes
+        raise DataError(f"cannot write {out}: {exc.strerror or exc}") from None
     return len(data)

@@ -15,11 +15,20 @@ be scored or trained on; ``read_bars`` returns both marks.
 One connection, used by one thread at a time (the live pipeline's writer thread); batches
 of writes go in one transaction (``transaction()``) so a crash loses at most that batch,
 which the next start repairs over REST.
+
+One writer per recording: a writer holds an exclusive lock (``flock``) on the file for as
+long as it is open; a second one is refused with a clear error, and a crash releases the
+lock with the process. Readers (``Recording(path, readonly=True)``: replay, export,
+finetune, features) open it read-only, so reading never changes a file, and take no lock
+(SQLite's WAL lets them read while live writes). Both refuse, in one line, what is not an
+ovcast recording: a missing file (readers), a directory, a file that is not SQLite, a
+SQLite database without a recording's tables.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -29,40 +38,127 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DataError
 from .aggregator import Bar
 from .bars import Bars
 from .coinbase import Trade
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS trades (
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock (ovcast live targets Linux)
+    fcntl = None  # type: ignore[assignment]
+
+TABLES = {
+    "trades": """CREATE TABLE IF NOT EXISTS trades (
     product_id TEXT NOT NULL, trade_id TEXT NOT NULL, time_s REAL NOT NULL,
     price TEXT NOT NULL, size TEXT NOT NULL, side TEXT NOT NULL,
     PRIMARY KEY (product_id, trade_id)
-);
-CREATE INDEX IF NOT EXISTS trades_by_time ON trades (product_id, time_s);
-CREATE TABLE IF NOT EXISTS bars (
+)""",
+    "bars": """CREATE TABLE IF NOT EXISTS bars (
     product_id TEXT NOT NULL, start_s INTEGER NOT NULL, open TEXT NOT NULL, high TEXT NOT NULL,
     low TEXT NOT NULL, close TEXT NOT NULL, volume TEXT NOT NULL, trades INTEGER NOT NULL,
     filled INTEGER NOT NULL, partial INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (product_id, start_s)
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
+)""",
+    "meta": "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+}
+INDEXES = "CREATE INDEX IF NOT EXISTS trades_by_time ON trades (product_id, time_s)"
+REQUIRED_COLUMNS = {
+    "trades": {"product_id", "trade_id", "time_s", "price", "size", "side"},
+    "bars": {"product_id", "start_s", "open", "high", "low", "close", "volume", "trades", "filled"},
+}
 
 
 class Recording:
     """Append-only store of trades, bars and run metadata (scalers, settings)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        """Open (a writer: create if absent, and lock) or, ``readonly``, read an existing
+        recording; ``DataError`` naming the problem if it is not one."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # durable at each WAL checkpoint; no torn DB
-        self._db.executescript(SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(bars)")}
-        if "partial" not in columns:  # a recording made before bars had the partial mark
+        self.readonly = readonly
+        self._lock: int | None = None
+        if self.path.is_dir():
+            raise DataError(f"{self.path} is a directory, not a recording (a SQLite file)")
+        if readonly:
+            if not self.path.exists():
+                raise DataError(f"no recording at {self.path}")
+            self._db = self._connect_readonly()
+        else:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._lock = _lock(self.path)
+                self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            except OSError as exc:
+                self._unlock()
+                raise DataError(f"cannot open the recording {self.path}: {exc.strerror}") from None
+        try:
+            tables = self._check()
+            if readonly:  # a table it never had reads as empty (the file is not touched)
+                for name in TABLES.keys() - tables.keys():
+                    self._db.execute(TABLES[name].replace("CREATE TABLE", "CREATE TEMP TABLE"))
+            else:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                # durable at each WAL checkpoint; never a torn database
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                for ddl in (*TABLES.values(), INDEXES):
+                    self._db.execute(ddl)
+        except sqlite3.Error as exc:
+            self.close()
+            raise DataError(f"{self.path} is not a usable recording: {exc}") from None
+        except DataError:
+            self.close()
+            raise
+        columns = tables.get("bars", set())
+        self._partial_column = "partial" in columns or not columns
+        if not readonly and not self._partial_column:  # recorded before the partial mark
             self._db.execute("ALTER TABLE bars ADD COLUMN partial INTEGER NOT NULL DEFAULT 0")
+            self._partial_column = True
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        uri = self.path.resolve().as_uri()
+        try:
+            db = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False)
+            db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            return db
+        except sqlite3.OperationalError as exc:
+            if "unable to open" not in str(exc):
+                raise DataError(f"cannot read the recording {self.path}: {exc}") from None
+            # A WAL recording in a folder we cannot write (no -shm can be made): no writer
+            # can be at work there either, so it is read as it stands.
+            return sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False)
+        except sqlite3.DatabaseError as exc:
+            raise DataError(f"{self.path} is not a recording (a SQLite file): {exc}") from None
+
+    def _check(self) -> dict[str, set[str]]:
+        """The recording's tables and columns; ``DataError`` if it is some other database."""
+        try:
+            names = [r[0] for r in self._db.execute("SELECT name FROM sqlite_master")]
+        except sqlite3.DatabaseError as exc:
+            raise DataError(f"{self.path} is not a recording (a SQLite file): {exc}") from None
+        tables = {
+            name: {row[1] for row in self._db.execute(f"PRAGMA table_info({name!r})")}
+            for name in names
+            if name in TABLES
+        }
+        if not names and not self.readonly:
+            return tables  # a new (or empty) file: this writer makes it a recording
+        found = [name for name in REQUIRED_COLUMNS if name in tables]
+        wrong = [
+            f"{name} lacks {', '.join(sorted(REQUIRED_COLUMNS[name] - tables[name]))}"
+            for name in found
+            if REQUIRED_COLUMNS[name] - tables[name]
+        ]
+        if not names and self.path.stat().st_size == 0:
+            raise DataError(f"{self.path} is an empty file, not an ovcast recording")
+        if not found or wrong:
+            held = f"tables {sorted(names)}" if names else "no tables"
+            raise DataError(
+                f"{self.path} is not an ovcast recording: a SQLite file with {held}"
+                + (f" ({'; '.join(wrong)})" if wrong else "")
+                + "; 'ovcast live --recording' writes recordings"
+            )
+        return tables
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -111,16 +207,19 @@ class Recording:
             ),
         )
 
-    def mark_partial(self, product_id: str, start_s: int) -> None:
-        """A recorded bar turned out to lack trades (a late trade, an unrepaired hole)."""
-        self._db.execute(
-            "UPDATE bars SET partial = 1 WHERE product_id = ? AND start_s = ?",
+    def mark_partial(self, product_id: str, start_s: int) -> bool:
+        """A recorded bar turned out to lack trades (a late trade, an unrepaired hole).
+        True if that changed it (it was recorded and not yet marked)."""
+        cursor = self._db.execute(
+            "UPDATE bars SET partial = 1 WHERE product_id = ? AND start_s = ? AND partial = 0",
             (product_id, start_s),
         )
+        return cursor.rowcount == 1
 
     def bars(self, product_id: str) -> list[Bar]:
+        partial = "partial" if self._partial_column else "0"
         rows = self._db.execute(
-            "SELECT start_s, open, high, low, close, volume, trades, filled, partial FROM bars "
+            f"SELECT start_s, open, high, low, close, volume, trades, filled, {partial} FROM bars "
             "WHERE product_id = ? ORDER BY start_s",
             (product_id,),
         )
@@ -188,10 +287,33 @@ class Recording:
         return json.loads(row[0]) if row else default
 
     def close(self) -> None:
-        self._db.close()
+        if getattr(self, "_db", None) is not None:
+            self._db.close()
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # after the connection: SQLite's own locks are gone by then
+            self._lock = None
 
     def __enter__(self) -> Recording:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _lock(path: Path) -> int | None:
+    """An exclusive lock on the recording for this writer's lifetime (the descriptor)."""
+    if fcntl is None:
+        return None
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DataError(
+            f"{path} is being recorded by another process (one 'ovcast live' per "
+            "recording): stop that one first, or give this one another --recording"
+        ) from None
+    return fd

@@ -154,13 +154,25 @@ class CoinbaseRest:
         raise CoinbaseRestError("no REST URL to ask the time")
 
     async def candles(
-        self, product: str, start_s: int, end_s: int, interval_s: int, now_s: float
+        self,
+        product: str,
+        start_s: int,
+        end_s: int,
+        interval_s: int,
+        now_s: float,
+        previous: Bar | None = None,
     ) -> list[Bar]:
-        """Closed bars in [start_s, end_s), oldest first, holes filled (Exchange candles)."""
+        """Closed bars in [start_s, end_s), oldest first, holes filled (Exchange candles);
+        with ``previous`` (the bar before ``start_s``) also the quiet minutes before the first
+        row, so the result starts at ``start_s``."""
         if not self.exchange_url:
-            raise CoinbaseRestError("candles need the Exchange REST URL")
+            raise CoinbaseRestError("candles need the Exchange REST URL (--rest-url)")
         rows: list[Any] = []
-        for start, end in candle_windows(start_s, end_s, interval_s):
+        windows = candle_windows(start_s, end_s, interval_s)
+        if len(windows) > 10:
+            log.info("%s: %d REST candle requests for %d bars", product, len(windows),
+                     (end_s - start_s) // interval_s)  # fmt: skip
+        for start, end in windows:
             rows.extend(
                 await self.get_json(
                     f"{self.exchange_url}/products/{product}/candles",
@@ -169,7 +181,9 @@ class CoinbaseRest:
                     lambda page: (parse_candles(page, interval_s, now_s), page)[1],
                 )
             )
-        return [b for b in parse_candles(rows, interval_s, now_s) if start_s <= b.start_s < end_s]
+        return parse_candles(
+            rows, interval_s, now_s, start_s=start_s, end_s=end_s, previous=previous
+        )
 
     async def trade_page(
         self,
@@ -186,7 +200,18 @@ class CoinbaseRest:
             rows = answer.get("trades") if isinstance(answer, dict) else answer
             if not isinstance(rows, list):
                 raise BadMessage(f"expected a list of trades, got {str(answer)[:200]}")
-            return [trade_from(row, product_id=product) for row in rows]
+            trades, problems = [], []
+            for row in rows:
+                try:
+                    trades.append(trade_from(row, product_id=product))
+                except BadMessage as exc:
+                    problems.append(str(exc))
+            if problems and not trades:
+                raise BadMessage(f"no usable trade in the page: {problems[0]}")
+            if problems:  # the good ones count; the bad ones stay missing (their bars partial)
+                log.warning("%s: REST trades: %d rejected, e.g. %s", product, len(problems),
+                            problems[0])  # fmt: skip
+            return trades
 
         if dialect == "exchange":
             if not self.exchange_url:
@@ -222,16 +247,26 @@ class CoinbaseRest:
         for _ in range(max_pages):
             page = await self.trade_page(product, dialect, before_id=cursor_id, end_s=cursor_time)
             new = [t for t in page if t.trade_id not in found]
-            if not new:
+            if not new and len(page) < PAGE_LIMIT:
                 return _oldest_first(found), True  # the beginning of the product's history
+            if not new:
+                # A full page of trades already seen: Advanced Trade pages by whole seconds,
+                # and more than a page of trades share the oldest one. What lies below
+                # cannot be reached: not proven.
+                log.warning(
+                    "%s: more than %d trades in the second at %.0f; REST cannot page past "
+                    "them, so the trades before are not all known",
+                    product,
+                    PAGE_LIMIT,
+                    cursor_time or 0.0,
+                )
+                return _oldest_first(found), False
             found.update((t.trade_id, t) for t in new)
-            oldest = min(new, key=lambda t: (t.numeric_id or 0, t.time_s))
-            reached_id = to_id is not None and (oldest.numeric_id or 0) <= to_id
+            oldest = min(new, key=lambda t: t.numeric_id)
+            reached_id = to_id is not None and oldest.numeric_id <= to_id
             if reached_id or (to_time_s is not None and oldest.time_s < to_time_s):
                 return _oldest_first(found), True
             if dialect == "exchange":
-                if oldest.numeric_id is None:
-                    raise CoinbaseRestError(f"{product}: non-numeric trade id {oldest.trade_id!r}")
                 cursor_id = oldest.numeric_id
             else:
                 cursor_time = min(t.time_s for t in new)
@@ -239,4 +274,4 @@ class CoinbaseRest:
 
 
 def _oldest_first(found: dict[str, Trade]) -> list[Trade]:
-    return sorted(found.values(), key=lambda t: (t.numeric_id or 0, t.time_s))
+    return sorted(found.values(), key=lambda t: t.numeric_id)

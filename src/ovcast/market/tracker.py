@@ -10,24 +10,28 @@ sends the same numbers as strings), so a jump is a lost trade and an id at or be
 highest seen is a repeat (``last_match`` and snapshots repeat trades on every resubscribe),
 unless it falls in a hole reported earlier (a late trade, or the REST repair of the hole).
 Holes are kept as id ranges, so a long outage costs a few ranges, not a set of every id.
-Non-numeric ids (none seen on Coinbase) are deduplicated by a bounded memory and never
-report gaps.
 
 Poison: an id further ahead than ``max_trades_per_s`` times the exchange seconds since the
 last trade (plus ``slack``) would make every later real trade look like a repeat, so it is
 refused, as is a heartbeat ``last_trade_id`` that far ahead.
+
+Unseeded (no last id known: start-up could fetch no REST trades and there is no
+recording), one message is not trusted alone: trades are held (``hold``) until a second
+message agrees, i.e. another trade id or an Exchange heartbeat ``last_trade_id``
+(``vouch``) within ``slack`` of it. Then the agreeing trades are admitted in id order and
+held trades far from them are refused, so a single bogus first id cannot make every real
+trade after it a "repeat".
 """
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 
 from .coinbase import Heartbeat, Trade
 
 MAX_TRADES_PER_S = 1000.0  # BTC-USD peaks are a few hundred per second
 ID_SLACK = 10_000
-SEEN_MEMORY = 100_000
+MAX_HELD = 1_000  # unseeded trades waiting for a second opinion
 
 
 @dataclass
@@ -35,8 +39,8 @@ class _Product:
     last_id: int | None = None
     last_time_s: float | None = None
     holes: list[list[int]] = field(default_factory=list)  # [first, last] ranges, ascending
-    seen: set[str] = field(default_factory=set)  # non-numeric ids
-    seen_order: deque[str] = field(default_factory=deque)
+    held: list[Trade] = field(default_factory=list)  # unseeded: waiting for agreement
+    vouched: list[int] = field(default_factory=list)  # unseeded: heartbeat last_trade_ids
 
     def fill(self, trade_id: int) -> bool:
         """Remove ``trade_id`` from the holes; False if it was in none."""
@@ -64,12 +68,61 @@ class TradeTracker:
         if state.last_id is None or last_id > state.last_id:
             state.last_id, state.last_time_s = last_id, time_s
 
+    def seeded(self, product_id: str) -> bool:
+        return self._state(product_id).last_id is not None
+
     def last_id(self, product_id: str) -> int | None:
         return self._state(product_id).last_id
+
+    def held(self) -> int:
+        """Trades waiting for a second opinion, all products."""
+        return sum(len(state.held) for state in self._products.values())
 
     def holes(self, product_id: str) -> list[tuple[int, int]]:
         return [(lo, hi) for lo, hi in self._state(product_id).holes]
 
+    # -- unseeded: a second opinion ------------------------------------------------------------
+    def hold(self, trade: Trade) -> tuple[list[Trade], list[Trade]]:
+        """Keep a trade of an unseeded product until another message agrees with its id.
+        Returns (trades now admitted, oldest first: pass each to ``accept``; trades refused:
+        ids far from the agreeing ones, or held too long)."""
+        state = self._state(trade.product_id)
+        state.held.append(trade)
+        refused = []
+        if len(state.held) > MAX_HELD:
+            refused.append(state.held.pop(0))
+        admitted, outliers = self._settle(state)
+        return admitted, refused + outliers
+
+    def vouch(self, product_id: str, last_trade_id: int, time_s: float | None) -> tuple[
+        list[Trade], list[Trade]
+    ]:  # fmt: skip
+        """An Exchange heartbeat's ``last_trade_id`` for an unseeded product: evidence (a
+        second message agreeing seeds the tracker). Returns as ``hold`` does."""
+        state = self._state(product_id)
+        state.vouched = [*state.vouched[-9:], last_trade_id]
+        return self._settle(state, time_s)
+
+    def _settle(
+        self, state: _Product, time_s: float | None = None
+    ) -> tuple[list[Trade], list[Trade]]:
+        ids = [t.numeric_id for t in state.held] + state.vouched
+        support = [sum(abs(i - c) <= self.slack for i in ids) for c in ids]
+        if max(support, default=0) < 2:
+            return [], []
+        anchor = ids[support.index(max(support))]
+        agreeing = [i for i in ids if abs(i - anchor) <= self.slack]
+        admitted = sorted(
+            (t for t in state.held if abs(t.numeric_id - anchor) <= self.slack),
+            key=lambda t: t.numeric_id,
+        )
+        refused = [t for t in state.held if abs(t.numeric_id - anchor) > self.slack]
+        state.held, state.vouched = [], []
+        state.last_id = admitted[0].numeric_id - 1 if admitted else min(agreeing)
+        state.last_time_s = admitted[0].time_s if admitted else time_s
+        return admitted, refused
+
+    # -- seeded ------------------------------------------------------------------------------
     def _implausible_id(self, product_id: str, trade_id: int, now_s: float) -> str | None:
         state = self._state(product_id)
         if state.last_id is None or state.last_time_s is None:
@@ -84,8 +137,7 @@ class TradeTracker:
 
     def implausible(self, trade: Trade, now_s: float) -> str | None:
         """Why this trade's id cannot be real (None if it can)."""
-        numeric = trade.numeric_id
-        return None if numeric is None else self._implausible_id(trade.product_id, numeric, now_s)
+        return self._implausible_id(trade.product_id, trade.numeric_id, now_s)
 
     def implausible_heartbeat(self, heartbeat: Heartbeat, now_s: float) -> str | None:
         if heartbeat.product_id is None or heartbeat.last_trade_id is None:
@@ -96,15 +148,6 @@ class TradeTracker:
         """(is new, the id range [first, last] this trade proves missing, or None)."""
         state = self._state(trade.product_id)
         trade_id = trade.numeric_id
-        if trade_id is None:
-            if trade.trade_id in state.seen:
-                self.duplicates += 1
-                return False, None
-            state.seen.add(trade.trade_id)
-            state.seen_order.append(trade.trade_id)
-            if len(state.seen_order) > SEEN_MEMORY:
-                state.seen.discard(state.seen_order.popleft())
-            return True, None
         last = state.last_id
         if last is not None and trade_id <= last:
             if state.fill(trade_id):

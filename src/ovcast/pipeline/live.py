@@ -27,9 +27,10 @@ one is refused and logged); the socket is read meanwhile, and the next bar uses 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,7 @@ from ..errors import DataError, OvcastError
 from ..market.aggregator import Bar
 from ..market.clock import ExchangeClock
 from ..market.coinbase import Trade
-from ..market.feed import MAX_AHEAD_S, CoinbaseFeed
+from ..market.feed import MAX_AHEAD_S, REPAIR_TIMEOUT_S, CoinbaseFeed
 from ..market.recording import Recording
 from ..market.rest import CoinbaseRest, CoinbaseRestError, RestRetry
 from ..market.tracker import TradeTracker
@@ -46,7 +47,7 @@ from ..runtime.slot import EngineSlot
 from ..scaling import Scaler
 from .resume import ResumeSettings, resume_product
 from .stream import ProductStream, fit_market_scaler
-from .writer import Advance, BarWriter, MarkPartial, ProductState, Trades
+from .writer import Advance, BarWriter, Hold, MarkPartial, ProductState, Release, Trades
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class LiveConfig:
     max_ahead_s: float = MAX_AHEAD_S
     silence_timeout_s: float = 30.0
     max_resume_s: int = 3600
+    repair_timeout_s: float = REPAIR_TIMEOUT_S  # bars wait at most this long for a repair
 
 
 class LivePipeline:
@@ -106,11 +108,13 @@ class LivePipeline:
             ws_url=config.ws_url,
             clock=self.clock,
             tracker=self.tracker,
-            on_unrepaired=self._unrepaired,
+            on_repair_start=self._repair_started,
+            on_repair_end=self._repair_ended,
             silence_timeout_s=config.silence_timeout_s,
             first_backoff_s=reconnect_backoff_s[0],
             max_backoff_s=reconnect_backoff_s[1],
             max_ahead_s=config.max_ahead_s,
+            repair_timeout_s=config.repair_timeout_s,
         )
 
     @property
@@ -194,16 +198,20 @@ class LivePipeline:
                 for bar in resumed.new_bars:
                     self.recording.add_bar(product, bar)
 
-        await asyncio.to_thread(record)
+        await _in_thread(record)
         history = resumed.history
         if self.on_bar is not None:
             for bar in history:
                 self.on_bar(product, bar)
         stored = self.recording.meta(f"scaler:{product}")
         if stored is None:
-            if not history:
-                raise DataError(f"{product}: no closed bars to fit scalers on; cannot warm up")
-            scaler = fit_market_scaler(history)
+            try:
+                scaler = fit_market_scaler(history)
+            except DataError as exc:
+                raise DataError(
+                    f"{product}: {exc}: the recording and REST candles gave {len(history)} "
+                    "closed bars (is --rest-url, the Exchange REST that serves candles, set?)"
+                ) from None
             self.recording.set_meta(f"scaler:{product}", scaler.to_dict())
             log.info(
                 "%s: scalers fitted on %d backfilled bars and stored (frozen)",
@@ -213,7 +221,7 @@ class LivePipeline:
         else:
             scaler = Scaler.from_dict(stored)
         stream = ProductStream(product, self.engine, scaler, interval_s=self.config.interval_s)
-        await asyncio.to_thread(lambda: [stream.on_bar(bar) for bar in history])
+        await _in_thread(lambda: [stream.on_bar(bar) for bar in history])
         self.products[product] = ProductState(stream, resumed.aggregator)
         if resumed.last_trade is not None and resumed.last_trade.numeric_id is not None:
             self.feed.seed(product, resumed.last_trade.numeric_id, resumed.last_trade.time_s)
@@ -233,9 +241,17 @@ class LivePipeline:
         assert self.writer is not None
         self.writer.submit(Trades(trades))
 
-    def _unrepaired(self, product: str, from_s: float, to_s: float) -> None:
+    def _repair_started(self, product: str, key: int, since_s: float) -> None:
         if self.writer is not None:
-            self.writer.submit(MarkPartial(product, from_s, to_s))
+            self.writer.submit(Hold(product, key, since_s))
+
+    def _repair_ended(self, product: str, key: int, missing: tuple[float, float] | None) -> None:
+        """After the repair's trades (already submitted): mark what it could not cover, then
+        let its bars close."""
+        if self.writer is not None:
+            if missing is not None:
+                self.writer.submit(MarkPartial(product, *missing))
+            self.writer.submit(Release(product, key))
 
     def _writer_failed(self, exc: BaseException) -> None:
         stop, loop = self._stop, self._loop
@@ -264,6 +280,8 @@ class LivePipeline:
             "repaired": s.repaired,
             "repaired_trades": s.repaired_trades,
             "repair_failures": s.repair_failures,
+            "repairing": s.repairing,
+            "held_trades": s.held,
             "late_trades": sum(p.aggregator.late_trades for p in self.products.values()),
             "partial_bars": sum(p.partial_bars for p in self.products.values()),
             "exchange_time_s": round(self.clock.now(), 3),
@@ -281,14 +299,17 @@ class LivePipeline:
         return (
             f"{state}; reconnects {s.reconnects}, trades "
             f"{s.trades}, duplicates {s.duplicates}, rejected {s.rejected}, gaps {s.gaps} "
-            f"(repaired {s.repaired}, failed {s.repair_failures}), late {summary['late_trades']}, "
+            f"(repaired {s.repaired}, failed {s.repair_failures}, in flight {s.repairing}), "
+            f"late {summary['late_trades']}, "
             f"partial bars {summary['partial_bars']}; {streams}"
         )
 
     async def run(self, stop: asyncio.Event) -> None:
         self._stop, self._loop = stop, asyncio.get_running_loop()
         try:
-            await self.start()
+            if not await _unless_stopped(self.start(), stop):
+                log.info("stopped during start-up")
+                return
             feed = asyncio.create_task(self.feed.run(stop))
             last_status = time.monotonic()
             try:
@@ -320,3 +341,31 @@ class LivePipeline:
         self._retired.clear()
 
     _loop: asyncio.AbstractEventLoop | None = None
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run ``work`` unless ``stop`` is set first (then cancel it); True if it finished."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if task.done():
+        task.result()  # its error, if any
+        return True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return False
+
+
+async def _in_thread(fn: Callable[[], Any]) -> Any:
+    """``asyncio.to_thread``, but a cancellation waits until the thread is done with the
+    recording (closing it under a running write would fail that write)."""
+    task = asyncio.ensure_future(asyncio.to_thread(fn))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise

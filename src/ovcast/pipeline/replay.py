@@ -4,8 +4,10 @@
 
 Products are interleaved in bar-time order, as they happened. The scaler stored in the
 recording is used; a recording without one gets scalers fitted on its first ``fit_bars``
-bars, stored back and said so (never refitted silently). With a ``pace``, bars after the
-warm-up come at ``speed`` times real time, so a dashboard can be watched; warm-up is instant.
+bars (the same every time), and says so; the recording is only read, never changed. With a
+``pace``, bars after the warm-up come at ``speed`` times real time, so a dashboard can be
+watched; warm-up is instant. Holes in the recorded bars are never run over as if the bars
+were consecutive (``ProductStream``): each is logged and counted in ``ReplayProgress``.
 """
 
 from __future__ import annotations
@@ -45,13 +47,17 @@ class ReplayProgress:
     total_bars: int = 0
     replayed_bars: int = 0
     finished: bool = False
+    streams: dict[str, ProductStream] | None = None
 
     def summary(self) -> dict[str, Any]:
+        streams = (self.streams or {}).values()
         return {
             "source": f"replay of {self.source}",
             "state": "finished" if self.finished else "replaying",
             "replayed_bars": self.replayed_bars,
             "total_bars": self.total_bars,
+            "holes": sum(s.holes for s in streams),
+            "missing_bars": sum(s.hole_bars for s in streams),
         }
 
 
@@ -61,10 +67,7 @@ def stored_or_fitted_scaler(recording: Recording, product: str, fit_bars: int) -
         return Scaler.from_dict(stored)
     bars = recording.bars(product)[:fit_bars]
     scaler = fit_market_scaler(bars)
-    recording.set_meta(f"scaler:{product}", scaler.to_dict())
-    log.warning(
-        "%s: no stored scaler; fitted on the first %d bars and stored it", product, len(bars)
-    )
+    log.warning("%s: no stored scaler; fitted on the first %d bars", product, len(bars))
     return scaler
 
 
@@ -98,6 +101,7 @@ def replay(
         series.append([(product, bar) for bar in bars])
     progress = progress or ReplayProgress(str(recording.path))
     progress.total_bars = sum(len(bars) for bars in series)
+    progress.streams = streams
     last_time, forecasting = None, False
     for product, bar in heapq.merge(*series, key=lambda item: item[1].start_s):
         if stop.is_set():
@@ -114,5 +118,6 @@ def replay(
             sink(record)
     progress.finished = not stop.is_set()
     for product, stream in streams.items():
-        log.info("%s: %d bars, %d forecasts", product, stream.bars, stream.forecasts)
+        holes = f"; {stream.holes} holes ({stream.hole_bars} bars missing)" if stream.holes else ""
+        log.info("%s: %d bars, %d forecasts%s", product, stream.bars, stream.forecasts, holes)
     return streams

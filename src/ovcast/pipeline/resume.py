@@ -4,9 +4,13 @@
 
 No seam and no loss, from a fresh start or from an existing recording:
 
-1. Closed bars already recorded are kept. Bars from the last recorded one (or from far
-   enough back for the window and the indicators' warm-up) up to the open minute come from
-   REST candles (newest-first pages of <= 300, holes filled, the open bucket dropped).
+1. Closed bars already recorded are kept. Every bar from the last recorded one (however
+   long the outage) or, on a fresh start, from far enough back for the window and the
+   indicators' warm-up, up to the open minute, comes from REST candles (newest-first pages
+   of <= 300, the open bucket dropped; quiet minutes, which have no row, flat at the
+   previous close, those right after the last recorded bar included). Where candles cannot
+   be had (REST down, no Exchange REST URL) the outage's bars are still recorded, flat and
+   ``partial``: the grid never has a hole.
 2. Trades are then fetched over REST from the newest back past ``resume_from``: the first
    bar not yet recorded (after a crash or a stop, if at most ``max_resume_s`` ago) or the
    open minute (a fresh start, or a long outage). Reaching a trade older than that proves
@@ -20,7 +24,8 @@ No seam and no loss, from a fresh start or from an existing recording:
    too late before a stop or crash), makes that recorded bar ``partial``.
 5. The trade tracker continues from the newest trade known (REST or recording), so the
    gap between this fetch and the subscription, or an outage REST could not cover, is seen
-   and repaired like any other hole.
+   and repaired like any other hole. A recorded id far above REST's newest (recorded
+   before ids were checked) is not trusted.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from ..market.aggregator import Bar, BarAggregator
 from ..market.coinbase import Trade, apply_order
 from ..market.recording import Recording
 from ..market.rest import CoinbaseRest, CoinbaseRestError
+from ..market.tracker import ID_SLACK
 
 log = logging.getLogger(__name__)
 
@@ -76,17 +82,40 @@ async def resume_product(
         if after > open_minute or open_minute - after <= settings.max_resume_s:
             resume_from = after
             open_minute = max(open_minute, after)
-    candle_from = recorded[-1].start_s + interval if recorded else None
-    candle_from = max(candle_from or 0, open_minute - settings.need_bars * interval)
+    if recorded:
+        candle_from = recorded[-1].start_s + interval  # bridge the whole outage
+    else:
+        candle_from = open_minute - settings.need_bars * interval
 
     candles: list[Bar] = []
-    if rest is not None and rest.exchange_url and candle_from < open_minute:
+    bridged = candle_from >= open_minute
+    notes: list[str] = []
+    if rest is not None and rest.exchange_url and not bridged:
+        if recorded and open_minute - candle_from > settings.max_resume_s:
+            log.info(
+                "%s: bridging %d minutes since the last recorded bar with REST candles",
+                product,
+                (open_minute - candle_from) // 60,
+            )
         try:
-            candles = await rest.candles(product, candle_from, open_minute, interval, now_s)
+            candles = await rest.candles(
+                product,
+                candle_from,
+                open_minute,
+                interval,
+                now_s,
+                previous=recorded[-1] if recorded else None,
+            )
+            bridged = True
         except CoinbaseRestError as exc:
             if exc.refused or not recorded:
                 raise  # an unknown product, or nothing to start from
             log.warning("%s: %s; continuing from the recording", product, exc)
+    if not bridged:
+        notes.append(
+            f"no REST candles for the bars since {candle_from}: they are recorded flat and "
+            "partial (unknown, not quiet)"
+        )
 
     fetched: list[Trade] = []
     proven = False
@@ -97,7 +126,6 @@ async def resume_product(
             )
         except CoinbaseRestError as exc:
             log.warning("%s: trades for the open minute unavailable: %s", product, exc)
-    notes: list[str] = []
     if proven:
         trades_from = resume_from
     else:
@@ -115,11 +143,14 @@ async def resume_product(
         aggregator.seed((recorded + from_candles)[-1])
     if not proven:
         aggregator.mark_partial(trades_from)
+    if not bridged:
+        for start in range(candle_from, trades_from, interval):
+            aggregator.mark_partial(start)
     known = {t.trade_id: t for t in recording.trades(product, since_s=trades_from)}
     known.update((t.trade_id, t) for t in fetched if t.time_s >= trades_from)
     rebuilt: list[Bar] = []
     for trade in apply_order(list(known.values())):
-        rebuilt += aggregator.add_trade(trade.time_s, trade.price, trade.size)
+        rebuilt += aggregator.add_trade(trade.time_s, trade.price, trade.size, trade.numeric_id)
     rebuilt += aggregator.close_until(open_minute)
     new_bars = from_candles + rebuilt
     history = recorded + new_bars
@@ -136,11 +167,19 @@ async def resume_product(
     if not history and aggregator.open_bar is None:
         raise DataError(f"{product}: no history (no recording and no REST candles); cannot warm up")
 
-    candidates = [t for t in fetched if t.numeric_id is not None]
+    candidates = list(fetched)
     recorded_last = recording.last_trade(product)
+    rest_last = max((t.numeric_id for t in fetched), default=None)
+    if recorded_last is not None and rest_last is not None:
+        if recorded_last.numeric_id > rest_last + ID_SLACK:
+            notes.append(
+                f"the recording's highest trade id {recorded_last.trade_id} is far above "
+                f"REST's newest ({rest_last}); continuing from REST's"
+            )
+            recorded_last = None
     if recorded_last is not None:
         candidates.append(recorded_last)
-    last_trade = max(candidates, key=lambda t: t.numeric_id or 0, default=None)
+    last_trade = max(candidates, key=lambda t: t.numeric_id, default=None)
     return Resumed(
         history=history,
         new_bars=new_bars,

@@ -8,10 +8,18 @@ with the run and then frozen: a live window is never used to refit it. The close
 the forecast is inverse-scaled to prices; every record names its model so a hot swap is
 visible downstream, and says how many bars of its input window are ``partial`` (trades may
 be missing) in ``partial_in_window``: a partial bar is never model input unmarked.
+
+Bars must come one interval apart. A hole (a recording with missing minutes) is never
+run over as if the bars were consecutive: a hole shorter than the window becomes flat
+bars marked partial (unknown: counted in ``partial_in_window`` of every window that holds
+them, no forecast of their own); a longer one restarts the warm-up after it. A bar whose
+prices a float cannot carry (an old recording's ``1e400``) counts as a one-bar hole.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 from collections import deque
 from typing import Any
@@ -30,15 +38,20 @@ from ..market.features import (
 from ..runtime.engine import Engine
 from ..scaling import Scaler
 
+log = logging.getLogger(__name__)
+
 
 def fit_market_scaler(bars: list[Bar], config: FeatureConfig | None = None) -> Scaler:
     """Fit the channel scalers on historical bars (e.g. the backfill), warm-up rows dropped."""
+    bars = [b for b in bars if usable(b)]
+    if not bars:
+        raise DataError("no bars with usable prices to fit scalers on")
     o, h, lo, c, v = (
         np.array(x, dtype=np.float64) for x in zip(*(b.as_floats() for b in bars), strict=True)
     )
     rows = compute_features(h, lo, c, v, config)
     complete = np.array([not b.partial for b in bars], dtype=bool)
-    rows = rows[~np.isnan(rows).any(axis=1) & complete]
+    rows = rows[np.isfinite(rows).all(axis=1) & complete]
     if len(rows) < 2:
         raise DataError(f"{len(bars)} bars are too few to fit scalers after indicator warm-up")
     return Scaler.fit(rows, MARKET_SCALER_KINDS, CHANNELS)
@@ -65,26 +78,72 @@ class ProductStream:
         self.engine = engine
         self.scaler = scaler
         self.interval_s = interval_s
+        self._feature_config = features
         self._features = FeatureState(features)
         self._window: deque[np.ndarray] = deque(maxlen=engine.context_length)
         self._partial: deque[bool] = deque(maxlen=engine.context_length)
+        self._last: Bar | None = None  # the last bar taken (for holes)
         self.bars = 0
         self.forecasts = 0
+        self.holes = 0  # holes met (missing bars, unusable bars)
+        self.hole_bars = 0  # bars missing in them
 
     @property
     def warming_up(self) -> bool:
         return len(self._window) < self.engine.context_length
 
-    def on_bar(self, bar: Bar) -> dict[str, Any] | None:
-        """Add a closed bar; returns the forecast record once the window is full."""
+    def _take(self, bar: Bar) -> bool:
+        """Features of one bar into the window; True when the window is full."""
         _, high, low, close, volume = bar.as_floats()
         row = self._features.update(high, low, close, volume)
-        self.bars += 1
         if np.isnan(row).any():
-            return None  # indicators still warming up
+            return False  # indicators still warming up
         self._window.append(row)
         self._partial.append(bar.partial)
-        if self.warming_up:
+        return not self.warming_up
+
+    def _bridge(self, last: Bar, next_start: int) -> None:
+        """Bars missing between ``last`` and ``next_start``: unknown, never skipped over."""
+        missing = (next_start - last.start_s) // self.interval_s - 1
+        self.holes += 1
+        self.hole_bars += missing
+        if missing > self.engine.context_length:
+            log.warning(
+                "%s: %d bars missing before the bar at %d: no window spans them; warming up "
+                "again after them", self.product_id, missing, next_start,
+            )  # fmt: skip
+            self._features = FeatureState(self._feature_config)
+            self._window.clear()
+            self._partial.clear()
+            return
+        log.warning(
+            "%s: %d bars missing before the bar at %d: taken as unknown (partial) bars; "
+            "forecasts whose window holds them count them in partial_in_window",
+            self.product_id, missing, next_start,
+        )  # fmt: skip
+        for k in range(1, missing + 1):
+            self._take(_unknown(last.start_s + k * self.interval_s, last))
+
+    def on_bar(self, bar: Bar) -> dict[str, Any] | None:
+        """Add a closed bar; returns the forecast record once the window is full."""
+        last = self._last
+        if last is not None and bar.start_s <= last.start_s:
+            log.warning("%s: bar at %d after the one at %d: ignored (out of order)",
+                        self.product_id, bar.start_s, last.start_s)  # fmt: skip
+            return None
+        self.bars += 1
+        if not usable(bar):
+            if last is None:
+                return None
+            log.warning("%s: the bar at %d has prices no float can carry; taken as unknown",
+                        self.product_id, bar.start_s)  # fmt: skip
+            bar = _unknown(bar.start_s, last)
+            self.holes += 1
+            self.hole_bars += 1
+        if last is not None and bar.start_s > last.start_s + self.interval_s:
+            self._bridge(last, bar.start_s)
+        self._last = bar
+        if not self._take(bar):
             return None
         window = self.scaler.transform(np.stack(self._window))
         engine = self.engine  # read once: a hot swap between bars takes effect at the next one
@@ -104,3 +163,15 @@ class ProductStream:
             "inference_ms": round(inference_ms, 3),
             "partial_in_window": sum(self._partial),
         }
+
+
+def usable(bar: Bar) -> bool:
+    """Prices a float carries (finite, > 0) and a finite, non-negative volume."""
+    o, h, lo, c, v = bar.as_floats()
+    return all(math.isfinite(x) and x > 0 for x in (o, h, lo, c)) and math.isfinite(v) and v >= 0
+
+
+def _unknown(start_s: int, last: Bar) -> Bar:
+    """A bar nothing is known of: flat at the last close, no volume, filled and partial."""
+    price = last.close
+    return Bar(start_s, price, price, price, price, filled=True, partial=True)

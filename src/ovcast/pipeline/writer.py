@@ -59,11 +59,28 @@ class MarkPartial:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """A REST repair is in flight: the product's bars from ``since_s`` on stay open."""
+
+    product: str
+    key: int
+    since_s: float
+
+
+@dataclass(frozen=True)
+class Release:
+    """That repair ended (its trades, and any ``MarkPartial``, were submitted before)."""
+
+    product: str
+    key: int
+
+
+@dataclass(frozen=True)
 class _Call:
     fn: Callable[[], None]
 
 
-Work = Trades | Advance | MarkPartial | _Call | None
+Work = Trades | Advance | MarkPartial | Hold | Release | _Call | None
 
 
 class BarWriter:
@@ -148,6 +165,11 @@ class BarWriter:
                         closed += [(product, bar) for bar in state.aggregator.advance(work.now_s)]
                 elif isinstance(work, MarkPartial):
                     self._mark_partial(work)
+                elif isinstance(work, Hold):
+                    self.products[work.product].aggregator.hold(work.key, work.since_s)
+                elif isinstance(work, Release):
+                    aggregator = self.products[work.product].aggregator
+                    closed += [(work.product, bar) for bar in aggregator.release(work.key)]
             for product, bar in closed:
                 self.recording.add_bar(product, bar)  # recorded before it counts
                 self.products[product].partial_bars += bar.partial
@@ -166,7 +188,9 @@ class BarWriter:
             aggregator = self.products[trade.product_id].aggregator
             closed += [
                 (trade.product_id, bar)
-                for bar in aggregator.add_trade(trade.time_s, trade.price, trade.size)
+                for bar in aggregator.add_trade(
+                    trade.time_s, trade.price, trade.size, trade.numeric_id
+                )
             ]
             for start in aggregator.take_late_starts():
                 self._mark_recorded_partial(trade.product_id, start)
@@ -187,8 +211,8 @@ class BarWriter:
             if pending_product == product and bar.start_s == start:
                 bar.partial = True  # counted when recorded
                 return
-        self.recording.mark_partial(product, start)
-        self.products[product].partial_bars += 1
+        if self.recording.mark_partial(product, start):  # counted once per bar
+            self.products[product].partial_bars += 1
 
     def _emit(self, product: str, bar: Bar) -> None:
         if self.on_bar is not None:

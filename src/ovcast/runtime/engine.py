@@ -4,6 +4,7 @@
     engine = Engine("models/default")              # latency mode, sized to usable cores
     forecast = engine.predict(window)              # (512, 7) -> (96, 7), model space
     prices = engine.forecast(raw_window)           # scale -> predict -> inverse-scale
+    engine.forecast(raw, series_id="BTC-USD", future_exogenous=known)   # TTM's other inputs
 
 ``predict`` is thread-safe: each call borrows one of a pool of infer requests (as many as
 the compiled model can run at once), so concurrent callers never share a request and, in
@@ -24,10 +25,11 @@ import numpy as np
 import openvino as ov
 
 from ..errors import ConfigError, InvalidInputError, ModelPackageError
-from ..package import ModelPackage
+from ..package import FUTURE_EXOGENOUS, OBSERVED_MASK, PAST_VALUES, ModelPackage, TensorSpec
 from ..scaling import Scaler
 from .cpu import cpu_config
-from .inputs import as_batch
+from .inputs import as_batch, example_inputs, model_feeds
+from .raw import future_exogenous, scale_inputs, scalers_for, unscale_forecast
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,7 @@ class Engine:
         )
         m = self.package.manifest
         self._scaler = self.package.scaler  # parsed once: forecast() is on every request's path
+        self._series_scalers = self.package.series_scalers
         if precision_hint not in PRECISION_HINTS:
             raise ConfigError(
                 f"precision_hint must be one of {PRECISION_HINTS}, got {precision_hint!r}"
@@ -135,39 +138,71 @@ class Engine:
     def scaler(self) -> Scaler | None:
         return self._scaler
 
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        """Every model input (past_values first) with its shape and meaning."""
+        return list(self.package.manifest.inputs)
+
+    @property
+    def forecast_channels(self) -> list[int]:
+        """Indices of the channels forecast, in output order (all of them for most models)."""
+        return self.package.manifest.forecast_channels
+
+    @property
+    def forecast_channel_names(self) -> list[str]:
+        """Names of the channels forecast, in output order."""
+        names = self.channel_names
+        return [names[i] for i in self.forecast_channels]
+
+    def example_inputs(self, batch: int = 1) -> dict[str, np.ndarray]:
+        """Plausible values of the inputs besides past_values (warm-up, benchmarks)."""
+        frequency = self.package.manifest.frequency or {}
+        return example_inputs(
+            self.package.manifest.extra_inputs,
+            batch,
+            vocab_size=int(frequency.get("vocab_size", 1)),
+        )
+
     def warmup(self, iterations: int = 2) -> None:
         """Run a few forecasts so the first real request does not pay for lazy set-up."""
         window = np.zeros((self.context_length, self.num_channels), np.float32)
         window[:, :] = np.sin(np.arange(self.context_length) / 12.0)[:, None]
+        others = {name: value[0] for name, value in self.example_inputs(1).items()}
         for _ in range(iterations):
-            self.predict(window)
+            self.predict(window, **others)
 
-    def predict(self, past_values: Any) -> np.ndarray:
-        """Forecast in model space: (context, channels) -> (horizon, channels), or batched.
+    def predict(self, past_values: Any, **inputs: Any) -> np.ndarray:
+        """Forecast in model space: (context, channels) -> (horizon, forecast channels), or
+        batched.
 
+        ``inputs``: the package's other inputs by name (``engine.inputs`` lists them; TTM:
+        ``freq_token``, ``future_exogenous``, ``past_observed_mask``), per window or batched.
         Accepts numpy arrays or nested lists; raises ``InvalidInputError`` on wrong shape,
-        non-numbers, NaN/inf or empty input.
+        non-numbers, NaN/inf (NaN is a missing value where the package has a mask input),
+        empty input, or a missing or unknown input.
         """
-        batch, single = as_batch(past_values, self.context_length, self.num_channels)
+        feeds, single = model_feeds(self.package.manifest, past_values, inputs)
         self._require_open()
         request = self._pool.get()
         try:
-            request.infer({0: batch}, share_inputs=True)
+            request.infer(dict(enumerate(feeds)), share_inputs=True)
             out = request.get_output_tensor(0).data.copy()  # the request reuses its buffer
         finally:
             self._pool.put(request)
         return out[0] if single else out
 
-    def predict_many(self, windows: Any, *, batch_size: int = 1) -> np.ndarray:
+    def predict_many(self, windows: Any, *, batch_size: int = 1, **inputs: Any) -> np.ndarray:
         """Forecast many windows (n, context, channels) through the async infer queue.
 
         Keeps every stream busy: the throughput path. Results come back in input order.
+        ``inputs``: the package's other inputs, batched like ``windows``.
         """
-        windows, _ = as_batch(windows, self.context_length, self.num_channels)
+        feeds, _ = model_feeds(self.package.manifest, windows, inputs)
         if batch_size < 1:
             raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
-        n = len(windows)
-        results = np.empty((n, self.prediction_length, self.num_channels), np.float32)
+        n = len(feeds[0])
+        channels = len(self.forecast_channels)
+        results = np.empty((n, self.prediction_length, channels), np.float32)
         compiled = self._require_open()
         # No Python callback on the queue: one made the process abort at exit now and then
         # (an OpenVINO thread still taking the GIL during teardown). Each finished request's
@@ -184,18 +219,35 @@ class Engine:
         for start in range(0, n, batch_size):
             request_id = infer_queue.get_idle_request_id()  # the one start_async takes next
             collect(request_id)
-            infer_queue.start_async({0: windows[start : start + batch_size]}, share_inputs=True)
+            chunk = {i: feed[start : start + batch_size] for i, feed in enumerate(feeds)}
+            infer_queue.start_async(chunk, share_inputs=True)
             started_at[request_id] = start
         infer_queue.wait_all()
         for request_id in list(started_at):
             collect(request_id)
         return results
 
-    def forecast(self, raw_window: Any) -> np.ndarray:
-        """Forecast in raw units with the package's scaler: scale, predict, inverse-scale."""
-        scaler = self._require_scaler()
-        batch, single = as_batch(raw_window, self.context_length, self.num_channels)
-        out = scaler.inverse_transform(self.predict(scaler.transform(batch)))
+    def forecast(self, raw_window: Any, *, series_id: Any = None, **inputs: Any) -> np.ndarray:
+        """Forecast in raw units with the package's scaler: scale, predict, inverse-scale.
+
+        ``series_id``: which series the window is, for packages with one scaler per series
+        (granite-tsfm's id_columns): a value, a tuple of values in id-column order or a
+        mapping; for a batch, one for all windows or a list of one per window.
+        ``future_exogenous`` is in raw units too.
+        """
+        m = self.package.manifest
+        batch, single = as_batch(
+            raw_window, self.context_length, self.num_channels, allow_nan=self._takes_mask
+        )
+        scalers = self.scalers_for(series_id, len(batch), single)
+        given = {**inputs, PAST_VALUES: batch}
+        if FUTURE_EXOGENOUS in inputs and m.exogenous_channels:
+            given[FUTURE_EXOGENOUS] = future_exogenous(
+                inputs[FUTURE_EXOGENOUS], single, len(m.exogenous_channels)
+            )
+        scaled = scale_inputs(m, scalers, given)
+        predicted = self.predict(scaled.pop(PAST_VALUES), **scaled)  # batched: 3-D
+        out = unscale_forecast(m, scalers, predicted)
         return out[0] if single else out
 
     def forecast_frame(
@@ -217,6 +269,20 @@ class Engine:
             self, frame, timestamp_column=timestamp_column, id_columns=id_columns, raw=raw
         )
 
+    @property
+    def _takes_mask(self) -> bool:
+        return any(spec.name == OBSERVED_MASK for spec in self.package.manifest.extra_inputs)
+
+    def scaler_for(self, series_id: Any = None) -> Scaler:
+        """The scaler of one series: the package's, or its series' (per-series packages)."""
+        return self.scalers_for(series_id, 1, True)[0]
+
+    def scalers_for(self, series_id: Any, batch: int, single: bool = False) -> list[Scaler]:
+        """One scaler per window of a batch (see ``runtime.raw.scalers_for``)."""
+        return scalers_for(
+            self._scaler, self._series_scalers, series_id, batch, single, where=self.name
+        )
+
     def close(self) -> None:
         """Release the compiled model and its infer requests.
 
@@ -231,15 +297,6 @@ class Engine:
         if self._compiled is None:
             raise ModelPackageError(f"the engine of {self.package.path} is closed")
         return self._compiled
-
-    def _require_scaler(self) -> Scaler:
-        scaler = self.scaler
-        if scaler is None:
-            raise ModelPackageError(
-                f"{self.package.path} carries no scaler, so raw values cannot be scaled; "
-                "use predict() with model-space (scaled) windows"
-            )
-        return scaler
 
     def __repr__(self) -> str:
         return f"Engine({self.package!r}, mode={self.mode!r}, config={self.config})"

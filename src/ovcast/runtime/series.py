@@ -11,6 +11,11 @@ names and the future timestamps, stepping on from the input's own interval:
     table = ForecastTable.after(series, engine.forecast(window), engine.channel_names)
     write_forecast(table, "forecast.csv")                      # date,HUFL,...,OT
 
+A CSV is read by the rules training uses (``ovcast._csv``): a BOM is dropped, header names
+are matched trimmed and ignoring case, a header naming a column twice is refused, the time
+column is found by the same rule, and times must increase (a file out of order or with a
+repeated time is refused, naming the line).
+
 ``forecast_frame`` does the same for pandas DataFrames (``Engine.forecast_frame``).
 Nothing here needs pandas except that function.
 """
@@ -18,6 +23,7 @@ Nothing here needs pandas except that function.
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +32,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
-from .._csv import is_number
+from .._csv import (
+    TIME_COLUMN_NAMES,
+    Table,
+    is_number,
+    is_time,
+    name_key,
+    read_table,
+    time_column,
+)
 from ..errors import DataError, InvalidInputError, require
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,7 +48,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .engine import Engine
 
-TIMESTAMP_NAMES = ("date", "datetime", "time", "timestamp", "ts")
+log = logging.getLogger(__name__)
+
 OUTPUT_SUFFIXES = (".csv", ".json", ".npy", ".parquet")
 
 
@@ -52,9 +67,10 @@ class Series:
     ) -> tuple[np.ndarray, list[str]]:
         """The model's window(s) from this series, and what was done to get them.
 
-        Channels are taken by name when the header holds every model channel (any order,
-        extra columns ignored), else by position when the count matches. A series longer
-        than the context gives its last ``context_length`` rows.
+        Channels are taken by name when the header holds every model channel (trimmed and
+        ignoring case; any order, extra columns ignored), else by position when the count
+        matches (a warning when the header names other columns). A series longer than the
+        context gives its last ``context_length`` rows.
         """
         notes: list[str] = []
         expected = f"[{context_length}, {len(channel_names)}]"
@@ -77,17 +93,23 @@ class Series:
 
     def _channels(self, names: list[str], notes: list[str]) -> np.ndarray:
         width = self.values.shape[-1]
-        if self.columns and set(names) <= set(self.columns) and self.columns != names:
-            picked = [self.columns.index(n) for n in names]
-            extra = [c for c in self.columns if c not in names]
+        keys, wanted = [name_key(c) for c in self.columns or []], [name_key(n) for n in names]
+        if keys and set(wanted) <= set(keys) and keys != wanted:
+            picked = [keys.index(k) for k in wanted]
+            extra = [c for c, k in zip(self.columns or [], keys, strict=True) if k not in wanted]
             notes.append(
                 "channels taken by name"
                 + (f"; ignored column(s) {extra}" if extra else "; reordered to the model's order")
             )
             return self.values[..., picked]
         if width == len(names):
-            if self.columns and [c.lower() for c in self.columns] != [n.lower() for n in names]:
-                notes.append(f"columns {self.columns} taken in order as the model's {names}")
+            if keys and keys != wanted:
+                log.warning(
+                    "the input's columns %s are not the model's channels %s: taken in order, "
+                    "by position; name the columns as the model does to match them by name",
+                    self.columns,
+                    names,
+                )
             return self.values
         have = f"columns {self.columns}" if self.columns else f"{width} columns"
         raise InvalidInputError(
@@ -172,9 +194,8 @@ def _channel_index(channel: str, columns: Sequence[str]) -> int:
 def read_series(path: str | Path) -> Series:
     """A series from .csv (header and timestamp column optional), .npy or .json.
 
-    JSON holds nested lists or ``{"past_values": ...}``; .npy an array. A CSV's timestamp
-    column is the first column if it is not numeric, or a column named date/datetime/time/
-    timestamp/ts.
+    JSON holds nested lists or ``{"past_values": ...}``; .npy an array. A CSV's time column
+    is found as training finds it (``_csv.time_column``); its times must increase.
     """
     path = Path(path)
     if not path.is_file():
@@ -189,60 +210,62 @@ def read_series(path: str | Path) -> Series:
                 if "past_values" not in data:
                     raise DataError(f"{path}: a JSON object needs a 'past_values' field")
                 data = data["past_values"]
+            if not isinstance(data, list):
+                raise DataError(
+                    f"{path}: past_values must be nested lists of numbers, [time][channel] or "
+                    f"[batch][time][channel]; got a JSON {type(data).__name__}"
+                )
             return Series(np.asarray(data, dtype=np.float32))
         if suffix == ".csv":
             return _read_csv(path)
-    except (ValueError, OSError, orjson.JSONDecodeError) as exc:
+    except DataError:
+        raise
+    except (ValueError, TypeError, OSError, orjson.JSONDecodeError) as exc:
         raise DataError(f"cannot read {path}: {exc}") from exc
     raise DataError(f"unsupported input file {path.name}; expected .npy, .json or .csv")
 
 
 def _read_csv(path: Path) -> Series:
-    with open(path, newline="") as f:
-        rows = [r for r in csv.reader(f) if r]
-    if not rows:
-        raise DataError(f"{path} is empty; expected a row per time step, a column per channel")
-    header = None
-    if not all(is_number(v) for v in rows[0][1:]) or not is_number(rows[0][-1]):
-        header, rows = [h.strip() for h in rows[0]], rows[1:]
-    if not rows:
-        raise DataError(f"{path} has a header but no data rows")
-    stamp_col = _timestamp_column(header, rows[0])
-    width = len(rows[0])
-    for number, row in enumerate(rows, start=2 if header else 1):
+    table = read_table(path, expected="a row per time step, a column per channel", header=None)
+    header = table.header or None
+    width = len(header) if header else len(table.rows[0])
+    for row, line in zip(table.rows, table.lines, strict=True):
         if len(row) != width:
-            raise DataError(f"{path} line {number} has {len(row)} fields; expected {width}")
-    keep = [i for i in range(width) if i != stamp_col]
-    try:
-        values = np.array([[float(r[i]) for i in keep] for r in rows], dtype=np.float64)
-    except ValueError as exc:
-        raise DataError(f"{path}: a value is not a number ({exc})") from exc
-    series = Series(values, [header[i] for i in keep] if header else None)
-    if stamp_col is not None:
-        series.timestamps = _parse_timestamps([r[stamp_col] for r in rows])
-        series.timestamp_name = header[stamp_col] if header else "timestamp"
+            raise DataError(f"{path} line {line} has {len(row)} fields; expected {width}")
+    if not header:  # name the columns by number, for messages that name a column
+        table.header = [str(i + 1) for i in range(width)]
+    stamp = time_column(header or [], table.rows[0])
+    keep = [name for i, name in enumerate(table.header) if i != stamp]
+    series = Series(table.numbers(keep), keep if header else None)
+    if stamp is not None:
+        series.timestamps = _timestamps(table, table.header[stamp])
+        series.timestamp_name = header[stamp] if header else "timestamp"
     return series
 
 
-def _timestamp_column(header: list[str] | None, first_row: list[str]) -> int | None:
-    if header:
-        for i, name in enumerate(header):
-            if name.lower() in TIMESTAMP_NAMES:
-                return i
-    return 0 if not is_number(first_row[0]) else None
-
-
-def _parse_timestamps(texts: list[str]) -> np.ndarray | None:
-    """datetime64 for ISO dates, numbers for numeric stamps; None where neither parses."""
-    try:
-        return np.array([float(t) for t in texts])
-    except ValueError:
-        pass
-    try:
-        stamps = np.array([np.datetime64(t.strip().replace("Z", "")) for t in texts])
-    except ValueError:
+def _timestamps(table: Table, column: str) -> np.ndarray | None:
+    """The times of ``column``: epoch numbers as given (integers stay integers), ISO 8601 as
+    datetime64 in UTC. Times that increase are required; times neither form reads (such as
+    '19/01/2024') leave the forecast labelled by step, with a warning."""
+    cells = table.cells(column)
+    unread = next((c for c in cells if not is_time(c)), None)
+    if unread is not None:
+        log.warning(
+            "%s: the %r column holds times that are neither ISO 8601 nor epoch numbers (such "
+            "as %r); the forecast is labelled by step",
+            table.path,
+            column,
+            unread,
+        )
         return None
-    return stamps.astype("datetime64[s]") if stamps.dtype != "datetime64[ns]" else stamps
+    seconds = table.times(column)  # refuses times out of order or repeated, naming the line
+    if all(is_number(c) for c in cells):
+        numbers = np.array([float(c) for c in cells])
+        whole = np.all(numbers == np.round(numbers)) and np.abs(numbers).max() < 2**62
+        return numbers.astype(np.int64) if whole else numbers
+    if np.all(seconds == np.round(seconds)):
+        return seconds.astype(np.int64).astype("datetime64[s]")
+    return np.round(seconds * 1e6).astype(np.int64).astype("datetime64[us]")
 
 
 # Writing ------------------------------------------------------------------------------
@@ -318,10 +341,14 @@ def forecast_frame(
         windows.append(window)
         labels.append((key if isinstance(key, tuple) else (key,), series))
     batch = np.stack(windows).astype(np.float32)
-    forecasts = engine.forecast(batch) if raw else engine.predict(batch)
+    if raw and engine.package.series_scalers is not None:  # one scaler per series id
+        ids = [dict(zip(id_columns, key, strict=True)) for key, _ in labels]
+        forecasts = engine.forecast(batch, series_id=ids)
+    else:
+        forecasts = engine.forecast(batch) if raw else engine.predict(batch)
     parts = []
     for (key, series), forecast in zip(labels, forecasts, strict=True):
-        table = ForecastTable.after(series, forecast, engine.channel_names)
+        table = ForecastTable.after(series, forecast, engine.forecast_channel_names)
         part = pd.DataFrame(table.values, columns=table.columns)
         if table.timestamps is not None:
             part.insert(0, table.timestamp_name, table.timestamps)
@@ -341,7 +368,7 @@ def _frame_timestamp_column(frame: pd.DataFrame) -> str | None:
     import pandas as pd
 
     for column in frame.columns:
-        if str(column).lower() in TIMESTAMP_NAMES or pd.api.types.is_datetime64_any_dtype(
+        if name_key(str(column)) in TIME_COLUMN_NAMES or pd.api.types.is_datetime64_any_dtype(
             frame[column]
         ):
             return str(column)

@@ -73,6 +73,12 @@ def _check(candidate: Engine, current: Engine) -> None:
             f"reload refused: the new model takes [{shape[0]}, {shape[1]}] windows, the running one "
             f"[{current.context_length}, {current.num_channels}]; clients would break"
         )
+    inputs = [(t.name, t.shape) for t in candidate.inputs]
+    if inputs != [(t.name, t.shape) for t in current.inputs]:
+        raise ModelPackageError(
+            f"reload refused: the new model takes the inputs {inputs}, the running one "
+            f"{[(t.name, t.shape) for t in current.inputs]}; clients would break"
+        )
     parity = candidate.package.manifest.parity.get("fp32_vs_torch")
     if parity is None or not within_tolerance(
         parity, candidate.package.manifest.parity["tolerance_abs"]
@@ -80,6 +86,7 @@ def _check(candidate: Engine, current: Engine) -> None:
         raise ModelPackageError(
             f"reload refused: {candidate.package.path} has no passing fp32 parity record"
         )
-    smoke = candidate.predict(np.zeros(shape, np.float32))
+    others = {name: value[0] for name, value in candidate.example_inputs(1).items()}  # TTM
+    smoke = candidate.predict(np.zeros(shape, np.float32), **others)
     if not np.isfinite(smoke).all():
         raise ModelPackageError(f"reload refused: {candidate.package.path} forecasts NaN or inf")

@@ -41,9 +41,12 @@ from ..errors import (
     UnavailableError,
     UnknownModelError,
 )
-from ..package import MANIFEST_FILE, Manifest, ModelPackage
+from ..package import FREQ_TOKEN, MANIFEST_FILE, OBSERVED_MASK, Manifest, ModelPackage
 from ..runtime.engine import Engine
+from ..runtime.inputs import model_feeds
+from ..runtime.raw import scale_inputs, unscale_forecast
 from ..runtime.slot import EngineSlot
+from ..scaling import Scaler
 from . import tensors
 from .batching import Inputs, MicroBatcher, Outputs
 from .config import ServiceConfig
@@ -67,6 +70,7 @@ class InferRequest:
     version: str | None = None  # None: the model's highest served version
     channels: list[int] | None = None  # output channels; None: the server's default (all)
     raw: bool | None = None  # inputs in raw units; None: the server's default
+    series_id: Any = None  # raw: whose scaler, for packages with one per series (one per window)
     request_id: Any = None
     problems: list[Problem] = field(default_factory=list)  # found while decoding
 
@@ -137,6 +141,7 @@ class _Prepared:
     single: bool
     channels: list[int] | None
     raw: bool
+    scalers: list[Scaler] | None = None  # raw: each window's
 
 
 class Pending:
@@ -232,7 +237,7 @@ class ForecastService:
         for source in sources:
             for path in served_versions(source).values():
                 package = ModelPackage.load(path)
-                if self.config.raw and package.scaler is None:
+                if self.config.raw and package.scaler is None and package.series_scalers is None:
                     raise ModelPackageError(
                         f"--raw needs packages with a scaler; {path} carries none"
                     )
@@ -380,11 +385,17 @@ class ForecastService:
                 )
         inputs: Inputs = {}
         shapes: set[tuple[int, bool]] = set()  # (batch, single) of every input
+        optional = optional_inputs(m)
         for spec in m.inputs:
             if spec.name not in request.inputs:
-                problems.append(
-                    ("invalid_request", f"missing input {spec.name!r} ({_expected(spec.shape)})")
-                )
+                if spec.name not in optional:
+                    problems.append(
+                        (
+                            "invalid_request",
+                            f"missing input {spec.name!r} ({_expected(spec.shape)}): "
+                            f"{spec.description or 'see the model metadata'}",
+                        )
+                    )
                 continue
             array = request.inputs[spec.name]
             if array is None:
@@ -395,7 +406,8 @@ class ForecastService:
                 except InvalidRequestError as exc:
                     problems.append((exc.code, str(exc)))
                     continue
-            problem = self._check_tensor(spec.name, array, spec.shape)
+            missing_values = spec.name == SCALED_INPUT and OBSERVED_MASK in specs
+            problem = self._check_tensor(spec.name, array, spec.shape, allow_nan=missing_values)
             if problem:
                 problems.append(("invalid_input", problem))
                 continue
@@ -419,12 +431,20 @@ class ForecastService:
                     )
                 )
         raw = request.raw if request.raw is not None else self.config.raw
-        scaler = engine.scaler
-        if raw and scaler is None:
+        scalers = None
+        if raw and engine.scaler is None and engine.package.series_scalers is None:
             problems.append(
                 ("invalid_input", f"raw: model {m.name!r} carries no scaler, so raw values cannot "
                  "be scaled; send model-space (scaled) values or pick a model with a scaler")
             )  # fmt: skip
+        elif raw and len(shapes) == 1:
+            ((rows, single),) = shapes
+            try:
+                scalers = engine.scalers_for(request.series_id, rows, single)
+            except OvcastError as exc:
+                problems.append(("invalid_input", str(exc)))
+        elif not raw and request.series_id is not None:
+            problems.append(("invalid_request", "'series_id' applies to raw requests only"))
         if problems:
             codes = {code for code, _ in problems}
             code = "invalid_request" if "invalid_request" in codes else problems[0][0]
@@ -433,20 +453,27 @@ class ForecastService:
                 code=code,
                 request_id=request.request_id,
             )
-        if raw and scaler is not None and SCALED_INPUT in inputs:
+        if scalers is not None and SCALED_INPUT in inputs:
             with np.errstate(all="ignore"):
-                scaled = scaler.transform(inputs[SCALED_INPUT])
-            if not np.isfinite(scaled).all():
-                raise InvalidRequestError(
-                    f"'{SCALED_INPUT}' in raw units is not finite after the package's scaling "
-                    "(log-scaled channels need values > -1; others must stay within float32)",
-                    code="invalid_input",
-                )
-            inputs[SCALED_INPUT] = scaled
+                scaled = scale_inputs(m, scalers, inputs)
+            for name, values in scaled.items():
+                if not (np.isfinite(values) | np.isnan(inputs[name])).all():
+                    raise InvalidRequestError(
+                        f"'{name}' in raw units is not finite after the package's scaling "
+                        "(log-scaled channels need values > -1; others must stay within float32)",
+                        code="invalid_input",
+                    )
+            inputs = {name: np.ascontiguousarray(v, np.float32) for name, v in scaled.items()}
+        if m.extra_inputs:  # every input, defaults filled in (frequency token, observed mask)
+            others = {k: v for k, v in inputs.items() if k != SCALED_INPUT}
+            feeds, _ = model_feeds(m, inputs[SCALED_INPUT], others)
+            inputs = {spec.name: feed for spec, feed in zip(m.inputs, feeds, strict=True)}
         ((rows, single),) = shapes
-        return _Prepared(engine, inputs, rows, single, channels, raw)
+        return _Prepared(engine, inputs, rows, single, channels, raw, scalers)
 
-    def _check_tensor(self, name: str, array: np.ndarray, expected: list[int]) -> str | None:
+    def _check_tensor(
+        self, name: str, array: np.ndarray, expected: list[int], *, allow_nan: bool = False
+    ) -> str | None:
         single = array.ndim == len(expected) - 1
         shape = (1, *array.shape) if single else array.shape
         fits = len(shape) == len(expected) and all(
@@ -459,9 +486,12 @@ class ForecastService:
                 f"'{name}' holds {shape[0]} windows; at most {self.config.max_request_batch} per "
                 "request (--max-request-batch)"
             )
-        if array.dtype.kind == "f" and not np.isfinite(array).all():
-            where = np.argwhere(~np.isfinite(array))[0].tolist()
-            return f"'{name}' has NaN or inf (first at index {where}); expected finite numbers"
+        bad = np.isinf(array) if allow_nan else ~np.isfinite(array)
+        if array.dtype.kind == "f" and bad.any():
+            where = np.argwhere(bad)[0].tolist()
+            what = "inf" if allow_nan else "NaN or inf"
+            hint = " (NaN marks a missing value)" if allow_nan else ""
+            return f"'{name}' has {what} (first at index {where}); expected finite numbers{hint}"
         return None
 
     # -- model control ---------------------------------------------------------------------
@@ -634,24 +664,34 @@ class ForecastService:
 
 
 def _run_engine(engine: Engine, inputs: Inputs) -> Outputs:
-    """Today's engines take one input, the windows; named inputs arrive with TinyTimeMixer."""
+    """The window and, for models that take them (TinyTimeMixer), the other named inputs."""
     m = engine.package.manifest
-    return {m.outputs[0].name: engine.predict(inputs[m.inputs[0].name])}
+    others = {spec.name: inputs[spec.name] for spec in m.extra_inputs}
+    return {m.outputs[0].name: engine.predict(inputs[m.inputs[0].name], **others)}
+
+
+def optional_inputs(m: Manifest) -> set[str]:
+    """Inputs a request may leave out: the engine fills them in (model_feeds)."""
+    optional = {OBSERVED_MASK}  # from the NaNs of the window
+    if (m.frequency or {}).get("default") is not None:
+        optional.add(FREQ_TOKEN)  # the frequency the package was converted with
+    return optional
 
 
 def _finish(prepared: _Prepared, outputs: Outputs) -> dict[str, np.ndarray]:
     """Select channels and inverse-scale (raw) the forecast, refuse non-finite outputs, drop
     the batch axis of a single window."""
-    scaler = prepared.engine.scaler if prepared.raw else None
+    scalers = prepared.scalers if prepared.raw else None
+    manifest = prepared.engine.package.manifest
     channels = prepared.channels
     result: dict[str, np.ndarray] = {}
     for name, array in outputs.items():
         if not result:  # the first output is the forecast: channels and raw apply to it
             if channels is not None:
                 array = array[..., channels]
-            if scaler is not None:
+            if scalers is not None:
                 with np.errstate(all="ignore"):
-                    array = scaler.inverse_transform(array, channels)
+                    array = unscale_forecast(manifest, scalers, array, channels)
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise ModelOutputError(
                 f"the model's '{name}' for this input is not finite (NaN or inf): the input is "

@@ -6,7 +6,10 @@ Request (one JSON object per line):
     request_id      string or integer, echoed back (required)
     timestamp_ms    integer, echoed back (optional)
     past_values     [context][channels] numbers, or [batch][context][channels] (required)
-    inputs          {"name": values} further named inputs, for models that take them (optional)
+    inputs          {"name": values} further named inputs, for models that take them
+                    (TinyTimeMixer: freq_token, future_exogenous, past_observed_mask; one
+                    window's values without the batch axis, e.g. "freq_token": 7)
+    series_id       raw: whose scaler, for packages with one scaler per series (optional)
     channels        output channel indices (optional; default: the server's, else all)
     raw             true: past_values in raw units, forecast inverse-scaled with the
                     package's scaler (optional; default: the server's --raw)
@@ -84,6 +87,7 @@ def decode(line: bytes | bytearray) -> LineRequest | Command:
         problem(f"'timestamp_ms' must be an integer, got {type(timestamp).__name__}")
         timestamp = None
     channels, raw = tensors.request_options(data, "", problems)
+    series_id = tensors.series_id_option(data, "", problems)
     model, version = data.get("model"), data.get("version")
     for field, value in (("model", model), ("version", version)):
         if value is not None and not isinstance(value, str):
@@ -109,6 +113,7 @@ def decode(line: bytes | bytearray) -> LineRequest | Command:
         version=version if isinstance(version, str) else None,
         channels=channels,
         raw=raw,
+        series_id=series_id,
         request_id=request_id,
         problems=problems,
     )

@@ -3,7 +3,10 @@
 JSON tensors, and the binary tensor extension of Triton and OVMS: the body is a JSON header
 of ``Inference-Header-Content-Length`` bytes followed by raw little-endian tensors, each input
 naming its ``binary_data_size``. ovcast's own request parameters (all optional):
-``{"parameters": {"channels": [0], "raw": true, "binary_data_output": true}}``.
+``{"parameters": {"channels": [0], "raw": true, "binary_data_output": true}}``, and
+``"series_id"`` for raw requests to packages with one scaler per series. Models with more
+inputs than the window (TinyTimeMixer) take them as further named tensors; the model
+metadata lists them (``inputs``) and says what each means (``parameters``).
 
 Every field is checked and every problem listed in one 400 answer naming what was expected;
 numbers are converted by ``tensors`` (as for JSON lines) and checked against the model by the
@@ -22,7 +25,7 @@ from .._version import __version__
 from ..errors import InvalidRequestError
 from ..package import Manifest
 from . import tensors
-from .core import InferRequest, InferResult, ServedModel
+from .core import InferRequest, InferResult, ServedModel, optional_inputs
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
@@ -51,9 +54,26 @@ def model_metadata(served: ServedModel, versions: list[str]) -> dict[str, Any]:
         "parameters": {
             "channel_names": m.channel_names,
             "architecture": m.architecture,
-            "raw_supported": m.scaler is not None,
+            "raw_supported": m.scaler is not None or m.series_scalers is not None,
+            **_more_inputs(m),
         },
     }
+
+
+def _more_inputs(m: Manifest) -> dict[str, Any]:
+    """For packages that take more than the window (TinyTimeMixer) or forecast a subset of
+    channels: what each input means, which may be left out, whose scaler a raw request uses."""
+    extra: dict[str, Any] = {}
+    if m.extra_inputs:
+        extra["input_descriptions"] = {t.name: t.description for t in m.inputs}
+        extra["optional_inputs"] = sorted(optional_inputs(m) & {t.name for t in m.inputs})
+    if m.output_channels is not None:
+        extra["forecast_channel_names"] = [m.channel_names[i] for i in m.forecast_channels]
+    if m.frequency:
+        extra["frequency"] = m.frequency
+    if m.series_scalers:
+        extra["series_id_columns"] = m.series_scalers["id_columns"]
+    return extra
 
 
 def _spec(tensor: Any) -> dict[str, Any]:
@@ -86,6 +106,7 @@ def decode_infer(
         request_id = None
     parameters = _object(header.get("parameters"), "parameters", problem)
     channels, raw = tensors.request_options(parameters, "parameters.", problems)
+    series_id = tensors.series_id_option(parameters, "parameters.", problems)
     binary_default = _flag(parameters, "binary_data_output", "parameters", problem)
     specs = {t.name: t for t in manifest.inputs}
     inputs: dict[str, np.ndarray | None] = {}
@@ -161,6 +182,7 @@ def decode_infer(
         version=version,
         channels=channels,
         raw=raw,
+        series_id=series_id,
         request_id=request_id,
         problems=problems,
     )

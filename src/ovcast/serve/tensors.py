@@ -62,6 +62,21 @@ def request_options(
     return channels, raw
 
 
+def series_id_option(fields: dict[str, Any], where: str, problems: list[Problem]) -> Any:
+    """``series_id``: whose scaler a raw request uses, for packages with one per series
+    (a string or number, a list of the parts of one id, an object by id column; for a batch,
+    a list of one per window). The engine checks it against the package's ids."""
+    series_id = fields.get("series_id")
+    if series_id is None or isinstance(series_id, (str, list, dict)):
+        return series_id
+    if isinstance(series_id, (int, float)) and not isinstance(series_id, bool):
+        return series_id
+    problems.append(
+        ("invalid_request", f"'{where}series_id' must be a string, number, list or object")
+    )
+    return None
+
+
 def from_json(
     value: Any, *, name: str, datatype: str = "FP32", source: bytes | bytearray | None = None
 ) -> np.ndarray:
@@ -71,9 +86,11 @@ def from_json(
     numbers would otherwise pass numpy's conversion as 1 and 0, and looking for the
     literals in the text is cheaper than visiting every number in Python.
     """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return cast(np.asarray(value), name=name, datatype=datatype)  # one number: a 0-d tensor
     if not isinstance(value, list):
         raise InvalidRequestError(
-            f"'{name}' must be a (nested) list of numbers, got {type(value).__name__}"
+            f"'{name}' must be a number or a (nested) list of numbers, got {type(value).__name__}"
         )
     try:
         array = np.asarray(value)

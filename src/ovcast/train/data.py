@@ -13,18 +13,26 @@ those bars out (``splits.py``).
 from __future__ import annotations
 
 import datetime as dt
+import decimal
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .._csv import Problems, read_table
-from ..errors import DataError
-from ..market.bars import Bars, bar_value_problems, fill_gaps, infer_interval, read_ohlcv_csv
+from .._csv import Problems, Table, read_table, repeated, time_column
+from ..errors import ConfigError, DataError, OvcastError
+from ..market.bars import (
+    Bars,
+    bar_interval,
+    bar_value_problems,
+    fill_gaps,
+    read_ohlcv_csv,
+)
 from ..market.features import CHANNELS, FeatureConfig, compute_features
 
-TIMESTAMP_NAMES = ("date", "time", "timestamp", "datetime")
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -40,6 +48,7 @@ class Series:
     time_s: np.ndarray | None  # (time,) epoch seconds, when known
     filled: np.ndarray  # (time,) bool: bars with no trades, filled flat at the last close
     partial: np.ndarray  # (time,) bool: bars not proven complete (a live start-up minute)
+    origin: str = ""  # what a row is, for messages that count rows ("1500 bars less ...")
 
     @classmethod
     def of(
@@ -50,6 +59,7 @@ class Series:
         time_s: np.ndarray | None = None,
         filled: np.ndarray | None = None,
         partial: np.ndarray | None = None,
+        origin: str = "",
     ) -> Series:
         rows = len(values)
         no_row = np.zeros(rows, bool)
@@ -59,6 +69,7 @@ class Series:
             time_s,
             no_row if filled is None else np.asarray(filled, bool),
             no_row if partial is None else np.asarray(partial, bool),
+            origin,
         )
 
     def __post_init__(self) -> None:
@@ -88,21 +99,90 @@ def read_csv(
     timestamp_column: str | None = None,
     time_unit: str = "auto",
 ) -> Series:
-    """Numeric ``columns`` (default: all but the timestamp) of a CSV, refusing bad cells.
+    """Numeric ``columns`` (default: all but the time column) of a CSV, refusing bad cells.
 
-    The timestamp column is ``timestamp_column``, else the first of date/time/timestamp/
-    datetime found, else none; its times must parse and increase strictly.
+    Names are matched trimmed and ignoring case. The time column is ``timestamp_column``,
+    else the one ``_csv.time_column`` finds (the rule predict uses too), else none; its
+    times must parse and increase strictly.
     """
-    table = read_table(path, expected="a header line and numeric rows")
-    if timestamp_column is None:
-        timestamp_column = next((h for h in table.header if h.lower() in TIMESTAMP_NAMES), None)
-    wanted = list(columns) if columns else [h for h in table.header if h != timestamp_column]
-    missing = [c for c in wanted if c not in table.header]
-    if missing:
-        raise DataError(f"{table.path} has no column(s) {missing}; it has {table.header}")
-    time_s = table.times(timestamp_column, time_unit) if timestamp_column else None
+    return table_series(
+        read_csv_table(path),
+        columns=columns,
+        timestamp_column=timestamp_column,
+        time_unit=time_unit,
+    )
+
+
+def read_csv_table(path: str | Path) -> Table:
+    """The cells of a CSV of a time column and numeric columns, for ``table_series``."""
+    return read_table(path, expected="a header line and numeric rows")
+
+
+def table_series(
+    table: Table,
+    *,
+    columns: Sequence[str] | None = None,
+    timestamp_column: str | None = None,
+    time_unit: str = "auto",
+) -> Series:
+    """``read_csv`` of a table already read (to look at its header first)."""
+    if table.header_is_data():
+        raise DataError(
+            f"{table.path} has no header line; its first line is data. Add a line naming the "
+            "columns above it, e.g. 'date,a,b' (a time column named date, time or timestamp "
+            "is the time; the others are channels)"
+        )
+    if timestamp_column is not None:
+        time_name: str | None = table.header[table.column(timestamp_column)]
+    else:
+        found = time_column(table.header, table.rows[0])
+        time_name = None if found is None else table.header[found]
+    if columns:
+        refuse_repeats(columns, "--columns")
+        missing = [c for c in columns if not table.has(c)]
+        if missing:
+            raise DataError(f"{table.path} has no column(s) {missing}; it has {table.header}")
+        wanted = [table.header[table.column(c)] for c in columns]
+        if time_name in wanted:
+            raise DataError(
+                f"{time_name!r} is the time column of {table.path}, not a channel; leave it out "
+                "of --columns (or name another time column with --timestamp-column)"
+            )
+    else:
+        wanted = [h for h in table.header if h != time_name]
+        if "" in wanted:
+            raise DataError(
+                f"{table.path}: column {table.header.index('') + 1} has no name in the header "
+                "line; name it, or choose the columns with --columns (a pandas index column: "
+                "write the file with index=False)"
+            )
+    time_s = table.times(time_name, time_unit) if time_name else None
     values = table.numbers(wanted).astype(np.float32)
     return Series.of(values, wanted, time_s=time_s)
+
+
+def fingerprint(path: str | Path, series: Series) -> dict[str, Any]:
+    """What a run trained on: the file (absolute path, SHA-256) and the series read from it.
+
+    Stored in training.json, it lets a resume refuse data that changed and ``ovcast
+    evaluate`` tell that it scores the run's own data (whose train rows it must not score).
+    """
+    from ..hf.loading import sha256_file
+
+    path = Path(path)
+    return {
+        "path": str(path.resolve()),
+        "sha256": sha256_file(path),
+        "rows": len(series),
+        "columns": list(series.columns),
+    }
+
+
+def refuse_repeats(names: Sequence[str], option: str) -> None:
+    """An option that names channels must name each once (matched as headers are)."""
+    twice = repeated(names)
+    if twice:
+        raise ConfigError(f"{option} names {twice} more than once; name each column once")
 
 
 def load_bars(
@@ -112,7 +192,11 @@ def load_bars(
     interval_s: int | None = None,
     time_unit: str = "auto",
 ) -> Bars:
-    """Bars on a regular grid from an OHLCV CSV or an `ovcast live` recording (SQLite)."""
+    """Bars on a regular grid from an OHLCV CSV or an `ovcast live` recording (SQLite).
+
+    A recording marks the bars it filled (no trades) itself, so a bar it lacks (the process
+    was down) is unknown: it is put on the grid as partial, never scored or trained on.
+    """
     path = Path(path)
     try:
         with open(path, "rb") as f:
@@ -120,10 +204,15 @@ def load_bars(
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror}") from exc
     if not is_recording:
+        if product is not None:
+            raise ConfigError(
+                f"--product picks a product of a recording; {path} is a CSV, which holds one "
+                "product: leave --product out"
+            )
         return read_ohlcv_csv(path, interval_s=interval_s, time_unit=time_unit)
     bars = _recorded_bars(path, product)
     _check_bars(bars, path)
-    return fill_gaps(bars, interval_s or infer_interval(bars.time_s))
+    return fill_gaps(bars, bar_interval(bars.time_s, interval_s), missing="partial")
 
 
 def market_series(bars: Bars, features: FeatureConfig | None = None) -> Series:
@@ -137,12 +226,19 @@ def market_series(bars: Bars, features: FeatureConfig | None = None) -> Series:
         row = first + int(np.argmin(ready[first:]))
         raise DataError(f"the features of the bar at {_utc(bars.time_s[row])} are undefined")
     rows = slice(first, None)
+    partial = np.zeros(len(bars), bool) if bars.partial is None else bars.partial
+    origin = (
+        f"a row is a bar after filling ({len(bars)} bars on the grid: {int(bars.filled.sum())} "
+        f"filled, {int(partial.sum())} partial) less the first {first} bars, which warm the "
+        "indicators up"
+    )
     return Series.of(
         values[rows],
         CHANNELS,
         time_s=bars.time_s[rows],
         filled=bars.filled[rows],
-        partial=None if bars.partial is None else bars.partial[rows],
+        partial=partial[rows],
+        origin=origin,
     )
 
 
@@ -150,14 +246,27 @@ def _recorded_bars(path: Path, product: str | None) -> Bars:
     """One product's recorded bars, filled and partial marks included."""
     from ..market.recording import Recording
 
-    with Recording(path) as recording:
-        products = recording.products()
-        if not products:
-            raise DataError(f"{path} is a recording without bars yet; let 'ovcast live' run")
-        product = product or (products[0] if len(products) == 1 else None)
-        if product is None or product not in products:
-            raise DataError(f"{path} holds {products}; choose one with --product")
-        bars = recording.read_bars(product)
+    try:
+        with Recording(path, readonly=True) as recording:
+            products = recording.products()
+            if not products:
+                raise DataError(f"{path} is a recording without bars yet; let 'ovcast live' run")
+            product = product or (products[0] if len(products) == 1 else None)
+            if product is None or product not in products:
+                raise DataError(f"{path} holds {products}; choose one with --product")
+            bars = recording.read_bars(product)
+    except OvcastError:
+        raise
+    except (sqlite3.DatabaseError, decimal.InvalidOperation, ValueError, TypeError) as exc:
+        detail = (
+            "a recorded price or volume is not a decimal number"
+            if isinstance(exc, decimal.InvalidOperation)
+            else f"{type(exc).__name__}: {exc}"
+        )
+        raise DataError(
+            f"{path} is not a readable 'ovcast live' recording ({detail}); it may be damaged "
+            "or cut short"
+        ) from exc
     if len(bars) < 2:
         raise DataError(f"{path} has {len(bars)} bars of {product}; too few to train on")
     return bars

@@ -8,23 +8,38 @@
 The standard protocol (ETTh1 and the Granite model cards): a standard scaler fitted on the
 train rows, every window of the split at stride 1, MSE and MAE over every scored cell
 (window, step, target channel) in the scaled space.
+
+A model that ``ovcast train`` made knows its run (training.json: the data's SHA-256, the
+rows of each split, its channels, and its scaler beside it). Evaluating it takes the run's
+splits unless told otherwise, reads the channels by name, and on the run's own data uses
+the run's scaler and refuses splits whose scored rows the run trained or selected on: a
+default ``train`` + ``evaluate`` pair cannot leak.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from .._csv import Table, name_key
+from ..errors import ConfigError, DataError
 from ..scaling import Scaler
 from .config import EvaluateConfig
-from .forecasters import Forecaster, baselines, load_forecaster
+from .data import Series, read_csv_table, table_series
+from .forecasters import RUN_FILE, Forecaster, LoadedModel, baselines, load_forecaster
 from .metrics import ErrorSums
 from .report import Examples, Published, Report
-from .splits import Windows, split_series
+from .splits import Splits, Windows, split_series
 
-# Published ETTh1 test figures (horizon 96, context 512 unless noted), scaled space.
+log = logging.getLogger(__name__)
+
+# Published ETTh1 test figures (horizon 96, context 512 unless noted), scaled space: shown
+# only beside a model of that protocol (``_published_protocol``).
 PUBLISHED_ETTH1 = [
     Published("ibm-granite/granite-timeseries-patchtst (model card)", 0.3881),
     Published("ibm-granite/granite-timeseries-patchtsmixer (model card)", 0.3699),
@@ -74,15 +89,23 @@ def evaluate(
 def evaluate_model(config: EvaluateConfig) -> Report:
     """MODEL and the naive baselines on one split of a CSV (``ovcast evaluate``)."""
     model = load_forecaster(config.model)
-    series = config.read()
-    if len(series.columns) != model.num_channels:
-        raise DataError(
-            f"{config.model} takes {model.num_channels} channels; {config.data} gives "
-            f"{len(series.columns)} ({', '.join(series.columns)}). Choose them with --columns"
-        )
+    run = model.run or {}
+    same_data = _is_run_data(run, config.data)
+    notes: list[str] = []
+    series = _read_channels(model, read_csv_table(config.data), config, same_data, notes)
+    split = _splits(config, run, notes)
+    if same_data:
+        _refuse_trained_rows(run, split, config.split, len(series), model.context_length)
     data = split_series(
-        series, config, model.context_length, model.prediction_length, targets=config.target_columns
+        series,
+        split,
+        model.context_length,
+        model.prediction_length,
+        targets=config.target_columns,
+        scaler=model.scaler if same_data else None,
     )
+    if same_data and model.scaler is not None:
+        notes.append(f"scaled with the run's scaler (fitted on its train rows {data.splits.train})")
     windows = getattr(data, config.split).subsample(config.max_windows)
     forecasters = {
         model.label: model.predict,
@@ -96,9 +119,121 @@ def evaluate_model(config: EvaluateConfig) -> Report:
         data=str(config.data),
         split=config.split,
     )
-    if _is_etth1_protocol(series.columns, config) and len(windows) == len(data.test):
+    report.notes = notes
+    if _published_protocol(series.columns, model, split, config) and len(windows) == len(data.test):
         report.published = PUBLISHED_ETTH1
     return report
+
+
+def _is_run_data(run: dict[str, Any], data: str) -> bool:
+    """Whether ``data`` is the very file the run trained on (by SHA-256, not by name)."""
+    from ..hf.loading import sha256_file
+
+    recorded = run.get("data_source") or {}
+    if not recorded.get("sha256") or not Path(data).is_file():
+        return False
+    if sha256_file(Path(data)) == recorded["sha256"]:
+        return True
+    if Path(recorded.get("path", "")).resolve() == Path(data).resolve():
+        log.warning(
+            "%s changed since the model's run trained on it (its SHA-256 differs): the run's "
+            "splits cannot be checked against it",
+            data,
+        )
+    return False
+
+
+def _read_channels(
+    model: LoadedModel, table: Table, config: EvaluateConfig, same_data: bool, notes: list[str]
+) -> Series:
+    """The model's channels from the CSV: by name when the model knows its names."""
+    names = model.channel_names
+    columns = config.columns
+    if columns is None and names and all(table.has(n) for n in names):
+        columns = list(names)
+    series = table_series(
+        table,
+        columns=columns,
+        timestamp_column=config.timestamp_column,
+        time_unit=config.time_unit,
+    )
+    if len(series.columns) != model.num_channels:
+        raise DataError(
+            f"{config.model} takes {model.num_channels} channels"
+            + (f" ({', '.join(names)})" if names else "")
+            + f"; {config.data} gives {len(series.columns)} ({', '.join(series.columns)}). "
+            "Choose them with --columns"
+        )
+    if names and [name_key(c) for c in series.columns] != [name_key(n) for n in names]:
+        if same_data or {name_key(c) for c in series.columns} == {name_key(n) for n in names}:
+            raise ConfigError(
+                f"{config.model} was trained on the channels {list(names)}, in that order; "
+                f"the columns {list(series.columns)} would feed it other ones. Leave --columns "
+                "out (the model's channels are then read by name)"
+            )
+        notes.append(
+            f"columns {', '.join(series.columns)} taken in order as the model's channels "
+            f"{', '.join(names)} (other data than the model's)"
+        )
+    return series
+
+
+def _splits(config: EvaluateConfig, run: dict[str, Any], notes: list[str]) -> EvaluateConfig:
+    """``config`` with its splits: those given, else the run's, else the standard ETTh1 rows."""
+    if config.splits is not None:
+        return config
+    recorded = run.get("config", {}).get("splits")
+    if recorded is None:
+        return replace(config, splits="etth1")
+    spans = run.get("splits") or {}
+    gap = config.gap if config.gap is not None else spans.get("gap", run["config"].get("gap"))
+    notes.append(
+        f"splits {recorded}"
+        + (f" with a gap of {gap}" if gap is not None else "")
+        + f": the model's run's (its {RUN_FILE})"
+    )
+    return replace(config, splits=recorded, gap=gap)
+
+
+def _refuse_trained_rows(
+    run: dict[str, Any], split: EvaluateConfig, name: str, rows: int, context: int
+) -> None:
+    """Refuse to score the run's own data on rows it trained on (or selected on, for test)."""
+    trained = run.get("splits") or {}
+    if name == "train" or "train" not in trained or split.splits is None:
+        return
+    spans = Splits.parse(split.splits, rows, context, gap=split.gap)
+    span = spans.val if name == "val" else spans.test
+    first_target = span[0] + context
+    seen, what = (
+        (trained["train"][1], "trained")
+        if name == "val"
+        else (trained["val"][1], "trained or selected its checkpoint")
+    )
+    if first_target < seen:
+        raise ConfigError(
+            f"the {name} split scores rows from {first_target} on, but the model's run "
+            f"{what} on rows up to {seen} of this same file (its splits: train "
+            f"{tuple(trained['train'])}, validation {tuple(trained['val'])}); its score would "
+            "flatter it. Leave --splits out to use the run's splits, or choose splits whose "
+            f"{name} rows start at {seen} or later"
+        )
+
+
+def _published_protocol(
+    columns: tuple[str, ...], model: LoadedModel, split: EvaluateConfig, config: EvaluateConfig
+) -> bool:
+    """The published ETTh1 figures' protocol: the 7 columns, the standard test rows, every
+    channel, context 512 and horizon 96. Any other model is not comparable to them."""
+    from ..hf.loading import ETTH1_COLUMNS
+
+    return (
+        split.splits == "etth1"
+        and config.split == "test"
+        and not config.target_columns
+        and columns == ETTH1_COLUMNS
+        and (model.context_length, model.prediction_length) == (512, 96)
+    )
 
 
 def _units(scaler: Scaler, windows: Windows, *scaled: np.ndarray) -> list[np.ndarray]:
@@ -122,10 +257,3 @@ def _examples(
         truth=units(batch.futures),
         forecasts={name: units(f(batch.contexts)) for name, f in forecasters.items()},
     )
-
-
-def _is_etth1_protocol(columns: tuple[str, ...], config: EvaluateConfig) -> bool:
-    from ..hf.loading import ETTH1_COLUMNS
-
-    standard = config.splits == "etth1" and config.split == "test" and not config.target_columns
-    return standard and columns == ETTH1_COLUMNS

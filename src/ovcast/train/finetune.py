@@ -1,6 +1,7 @@
 """Fine-tune a forecaster on market candles and say honestly whether it beats naive baselines.
 
     ovcast finetune --data btc-usd-1m.csv --base default --out runs/btc --convert
+    ovcast finetune --data btc-usd-1m.csv --family ttm --head-only --out runs/btc-ttm
 
 Bars (a CSV or an `ovcast live` recording) -> the 7 live feature channels -> disjoint time
 splits with a gap (default: the horizon) -> scalers fitted on the train split (RSI keeps its
@@ -8,49 +9,68 @@ fixed [0, 1] bounds) -> the training loop from the base model, selecting on what
 the validation MSE of the close on real bars -> the same score on the test split for the
 fine-tuned model, the base model, the random walk and drift, per horizon bucket -> OUT/
 evaluation.json, OUT/forecasts.png, OUT/best/MODEL_CARD.md and, with ``convert``, a package.
+What an earlier run left in OUT (its package, report and plot) is removed first: it would
+otherwise sit beside the new weights as if it were theirs.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shlex
+import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from ..cli._options import as_flags
 from ..errors import DataError, require
+from ..hf.ttm import FAMILY as TTM
+from ..hf.ttm import R2_HUB_ID
 from ..market.features import CHANNELS, MARKET_SCALER_KINDS
 from .config import FinetuneConfig
-from .data import market_series
+from .data import fingerprint, market_series
 from .evaluate import evaluate
 from .forecasters import LAST_VALUE, baselines
 from .loop import TrainResult, fit
 from .report import Report, plot_forecasts
 from .splits import split_series
 
+log = logging.getLogger(__name__)
+
 TARGET = "close"  # what is scored, and so what early stopping selects on
 FINETUNED, BASE = "fine-tuned", "base"
 REPORT_FILE = "evaluation.json"
 CARD_FILE = "MODEL_CARD.md"
 PLOT_FILE = "forecasts.png"
+PACKAGE_DIR = "package"
+# MSEs closer than this (relative) are a tie: one test split cannot tell them apart.
+TIE_TOLERANCE = 0.01
 
 
 def finetune(config: FinetuneConfig, *, progress: bool = True) -> dict[str, Any]:
     """Run the whole flow; returns the evaluation report as written to OUT/evaluation.json."""
     torch = require("torch", extra="convert", purpose="Fine-tuning")
-    from ..hf.loading import load_model, predictor, resolve_source
+    from ..hf.loading import load_model, predictor, read_family, resolve_source
 
-    out, source = Path(config.out), resolve_source(config.base)
-    model = load_model(source)
+    base = config.base or (R2_HUB_ID if config.family == TTM else "default")
+    config = replace(config, base=base)  # recorded in training.json and the model card
+    out, source = Path(config.out), resolve_source(base)
+    family = read_family(source.path)
+    if config.family is not None and family != config.family:
+        raise DataError(f"--base {base} is a {family} model, not --family {config.family}")
+    if config.channel_mixing and family != TTM:
+        raise DataError("--channel-mixing applies to TTM (--family ttm) bases")
+    model = load_model(source, **_config_changes(source.path, family, config))
     context, horizon = model.config.context_length, model.config.prediction_length
     if model.config.num_input_channels != len(CHANNELS):
         raise DataError(
-            f"--base {config.base} takes {model.config.num_input_channels} channels; market "
+            f"--base {base} takes {model.config.num_input_channels} channels; market "
             f"fine-tuning feeds the {len(CHANNELS)} channels {', '.join(CHANNELS)}"
         )
+    series = market_series(config.bars(), config.features())
     data = split_series(
-        market_series(config.bars(), config.features()),
+        series,
         replace(config, gap=horizon if config.gap is None else config.gap),
         context,
         horizon,
@@ -58,11 +78,20 @@ def finetune(config: FinetuneConfig, *, progress: bool = True) -> dict[str, Any]
         score_filled=config.score_filled,
         scaler_kinds=MARKET_SCALER_KINDS,
     )
+    _remove_earlier_outputs(out)
     torch.manual_seed(config.seed)
-    result = fit(model, data, config, out, starts_trained=True, progress=progress)
+    result = fit(
+        model,
+        data,
+        config,
+        out,
+        starts_trained=True,
+        progress=progress,
+        data_source=fingerprint(config.data, series),
+    )
     forecasters = {
         FINETUNED: predictor(load_model(resolve_source(result.best_dir))),
-        BASE: predictor(load_model(source)),
+        BASE: predictor(load_model(source, **_config_changes(source.path, family, config))),
         **baselines(horizon, context, with_drift=True),
     }
     report = evaluate(
@@ -73,20 +102,47 @@ def finetune(config: FinetuneConfig, *, progress: bool = True) -> dict[str, Any]
     if config.convert:
         from ..convert import convert
 
-        package = convert(result.best_dir, out / "package", name=out.name or "finetuned")
+        package = convert(result.best_dir, out / PACKAGE_DIR, name=out.name or "finetuned")
         document["package"] = str(package.path)
     return document
+
+
+def _config_changes(path: Path, family: str, config: FinetuneConfig) -> dict[str, Any]:
+    """TTM's zero-shot checkpoints are channel-independent and saved with one channel: they
+    take the 7 market channels as they are (granite-tsfm's get_model sets the count the same
+    way); --channel-mixing switches the decoder to mixing them."""
+    if family != TTM:
+        return {}
+    saved = json.loads((path / "config.json").read_text())
+    changes: dict[str, Any] = {}
+    if config.channel_mixing:
+        changes["decoder_mode"] = "mix_channel"
+    mixes = saved.get("mode") == "mix_channel" or saved.get("decoder_mode") == "mix_channel"
+    if saved.get("num_input_channels") != len(CHANNELS) and not mixes:
+        changes["num_input_channels"] = len(CHANNELS)
+    return changes
+
+
+def beats(report: Report, name: str, other: str) -> bool:
+    """``name``'s scored MSE is below ``other``'s by more than ``TIE_TOLERANCE``."""
+    return report.score(name).mse < report.score(other).mse * (1 - TIE_TOLERANCE)
 
 
 def verdict(report: Report) -> str:
     """One line: does the fine-tuned model beat the random walk and the base, on the score?"""
     mse = {name: report.score(name).mse for name in (FINETUNED, BASE, LAST_VALUE)}
-    rw = "beats" if mse[FINETUNED] < mse[LAST_VALUE] else "does NOT beat"
-    base = "beats" if mse[FINETUNED] < mse[BASE] else "does not beat"
+
+    def versus(other: str, loses: str) -> str:
+        if beats(report, FINETUNED, other):
+            return "beats"
+        if beats(report, other, FINETUNED):
+            return loses
+        return f"is within {TIE_TOLERANCE:.0%} of (no better than)"
+
     return (
-        f"the fine-tuned model {rw} the random walk (MSE {mse[FINETUNED]:.5g} vs "
-        f"{mse[LAST_VALUE]:.5g}) and {base} the base model ({mse[BASE]:.5g}), on the scored "
-        f"test targets"
+        f"the fine-tuned model {versus(LAST_VALUE, 'does NOT beat')} the random walk (MSE "
+        f"{mse[FINETUNED]:.5g} vs {mse[LAST_VALUE]:.5g}) and {versus(BASE, 'does not beat')} "
+        f"the base model ({mse[BASE]:.5g}), on the scored test targets"
     )
 
 
@@ -108,8 +164,8 @@ def _write_outputs(
         **report.to_dict(),
         "verdict": verdict(report),
         "table": report.table(buckets=True),
-        "beats_random_walk": report.score(FINETUNED).mse < report.score(LAST_VALUE).mse,
-        "beats_base": report.score(FINETUNED).mse < report.score(BASE).mse,
+        "beats_random_walk": beats(report, FINETUNED, LAST_VALUE),
+        "beats_base": beats(report, FINETUNED, BASE),
         "best_epoch": result.best_epoch,
         "splits": splits,
         "config": asdict(config),
@@ -119,6 +175,19 @@ def _write_outputs(
         plot_forecasts(report.examples, out / PLOT_FILE, title="close, test")
     (result.best_dir / CARD_FILE).write_text(_model_card(report, config, splits))
     return document
+
+
+def _remove_earlier_outputs(out: Path) -> None:
+    """An earlier run's package, report and plot: stale beside this run's weights."""
+    for name in (PACKAGE_DIR, REPORT_FILE, PLOT_FILE):
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        log.warning("%s was an earlier run's: removed (this run writes its own)", path)
 
 
 def _model_card(report: Report, config: FinetuneConfig, splits: str) -> str:

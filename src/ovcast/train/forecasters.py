@@ -8,15 +8,18 @@ and the one place each baseline is written (a torch model predicts through
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelSourceError
 from ..package import MANIFEST_FILE
+from ..scaling import Scaler
 
 Forecaster = Callable[[np.ndarray], np.ndarray]
 
@@ -52,7 +55,11 @@ def baselines(
     }
     if season:
         if not 0 < season <= context_length:
-            raise ConfigError(f"season {season} must be in 1..{context_length} (the context)")
+            raise ConfigError(
+                f"--season {season} is longer than the model's context of {context_length} "
+                f"rows: give a season in 1..{context_length}, or --season 0 to leave the "
+                "seasonal-naive baseline out"
+            )
         chosen[f"seasonal naive ({season} steps)"] = partial(
             seasonal_naive, prediction_length=prediction_length, season=season
         )
@@ -61,15 +68,22 @@ def baselines(
     return chosen
 
 
+RUN_FILE = "training.json"  # how a model was trained: ``loop.fit`` writes it into OUT/best
+
+
 @dataclass(frozen=True)
 class LoadedModel:
-    """A MODEL argument, loaded: its forecaster, shapes and a label for tables."""
+    """A MODEL argument, loaded: its forecaster, shapes, a label for tables, and what it knows
+    of itself: its channels' names, its scaler and the run that trained it (training.json)."""
 
     predict: Forecaster
     context_length: int
     prediction_length: int
     num_channels: int
     label: str
+    channel_names: tuple[str, ...] | None = None  # None: unnamed (channel_0, ...)
+    scaler: Scaler | None = None
+    run: dict[str, Any] | None = None
 
 
 def load_forecaster(model: str | Path) -> LoadedModel:
@@ -78,16 +92,22 @@ def load_forecaster(model: str | Path) -> LoadedModel:
         from ..runtime.engine import Engine
 
         engine = Engine(model)
+        unnamed = [f"channel_{i}" for i in range(engine.num_channels)]
         return LoadedModel(
             engine.predict,
             engine.context_length,
             engine.prediction_length,
             engine.num_channels,
             f"{model} (OpenVINO)",
+            None if engine.channel_names == unnamed else tuple(engine.channel_names),
+            engine.scaler,
+            read_run(Path(model)),
         )
-    from ..hf.loading import load_model, predictor, resolve_source
+    from ..hf.loading import load_model, load_scaler, predictor, resolve_source
 
-    hf_model = load_model(resolve_source(model))
+    source = resolve_source(model)
+    hf_model = load_model(source)
+    scaler = load_scaler(source)
     c = hf_model.config
     return LoadedModel(
         predictor(hf_model),
@@ -95,4 +115,19 @@ def load_forecaster(model: str | Path) -> LoadedModel:
         c.prediction_length,
         c.num_input_channels,
         f"{model} (PyTorch)",
+        tuple(scaler.names) if scaler and scaler.names else None,
+        scaler,
+        read_run(source.path),
     )
+
+
+def read_run(folder: Path) -> dict[str, Any] | None:
+    """The training record beside a model (``RUN_FILE``), or None when it has none."""
+    file = folder / RUN_FILE
+    if not file.is_file():
+        return None
+    try:
+        run = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelSourceError(f"cannot read {file}: {exc}") from exc
+    return run if isinstance(run, dict) and isinstance(run.get("config"), dict) else None

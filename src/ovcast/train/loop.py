@@ -10,7 +10,9 @@ the loss is the model's MSE over all channels), then scores the validation windo
 score so far is kept in OUT/best. Weights that start trained (``starts_trained``: fine-tuning)
 are scored before the first epoch and stay in OUT/best if no epoch beats them.
 OUT/checkpoint-last holds all a ``resume`` needs: weights, optimizer, schedule, random
-states, history and the config, which must match the resumed run's.
+states, history and the config, which must match the resumed run's (paths compared as the
+files they name, the data by its SHA-256). A new run in an OUT that holds an older one
+removes the older OUT/best first, so no old checkpoint outlives the run that replaced it.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,7 @@ from ..hf.loading import SCALER_FILE
 from ..scaling import Scaler
 from .config import LoopConfig
 from .evaluate import evaluate
+from .forecasters import RUN_FILE
 from .metrics import Metrics
 from .splits import Batch, SplitData, Windows
 
@@ -40,8 +45,9 @@ log = logging.getLogger(__name__)
 BEST_DIR = "best"
 LAST_DIR = "checkpoint-last"
 STATE_FILE = "trainer_state.pt"
-SUMMARY_FILE = "training.json"  # the config and history; in OUT and inside OUT/best
+SUMMARY_FILE = RUN_FILE  # config, data, splits and history; in OUT and inside OUT/best
 RESUMABLE_CHANGES = ("epochs", "patience", "num_threads")  # may differ when resuming
+PATH_OPTIONS = ("data", "out", "init_from", "base")  # compared as the files they name
 
 
 @dataclass
@@ -108,15 +114,20 @@ def fit(
     starts_trained: bool = False,
     resume: bool = False,
     progress: bool = True,
+    data_source: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place; OUT/best gets the checkpoint with the best validation score."""
+    """Train ``model`` in place; OUT/best gets the checkpoint with the best validation score.
+
+    ``data_source`` (``data.fingerprint``) is stored with the run: a resume refuses data that
+    changed, and ``ovcast evaluate`` knows which rows the run trained on.
+    """
     torch = require("torch", extra="convert", purpose="Training")
     from ..runtime.cpu import usable_cores
 
     torch.set_num_threads(config.num_threads or usable_cores())
-    out.mkdir(parents=True, exist_ok=True)
+    make_run_folder(out)
     val = data.val.subsample(config.max_eval_windows)
-    selected_on = f"validation MSE (scaled) of {', '.join(val.target_names)}; {val.scoring}"
+    record = _run_record(data, val, data_source)
     per_epoch = min(config.windows_per_epoch or len(data.train), len(data.train))
     steps = math.ceil(per_epoch / config.batch_size) * config.epochs
     trainer = _trainer(torch, model, config, steps)
@@ -124,10 +135,13 @@ def fit(
     resuming = resume and (out / LAST_DIR / STATE_FILE).is_file()
     if resume and not resuming:
         log.warning("nothing to resume in %s: starting a new run", out / LAST_DIR)
+    summary = partial(_summary, config, record=record)
     if resuming:
-        run = _load_last(torch, out / LAST_DIR, trainer, config)
-    elif starts_trained and run.record(0, None, _validate(model, val, data.scaler), 0.0):
-        _save_best(model, data.scaler, out / BEST_DIR, _summary(config, run, selected_on))
+        run = _load_last(torch, out / LAST_DIR, trainer, config, data_source)
+    else:
+        _remove_previous_best(out / BEST_DIR)
+        if starts_trained and run.record(0, None, _validate(model, val, data.scaler), 0.0):
+            _save_best(model, data.scaler, out / BEST_DIR, summary(run))
     t0 = time.perf_counter() - run.elapsed
     for epoch in range(run.epoch + 1, config.epochs + 1):
         if run.bad_epochs >= config.patience:
@@ -137,25 +151,23 @@ def fit(
         train_mse = _train_epoch(torch, trainer, data.train.gather, chosen, config.batch_size, bar)
         seconds = time.perf_counter() - t0
         if run.record(epoch, train_mse, _validate(model, val, data.scaler), seconds):
-            _save_best(model, data.scaler, out / BEST_DIR, _summary(config, run, selected_on))
-        _save_last(torch, out / LAST_DIR, trainer, run, config)
-    summary = _summary(config, run, selected_on)
-    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+            _save_best(model, data.scaler, out / BEST_DIR, summary(run))
+        _save_last(torch, out / LAST_DIR, trainer, run, config, data_source)
+    (out / SUMMARY_FILE).write_text(json.dumps(summary(run), indent=2) + "\n")
     if run.best_epoch < 0:
         raise TrainingError(
             f"no epoch had a finite validation score ({out / SUMMARY_FILE} has the history): "
             "training diverged; try a lower --lr"
         )
-    return TrainResult(
-        out / BEST_DIR, run.best_epoch, run.best_val_mse, selected_on, run.history, run.elapsed
-    )
+    best = (run.best_epoch, run.best_val_mse, record["selected_on"])
+    return TrainResult(out / BEST_DIR, *best, run.history, run.elapsed)
 
 
 def _trainer(torch: Any, model: Any, config: LoopConfig, total_steps: int) -> _Trainer:
     """AdamW over the trainable parameters, warm-up then cosine decay over ``total_steps``."""
     if config.head_only:
         for name, parameter in model.named_parameters():
-            parameter.requires_grad = name.startswith("head.")
+            parameter.requires_grad = _trains_with_head_only(model, name)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         trainable, lr=config.learning_rate, weight_decay=config.weight_decay
@@ -164,6 +176,14 @@ def _trainer(torch: Any, model: Any, config: LoopConfig, total_steps: int) -> _T
         optimizer, _warmup_cosine(total_steps, config.warmup_fraction)
     )
     return _Trainer(model, optimizer, schedule, np.random.default_rng(config.seed), trainable)
+
+
+def _trains_with_head_only(model: Any, parameter: str) -> bool:
+    """TTM follows granite-tsfm's fine-tuning recipe (the backbone is frozen; decoder and
+    head train); PatchTST and PatchTSMixer train only the head."""
+    if getattr(model.config, "model_type", "") == "tinytimemixer":
+        return not parameter.startswith("backbone.")
+    return parameter.startswith("head.")
 
 
 def _train_epoch(
@@ -204,13 +224,43 @@ def _validate(model: Any, val: Windows, scaler: Scaler) -> Metrics:
     return evaluate({"model": predictor(model)}, val, scaler).score("model")
 
 
-def _summary(config: LoopConfig, run: _Progress, selected_on: str) -> dict[str, Any]:
+def make_run_folder(out: Path) -> None:
+    """Create OUT, or say in one line why it cannot be (a file in the way, no permission)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the run folder --out {out}: {exc.strerror}") from exc
+
+
+def _remove_previous_best(folder: Path) -> None:
+    if folder.is_dir():
+        log.warning(
+            "%s held an earlier run's checkpoint: removed (this run writes its own)", folder
+        )
+        shutil.rmtree(folder)
+
+
+def _run_record(
+    data: SplitData, val: Windows, data_source: dict[str, Any] | None
+) -> dict[str, Any]:
+    """What selects the checkpoint, what data the run read, and the rows of each split (which
+    ``ovcast evaluate`` then refuses to score as if unseen)."""
+    selected_on = f"validation MSE (scaled) of {', '.join(val.target_names)}; {val.scoring}"
+    if len(val) < len(data.val):
+        selected_on += (
+            f"; on {len(val)} of the {len(data.val)} validation windows, evenly spaced "
+            "(--max-eval-windows)"
+        )
+    return {"data_source": data_source, "splits": asdict(data.splits), "selected_on": selected_on}
+
+
+def _summary(config: LoopConfig, run: _Progress, *, record: dict[str, Any]) -> dict[str, Any]:
     import torch
     import transformers
 
     return {
         "config": asdict(config),
-        "selected_on": selected_on,
+        **record,
         "best_epoch": run.best_epoch,
         "best_val_mse": run.best_val_mse,
         "history": run.history,
@@ -231,7 +281,12 @@ def _save_best(model: Any, scaler: Scaler, folder: Path, summary: dict[str, Any]
 
 
 def _save_last(
-    torch: Any, folder: Path, trainer: _Trainer, run: _Progress, config: LoopConfig
+    torch: Any,
+    folder: Path,
+    trainer: _Trainer,
+    run: _Progress,
+    config: LoopConfig,
+    data_source: dict[str, Any] | None,
 ) -> None:
     folder.mkdir(exist_ok=True)
     state = {
@@ -242,19 +297,37 @@ def _save_last(
         "torch_rng": torch.get_rng_state(),
         "progress": asdict(run),
         "config": asdict(config),
+        "paths": _resolved_paths(config),
+        "data_source": data_source,
     }
     torch.save(state, folder / STATE_FILE)
 
 
-def _load_last(torch: Any, folder: Path, trainer: _Trainer, config: LoopConfig) -> _Progress:
+def _load_last(
+    torch: Any,
+    folder: Path,
+    trainer: _Trainer,
+    config: LoopConfig,
+    data_source: dict[str, Any] | None,
+) -> _Progress:
     state = torch.load(folder / STATE_FILE, weights_only=False)
     if "config" not in state:
         raise ConfigError(f"{folder} was written by an older ovcast; start a new run (--out)")
+    paths, now = state.get("paths", {}), _resolved_paths(config)
     changed = {
         key: (value, getattr(config, key, None))
         for key, value in state["config"].items()
-        if key not in RESUMABLE_CHANGES and value != getattr(config, key, None)
+        if key not in RESUMABLE_CHANGES
+        and value != getattr(config, key, None)
+        and not (key in paths and paths[key] == now.get(key))  # the same file, spelt otherwise
     }
+    before = (state.get("data_source") or {}).get("sha256")
+    if before and data_source and before != data_source["sha256"]:
+        raise ConfigError(
+            f"{folder} belongs to a run on other data: {data_source['path']} changed since the "
+            "run began (its SHA-256 differs). Resuming would train one model on two data sets; "
+            "use a new --out"
+        )
     if changed:
         shown = ", ".join(f"{k} was {old!r}, now {new!r}" for k, (old, new) in changed.items())
         raise ConfigError(
@@ -268,6 +341,16 @@ def _load_last(torch: Any, folder: Path, trainer: _Trainer, config: LoopConfig) 
     torch.set_rng_state(state["torch_rng"])
     log.info("resumed from %s after epoch %d", folder, state["progress"]["epoch"])
     return _Progress(**state["progress"])
+
+
+def _resolved_paths(config: LoopConfig) -> dict[str, str]:
+    """The path options that name existing files or folders, as absolute paths."""
+    found = {}
+    for key in PATH_OPTIONS:
+        value = getattr(config, key, None)
+        if isinstance(value, str) and (key == "out" or Path(value).expanduser().exists()):
+            found[key] = str(Path(value).expanduser().resolve())
+    return found
 
 
 def _warmup_cosine(total_steps: int, warmup_fraction: float) -> Any:

@@ -48,6 +48,7 @@ class Report:
     every: dict[str, ErrorSums]  # forecaster -> sums over every target step
     units: str = ""  # the data units' name when it means something (one channel: "price")
     selected_on: str = ""  # set by training: what chose the checkpoint
+    notes: list[str] = field(default_factory=list)  # how the protocol was chosen, in words
     published: list[Published] = field(default_factory=list)
     examples: Examples | None = None
 
@@ -87,6 +88,7 @@ class Report:
                 "target_steps_left_out": self.left_out,
             },
             "selected_on": self.selected_on,
+            "notes": self.notes,
             "results": [
                 {
                     "forecaster": name,
@@ -137,6 +139,7 @@ class Report:
         ]
         if self.selected_on:
             lines.append(f"selected on: {self.selected_on}")
+        lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
 
 

@@ -21,10 +21,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._csv import name_key
 from ..errors import ConfigError, DataError
 from ..scaling import Scaler
 from .config import SplitConfig
-from .data import Series
+from .data import Series, refuse_repeats
 
 ETTH1_ENDS = (8640, 11520, 14400)  # 12/4/4 months of hourly rows
 
@@ -150,19 +151,54 @@ def split_series(
     targets: Sequence[str] | None = None,
     score_filled: bool = False,
     scaler_kinds: str | Sequence[str] = "standard",
+    scaler: Scaler | None = None,
 ) -> SplitData:
-    """Split, fit the scaler on the train rows only, scale, and cut every split's windows."""
+    """Split, fit the scaler on the train rows only (unless ``scaler`` is given: the one a
+    model was trained with), scale, and cut every split's windows."""
+    try:
+        return _split_series(
+            series,
+            split,
+            context_length,
+            prediction_length,
+            targets=targets,
+            score_filled=score_filled,
+            scaler_kinds=scaler_kinds,
+            scaler=scaler,
+        )
+    except DataError as exc:
+        if not series.origin:
+            raise
+        raise DataError(f"{exc} ({series.origin})") from exc
+
+
+def _split_series(
+    series: Series,
+    split: SplitConfig,
+    context_length: int,
+    prediction_length: int,
+    *,
+    targets: Sequence[str] | None,
+    score_filled: bool,
+    scaler_kinds: str | Sequence[str],
+    scaler: Scaler | None,
+) -> SplitData:
     spans = Splits.parse(split.splits, len(series), context_length, gap=split.gap)
-    scaler = Scaler.fit(series.values[slice(*spans.train)], scaler_kinds, series.columns)
+    starts = {
+        name: window_starts(span, context_length, prediction_length, name)
+        for name, span in (("train", spans.train), ("validation", spans.val), ("test", spans.test))
+    }
+    if scaler is None:
+        scaler = Scaler.fit(series.values[slice(*spans.train)], scaler_kinds, series.columns)
     scaled = scaler.transform(series.values)
     scored = ~series.partial & (score_filled | ~series.filled)
     target_indices = _target_indices(series.columns, targets)
     scoring = _scoring(series, score_filled)
 
-    def windows(name: str, span: tuple[int, int]) -> Windows:
+    def windows(name: str) -> Windows:
         return Windows(
             values=scaled,
-            starts=window_starts(span, context_length, prediction_length, name),
+            starts=starts[name],
             context_length=context_length,
             prediction_length=prediction_length,
             targets=target_indices,
@@ -172,8 +208,13 @@ def split_series(
         )
 
     # A partial bar may lack trades: never a training target.
-    train = windows("train", spans.train).without_targets_in(series.partial)
-    val, test = windows("validation", spans.val), windows("test", spans.test)
+    train = windows("train").without_targets_in(series.partial)
+    if not len(train):
+        raise DataError(
+            "every training window has a target step on a partial bar (trades may be "
+            "missing there): none is left to train on; use other --splits or more data"
+        )
+    val, test = windows("validation"), windows("test")
     for name, windows_of_split in (("validation", val), ("test", test)):
         if not windows_of_split.scored_steps():
             raise DataError(
@@ -207,6 +248,12 @@ def _split_ends(spec: str, n_rows: int) -> tuple[int, int, int]:
             parts = []
         if len(parts) == 2 and all(0 < p < 1 for p in parts) and sum(parts) < 1:
             ends = (round(n_rows * parts[0]), round(n_rows * sum(parts)), n_rows)
+            if not 0 < ends[0] < ends[1] < ends[2]:
+                raise DataError(
+                    f"--splits {spec} of the data's {n_rows} rows leaves a split without rows "
+                    f"(train, validation and test end at rows {ends}); use more data or other "
+                    "fractions"
+                )
         elif len(parts) == 3 and all(p.is_integer() for p in parts):
             ends = (int(parts[0]), int(parts[1]), int(parts[2]))
         else:
@@ -215,19 +262,24 @@ def _split_ends(spec: str, n_rows: int) -> tuple[int, int, int]:
                 "or fractions 'TRAIN,VAL' in (0, 1) with a sum below 1 (e.g. 0.7,0.1)"
             )
     if not 0 < ends[0] < ends[1] < ends[2]:
-        raise ConfigError(f"split ends {ends} must increase from above 0")
+        raise ConfigError(
+            f"split ends {ends} must increase from above 0: TRAIN_END < VAL_END < TEST_END"
+        )
     if ends[2] > n_rows:
         raise DataError(f"the splits end at row {ends[2]}; the data has {n_rows} rows")
     return ends
 
 
 def _target_indices(columns: tuple[str, ...], targets: Sequence[str] | None) -> tuple[int, ...]:
+    """The channels ``targets`` names (trimmed, any case, as CSV headers are matched)."""
     if not targets:
         return tuple(range(len(columns)))
-    unknown = [t for t in targets if t not in columns]
+    refuse_repeats(targets, "--targets")
+    keys = [name_key(c) for c in columns]
+    unknown = [t for t in targets if name_key(t) not in keys]
     if unknown:
         raise DataError(f"target column(s) {unknown} are not among the channels {list(columns)}")
-    return tuple(columns.index(t) for t in targets)
+    return tuple(keys.index(name_key(t)) for t in targets)
 
 
 def _scoring(series: Series, score_filled: bool) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import DataError, require
 from .config import TrainConfig
+from .data import fingerprint
 from .loop import TrainResult, fit
 from .splits import split_series
 
@@ -41,6 +42,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
         starts_trained=config.init_from is not None,
         resume=resume,
         progress=progress,
+        data_source=fingerprint(config.data, series),
     )
 
 

@@ -135,7 +135,7 @@ function showFeed(feed) {
       ["trades", "Trades", String(feed.trades)],
       ["duplicates", "Duplicates dropped", String(feed.duplicates)],
       ["rejected", "Rejected (bad input)", String(feed.rejected ?? 0)],
-      ["gaps", "Gaps repaired", `${feed.repaired} of ${feed.gaps}`],
+      ["gaps", "Gaps repaired", `${feed.repaired} of ${feed.gaps}` + (feed.repairing ? ` (${feed.repairing} in flight)` : "")],
       ["partial_bars", "Partial bars", String(feed.partial_bars ?? 0)],
       ["last_error", "Last error", feed.last_error || "none"],
     ]);
@@ -144,6 +144,7 @@ function showFeed(feed) {
     rows("feed", [
       ["source", "Source", feed.source],
       ["replayed", "Replayed", `${feed.replayed_bars} of ${feed.total_bars} bars`],
+      ["holes", "Holes (bars missing)", `${feed.holes ?? 0} (${feed.missing_bars ?? 0})`],
     ]);
   }
 }
