@@ -76,16 +76,49 @@ def http_process(*args: str, env=None) -> tuple[subprocess.Popen, int]:
         seen.append(line)
         if "ready model=" in line:
             # Drained from now on: a full pipe would stall the server at its next log line.
-            proc.log = []  # type: ignore[attr-defined]
-            proc.log_reader = threading.Thread(  # type: ignore[attr-defined]
-                target=proc.log.extend, args=(proc.stderr,), daemon=True
-            )
-            proc.log_reader.start()
+            lines = proc.log_lines = LogLines(proc.stderr)  # type: ignore[attr-defined]
+            proc.log, proc.log_reader = lines.lines, lines._reader  # type: ignore[attr-defined]
             return proc, int(line.rsplit(":", 1)[1])
         if not line and proc.poll() is not None:
             break
     proc.kill()
     raise AssertionError("server did not get ready:\n" + "".join(seen)[-3000:])
+
+
+class LogLines:
+    """A process's stderr lines, read as they come; ``wait_for`` blocks (bounded) until one
+    contains a text: how the signal tests know what the server is doing before they act."""
+
+    def __init__(self, stream) -> None:
+        self.lines: list[str] = []
+        self._new = threading.Condition()
+        self._reader = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream) -> None:
+        for raw in stream:
+            with self._new:
+                self.lines.append(raw.decode(errors="replace") if isinstance(raw, bytes) else raw)
+                self._new.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 120) -> None:
+        with self._new:
+            found = self._new.wait_for(lambda: any(text in line for line in self.lines), timeout)
+        assert found, f"no {text!r} in the log:\n" + "".join(self.lines)[-3000:]
+
+    def text(self) -> str:
+        self._reader.join(timeout=30)
+        return "".join(self.lines)
+
+
+def model_copies(root, package, count: int):
+    """A repository of ``count`` copies of ``package`` (m1, m2, ...): a start-up that takes a
+    while, for signals to land in."""
+    import shutil
+
+    for k in range(1, count + 1):
+        shutil.copytree(package, root / f"m{k}" / "1")
+    return root
 
 
 def jsonl_line(request_id, window=None, **fields) -> bytes:

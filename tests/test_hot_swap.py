@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import shutil
@@ -108,36 +109,45 @@ def test_http_sighup_under_concurrent_load_fails_nothing(tmp_path, small_package
     new = Engine(other_package).predict(WINDOW[None])
     body = infer_body([1, 64, 3], WINDOW.reshape(-1).tolist())
     statuses: list[int] = []
-    swapped = threading.Event()
+    swapped, stop = threading.Event(), threading.Event()
 
     def client() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        for _ in range(400):
-            conn.request("POST", "/v2/models/small/infer", body)
-            response = conn.getresponse()
-            answer = json.loads(response.read())
-            statuses.append(response.status)
-            out = (
-                np.reshape(answer["outputs"][0]["data"], (1, 16, 3))
-                if response.status == 200
-                else None
-            )
-            if out is not None and np.allclose(out, new, atol=1e-5):
-                swapped.set()
-            if swapped.is_set():
-                return
+        # Until told to stop, not for a number of requests: the reload always lands under load.
+        with contextlib.closing(http.client.HTTPConnection("127.0.0.1", port, timeout=30)) as conn:
+            while not stop.is_set():
+                conn.request("POST", "/v2/models/small/infer", body)
+                response = conn.getresponse()
+                answer = json.loads(response.read())
+                statuses.append(response.status)
+                if response.status == 200:
+                    out = np.reshape(answer["outputs"][0]["data"], (1, 16, 3))
+                    if np.allclose(out, new, atol=1e-5):
+                        swapped.set()
 
+    clients = [threading.Thread(target=client) for _ in range(4)]
     try:
-        clients = [threading.Thread(target=client) for _ in range(4)]
-        for c in clients:
-            c.start()
-        time.sleep(0.3)
-        shutil.rmtree(served)
-        shutil.copytree(other_package, served)
-        proc.send_signal(signal.SIGHUP)
-        for c in clients:
-            c.join(timeout=120)
-        assert swapped.is_set() and proc.poll() is None  # swapped, and SIGHUP did not kill it
+        try:
+            for c in clients:
+                c.start()
+            for _ in range(3000):  # the clients are sending before the swap starts
+                if len(statuses) >= 8:
+                    break
+                time.sleep(0.01)
+            shutil.rmtree(served)
+            shutil.copytree(other_package, served)
+            proc.send_signal(signal.SIGHUP)
+            proc.log_lines.wait_for("reloaded small/1")
+            before = len(statuses)
+            assert swapped.wait(timeout=60)  # the new model answers, under load
+            for _ in range(3000):  # and requests go on after it
+                if len(statuses) >= before + 8:
+                    break
+                time.sleep(0.01)
+            assert proc.poll() is None  # SIGHUP did not kill it
+        finally:
+            stop.set()
+            for c in clients:
+                c.join(timeout=60)
         assert statuses and all(s == 200 for s in statuses), statuses  # nothing failed
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -124,6 +124,7 @@ applications:
     import_path: ovcast.serve.ray.deployment:build_app
     args:
       model: ["small={small_package}"]
+      host: 127.0.0.2  # the proxy's host, for the Host header check
       replicas: 1
       max_batch_size: 4
 """

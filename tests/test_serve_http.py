@@ -164,3 +164,17 @@ def test_repository_without_config_serves_every_subfolder(tmp_path, small_packag
         c = client(server)
         assert c.get_model_metadata("a")["versions"] == ["3"]
         assert c.get_model_metadata("b")["inputs"][0]["shape"] == [-1, 64, 7]
+
+
+def test_tritonclient_compression_and_statistics_get_clear_answers(server):
+    """attack13 finding 17: gzip request compression got 400 "not valid UTF-8", and
+    get_inference_statistics "unknown model 'stats'"."""
+    c = client(server)
+    inputs = tritonclient_http.InferInput("past_values", [1, 64, 3], "FP32")
+    inputs.set_data_from_numpy(random_windows(1, 64, 3))
+    with pytest.raises(InferenceServerException, match="Content-Encoding 'gzip' is not supported"):
+        c.infer("small", [inputs], request_compression_algorithm="gzip")
+    assert c.infer("small", [inputs], response_compression_algorithm="gzip") is not None
+    for call in (c.get_inference_statistics, lambda: c.get_inference_statistics("small")):
+        with pytest.raises(InferenceServerException, match="statistics extension is not served"):
+            call()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,10 @@ import numpy as np
 import orjson
 import pytest
 from conftest import random_windows
+from serving import JsonLinesProcess, LogLines, jsonl_line, model_copies
+
+from ovcast import ModelPackage
+from ovcast.convert.repository import write_repository
 
 
 def start(package, *extra: str) -> subprocess.Popen:
@@ -165,3 +170,95 @@ def test_missing_model_fails_fast_with_a_message(tmp_path):
     proc = start(tmp_path / "nope")
     out, err = proc.communicate(b"", timeout=60)
     assert proc.returncode == 1 and out == b"" and b"no model package at" in err
+
+
+# -- signals: handled from the start, never an exit while a thread is inside OpenVINO ----------
+def _jsonl_process(*args: str) -> tuple[subprocess.Popen, LogLines]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ovcast", "serve", "--mode", "jsonl", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    return proc, LogLines(proc.stderr)
+
+
+def test_sighup_then_eof_waits_for_the_reload_and_exits_zero(tmp_path, small_package):
+    """attack13 finding 3: EOF while a SIGHUP reload compiled aborted the process, 3 runs in 3
+    ("terminate called without an active exception", exit -6)."""
+    root = model_copies(tmp_path, small_package, 4)
+    proc, log = _jsonl_process("--repository", str(root), "--ready-line")
+    assert json.loads(proc.stdout.readline())["event"] == "ready"
+    proc.send_signal(signal.SIGHUP)
+    log.wait_for("reloading every model")  # the reload thread is compiling now
+    proc.stdin.close()
+    assert proc.wait(timeout=120) == 0, log.text()[-2000:]
+    assert "terminate called" not in log.text()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM], ids=["SIGHUP", "SIGTERM"])
+def test_signals_during_start_up(tmp_path, small_package, sig):
+    """attack13 finding 4: the handlers were installed after the models loaded, so SIGHUP
+    during start-up killed the server (exit -1) and SIGTERM exited -15. Now SIGHUP reloads
+    once started, and SIGTERM exits 0 after the model being compiled."""
+    root = model_copies(tmp_path, small_package, 4)
+    proc, log = _jsonl_process("--repository", str(root), "--ready-line")
+    log.wait_for("loading m1 version 1")
+    proc.send_signal(sig)
+    if sig == signal.SIGHUP:
+        assert json.loads(proc.stdout.readline())["event"] == "ready"
+        log.wait_for("reloaded m1/1, m2/1, m3/1, m4/1")  # the reload after start-up
+        proc.stdin.close()
+        assert proc.wait(timeout=120) == 0
+    else:
+        out, _ = proc.communicate(timeout=120)  # stdin stays open: the signal alone ends it
+        assert proc.returncode == 0 and out == b""  # never ready, nothing on stdout
+        assert "stopped during start-up" in log.text() and "loading m4" not in log.text()
+
+
+# -- the repository while serving -----------------------------------------------------------
+def test_the_line_cap_follows_the_models_loaded(tmp_path, small_package, market_package):
+    """attack13 finding 9: the cap was fixed at start, so a valid request of a bigger model
+    loaded later was refused as line_too_long (quoting the new cap)."""
+    shutil.copytree(small_package, tmp_path / "small" / "1")
+    server = JsonLinesProcess("--repository", str(tmp_path))
+    try:
+        windows = np.random.default_rng(0).standard_normal((64, 64, 7))  # float64: ~20 B each
+        line = jsonl_line("big", windows, model="market")
+        assert server.send(line)["error"]["code"] == "line_too_long"  # over small's cap
+        shutil.copytree(market_package, tmp_path / "market" / "1")
+        assert server.send(b'{"request_id": "l", "command": "load", "model": "market"}\n')[
+            "success"
+        ]
+        answer = server.send(line)
+        assert answer["success"], answer
+        assert np.asarray(answer["predictions"]).shape == (64, 16, 7)
+    finally:
+        assert server.close() == 0
+
+
+def test_a_broken_repository_is_answered_with_the_request_id(tmp_path, small_package):
+    """attack13 finding 10: the index of a corrupted config.json answered internal_error with
+    request_id null."""
+    write_repository(ModelPackage.load(small_package), tmp_path)
+    server = JsonLinesProcess("--repository", str(tmp_path))
+    try:
+        (tmp_path / "config.json").write_text("{ not json")
+        answer = server.send(b'{"request_id": "i2", "command": "index"}\n')
+        assert answer["request_id"] == "i2" and answer["error"]["code"] == "repository_error"
+        assert "config.json" in answer["error"]["message"]
+        assert server.send(jsonl_line(1, random_windows(1, 64, 3)[0]))["success"]
+    finally:
+        assert server.close() == 0
+
+
+def test_after_the_last_unload_requests_get_model_not_found(small_package):
+    """attack13 finding 14: "this server serves 0 models (); name the one to use"."""
+    server = JsonLinesProcess("--model", f"small={small_package}")
+    try:
+        server.send(b'{"request_id": "u", "command": "unload", "model": "small"}\n')
+        answer = server.send(jsonl_line(2, random_windows(1, 64, 3)[0]))
+        assert answer["error"]["code"] == "model_not_found"
+        assert "no model is loaded" in answer["error"]["message"]
+    finally:
+        assert server.close() == 0

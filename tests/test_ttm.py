@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -195,7 +196,7 @@ def test_predict_cli_passes_future_values_and_frequency(tmp_path, capsys):
     window = parity_windows(512, 3, 1)[0]
     future = np.linspace(0, 1, 96)[:, None].astype(np.float32)
     np.savetxt(tmp_path / "w.csv", window, delimiter=",", header="sales,x,promo", comments="")
-    np.savetxt(tmp_path / "f.csv", future, delimiter=",", header="promo", comments="")
+    np.savetxt(tmp_path / "f.csv", future, delimiter=",", header="Promo", comments="")  # by name
     args = ["predict", str(package.path), "--input", str(tmp_path / "w.csv")]
     assert main([*args, "--freq-token", "h", "--future", str(tmp_path / "f.csv")]) == 0
     answer = json.loads(capsys.readouterr().out)
@@ -204,6 +205,46 @@ def test_predict_cli_passes_future_values_and_frequency(tmp_path, capsys):
     np.testing.assert_allclose(np.array(answer["predictions"]), expected, atol=1e-5)
     assert main([*args, "--freq-token", "h"]) == 1  # the future values are missing
     assert "needs the input 'future_exogenous'" in capsys.readouterr().err
+    # A header that names another channel is not read by position as 'promo'.
+    np.savetxt(tmp_path / "x.csv", future, delimiter=",", header="x", comments="")
+    assert main([*args, "--freq-token", "h", "--future", str(tmp_path / "x.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "not the exogenous channels ['promo']" in err and "Traceback" not in err
+    # Without a header the columns are the exogenous channels in order.
+    np.savetxt(tmp_path / "bare.csv", future, delimiter=",")
+    assert main([*args, "--freq-token", "h", "--future", str(tmp_path / "bare.csv")]) == 0
+    np.testing.assert_allclose(
+        np.array(json.loads(capsys.readouterr().out)["predictions"]), expected, atol=1e-5
+    )
+    # --series-id picks a raw-input scaler: without --raw it is refused, not ignored.
+    future_args = ["--freq-token", "h", "--future", str(tmp_path / "f.csv")]
+    assert main([*args, *future_args, "--series-id", "north"]) == 1
+    assert "--series-id applies to --raw input only" in capsys.readouterr().err
+
+
+def test_forecast_frame_ignores_other_columns_and_takes_the_other_inputs(tmp_path):
+    """forecast_frame picks the named channels (a text column is ignored, as documented),
+    takes one id column by name and passes freq_token / future_exogenous on."""
+    import pandas as pd
+
+    from ovcast.errors import DataError
+
+    ckpt = ttm_checkpoint(tmp_path / "ckpt", **EXOGENOUS_AND_TOKEN)
+    engine = Engine(convert(ckpt, tmp_path / "pkg", channel_names=["sales", "x", "promo"]))
+    window = parity_windows(512, 3, 1)[0]
+    frame = pd.DataFrame(window, columns=["sales", "x", "promo"])
+    frame.insert(0, "date", pd.date_range("2024-01-01", periods=512, freq="h"))
+    frame["note"], frame["site"] = "text", "north"
+    future = np.linspace(0, 1, 96)[:, None].astype(np.float32)
+    inputs = dict(freq_token=[7], future_exogenous=future[None])  # one per series
+    got = engine.forecast_frame(frame, id_columns="site", raw=False, **inputs)
+    assert list(got.columns) == ["site", "date", "sales"] and len(got) == 96
+    expected = engine.predict(window, freq_token=7, future_exogenous=future)
+    np.testing.assert_allclose(got[["sales"]].to_numpy(), expected, atol=1e-5)
+    with pytest.raises(DataError, match=r"columns \['note', 'site'\] are not numbers"):
+        engine.forecast_frame(frame.rename(columns={"promo": "p"}), raw=False, **inputs)
+    with pytest.raises(DataError, match=r"id column\(s\) \['region'\]"):
+        engine.forecast_frame(frame, id_columns="region", raw=False, **inputs)
 
 
 def test_observed_mask_input_takes_missing_values(tmp_path):
@@ -229,6 +270,18 @@ def test_observed_mask_input_takes_missing_values(tmp_path):
         engine.predict(inf)
     with pytest.raises(InvalidInputError, match="only 0 and 1"):
         engine.predict(window, past_observed_mask=np.full((512, 2), 0.5))
+    # Nothing observed in a channel: refused, not a confident forecast of the training mean.
+    blank = window.copy()
+    blank[:, 1] = np.nan
+    with pytest.raises(InvalidInputError, match=r"window 0 has no observed value in channel 1"):
+        engine.predict(blank)
+    with pytest.raises(InvalidInputError, match="no observed value in channel 0"):
+        engine.predict(np.full((512, 2), np.nan))
+    with pytest.raises(InvalidInputError, match=r"window 1 has no observed value"):
+        engine.predict(
+            np.stack([window, window]),
+            past_observed_mask=np.stack([np.ones((512, 2)), np.zeros((512, 2))]),
+        )
 
 
 # --- granite-tsfm's TimeSeriesPreprocessor -------------------------------------------------
@@ -305,6 +358,62 @@ def test_tsp_scaler_travels_and_forecast_equals_granite_tsfm_pipeline(tmp_path, 
     np.testing.assert_allclose(got[:, 1], expected["price"][0], atol=1e-4 * peak)
 
 
+def test_daily_data_defaults_to_the_token_granite_tsfms_pipeline_feeds(tmp_path, caplog):
+    """Daily data: granite-tsfm stores freq '1 days 00:00:00' and its pipeline feeds the
+    token get_frequency_token gives for it ('oov', 0, with pandas 3), not 'D' (8). The
+    package defaults to the pipeline's token (a model fine-tuned with granite-tsfm saw it),
+    says so in the manifest and the log, and takes 'D' when a request names it."""
+    import pandas as pd
+    from tsfm_public import TimeSeriesPreprocessor
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "date": pd.date_range("2000-01-01", periods=700, freq="D"),
+            "a": 100 + np.cumsum(rng.normal(0, 1, 700)),
+            "b": rng.normal(0, 1, 700),
+        }
+    )
+    tsp = TimeSeriesPreprocessor(
+        timestamp_column="date",
+        target_columns=["a", "b"],
+        context_length=512,
+        prediction_length=96,
+        scaling=True,
+    )
+    tsp.train(frame)
+    ckpt = ttm_checkpoint(
+        tmp_path / "ckpt",
+        num_input_channels=2,
+        resolution_prefix_tuning=True,
+        frequency_token_vocab_size=10,
+    )
+    tsp.save_pretrained(ckpt)
+    package = convert(ckpt, tmp_path / "pkg")
+    granite = tsp.get_frequency_token(tsp.freq)
+    frequency = package.manifest.frequency
+    assert frequency["default"] == granite
+    assert "get_frequency_token" in frequency["default_from"]
+    if granite != 8:  # pandas 3: the day is '24h', which the mapping does not name
+        assert "'D' (token 8)" in frequency["default_from"]
+        assert "--freq-token D" in caplog.text
+
+    test = frame.iloc[-512:].reset_index(drop=True)
+    _, expected = _pipeline_forecast(ckpt, tsp, test, ["a"])
+    engine = Engine(package)
+    raw = test[["a", "b"]].to_numpy()
+    got = engine.forecast(raw)
+    np.testing.assert_allclose(got[:, 0], expected["a"][0], atol=1e-4 * np.abs(got).max())
+    named = engine.forecast(raw, freq_token="D")
+    np.testing.assert_array_equal(named, engine.forecast(raw, freq_token=8))
+    for spelling in ("1D", "24h", "1 days 00:00:00"):  # the same period, spelt otherwise
+        np.testing.assert_array_equal(engine.forecast(raw, freq_token=spelling), named)
+    with pytest.raises(InvalidInputError, match="unknown frequency '2h'"):
+        engine.forecast(raw, freq_token="2h")
+    with pytest.raises(ConversionError, match="not a frequency of the mapping"):
+        convert(ckpt, tmp_path / "bad", freq_token="fortnight")
+
+
 def test_per_series_scalers_chosen_by_id(tmp_path):
     """id_columns: one scaler per series in the package, picked by series id per request;
     each series' forecast equals granite-tsfm's pipeline forecast of that series."""
@@ -355,6 +464,55 @@ def test_per_series_scalers_chosen_by_id(tmp_path):
         engine.forecast(np.concatenate([windows, windows[:1]]), series_id=["north", "south"])
 
 
+@pytest.mark.parametrize(
+    "indices, expected",
+    [
+        (dict(prediction_channel_indices=[0, 0]), r"\[0, 0\] names a channel more than once"),
+        (dict(prediction_channel_indices=[-1]), r"\[-1\] outside the 3 input channels"),
+        (
+            dict(
+                prediction_channel_indices=[0, 1],
+                exogenous_channel_indices=[1, 2],
+                enable_forecast_channel_mixing=True,
+            ),
+            r"channels \[1\] are both forecast",
+        ),
+    ],
+    ids=["duplicate-target", "negative-target", "exogenous-target"],
+)
+def test_channel_indices_that_make_no_forecaster_are_refused(tmp_path, indices, expected):
+    ckpt = ttm_checkpoint(tmp_path / "ckpt", num_input_channels=3, **indices)
+    with pytest.raises(ConversionError, match=expected):
+        convert(ckpt, tmp_path / "pkg")
+    assert not (tmp_path / "pkg").exists()
+
+
+def test_preprocessor_for_other_window_lengths_is_warned_about(tmp_path, caplog):
+    ckpt = ttm_checkpoint(tmp_path / "ckpt", num_input_channels=2)
+    config = {"target_columns": ["a", "b"], "context_length": 1024, "prediction_length": 192}
+    (tmp_path / "tsp.json").write_text(json.dumps({**config, "scaling": False}))
+    with caplog.at_level("WARNING", logger="ovcast"):
+        package = convert(ckpt, tmp_path / "pkg", preprocessor=tmp_path / "tsp.json")
+    assert package.manifest.context_length == 512
+    assert "preprocessor's context_length is 1024 but the model's is 512" in caplog.text
+    assert "preprocessor's prediction_length is 192 but the model's is 96" in caplog.text
+
+
+def test_series_ids_given_as_numpy_scalars_pick_their_scaler():
+    """An id taken from an array or a pandas group key is a numpy scalar: np.int64(2) is
+    series 2, as 2 and '2' are (it was refused as 'expected 1 value(s)')."""
+    from ovcast.scaling import Scaler
+    from ovcast.series_scalers import SeriesScalers
+
+    two = Scaler(("standard",), np.array([5.0]), np.array([2.0]), ("load",))
+    other = Scaler(("standard",), np.array([0.0]), np.array([1.0]), ("load",))
+    scalers = SeriesScalers(("store",), {("2",): two, ("3",): other})
+    for given in (2, "2", np.int64(2), np.float64(2.0), (np.int32(2),), {"store": np.int64(2)}):
+        assert scalers.get(given) is two
+    with pytest.raises(InvalidInputError, match="expected 1 value"):
+        scalers.get(np.bool_(True))
+
+
 def test_preprocessor_given_explicitly_and_what_is_refused(tmp_path):
     from tsfm_public import TimeSeriesPreprocessor
 
@@ -398,6 +556,94 @@ def test_preprocessor_given_explicitly_and_what_is_refused(tmp_path):
     three = saved("three", target_columns=["load", "temp", "price"], scaling=True)
     with pytest.raises(ConversionError, match="mixes 2 channels"):
         convert(mixing, tmp_path / "p3", preprocessor=three)
+
+
+def _first(scalers: dict) -> dict:
+    return scalers[next(iter(scalers))]
+
+
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        (lambda d: _first(d["target_scaler_dict"]).update(scale_=[1.0]), "one of each per column"),
+        (lambda d: _first(d["target_scaler_dict"]).update(scale_=None), "not a fitted standard"),
+        (lambda d: _first(d["scaler_dict"]).update(scale_=[1.0, 2.0]), "scaler_dict"),
+        (lambda d: _first(d["scaler_dict"]).update(scale_=None), "scaler_dict"),
+        (lambda d: _first(d["target_scaler_dict"]).update(mean_=["x", "y"]), "not a fitted"),
+        (lambda d: _first(d["target_scaler_dict"]).update(scale_=[0.0, 1.0]), "non-zero"),
+        (lambda d: _first(d["target_scaler_dict"]).update(mean_=[np.nan, 1.0]), "finite"),
+        (lambda d: d.update(target_columns=["oil_temp", "temp"]), r"\['oil_temp'\] are scaled"),
+        (
+            lambda d: _first(d["target_scaler_dict"]).update(feature_names_in_=["x", "temp"]),
+            r"fitted on \['temp', 'x'\]",
+        ),
+    ],
+    ids=[
+        "short-scale",
+        "null-scale",
+        "short-other-scale",
+        "null-other-scale",
+        "text-mean",
+        "zero-scale",
+        "nan-mean",
+        "renamed-target",
+        "renamed-fitted",
+    ],
+)
+def test_damaged_preprocessor_is_refused_in_one_line(tmp_path, capsys, damage, expected):
+    """A preprocessor_config.json whose fitted scalers are damaged or disagree with its
+    column lists: a ModelSourceError naming what is wrong (never a traceback, never a
+    channel silently left unscaled)."""
+    from tsfm_public import TimeSeriesPreprocessor
+
+    from ovcast.cli import main
+    from ovcast.preprocessor import read_preprocessor
+
+    tsp = TimeSeriesPreprocessor(
+        timestamp_column="date",
+        target_columns=["load", "temp"],
+        observable_columns=["price"],
+        context_length=512,
+        prediction_length=96,
+        scaling=True,
+    )
+    tsp.train(_frame(6, 600))
+    tsp.save_pretrained(tmp_path)
+    file = tmp_path / "preprocessor_config.json"
+    data = json.loads(file.read_text())
+    assert read_preprocessor(file).scaler.kinds == ("standard",) * 3
+    damage(data)
+    file.write_text(json.dumps(data))
+    with pytest.raises(ModelSourceError, match=expected):
+        read_preprocessor(file)
+    ckpt = ttm_checkpoint(tmp_path / "ckpt", num_input_channels=3)
+    assert main(["convert", str(ckpt), str(tmp_path / "pkg"), "--preprocessor", str(file)]) == 1
+    err = capsys.readouterr().err
+    assert "preprocessor_config.json" in err and "Traceback" not in err
+
+
+def test_standard_scaler_without_mean_or_std_reads_as_sklearn_applies_it(tmp_path):
+    from tsfm_public import TimeSeriesPreprocessor
+
+    from ovcast.preprocessor import read_preprocessor
+
+    frame = _frame(7, 600)
+    for with_mean, with_std in [(False, True), (True, False), (False, False)]:
+        tsp = TimeSeriesPreprocessor(
+            timestamp_column="date",
+            target_columns=["load", "temp"],
+            context_length=512,
+            prediction_length=96,
+            scaling=True,
+            scaler_args={"with_mean": with_mean, "with_std": with_std},
+        )
+        tsp.train(frame)
+        tsp.save_pretrained(tmp_path)
+        scaler = read_preprocessor(tmp_path).scaler
+        expected = tsp.preprocess(frame)[["load", "temp"]].to_numpy()
+        np.testing.assert_allclose(
+            scaler.transform(frame[["load", "temp"]].to_numpy()), expected, atol=1e-9
+        )
 
 
 def test_channel_independent_model_takes_the_preprocessors_channel_count(tmp_path):
@@ -533,6 +779,45 @@ def test_train_family_ttm_then_convert_and_evaluate(tmp_path):
     assert engine.forecast(raw).shape == (16, 2)
 
 
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        (
+            dict(resolution_prefix_tuning=True, frequency_token_vocab_size=10),
+            "resolution_prefix_tuning=True",
+        ),
+        (dict(prediction_channel_indices=[0]), "with --targets"),
+        (
+            dict(
+                prediction_channel_indices=[0],
+                exogenous_channel_indices=[1],
+                enable_forecast_channel_mixing=True,
+            ),
+            "prediction_channel_indices=[0]",
+        ),
+    ],
+    ids=["prefix-tuning", "channel-indices", "exogenous"],
+)
+def test_train_ttm_refuses_options_it_cannot_feed(tmp_path, capsys, options, expected):
+    """Training feeds windows of the data's columns: a TTM that needs a frequency token,
+    future exogenous values or forecasts some channels is refused before training, in one
+    line (it crashed mid-run)."""
+    import pandas as pd
+
+    from ovcast.cli import main
+
+    t = np.arange(300)
+    frame = {"date": pd.date_range("2024-01-01", periods=300, freq="h"), "a": np.sin(t / 4)}
+    pd.DataFrame({**frame, "b": np.cos(t / 3)}).to_csv(tmp_path / "data.csv", index=False)
+    config = json.dumps({**TINY, "adaptive_patching_levels": 1, **options})
+    args = ["train", str(tmp_path / "data.csv"), "--family", "ttm", "--context", "64"]
+    args += ["--horizon", "16", "--model-config", config, "--out", str(tmp_path / "run")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "cannot use it" in err and expected in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "best").exists()
+
+
 def test_finetune_ttm_freezes_the_backbone_and_takes_the_seven_channels(tmp_path):
     """granite-tsfm's recipe: a zero-shot (1-channel, channel-independent) TTM fine-tuned on
     the 7 market channels with the backbone frozen; scored against the same baselines."""
@@ -542,8 +827,9 @@ def test_finetune_ttm_freezes_the_backbone_and_takes_the_seven_channels(tmp_path
     from test_finetune import write_candles
 
     from ovcast.errors import DataError
+    from ovcast.hf.loading import load_model, resolve_source
     from ovcast.train.config import FinetuneConfig
-    from ovcast.train.finetune import finetune
+    from ovcast.train.finetune import _starting_model, finetune
 
     base = ttm_checkpoint(
         tmp_path / "base",
@@ -576,6 +862,21 @@ def test_finetune_ttm_freezes_the_backbone_and_takes_the_seven_channels(tmp_path
         backbone = [k for k in before if k.startswith("backbone.")]
         assert backbone and all(np.array_equal(before[k], after[k]) for k in backbone)
         assert any(not np.array_equal(before[k], after[k]) for k in before if k.startswith("head."))
+    # The "base" scored is the base as published (channel-independent), and so is the start
+    # epoch 0 scores: the mixing layers start as the identity, not at random.
+    started = _starting_model(resolve_source(base), "ttm", channel_mixing=True)
+    published = load_model(resolve_source(base), num_input_channels=7)
+    windows = torch.from_numpy(parity_windows(64, 7, 2))
+    with torch.no_grad():
+        np.testing.assert_array_equal(
+            started(past_values=windows).prediction_outputs.numpy(),
+            published(past_values=windows).prediction_outputs.numpy(),
+        )
+    independent = finetune(
+        replace(config, channel_mixing=False, epochs=1, out=str(tmp_path / "run2")),
+        progress=False,
+    )
+    assert _base_scores(report) == _base_scores(independent)
     patchtst = make_checkpoint(tmp_path / "pt", **PATCHTST_BASE)
     with pytest.raises(DataError, match="not --family ttm"):
         finetune(
@@ -584,6 +885,10 @@ def test_finetune_ttm_freezes_the_backbone_and_takes_the_seven_channels(tmp_path
             ),
             progress=False,
         )
+
+
+def _base_scores(report) -> list:
+    return [r["scored"] for r in report["results"] if r["forecaster"] == "base"]
 
 
 # --- benchmarks -----------------------------------------------------------------------------
@@ -649,6 +954,24 @@ def test_manifests_written_before_ttm_support_still_load(tmp_path, small_package
     (old / "ovcast.json").write_text(json.dumps(manifest))
     with pytest.raises(Exception, match="first input must be 'past_values'"):
         ModelPackage.load(old)
+
+
+def test_int8_calibration_feeds_the_default_token_and_varied_futures():
+    """int8 is calibrated on what requests feed: the package's default frequency token (every
+    other window), every token between, and a different exogenous future per window (it was
+    token 0 and one future for all: twice the error at the default token)."""
+    from ovcast.convert.pipeline import _calibration_extras
+    from ovcast.convert.ttm import ttm_signature
+    from ovcast.hf.configs import new_model
+
+    model = new_model("ttm", **{**TINY, **EXOGENOUS_AND_TOKEN}).eval()
+    signature = ttm_signature(model, default_freq_token=7)
+    extras = _calibration_extras(signature, 20)
+    tokens = [int(e["freq_token"][0]) for e in extras]
+    assert tokens[::2] == [7] * 10 and set(tokens) == set(range(10))
+    futures = np.concatenate([e["future_exogenous"] for e in extras])
+    assert futures.shape == (20, 96, 1)
+    assert len({f.tobytes() for f in futures}) == 20
 
 
 @pytest.mark.parametrize("precision", ["fp16", "int8"])

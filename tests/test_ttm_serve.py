@@ -4,6 +4,7 @@ requests scale the window and the exogenous futures, per-series packages by seri
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -292,3 +293,23 @@ def test_hot_swap_checks_every_input(exogenous_package, tmp_path):
     assert slot.reload().package.path == Path(exogenous_package)
     with pytest.raises(ModelPackageError, match="takes the inputs"):
         slot.reload(fixed.path)
+    # Same inputs and weights, but the known future is another channel (price, not temp):
+    # the preprocessor lists price as the control column (channels load, price, temp).
+    ckpt = Path(exogenous_package).parent / "ckpt"
+    shutil.copytree(ckpt, tmp_path / "swapped")
+    file = tmp_path / "swapped" / "preprocessor_config.json"
+    data = json.loads(file.read_text())
+    data.update(control_columns=["price"], conditional_columns=["temp"])
+    file.write_text(json.dumps(data))
+    swapped = convert(tmp_path / "swapped", tmp_path / "swapped-pkg")
+    inputs = [(t.name, t.shape) for t in Engine(exogenous_package).inputs]
+    assert [(t.name, t.shape) for t in swapped.manifest.inputs] == inputs  # same inputs
+    with pytest.raises(ModelPackageError, match=r"exogenous channels would be \['price'\]"):
+        slot.reload(swapped.path)
+    # Without its preprocessor: raw scaling and the default token would be lost.
+    (tmp_path / "swapped" / "preprocessor_config.json").unlink()
+    bare = convert(tmp_path / "swapped", tmp_path / "bare-pkg")
+    with pytest.raises(ModelPackageError, match="lose its default") as refused:
+        slot.reload(bare.path)
+    assert "raw scaling would be None, not one scaler" in str(refused.value)
+    assert slot.engine.package.path == Path(exogenous_package)  # the old model serves on

@@ -10,50 +10,74 @@
 //   if (r.ok()) use(r.predictions);                   // [horizon][channels]
 //   else std::cerr << ovcast::to_string(r.error) << ": " << r.message;
 //
-// Pipelining: submit() several windows, then wait() for each ticket; the server answers in
-// order, and requests and answers flow at the same time, so full pipes cannot deadlock.
+// Pipelining: submit() several windows, then wait() for each ticket. Requests and answers flow
+// at the same time, so full pipes cannot deadlock; answers are matched to requests by
+// request_id, in whatever order they come.
 //
 // What the client guarantees:
 // - No call blocks past its request's deadline (plus the moment it takes to act on it): every
 //   write, every read and the wait for a starting server's ready line is non-blocking I/O
-//   under poll(). A request that cannot be answered in time ends as Timeout (a ready server
-//   had it) or Unavailable (no ready server: starting, restarting, backing off).
-// - A server that times out is treated as hung (Options::restart_on_timeout, default on):
-//   it is killed and a new one started before the next request, so a stuck server costs one
-//   timeout, not the pipeline. A server that answered or announced itself ready in the last
-//   half of the request's timeout is not hung, only slow: the request times out, the
+//   under poll(). Before a deadline is judged, what the server has already written is read:
+//   an answer in the pipe is never reported late. A request that cannot be answered in time
+//   ends as Timeout (a ready server had it) or Unavailable (no ready server: starting,
+//   restarting, backing off). Deadlines are clamped to [0, 100 years]: no overflow.
+// - Windows are checked against the ready line's context_length and num_channels (and for
+//   NaN/inf) before anything is encoded: a wrong window costs nothing but InvalidInput.
+//   Answers are checked against its prediction_length and channels and for finite float32
+//   values; anything else is ProtocolError. A server's error answer is ServerError with its
+//   code (e.g. model_output_not_finite).
+// - A slow server is not a hung one. A server is hung when it has a request to answer (one
+//   sent after its newest answer) and answers nothing for Options::hang_timeout, counted
+//   from the later of its last answer and that request's sending, whatever the requests'
+//   own deadlines: a request with a tight (even zero) deadline times out alone and the
 //   server stays.
-// - A server that dies, hangs, never becomes ready (Options::startup_timeout) or writes a line
-//   longer than Options::max_line_bytes is replaced, forever by default (Options::max_restarts),
-//   with capped exponential backoff between failed attempts: the first restart after a fault
-//   is immediate, each further consecutive fault doubles the wait from backoff_initial up to
-//   backoff_max; any answer from a server resets it. Every restart calls on_restart with its
-//   cause and is counted in stats().
-// - Requests pending when a server fails wait for its replacement (Result::restarted); one the
-//   failed server had already received is sent once more, and if that server fails too it
-//   ends as ChildDied (a request that crashes every server is not retried forever).
-// - Lines on the server's stdout that are not protocol lines (stray prints) are skipped and
-//   counted (Stats::garbage_lines); answers are matched to requests by request_id.
-// - Writing to a dead child must not kill the caller: the constructor ignores SIGPIPE if it
-//   is at its default disposition (the server gets the default back).
-// The server command should run the server itself (exec), not fork it: the client signals
-// the process it started. Not thread-safe: use one InferenceEngine per thread (each owns a
-// server process). wait() for every ticket: results are kept until then. on_restart must not
-// call back into the engine. The wire format is all in detail::encode_request,
+// - A server that dies, hangs (Options::restart_hung), never becomes ready or writes a line
+//   longer than the line cap is replaced, forever by default (Options::max_restarts), with
+//   capped exponential backoff between failed attempts: the first restart after a fault is
+//   immediate, each further consecutive fault doubles the wait from backoff_initial up to
+//   backoff_max; any answer resets it. Every restart calls on_restart with its cause (an
+//   exception it throws is caught and counted) and is counted in stats().
+// - The first server gets Options::startup_timeout to become ready. Once one has been ready,
+//   a restart gets a timeout fitted to it: 3 x the slowest start seen + 1 s, doubled after
+//   each start in a row that failed, never more than startup_timeout; a server stuck before
+//   it is ready costs that, not startup_timeout.
+// - Requests pending when a server fails wait for its replacement (Result::restarted). Only
+//   the request the failed server was working on (the oldest it had been sent and not
+//   answered) is charged; one charged by two servers in turn ends as ChildDied (a window
+//   that crashes every server is not retried forever); the others are simply sent again.
+// - Lines on the server's stdout that are not answers to our requests (stray prints) are
+//   skipped and counted (Stats::garbage_lines); each costs time linear in its length and
+//   memory bounded by the line cap (Options::max_line_bytes) plus what an answer may hold.
+// - The server runs in its own process group, with only fds 0-2 (stdin, stdout, stderr) of
+//   the host (glibc 2.34+; elsewhere fds opened without O_CLOEXEC reach it too), and faults
+//   kill the whole group: a wrapper command (a shell script, `timeout`,
+//   `conda run`) that forks the server instead of exec'ing it is fine. Its stderr is the
+//   host's by default (Options::server_stderr: or discarded, or captured line by line).
+// - The host's signal handling is left alone: a write to a dead server cannot raise SIGPIPE
+//   (it is blocked around writes and a pending one consumed), whatever the host's disposition.
+// - Destroying the engine closes the server's stdin and waits at most Options::stop_grace
+//   for it to exit before killing it.
+// Not thread-safe: use one InferenceEngine per thread (each owns a server process). wait()
+// for every ticket: results are kept until then. The callbacks must not call back into the
+// engine. pid() is -1 while no server runs: never hand it to kill() unchecked (kill(-1, ...)
+// signals every process you may). The wire format is all in detail::encode_request,
 // decode_answer and decode_ready.
 #pragma once
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cfloat>
 #include <charconv>
 #include <chrono>
 #include <climits>
@@ -63,9 +87,11 @@
 #include <deque>
 #include <functional>
 #include <locale>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -95,8 +121,8 @@ enum class Error {
   Unavailable,    // no ready server within the deadline (starting, restarting, backing off)
   ServerError,    // the server answered success=false (see Result::server_code)
   ProtocolError,  // the answer to this request was not what the protocol says
-  ChildDied,      // two servers in turn died with this request, or the client gave up
-  InvalidInput,   // the window was rejected before sending (empty, ragged, NaN)
+  ChildDied,      // two servers in turn failed on this request, or the client gave up
+  InvalidInput,   // the window was rejected before sending (shape, ragged, NaN)
 };
 
 inline const char* to_string(Error e) {
@@ -124,15 +150,38 @@ struct Result {
   bool ok() const { return error == Error::None; }
 };
 
+// Where the server's stderr goes.
+enum class ServerStderr {
+  Inherit,  // the host's stderr (a stalled reader of it stalls the server too)
+  Discard,  // /dev/null
+  Capture,  // a pipe the client reads while it runs: each line to on_server_stderr, the last
+            // ones in the error of a server that could not start
+};
+
 struct Options {
   std::vector<std::string> command;         // argv of the server; --ready-line is appended
   std::chrono::milliseconds timeout{5000};  // default deadline of a request
-  std::chrono::milliseconds startup_timeout{120000};  // a new server must be ready within this
-  bool restart_on_timeout = true;  // a server that times out is hung: kill it, start another
-  std::chrono::milliseconds backoff_initial{100};  // wait before the 2nd consecutive restart
-  std::chrono::milliseconds backoff_max{5000};     // the wait never grows past this
+  // A server with requests outstanding that answers none of them for this long is hung.
+  // Independent of requests' deadlines; keep it above the slowest real inference.
+  std::chrono::milliseconds hang_timeout{5000};
+  bool restart_hung = true;                           // kill a hung server, start another
+  std::chrono::milliseconds startup_timeout{120000};  // the first server must be ready within
+                                                      // this (restarts: fitted, never more)
+  std::chrono::milliseconds backoff_initial{100};     // wait before the 2nd consecutive restart
+  std::chrono::milliseconds backoff_max{5000};        // the wait never grows past this
   int max_restarts = -1;  // consecutive faults before giving up (reset() resumes); -1: never
-  size_t max_line_bytes = 16u << 20;  // a longer stdout line is a protocol fault
+  // A longer stdout line is a protocol fault. 0: automatic, 1 MiB or, for models with large
+  // forecasts, 64 KiB + 48 bytes per forecast value.
+  size_t max_line_bytes = 0;
+  // Channels in an answer. 0: what the ready line's forecast_channel_names or a
+  // `--channels I,J` in command say, else any count from 1 to num_channels (a model may
+  // forecast fewer channels than it reads: TinyTimeMixer's prediction channels).
+  int output_channels = 0;
+  std::chrono::milliseconds stop_grace{500};  // stop()/destructor: wait for a clean exit
+  ServerStderr server_stderr = ServerStderr::Inherit;
+  // With ServerStderr::Capture: each line of the server's stderr (without '\n'), from its
+  // start on. Called while the client runs; must not call back into the engine.
+  std::function<void(const std::string&)> on_server_stderr;
 };
 
 // What the server announced in its ready line.
@@ -142,6 +191,7 @@ struct ServerInfo {
   int prediction_length = 0;
   int num_channels = 0;
   std::vector<std::string> channel_names;
+  std::vector<std::string> forecast_channel_names;  // when the server says which it forecasts
   std::string ready_line;
 };
 
@@ -149,18 +199,21 @@ struct Stats {
   // Requests: each submitted request ends in exactly one outcome.
   uint64_t submitted = 0, ok = 0, timeouts = 0, unavailable = 0, server_errors = 0,
            protocol_errors = 0, child_died = 0, invalid_input = 0;
-  uint64_t resent = 0;         // requests sent again to a new server after theirs failed
-  uint64_t late_answers = 0;   // answers to requests that had already timed out, dropped
-  uint64_t garbage_lines = 0;  // stdout lines that were not protocol lines, skipped
+  uint64_t resent = 0;              // requests sent again to a new server after theirs failed
+  uint64_t late_answers = 0;        // answers to requests that had already timed out, dropped
+  uint64_t garbage_lines = 0;       // stdout lines that were not answers to our requests, skipped
+  uint64_t stderr_lines = 0;        // lines read from the server's stderr (ServerStderr::Capture)
+  uint64_t callback_errors = 0;     // exceptions thrown by on_restart / on_server_stderr
+  std::string last_callback_error;  // the latest one's what()
   // Servers.
   uint64_t starts = 0;    // servers started (attempts), the first included
   uint64_t restarts = 0;  // starts after a fault: one on_restart call each
   // Faults by cause; each one schedules a restart.
-  uint64_t start_failures = 0;   // could not run, exited or over-long line before ready, or
-                                 // not ready within startup_timeout
-  uint64_t exits = 0;            // a ready server exited or was killed from outside
-  uint64_t hung_kills = 0;       // a ready server killed after a timeout
-  uint64_t protocol_kills = 0;   // a ready server killed for a line over max_line_bytes
+  uint64_t start_failures = 0;   // could not run, exited, bad or over-long line before ready,
+                                 // or not ready within its startup timeout
+  uint64_t exits = 0;            // a ready server exited, closed a pipe or was killed outside
+  uint64_t hung_kills = 0;       // a ready server killed for answering nothing in hang_timeout
+  uint64_t protocol_kills = 0;   // a ready server killed for a line over the line cap
   int consecutive_failures = 0;  // faults since the last answer: drives the backoff
   std::string last_fault;        // the cause of the latest fault
 };
@@ -168,33 +221,95 @@ struct Stats {
 namespace detail {
 
 // ---------------------------------------------------------------------------------------
-// A minimal JSON value and parser: enough for the server's answers, and safe on garbage.
-struct Json {
-  enum Kind { Null, Bool, Number, String, Array, Object } kind = Null;
-  bool boolean = false;
-  double number = 0.0;
-  std::string string;
-  std::vector<Json> array;
-  std::vector<std::pair<std::string, Json>> object;
+// Time: every wait the caller gives is clamped, so "forever" cannot overflow a time point.
 
-  const Json* get(const std::string& key) const {
-    if (kind != Object) return nullptr;
-    for (const auto& member : object)
-      if (member.first == key) return &member.second;
-    return nullptr;
-  }
-};
+constexpr std::chrono::milliseconds kLongestWait = std::chrono::hours(24 * 365 * 100);
 
+inline std::chrono::milliseconds clamp_wait(std::chrono::milliseconds wait) {
+  return std::clamp(wait, std::chrono::milliseconds(0), kLongestWait);
+}
+
+// now + wait (clamped), saturating at the clock's end.
+inline Clock::time_point after(Clock::time_point now, std::chrono::milliseconds wait) {
+  const auto span = std::chrono::duration_cast<Clock::duration>(clamp_wait(wait));
+  return Clock::time_point::max() - now < span ? Clock::time_point::max() : now + span;
+}
+
+inline int millis_until(Clock::time_point when, Clock::time_point now) {
+  if (when <= now) return 0;
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(when - now).count() + 1;
+  return ms > INT_MAX ? INT_MAX : static_cast<int>(ms);
+}
+
+inline std::string ms_text(std::chrono::milliseconds ms) {
+  return std::to_string(ms.count()) + " ms";
+}
+
+// The wait before the restart that follows `failures` consecutive faults: none after the
+// first, then initial, 2 x initial, 4 x initial, ... never more than max.
+inline std::chrono::milliseconds backoff_delay(int failures, std::chrono::milliseconds initial,
+                                               std::chrono::milliseconds max) {
+  initial = clamp_wait(initial);
+  max = clamp_wait(max);
+  if (failures <= 1 || initial.count() <= 0) return std::chrono::milliseconds(0);
+  std::chrono::milliseconds delay = initial;
+  for (int i = 2; i < failures && delay < max; ++i) delay *= 2;
+  return std::min(delay, max);
+}
+
+// ---------------------------------------------------------------------------------------
 // Numbers in and out without the global locale (a host app may have set one with ',').
+
+// Where a decimal number that does not fit a double lies: +-inf for too large, +-0 for too
+// small (as strtod and Python's float() round them). `text` is [sign] digits [.digits]
+// [e[sign]digits], already checked.
+inline double out_of_range(std::string_view text) {
+  const bool negative = !text.empty() && text[0] == '-';
+  long long exponent = 0, point = -1, first = -1, position = 0;
+  size_t i = 0;
+  for (; i < text.size() && text[i] != 'e' && text[i] != 'E'; ++i) {
+    char c = text[i];
+    if (c == '.') {
+      point = position;
+    } else if (c >= '0' && c <= '9') {
+      if (first < 0 && c != '0') first = position;
+      ++position;
+    }
+  }
+  if (point < 0) point = position;
+  if (i < text.size()) {
+    bool minus = i + 1 < text.size() && text[i + 1] == '-';
+    for (++i; i < text.size(); ++i)
+      if (text[i] >= '0' && text[i] <= '9' && exponent < 100000000)
+        exponent = exponent * 10 + (text[i] - '0');
+    if (minus) exponent = -exponent;
+  }
+  const bool huge = first >= 0 && point - first - 1 + exponent > 0;
+  const double magnitude = huge ? HUGE_VAL : 0.0;
+  return negative ? -magnitude : magnitude;
+}
+
+// The characters of a JSON number (and of Python's decimal float()).
+inline bool number_char(char c) {
+  return (c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-';
+}
+
 #if defined(__cpp_lib_to_chars) && __cpp_lib_to_chars >= 201611L
 inline void append_number(std::string* out, float value) {
   char buffer[32];
   auto end = std::to_chars(buffer, buffer + sizeof buffer, value).ptr;
   out->append(buffer, end);
 }
+// A decimal number (no leading '+', no hex, no inf/nan words), all of [first, last).
 inline bool parse_number(const char* first, const char* last, double* value) {
+  if (first == last || *first == '+' || !std::all_of(first, last, number_char)) return false;
   auto parsed = std::from_chars(first, last, *value);
-  return parsed.ec == std::errc() && parsed.ptr == last;
+  if (parsed.ptr != last) return false;
+  if (parsed.ec == std::errc::result_out_of_range)
+    *value = out_of_range(std::string_view(first, static_cast<size_t>(last - first)));
+  else if (parsed.ec != std::errc())
+    return false;
+  return true;
 }
 #else
 inline void append_number(std::string* out, float value) {
@@ -205,28 +320,82 @@ inline void append_number(std::string* out, float value) {
   *out += s.str();
 }
 inline bool parse_number(const char* first, const char* last, double* value) {
+  if (!std::all_of(first, last, number_char)) return false;
   std::istringstream s(std::string(first, last));
   s.imbue(std::locale::classic());
   s >> *value;
-  return !s.fail() && s.peek() == std::char_traits<char>::eof() && std::isfinite(*value);
+  return !s.fail() && s.peek() == std::char_traits<char>::eof();
 }
 #endif
+
+// A double as float32 the way numpy casts it: rounded, and beyond float's range +-inf
+// (a plain static_cast of such a value is undefined behaviour).
+inline float to_float(double value) {
+  constexpr double kRoundsToInf = 3.4028235677973366e38;  // FLT_MAX + half an ulp
+  if (std::isfinite(value) && std::fabs(value) > FLT_MAX) {
+    float edge = std::fabs(value) >= kRoundsToInf ? HUGE_VALF : FLT_MAX;
+    return value < 0 ? -edge : edge;
+  }
+  return static_cast<float>(value);
+}
+
+// ---------------------------------------------------------------------------------------
+// A minimal JSON value and parser: enough for the server's answers, and safe on garbage.
+struct Json {
+  // Elided: a member of the top-level object with more values than the parse was allowed
+  // to build; `number` holds how many it had.
+  enum Kind { Null, Bool, Number, String, Array, Object, Elided } kind = Null;
+  bool boolean = false;
+  double number = 0.0;
+  std::string string;
+  std::vector<Json> array;
+  std::vector<std::pair<std::string, Json>> object;
+
+  // A member of an object; the last one of a repeated key, as Python's json reads it.
+  const Json* get(const std::string& key) const {
+    if (kind != Object) return nullptr;
+    for (auto member = object.rbegin(); member != object.rend(); ++member)
+      if (member->first == key) return &member->second;
+    return nullptr;
+  }
+};
+
+// How much of a line the parser may turn into Json values: memory stays bounded whatever
+// the line holds. A top-level object's member with more values is Elided; more values kept
+// in all fail the parse.
+struct JsonLimits {
+  size_t max_member_values = SIZE_MAX;
+  size_t max_total_values = SIZE_MAX;
+};
 
 class Parser {
  public:
   static constexpr int kMaxDepth = 32;  // answers nest 3 deep; garbage may nest 10^6
 
-  explicit Parser(const std::string& text) : s_(text) {}
+  Parser(std::string_view text, const JsonLimits& limits) : s_(text), limits_(limits) {}
+
+  // The whole text as one value; throws std::runtime_error when it is not one.
   Json parse() {
-    Json v = value(0);
+    Json out;
+    ws();
+    if (i_ < s_.size() && s_[i_] == '{') {
+      object(&out);
+    } else {
+      const size_t start = i_;
+      if (value(0, nullptr) > limits_.max_total_values) fail("too many values");
+      i_ = start;
+      value(0, &out);
+    }
     ws();
     if (i_ != s_.size()) fail("trailing characters");
-    return v;
+    return out;
   }
 
  private:
-  const std::string& s_;
+  std::string_view s_;
+  JsonLimits limits_;
   size_t i_ = 0;
+  size_t built_ = 0;  // values built so far
 
   [[noreturn]] void fail(const char* what) {
     throw std::runtime_error(std::string("invalid JSON: ") + what + " at " + std::to_string(i_));
@@ -235,51 +404,126 @@ class Parser {
     while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\r' || s_[i_] == '\t'))
       ++i_;
   }
-  // Skips whitespace, then consumes `word` if it comes next.
-  bool eat(const char* word) {
+  // Skips whitespace, then consumes c if it comes next.
+  bool eat(char c) {
     ws();
-    size_t n = std::strlen(word);
-    if (s_.compare(i_, n, word) != 0) return false;
-    i_ += n;
+    if (i_ >= s_.size() || s_[i_] != c) return false;
+    ++i_;
     return true;
   }
-  Json value(int depth) {
+  bool word(std::string_view w) {
+    if (s_.substr(i_, w.size()) != w) return false;
+    i_ += w.size();
+    return true;
+  }
+  void count_built() {
+    if (++built_ > limits_.max_total_values) fail("too many values");
+  }
+
+  // The top-level object: each member is measured first and built only if it is small enough.
+  void object(Json* out) {
+    ++i_;
+    out->kind = Json::Object;
+    count_built();
+    if (eat('}')) return;
+    do {
+      std::string key;
+      key_string(&key);
+      const size_t start = i_;
+      const size_t values = value(1, nullptr);
+      out->object.emplace_back(std::move(key), Json());
+      Json& member = out->object.back().second;
+      if (values > limits_.max_member_values) {
+        member.kind = Json::Elided;
+        member.number = static_cast<double>(values);
+      } else {
+        i_ = start;
+        value(1, &member);
+      }
+    } while (eat(','));
+    if (!eat('}')) fail("expected ',' or '}'");
+  }
+
+  void key_string(std::string* key) {
+    ws();
+    if (i_ >= s_.size() || s_[i_] != '"') fail("expected a key");
+    string(key);
+    if (!eat(':')) fail("expected ':'");
+  }
+
+  // Reads one value, building it into *out, or only checking it when out is null (then
+  // numbers are only scanned, not converted). Returns how many values it held.
+  size_t value(int depth, Json* out) {
     if (depth > kMaxDepth) fail("nested too deep");
-    Json v;
-    if (eat("{")) {
-      v.kind = Json::Object;
-      if (eat("}")) return v;
+    ws();
+    if (i_ >= s_.size()) fail("expected a value");
+    if (out) count_built();
+    size_t count = 1;
+    const char c = s_[i_];
+    if (c == '{') {
+      ++i_;
+      if (out) out->kind = Json::Object;
+      if (eat('}')) return count;
       do {
-        ws();
-        if (i_ >= s_.size() || s_[i_] != '"') fail("expected key");
-        std::string key = str();
-        if (!eat(":")) fail("expected ':'");
-        v.object.emplace_back(std::move(key), value(depth + 1));
-      } while (eat(","));
-      if (!eat("}")) fail("expected ',' or '}'");
-    } else if (eat("[")) {
-      v.kind = Json::Array;
-      if (eat("]")) return v;
-      do v.array.push_back(value(depth + 1));
-      while (eat(","));
-      if (!eat("]")) fail("expected ',' or ']'");
-    } else if (i_ < s_.size() && s_[i_] == '"') {
-      v.kind = Json::String;
-      v.string = str();
-    } else if (eat("true")) {
-      v.kind = Json::Bool;
-      v.boolean = true;
-    } else if (eat("false")) {
-      v.kind = Json::Bool;
-    } else if (!eat("null")) {
-      v.kind = Json::Number;
-      size_t start = i_;
-      while (i_ < s_.size() && std::strchr("0123456789.eE+-", s_[i_]) && s_[i_] != '\0') ++i_;
-      if (i_ == start || !parse_number(s_.data() + start, s_.data() + i_, &v.number))
-        fail("expected a value");
+        std::string key;
+        key_string(out ? &key : nullptr);
+        Json* member = nullptr;
+        if (out) {
+          out->object.emplace_back(std::move(key), Json());
+          member = &out->object.back().second;
+        }
+        count += value(depth + 1, member);
+      } while (eat(','));
+      if (!eat('}')) fail("expected ',' or '}'");
+    } else if (c == '[') {
+      ++i_;
+      if (out) out->kind = Json::Array;
+      if (eat(']')) return count;
+      do {
+        Json* item = nullptr;
+        if (out) {
+          out->array.emplace_back();
+          item = &out->array.back();
+        }
+        count += value(depth + 1, item);
+      } while (eat(','));
+      if (!eat(']')) fail("expected ',' or ']'");
+    } else if (c == '"') {
+      if (out) out->kind = Json::String;
+      string(out ? &out->string : nullptr);
+    } else if (c == 't' || c == 'f') {
+      if (!word(c == 't' ? "true" : "false")) fail("expected a value");
+      if (out) {
+        out->kind = Json::Bool;
+        out->boolean = c == 't';
+      }
+    } else if (c == 'n') {
+      if (!word("null")) fail("expected a value");
+    } else {
+      double v = number(out != nullptr);
+      if (out) {
+        out->kind = Json::Number;
+        out->number = v;
+      }
     }
+    return count;
+  }
+
+  // A number; NaN, Infinity and -Infinity too (Python's json writes them): they are values
+  // the caller refuses, not garbage.
+  double number(bool convert) {
+    const char c = s_[i_];
+    if (c == 'N' && word("NaN")) return NAN;
+    if (c == 'I' && word("Infinity")) return HUGE_VAL;
+    if (c == '-' && word("-Infinity")) return -HUGE_VAL;
+    const size_t start = i_;
+    while (i_ < s_.size() && number_char(s_[i_])) ++i_;
+    double v = 0.0;
+    if (i_ == start || (convert && !parse_number(s_.data() + start, s_.data() + i_, &v)))
+      fail("expected a value");
     return v;
   }
+
   unsigned hex4() {
     if (i_ + 4 > s_.size()) fail("bad \\u escape");
     unsigned code = 0;
@@ -314,26 +558,27 @@ class Parser {
       *out += static_cast<char>(0x80 | (code & 0x3F));
     }
   }
-  std::string str() {
-    std::string out;
+  // A string at s_[i_] == '"', decoded into *out (or only checked when out is null).
+  void string(std::string* out) {
     ++i_;  // opening quote
     while (i_ < s_.size() && s_[i_] != '"') {
       char c = s_[i_++];
       if (c != '\\') {
-        out += c;
+        if (out) *out += c;
         continue;
       }
       if (i_ >= s_.size()) fail("bad escape");
       char e = s_[i_++];
+      std::string decoded;
       switch (e) {
-        case 'n': out += '\n'; break;
-        case 't': out += '\t'; break;
-        case 'r': out += '\r'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
+        case 'n': decoded = "\n"; break;
+        case 't': decoded = "\t"; break;
+        case 'r': decoded = "\r"; break;
+        case 'b': decoded = "\b"; break;
+        case 'f': decoded = "\f"; break;
         case 'u': {
           unsigned code = hex4();
-          if (code >= 0xD800 && code < 0xDC00 && s_.compare(i_, 2, "\\u") == 0) {
+          if (code >= 0xD800 && code < 0xDC00 && s_.substr(i_, 2) == "\\u") {
             i_ += 2;
             unsigned low = hex4();
             code = (low >= 0xDC00 && low < 0xE000)
@@ -342,21 +587,21 @@ class Parser {
           } else if (code >= 0xD800 && code < 0xE000) {
             code = 0xFFFD;  // a lone surrogate
           }
-          utf8(code, &out);
+          utf8(code, &decoded);
           break;
         }
-        default: out += e;  // \" \\ \/
+        default: decoded = std::string(1, e);  // \" \\ \/
       }
+      if (out) *out += decoded;
     }
     if (i_ >= s_.size()) fail("unterminated string");
     ++i_;
-    return out;
   }
 };
 
-inline bool parse_json(const std::string& text, Json* json) {
+inline bool parse_json(std::string_view text, Json* json, const JsonLimits& limits = {}) {
   try {
-    *json = Parser(text).parse();
+    *json = Parser(text, limits).parse();
     return true;
   } catch (const std::exception&) { return false; }
 }
@@ -453,10 +698,37 @@ inline bool encode_request(const std::string& request_id, int64_t timestamp_ms,
   return true;
 }
 
-// The request_id an answer names; "" when it names none (null: the server could not read it).
-inline std::string answer_id(const Json& answer) {
+// The shape the server's model takes, checked before encoding (cheap: no value is read).
+inline bool check_window(const Window& window, const ServerInfo& info, std::string* error) {
+  const size_t rows = window.size(), channels = rows ? window[0].size() : 0;
+  if (rows == static_cast<size_t>(info.context_length) &&
+      channels == static_cast<size_t>(info.num_channels))
+    return true;
+  *error = "window is [" + std::to_string(rows) + "][" + std::to_string(channels) +
+           "]; expected [" + std::to_string(info.context_length) + "][" +
+           std::to_string(info.num_channels) +
+           "] (the model's context_length and num_channels, from the server's ready line)";
+  return false;
+}
+
+// What an answer says about which request it answers.
+enum class AnswerId { Named, Null, Bad };
+
+// The request_id an answer names (*id): a string, or a whole number as ours are digits.
+// Null: it names none (null or missing: the server could not read the line).
+inline AnswerId answer_id(const Json& answer, std::string* id) {
   const Json* rid = answer.get("request_id");
-  return rid && rid->kind == Json::String ? rid->string : std::string();
+  if (!rid || rid->kind == Json::Null) return AnswerId::Null;
+  if (rid->kind == Json::String) {
+    *id = rid->string;
+    return AnswerId::Named;
+  }
+  if (rid->kind == Json::Number && rid->number >= 0 && rid->number <= 9007199254740992.0 &&
+      rid->number == std::floor(rid->number)) {
+    *id = std::to_string(static_cast<long long>(rid->number));
+    return AnswerId::Named;
+  }
+  return AnswerId::Bad;
 }
 
 // An answer is an object with a boolean "success"; everything else on stdout is garbage.
@@ -465,8 +737,28 @@ inline bool is_answer(const Json& line) {
   return success && success->kind == Json::Bool;
 }
 
-// Fills *result from an answer (is_answer() holds).
-inline void decode_answer(const Json& answer, Result* result) {
+// What an answer's predictions must be: horizon x channels; channels 0: any count from 1 to
+// most_channels (0: any).
+struct AnswerShape {
+  int horizon = 0;
+  int channels = 0;
+  int most_channels = 0;
+};
+
+// How much of an answer line may be built: the predictions of `shape` with room to spare
+// (a wrong shape is reported with its size); bigger members (other outputs) are elided.
+inline JsonLimits answer_limits(const AnswerShape& shape) {
+  const int channels = std::max({shape.channels, shape.most_channels, 1});
+  const size_t values =
+      1 + static_cast<size_t>(shape.horizon) * (1 + static_cast<size_t>(channels));
+  JsonLimits limits;
+  limits.max_member_values = 2 * values + 1024;
+  limits.max_total_values = 2 * limits.max_member_values + 4096;
+  return limits;
+}
+
+// Fills *result from an answer (is_answer() holds): the forecast, or why it is not one.
+inline void decode_answer(const Json& answer, const AnswerShape& shape, Result* result) {
   if (!answer.get("success")->boolean) {
     result->error = Error::ServerError;
     if (const Json* err = answer.get("error")) {
@@ -475,99 +767,317 @@ inline void decode_answer(const Json& answer, Result* result) {
       if (code && code->kind == Json::String) result->server_code = code->string;
       if (message && message->kind == Json::String) result->message = message->string;
     }
+    if (result->message.empty()) result->message = "the server answered success=false";
     return;
   }
-  const Json* preds = answer.get("predictions");
-  std::vector<std::vector<float>> rows;
-  bool good = preds && preds->kind == Json::Array && !preds->array.empty();
-  for (size_t t = 0; good && t < preds->array.size(); ++t) {
-    const Json& row = preds->array[t];
-    good = row.kind == Json::Array && !row.array.empty() &&
-           row.array.size() == preds->array[0].array.size();
-    std::vector<float> values;
-    values.reserve(row.array.size());
-    for (size_t c = 0; good && c < row.array.size(); ++c) {
-      good = row.array[c].kind == Json::Number;
-      values.push_back(static_cast<float>(row.array[c].number));
-    }
-    rows.push_back(std::move(values));
-  }
-  if (!good) {
+  const std::string channels = shape.channels        ? std::to_string(shape.channels)
+                               : shape.most_channels ? "1.." + std::to_string(shape.most_channels)
+                                                     : std::string("channels");
+  const std::string expected = "[" + (shape.horizon ? std::to_string(shape.horizon) : "horizon") +
+                               "][" + channels + "] finite float32 numbers";
+  auto refuse = [&](const std::string& what) {
     result->error = Error::ProtocolError;
-    result->message = "answer without a [horizon][channels] array of numbers in 'predictions'";
-    return;
+    result->message = "the answer's 'predictions' " + what + "; expected " + expected;
+    result->predictions.clear();
+  };
+  const Json* preds = answer.get("predictions");
+  if (!preds) return refuse("are missing");
+  if (preds->kind == Json::Elided)
+    return refuse("hold " + std::to_string(static_cast<uint64_t>(preds->number)) + " values");
+  if (preds->kind != Json::Array || preds->array.empty()) return refuse("are not a [][] array");
+  const size_t rows = preds->array.size();
+  if (shape.horizon > 0 && rows != static_cast<size_t>(shape.horizon))
+    return refuse("have " + std::to_string(rows) + " rows");
+  const size_t width =
+      shape.channels > 0 ? static_cast<size_t>(shape.channels) : preds->array[0].array.size();
+  if (shape.channels == 0 && shape.most_channels > 0 &&
+      width > static_cast<size_t>(shape.most_channels))
+    return refuse("rows have " + std::to_string(width) + " values");
+  std::vector<std::vector<float>> values(rows);
+  for (size_t t = 0; t < rows; ++t) {
+    const Json& row = preds->array[t];
+    if (row.kind != Json::Array || row.array.size() != width || width == 0)
+      return refuse("row " + std::to_string(t) + " has " +
+                    (row.kind == Json::Array ? std::to_string(row.array.size()) + " values"
+                                             : std::string("no array")));
+    values[t].reserve(width);
+    for (size_t c = 0; c < width; ++c) {
+      const Json& v = row.array[c];
+      const std::string at = "[" + std::to_string(t) + "][" + std::to_string(c) + "]";
+      if (v.kind == Json::Null)
+        return refuse("hold null at " + at + " (a NaN the server could not write?)");
+      if (v.kind != Json::Number) return refuse("hold a non-number at " + at);
+      const float f = to_float(v.number);
+      if (!std::isfinite(f))
+        return refuse("hold a non-finite value at " + at + " (NaN, inf or beyond float32)");
+      values[t].push_back(f);
+    }
   }
-  result->predictions = std::move(rows);
+  result->predictions = std::move(values);
   const Json* ms = answer.get("inference_time_ms");
   if (ms && ms->kind == Json::Number) result->inference_time_ms = ms->number;
 }
 
-// True when the line is the server's {"event": "ready", ...}; fills *info.
-inline bool decode_ready(const std::string& line, ServerInfo* info) {
+// What a stdout line before readiness is.
+enum class ReadyLine { No, Yes, Unusable };
+
+constexpr int kMostPerDimension = 1 << 24;  // context, horizon, channels: far above any model
+
+// Reads the server's {"event": "ready", ...} into *info (Yes); a ready line whose numbers
+// are not usable is Unusable, with *problem saying why; any other line is No.
+inline ReadyLine decode_ready(std::string_view line, ServerInfo* info, std::string* problem) {
+  JsonLimits limits;
+  limits.max_member_values = 1 << 14;
+  limits.max_total_values = 1 << 16;
   Json json;
-  if (!parse_json(line, &json)) return false;
+  if (!parse_json(line, &json, limits)) return ReadyLine::No;
   const Json* event = json.get("event");
-  if (!event || event->kind != Json::String || event->string != "ready") return false;
-  auto number = [&json](const char* key) {
+  if (!event || event->kind != Json::String || event->string != "ready") return ReadyLine::No;
+  ServerInfo read;
+  auto whole = [&](const char* key, int* out) {
     const Json* v = json.get(key);
-    return v && v->kind == Json::Number ? static_cast<int>(v->number) : 0;
+    if (v && v->kind == Json::Number && v->number >= 1 && v->number <= kMostPerDimension &&
+        v->number == std::floor(v->number)) {
+      *out = static_cast<int>(v->number);
+      return true;
+    }
+    std::string seen = "missing";
+    if (v && v->kind == Json::Number) {
+      std::ostringstream text;
+      text.imbue(std::locale::classic());
+      text << v->number;
+      seen = text.str();
+    } else if (v) {
+      seen = "not a number";
+    }
+    *problem = "the ready line's " + std::string(key) + " is " + seen +
+               "; expected a whole number in 1.." + std::to_string(kMostPerDimension) +
+               " (a server that serves one model announces it)";
+    return false;
   };
-  const Json* model = json.get("model");
-  info->model = model && model->kind == Json::String ? model->string : "";
-  info->context_length = number("context_length");
-  info->prediction_length = number("prediction_length");
-  info->num_channels = number("num_channels");
-  info->channel_names.clear();
-  if (const Json* names = json.get("channel_names"))
-    for (const Json& name : names->array)
-      if (name.kind == Json::String) info->channel_names.push_back(name.string);
-  info->ready_line = line;
-  return true;
+  if (!whole("context_length", &read.context_length) ||
+      !whole("prediction_length", &read.prediction_length) ||
+      !whole("num_channels", &read.num_channels))
+    return ReadyLine::Unusable;
+  if (const Json* model = json.get("model"); model && model->kind == Json::String)
+    read.model = model->string;
+  if (const Json* names = json.get("channel_names")) {
+    bool good =
+        names->kind == Json::Array && names->array.size() == static_cast<size_t>(read.num_channels);
+    for (const Json& name : names->array) {
+      good = good && name.kind == Json::String;
+      if (good) read.channel_names.push_back(name.string);
+    }
+    if (!good) {
+      *problem = "the ready line's channel_names are not " + std::to_string(read.num_channels) +
+                 " strings (num_channels)";
+      return ReadyLine::Unusable;
+    }
+  }
+  if (const Json* names = json.get("forecast_channel_names")) {
+    bool good = names->kind == Json::Array && !names->array.empty();
+    for (const Json& name : names->array) {
+      good = good && name.kind == Json::String;
+      if (good) read.forecast_channel_names.push_back(name.string);
+    }
+    if (!good) {
+      *problem = "the ready line's forecast_channel_names are not a list of names";
+      return ReadyLine::Unusable;
+    }
+  }
+  read.ready_line = std::string(line);
+  *info = std::move(read);
+  return ReadyLine::Yes;
+}
+
+// The count of a `--channels I,J` (or --channels=I,J) in a server command; 0 if none.
+inline int channels_in_command(const std::vector<std::string>& command) {
+  for (size_t i = 0; i < command.size(); ++i) {
+    std::string list;
+    if (command[i] == "--channels" && i + 1 < command.size())
+      list = command[i + 1];
+    else if (command[i].rfind("--channels=", 0) == 0)
+      list = command[i].substr(11);
+    else
+      continue;
+    int count = 1;
+    for (char c : list) {
+      if (c == ',')
+        ++count;
+      else if (!std::isdigit(static_cast<unsigned char>(c)))
+        return 0;
+    }
+    return list.empty() ? 0 : count;
+  }
+  return 0;
 }
 
 // ---------------------------------------------------------------------------------------
+// Processes.
 
-// The wait before the restart that follows `failures` consecutive faults: none after the
-// first, then initial, 2 x initial, 4 x initial, ... never more than max.
-inline std::chrono::milliseconds backoff_delay(int failures, std::chrono::milliseconds initial,
-                                               std::chrono::milliseconds max) {
-  if (failures <= 1 || initial.count() <= 0) return std::chrono::milliseconds(0);
-  std::chrono::milliseconds delay = initial;
-  for (int i = 2; i < failures && delay < max; ++i) delay *= 2;
-  return std::min(delay, max);
-}
-
-inline std::string describe_exit(int status) {
-  if (status == -1) return "exited";  // reaped by someone else (SIGCHLD ignored?)
-  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) {
-    const char* name = strsignal(WTERMSIG(status));
-    return "killed by signal " + std::to_string(WTERMSIG(status)) +
-           (name ? std::string(" (") + name + ")" : "");
+// How a child ended, if it has: peeked, not reaped (the pid, and so its process group id,
+// stays ours until it is). Reaped elsewhere (SIGCHLD ignored?): "exited".
+inline std::optional<std::string> exit_of(pid_t pid) {
+  siginfo_t info{};
+  while (waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
+    if (errno != EINTR) return std::string("exited");
   }
-  return "exited";
+  if (info.si_pid != pid) return std::nullopt;
+  if (info.si_code == CLD_EXITED) return "exited with status " + std::to_string(info.si_status);
+  const char* name = strsignal(info.si_status);
+  return "killed by signal " + std::to_string(info.si_status) +
+         (name ? std::string(" (") + name + ")" : "");
 }
 
-// Reaps pid if it has ended: true and *status (-1 if unknown); false while it runs.
-inline bool try_reap(pid_t pid, int* status) {
+// Reaps pid if it has ended: true (also when reaped elsewhere); false while it runs.
+inline bool try_reap(pid_t pid) {
   while (true) {
-    pid_t got = waitpid(pid, status, WNOHANG);
+    int status = 0;
+    pid_t got = waitpid(pid, &status, WNOHANG);
     if (got == pid) return true;
     if (got == 0) return false;
-    if (errno == EINTR) continue;
-    *status = -1;  // ECHILD: already reaped elsewhere
-    return true;
+    if (errno != EINTR) return true;  // ECHILD: already reaped elsewhere
   }
 }
 
-inline int millis_until(Clock::time_point when, Clock::time_point now) {
-  if (when <= now) return 0;
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(when - now).count() + 1;
-  return ms > INT_MAX ? INT_MAX : static_cast<int>(ms);
+// SIGKILL to a server and its process group (it leads one: pgid == pid). Never a pid <= 1:
+// kill(0) and kill(-1) would signal our own group or every process we may.
+inline void kill_server(pid_t pid) {
+  if (pid <= 1) return;
+  killpg(pid, SIGKILL);
+  kill(pid, SIGKILL);
 }
 
-inline std::string ms_text(std::chrono::milliseconds ms) {
-  return std::to_string(ms.count()) + " ms";
+// Blocks SIGPIPE in this thread while it writes to the server, and consumes the one a
+// write to a closed pipe raised: the host's SIGPIPE disposition, whatever it is, never sees
+// it. (The recipe libcurl and OpenSSL use where MSG_NOSIGNAL does not exist: pipes.)
+class SigpipeGuard {
+ public:
+  SigpipeGuard() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_, &previous_);
+    sigset_t pending;
+    sigpending(&pending);
+    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+  }
+  ~SigpipeGuard() {
+    const int saved = errno;
+    if (broke_ && !was_pending_) {
+      const timespec zero{0, 0};
+      while (sigtimedwait(&pipe_, nullptr, &zero) < 0 && errno == EINTR) {}
+    }
+    pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
+    errno = saved;
+  }
+  void broke() { broke_ = true; }  // a write failed with EPIPE: its SIGPIPE is pending
+  SigpipeGuard(const SigpipeGuard&) = delete;
+  SigpipeGuard& operator=(const SigpipeGuard&) = delete;
+
+ private:
+  sigset_t pipe_, previous_;
+  bool was_pending_ = false, broke_ = false;
+};
+
+// A pipe whose ends are closed on exec (atomically where pipe2 exists, so no other thread's
+// child inherits them) and kept clear of fds 0-2 (a dup2 onto itself would keep them open).
+inline bool own_pipe(int fds[2]) {
+#ifdef __linux__
+  if (pipe2(fds, O_CLOEXEC) != 0) return false;
+#else
+  if (pipe(fds) != 0) return false;
+#endif
+  for (int k = 0; k < 2; ++k) {
+    int moved = fcntl(fds[k], F_DUPFD_CLOEXEC, 3);
+    ::close(fds[k]);
+    fds[k] = moved;
+  }
+  if (fds[0] < 0 || fds[1] < 0) {
+    if (fds[0] >= 0) ::close(fds[0]);
+    if (fds[1] >= 0) ::close(fds[1]);
+    return false;
+  }
+  return true;
+}
+
+inline void close_fd(int* fd) {
+  if (*fd >= 0) {
+    ::close(*fd);
+    *fd = -1;
+  }
+}
+
+// The pipes to a running server: ours are non-blocking and close-on-exec.
+struct ServerPipes {
+  pid_t pid = -1;
+  int to_stdin = -1, from_stdout = -1, from_stderr = -1;  // from_stderr: Capture only
+};
+
+// Starts argv as a server: stdin and stdout pipes, stderr as `where` says, nothing else of
+// the host's fds (where the C library can close them: glibc 2.34+), its own process group,
+// default signal handling and an empty signal mask. False and *why if it cannot run.
+inline bool spawn_server(const std::vector<std::string>& command, ServerStderr where,
+                         ServerPipes* out, std::string* why) {
+  int in[2] = {-1, -1}, stdout_pipe[2] = {-1, -1}, stderr_pipe[2] = {-1, -1};
+  auto close_all = [&] {
+    for (int* fd :
+         {&in[0], &in[1], &stdout_pipe[0], &stdout_pipe[1], &stderr_pipe[0], &stderr_pipe[1]})
+      close_fd(fd);
+  };
+  if (!own_pipe(in) || !own_pipe(stdout_pipe) ||
+      (where == ServerStderr::Capture && !own_pipe(stderr_pipe))) {
+    *why = std::string("cannot create a pipe: ") + std::strerror(errno);
+    close_all();
+    return false;
+  }
+  std::vector<std::string> args = command;
+  args.push_back("--ready-line");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(&a[0]);
+  argv.push_back(nullptr);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, in[0], STDIN_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, stdout_pipe[1], STDOUT_FILENO);
+  if (where == ServerStderr::Capture)
+    posix_spawn_file_actions_adddup2(&actions, stderr_pipe[1], STDERR_FILENO);
+  else if (where == ServerStderr::Discard)
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);  // host fds without O_CLOEXEC
+#endif
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t defaults, empty;
+  sigemptyset(&defaults);
+  for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM})
+    sigaddset(&defaults, sig);
+  sigemptyset(&empty);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setsigmask(&attr, &empty);
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
+  pid_t pid = -1;
+  int rc = posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  close_fd(&in[0]);
+  close_fd(&stdout_pipe[1]);
+  close_fd(&stderr_pipe[1]);
+  if (rc != 0) {
+    *why = "cannot run '" + command[0] + "': " + std::strerror(rc);
+    close_all();
+    return false;
+  }
+  for (int fd : {in[1], stdout_pipe[0], stderr_pipe[0]})
+    if (fd >= 0) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  out->pid = pid;
+  out->to_stdin = in[1];
+  out->from_stdout = stdout_pipe[0];
+  out->from_stderr = stderr_pipe[0];
+  return true;
 }
 
 }  // namespace detail
@@ -580,22 +1090,25 @@ class InferenceEngine {
   // std::runtime_error("could not start the ovcast server: ...") if it cannot.
   explicit InferenceEngine(Options options) : options_(std::move(options)) {
     if (options_.command.empty()) throw std::invalid_argument("Options::command is empty");
-    struct sigaction current{};
-    if (sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) {
-      signal(SIGPIPE, SIG_IGN);
-    }
     start(Clock::now());
     while (state_ == State::Starting) {
       io(detail::millis_until(ready_deadline_, Clock::now()));
       if (state_ == State::Starting && Clock::now() >= ready_deadline_) not_ready();
     }
     if (state_ != State::Ready) {
+      std::string cause = stats_.last_fault;
+      if (!stderr_tail_.empty()) cause += "; its stderr ended with: " + stderr_tail_;
       stop(std::chrono::milliseconds(0));
-      throw std::runtime_error("could not start the ovcast server: " + stats_.last_fault);
+      throw std::runtime_error("could not start the ovcast server: " + cause);
     }
   }
 
-  ~InferenceEngine() { stop(); }
+  ~InferenceEngine() {
+    try {
+      stop(options_.stop_grace);
+    } catch (...) {  // a destructor must not throw; the server is killed by then
+    }
+  }
   InferenceEngine(const InferenceEngine&) = delete;
   InferenceEngine& operator=(const InferenceEngine&) = delete;
 
@@ -626,11 +1139,11 @@ class InferenceEngine {
     Pending request;
     request.ticket = ticket;
     request.id = std::to_string(ticket);
-    request.timeout = timeout;
-    request.submitted_at = Clock::now();
-    request.deadline = request.submitted_at + timeout;
+    request.timeout = detail::clamp_wait(timeout);
+    request.deadline = detail::after(Clock::now(), timeout);
     Result result;
-    if (!detail::encode_request(request.id, timestamp_ms, window, &request.line, &result.message,
+    if (!detail::check_window(window, info_, &result.message) ||
+        !detail::encode_request(request.id, timestamp_ms, window, &request.line, &result.message,
                                 inputs)) {
       result.error = Error::InvalidInput;
       finish(ticket, std::move(result));
@@ -638,8 +1151,7 @@ class InferenceEngine {
       finish(ticket, unavailable_result());
     } else {
       queue_.push_back(std::move(request));
-      maintain();
-      if (state_ != State::Down) io(0);  // send what the pipe takes now, collect answers
+      maintain();  // send what the pipe takes now, collect answers
     }
     return ticket;
   }
@@ -670,7 +1182,9 @@ class InferenceEngine {
     return static_cast<size_t>(
         std::count_if(queue_.begin(), queue_.end(), [](const Pending& p) { return !p.abandoned; }));
   }
-  pid_t pid() const { return pid_; }  // the current server, -1 while there is none
+  // The current server (and its process group id); -1 while there is none: never pass it to
+  // kill() without checking it is > 0.
+  pid_t pid() const { return pid_; }
   const ServerInfo& server() const { return info_; }
   const std::string& ready_line() const { return info_.ready_line; }
   const Stats& stats() const { return stats_; }
@@ -685,57 +1199,65 @@ class InferenceEngine {
     next_start_at_ = Clock::now();
   }
 
-  // Close the server's stdin so it answers what it has and exits; kill it if it has not
-  // within grace. Requests still pending end as Unavailable; the engine serves no more.
-  void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(5000)) {
+  // Close the server's stdin so it answers what it has and exits; kill it (its process
+  // group) if it has not within grace. Requests still pending end as Unavailable; the
+  // engine serves no more.
+  void stop(std::chrono::milliseconds grace) {
     stopped_ = true;
-    close_fd(&to_child_);
-    const auto deadline = Clock::now() + grace;
-    if (pid_ > 0) {
-      int status = 0;
-      while (!detail::try_reap(pid_, &status)) {
-        auto now = Clock::now();
-        if (now >= deadline) {
-          kill(pid_, SIGKILL);
-          zombies_.push_back(pid_);
-          break;
-        }
-        if (!drain_stdout(std::min(detail::millis_until(deadline, now), 20))) usleep(5000);
-      }
-      pid_ = -1;
+    detail::close_fd(&to_child_);
+    const auto deadline = detail::after(Clock::now(), grace);
+    while (pid_ > 0 && !detail::exit_of(pid_)) {
+      const auto now = Clock::now();
+      if (now >= deadline) break;
+      discard_output(std::min(detail::millis_until(deadline, now), 20));
     }
-    close_fd(&from_child_);
+    end_server();
     state_ = State::Down;
     for (auto& request : queue_)
       if (!request.abandoned) finish(request.ticket, unavailable_result());
     queue_.clear();
-    reap_zombies(std::chrono::milliseconds(1000));
+    reap_zombies(std::chrono::milliseconds(100));
   }
+  void stop() { stop(options_.stop_grace); }
 
  private:
   enum class State { Down, Starting, Ready };
   enum class Fault { StartFailure, Exit, Hung, Protocol };
+  static constexpr size_t kReadChunk = 64 * 1024;
+  static constexpr size_t kStderrTail = 2048;  // bytes of stderr kept for a start failure
 
   struct Pending {
     Ticket ticket = 0;
     std::string id;
     std::string line;
     std::chrono::milliseconds timeout{0};
-    Clock::time_point submitted_at, deadline;
-    size_t written = 0;      // bytes of line written to the current server
-    int sends = 0;           // servers that received the whole line
-    bool abandoned = false;  // timed out; kept only to finish writing it or to drop its answer
+    Clock::time_point deadline;
+    size_t written = 0;         // bytes of line written to the current server
+    Clock::time_point sent_at;  // when its first byte went to the current server
+    int sends = 0;              // servers that received the whole line
+    int strikes = 0;            // servers that failed while working on it
+    bool abandoned = false;     // timed out; kept only to finish writing it or to drop its answer
     bool restarted = false;
   };
 
   Options options_;
   State state_ = State::Down;
-  pid_t pid_ = -1;
+  pid_t pid_ = -1;  // the server; it leads its own process group
   int to_child_ = -1;
   int from_child_ = -1;
-  std::string inbuf_;
+  int stderr_from_child_ = -1;
+  std::string inbuf_;   // stdout bytes not yet taken as lines
+  size_t scanned_ = 0;  // inbuf_ holds no '\n' before this offset
+  std::string errbuf_;  // a partial stderr line
+  std::string stderr_tail_;
   std::chrono::milliseconds startup_timeout_{0};  // the one the starting server was given
-  Clock::time_point ready_deadline_, next_start_at_, last_progress_;
+  std::chrono::milliseconds slowest_start_{0};    // the longest a server took to be ready
+  bool ever_ready_ = false;
+  int failed_starts_in_a_row_ = 0;
+  Clock::time_point started_at_, ready_deadline_, next_start_at_;
+  Clock::time_point last_answer_at_;  // the current server's latest answer (or its ready line)
+  Ticket newest_answered_ = 0;        // the newest request it answered (tickets grow in send
+                                      // order): older ones still open had their answer lost
   bool gave_up_ = false;
   bool stopped_ = false;
   std::string restart_cause_;
@@ -746,16 +1268,30 @@ class InferenceEngine {
   ServerInfo info_;
   Stats stats_;
 
-  static void close_fd(int* fd) {
-    if (*fd >= 0) {
-      ::close(*fd);
-      *fd = -1;
-    }
-  }
-
   bool is_pending(Ticket ticket) const {
     return std::any_of(queue_.begin(), queue_.end(),
                        [ticket](const Pending& p) { return p.ticket == ticket && !p.abandoned; });
+  }
+  // The request the current server is working on: the oldest it was sent after the newest
+  // it answered (answers come in order; one older than that had its answer lost).
+  const Pending* working_on() const { return oldest_unanswered(queue_, newest_answered_); }
+  Pending* working_on() { return oldest_unanswered(queue_, newest_answered_); }
+  template <typename Queue>
+  static auto oldest_unanswered(Queue& queue, Ticket newest) -> decltype(&queue.front()) {
+    for (auto& request : queue)
+      if (request.written > 0 && request.ticket > newest) return &request;
+    return nullptr;
+  }
+  // When the server counts as hung if it answers nothing before: hang_timeout after the
+  // later of its last answer and the sending of the request it is working on.
+  std::optional<Clock::time_point> hang_due() const {
+    const Pending* request = working_on();
+    if (state_ != State::Ready || !options_.restart_hung || !request) return std::nullopt;
+    return detail::after(std::max(last_answer_at_, request->sent_at), options_.hang_timeout);
+  }
+  bool has_unwritten() const {
+    return std::any_of(queue_.begin(), queue_.end(),
+                       [](const Pending& p) { return p.written < p.line.size(); });
   }
 
   void finish(Ticket ticket, Result result) {
@@ -796,29 +1332,46 @@ class InferenceEngine {
     return result;
   }
 
-  // Everything that is due now, without waiting: reap, time out, start, write.
+  // Calls a user callback; what it throws is counted, not passed on: a failing log sink must
+  // not stop the restarts it reports.
+  void notify(const std::function<void(const std::string&)>& callback, const std::string& text) {
+    if (!callback) return;
+    try {
+      callback(text);
+    } catch (const std::exception& e) {
+      ++stats_.callback_errors;
+      stats_.last_callback_error = e.what();
+    } catch (...) {
+      ++stats_.callback_errors;
+      stats_.last_callback_error = "a non-standard exception";
+    }
+  }
+
+  // Everything that is due now, without waiting: first what the server has already said,
+  // then deadlines, hang, start, writes.
   void maintain() {
     reap_zombies(std::chrono::milliseconds(0));
-    auto now = Clock::now();
+    if (state_ != State::Down) read_output();
+    const auto now = Clock::now();
     if (state_ == State::Starting && now >= ready_deadline_) not_ready();
     expire(now);
+    check_hung(now);
     if (state_ == State::Down && !stopped_ && !gave_up_ && now >= next_start_at_) start(now);
     write_pending();
   }
 
-  // The next moment something is due: a deadline, a start, a startup timeout.
+  // The next moment something is due: a deadline, a start, a startup timeout, a hang.
   Clock::time_point next_wake() const {
     Clock::time_point wake = Clock::time_point::max();
     for (const auto& request : queue_)
       if (!request.abandoned) wake = std::min(wake, request.deadline);
     if (state_ == State::Starting) wake = std::min(wake, ready_deadline_);
     if (state_ == State::Down && !stopped_ && !gave_up_) wake = std::min(wake, next_start_at_);
+    if (auto hang = hang_due()) wake = std::min(wake, *hang);
     return wake;
   }
 
   void expire(Clock::time_point now) {
-    bool hung = false;
-    std::chrono::milliseconds hung_timeout{0};
     for (auto it = queue_.begin(); it != queue_.end();) {
       if (it->abandoned || now < it->deadline) {
         ++it;
@@ -833,15 +1386,11 @@ class InferenceEngine {
       result.error = Error::Timeout;
       result.restarted = it->restarted;
       result.message =
-          it->written == it->line.size()
-              ? "no answer within " + detail::ms_text(it->timeout)
+          it->written == it->line.size() ? "no answer within " + detail::ms_text(it->timeout)
+          : it->timeout.count() == 0
+              ? std::string("a 0 ms deadline leaves no time to send it")
               : "the server did not read the request within " + detail::ms_text(it->timeout);
       finish(it->ticket, std::move(result));
-      // Hung, or only slow? Silent for the last half of this request's timeout: hung.
-      if (now - last_progress_ >= it->timeout / 2) {
-        hung = true;
-        hung_timeout = it->timeout;
-      }
       if (it->written > 0) {  // part of it is in the pipe: keep the stream in step
         it->abandoned = true;
         ++it;
@@ -849,139 +1398,100 @@ class InferenceEngine {
         it = queue_.erase(it);
       }
     }
-    if (hung && options_.restart_on_timeout) {
-      fault(Fault::Hung, "no answer within " + detail::ms_text(hung_timeout) + ": killed as hung");
-    }
+  }
+
+  // Hung: it had a request to answer and answered nothing for hang_timeout. A request's own
+  // deadline plays no part: one with a tight deadline times out alone.
+  void check_hung(Clock::time_point now) {
+    const auto due = hang_due();
+    if (!due || now < *due) return;
+    fault(Fault::Hung, "no answer for " +
+                           detail::ms_text(detail::clamp_wait(options_.hang_timeout)) +
+                           " while it had a request to answer: killed as hung");
   }
 
   void not_ready() {
     fault(Fault::StartFailure, "not ready within " + detail::ms_text(startup_timeout_));
   }
 
+  // The first server (or any before one was ready) gets startup_timeout; later ones 3 x the
+  // slowest start seen + 1 s, doubled for each start in a row that failed, capped there.
+  std::chrono::milliseconds next_startup_timeout() const {
+    const auto limit = detail::clamp_wait(options_.startup_timeout);
+    if (!ever_ready_) return limit;
+    auto fitted = 3 * slowest_start_ + std::chrono::milliseconds(1000);
+    for (int k = 0; k < failed_starts_in_a_row_ && fitted < limit; ++k) fitted *= 2;
+    return std::min(fitted, limit);
+  }
+
   void start(Clock::time_point now) {
     if (stats_.starts > 0) {
       ++stats_.restarts;
-      if (on_restart) {
-        std::string why = restart_cause_ + "; restart " + std::to_string(stats_.restarts);
-        auto waited = detail::backoff_delay(stats_.consecutive_failures, options_.backoff_initial,
-                                            options_.backoff_max);
-        if (waited.count() > 0) why += " after " + detail::ms_text(waited) + " backoff";
-        on_restart(why);
-      }
+      std::string why = restart_cause_ + "; restart " + std::to_string(stats_.restarts);
+      auto waited = detail::backoff_delay(stats_.consecutive_failures, options_.backoff_initial,
+                                          options_.backoff_max);
+      if (waited.count() > 0) why += " after " + detail::ms_text(waited) + " backoff";
+      notify(on_restart, why);
     }
     ++stats_.starts;
+    detail::ServerPipes pipes;
     std::string why;
-    if (!spawn(&why)) {
+    if (!detail::spawn_server(options_.command, options_.server_stderr, &pipes, &why)) {
       fault(Fault::StartFailure, why);
       return;
     }
+    pid_ = pipes.pid;
+    to_child_ = pipes.to_stdin;
+    from_child_ = pipes.from_stdout;
+    stderr_from_child_ = pipes.from_stderr;
+    stderr_tail_.clear();
     state_ = State::Starting;
-    startup_timeout_ = options_.startup_timeout;
-    ready_deadline_ = now + startup_timeout_;
+    started_at_ = now;
+    startup_timeout_ = next_startup_timeout();
+    ready_deadline_ = detail::after(now, startup_timeout_);
   }
 
-  // A pipe whose ends are closed on exec (atomically where pipe2 exists, so no other thread's
-  // child inherits them) and kept clear of fds 0-2 (a dup2 onto itself would keep them open).
-  static bool own_pipe(int fds[2]) {
-#ifdef __linux__
-    if (pipe2(fds, O_CLOEXEC) != 0) return false;
-#else
-    if (pipe(fds) != 0) return false;
-#endif
-    for (int k = 0; k < 2; ++k) {
-      int moved = fcntl(fds[k], F_DUPFD_CLOEXEC, 3);
-      ::close(fds[k]);
-      fds[k] = moved;
+  // Kills the server's process group (before reaping it, so the id cannot have been reused),
+  // reaps it or keeps it to reap later, and closes its pipes.
+  void end_server() {
+    if (pid_ > 0) {
+      detail::kill_server(pid_);
+      if (!detail::try_reap(pid_)) zombies_.push_back(pid_);
+      pid_ = -1;
     }
-    if (fds[0] < 0 || fds[1] < 0) {
-      if (fds[0] >= 0) ::close(fds[0]);
-      if (fds[1] >= 0) ::close(fds[1]);
-      return false;
-    }
-    return true;
-  }
-
-  bool spawn(std::string* why) {
-    int in_pipe[2], out_pipe[2];
-    if (!own_pipe(in_pipe)) {
-      *why = std::string("cannot create a pipe: ") + std::strerror(errno);
-      return false;
-    }
-    if (!own_pipe(out_pipe)) {
-      *why = std::string("cannot create a pipe: ") + std::strerror(errno);
-      ::close(in_pipe[0]);
-      ::close(in_pipe[1]);
-      return false;
-    }
-    std::vector<std::string> args = options_.command;
-    args.push_back("--ready-line");
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(&a[0]);
-    argv.push_back(nullptr);
-
-    // The child: stdin/stdout are the pipes, stderr is inherited (server logs), SIGPIPE and
-    // the signal mask as a fresh process has them.
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, in_pipe[0], STDIN_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, out_pipe[1], STDOUT_FILENO);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t defaults, empty;
-    sigemptyset(&defaults);
-    sigaddset(&defaults, SIGPIPE);
-    sigemptyset(&empty);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setsigmask(&attr, &empty);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-    pid_t pid = -1;
-    int rc = posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
-    ::close(in_pipe[0]);
-    ::close(out_pipe[1]);
-    if (rc != 0) {
-      *why = "cannot run '" + options_.command[0] + "': " + std::strerror(rc);
-      ::close(in_pipe[1]);
-      ::close(out_pipe[0]);
-      return false;
-    }
-    fcntl(in_pipe[1], F_SETFL, fcntl(in_pipe[1], F_GETFL) | O_NONBLOCK);
-    fcntl(out_pipe[0], F_SETFL, fcntl(out_pipe[0], F_GETFL) | O_NONBLOCK);
-    pid_ = pid;
-    to_child_ = in_pipe[1];
-    from_child_ = out_pipe[0];
+    if (stderr_from_child_ >= 0) read_stderr();  // its last words
+    if (!errbuf_.empty()) stderr_line(std::exchange(errbuf_, std::string()));
+    detail::close_fd(&to_child_);
+    detail::close_fd(&from_child_);
+    detail::close_fd(&stderr_from_child_);
     inbuf_.clear();
-    return true;
+    scanned_ = 0;
   }
 
   // The server failed: end it, schedule its replacement, put its requests back in line.
   void fault(Fault kind, const std::string& cause) {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);  // also when it closed its stdout but lingers
-      int status = 0;
-      if (!detail::try_reap(pid_, &status)) zombies_.push_back(pid_);
-      pid_ = -1;
-    }
-    close_fd(&to_child_);
-    close_fd(&from_child_);
-    inbuf_.clear();
     const bool was_starting = state_ == State::Starting;
+    if (state_ == State::Ready) {  // charge the request it was working on, and only that one
+      if (Pending* request = working_on()) ++request->strikes;
+    }
+    end_server();
     state_ = State::Down;
-    if (kind == Fault::StartFailure || was_starting)
+    if (kind == Fault::StartFailure || was_starting) {
       ++stats_.start_failures;
-    else if (kind == Fault::Exit)
+      ++failed_starts_in_a_row_;
+    } else if (kind == Fault::Exit) {
       ++stats_.exits;
-    else if (kind == Fault::Hung)
+    } else if (kind == Fault::Hung) {
       ++stats_.hung_kills;
-    else
+    } else {
       ++stats_.protocol_kills;
+    }
     ++stats_.consecutive_failures;
     stats_.last_fault = cause;
     restart_cause_ = cause;
-    next_start_at_ =
-        Clock::now() + detail::backoff_delay(stats_.consecutive_failures, options_.backoff_initial,
-                                             options_.backoff_max);
+    next_start_at_ = detail::after(
+        Clock::now(), detail::backoff_delay(stats_.consecutive_failures, options_.backoff_initial,
+                                            options_.backoff_max));
     if (options_.max_restarts >= 0 && stats_.consecutive_failures > options_.max_restarts)
       gave_up_ = true;
     for (auto it = queue_.begin(); it != queue_.end();) {
@@ -991,11 +1501,12 @@ class InferenceEngine {
       }
       it->restarted = true;
       it->written = 0;
-      if (it->sends >= 2 || gave_up_) {
+      if (it->strikes >= 2 || gave_up_) {
         Result result = gave_up_ ? unavailable_result() : Result();
         if (!gave_up_) {
           result.error = Error::ChildDied;
-          result.message = "two servers in turn failed with this request (last: " + cause + ")";
+          result.message =
+              "two servers in turn failed while working on this request (last: " + cause + ")";
         }
         result.restarted = true;
         finish(it->ticket, std::move(result));
@@ -1008,11 +1519,14 @@ class InferenceEngine {
 
   // The server closed its stdout: it exited (or is exiting).
   void stdout_closed() {
-    int status = -1;
-    bool reaped = false;
-    for (int k = 0; k < 20 && !(reaped = detail::try_reap(pid_, &status)); ++k) usleep(1000);
-    std::string what = reaped ? detail::describe_exit(status) : "closed its stdout";
-    if (reaped) pid_ = -1;
+    std::string what = "closed its stdout";
+    for (int k = 0; k < 20 && pid_ > 0; ++k) {
+      if (auto exit = detail::exit_of(pid_)) {
+        what = *exit;
+        break;
+      }
+      usleep(1000);
+    }
     if (state_ == State::Starting)
       fault(Fault::StartFailure, "server " + what + " before it was ready");
     else
@@ -1020,132 +1534,255 @@ class InferenceEngine {
   }
 
   void reap_zombies(std::chrono::milliseconds patience) {
-    const auto until = Clock::now() + patience;
+    const auto until = detail::after(Clock::now(), patience);
     while (true) {
-      int status = 0;
-      zombies_.erase(
-          std::remove_if(zombies_.begin(), zombies_.end(),
-                         [&status](pid_t pid) { return detail::try_reap(pid, &status); }),
-          zombies_.end());
+      zombies_.erase(std::remove_if(zombies_.begin(), zombies_.end(), detail::try_reap),
+                     zombies_.end());
       if (zombies_.empty() || Clock::now() >= until) return;
       usleep(2000);
     }
   }
 
-  // Writes whatever the pipe takes now, in order; never blocks.
+  // Writes whatever the pipe takes now, in order; never blocks, never raises SIGPIPE.
   void write_pending() {
-    if (state_ != State::Ready) return;
-    for (auto& request : queue_) {
-      if (request.written == request.line.size()) continue;
-      while (to_child_ >= 0 && request.written < request.line.size()) {
-        ssize_t n = ::write(to_child_, request.line.data() + request.written,
-                            request.line.size() - request.written);
-        if (n > 0) {
-          request.written += static_cast<size_t>(n);
-          continue;
+    if (state_ != State::Ready || to_child_ < 0 || !has_unwritten()) return;
+    bool closed = false;
+    {
+      detail::SigpipeGuard guard;
+      for (auto& request : queue_) {
+        if (request.written == request.line.size()) continue;
+        while (!closed && request.written < request.line.size()) {
+          ssize_t n = ::write(to_child_, request.line.data() + request.written,
+                              request.line.size() - request.written);
+          if (n > 0) {
+            if (request.written == 0) request.sent_at = Clock::now();
+            request.written += static_cast<size_t>(n);
+          } else if (n < 0 && errno == EINTR) {
+            continue;
+          } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            break;
+          } else {
+            if (errno == EPIPE) guard.broke();
+            closed = true;
+          }
         }
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-        close_fd(&to_child_);  // EPIPE: it closed its stdin; its exit shows on stdout
+        if (closed || request.written < request.line.size()) break;
+        if (request.sends++ > 0) ++stats_.resent;
       }
-      if (to_child_ < 0) return;
-      if (request.sends++ > 0) ++stats_.resent;
     }
+    if (closed) stdin_closed();
   }
 
-  // Drops the server's stdout while it shuts down; false when there is nothing to read.
-  bool drain_stdout(int timeout_ms) {
-    if (from_child_ < 0) return false;
-    pollfd pfd{from_child_, POLLIN, 0};
-    if (poll(&pfd, 1, timeout_ms) <= 0) return true;
-    char chunk[65536];
-    ssize_t n = ::read(from_child_, chunk, sizeof chunk);
-    if (n == 0) close_fd(&from_child_);
-    return n != 0;
+  // The server closed its stdin (a write failed, or poll() says so): read what it answered
+  // before, then replace it (if its stdout ended too, that already did).
+  void stdin_closed() {
+    detail::close_fd(&to_child_);
+    read_stdout();
+    if (state_ == State::Ready) fault(Fault::Exit, "server closed its stdin");
   }
 
-  // Waits up to timeout_ms for the pipes, then moves bytes both ways once.
-  void io(int timeout_ms) {
+  // Reads and drops the server's output while it shuts down (stop()).
+  void discard_output(int timeout_ms) {
     pollfd fds[2];
     nfds_t count = 0;
-    int read_index = -1, write_index = -1;
-    if (from_child_ >= 0 && state_ != State::Down) {
-      read_index = static_cast<int>(count);
-      fds[count++] = pollfd{from_child_, POLLIN, 0};
+    for (int fd : {from_child_, stderr_from_child_})
+      if (fd >= 0) fds[count++] = pollfd{fd, POLLIN, 0};
+    if (poll(count ? fds : nullptr, count, timeout_ms) <= 0) return;
+    if (from_child_ >= 0) {
+      char chunk[kReadChunk];
+      ssize_t n = ::read(from_child_, chunk, sizeof chunk);
+      if (n == 0) detail::close_fd(&from_child_);
     }
-    if (to_child_ >= 0 && state_ == State::Ready && has_unwritten()) {
-      write_index = static_cast<int>(count);
-      fds[count++] = pollfd{to_child_, POLLOUT, 0};
-    }
+    if (stderr_from_child_ >= 0) read_stderr();
+  }
+
+  // Waits up to timeout_ms for the server's pipes, then moves what they have. Its stdin is
+  // watched even with nothing to write: POLLERR there says it closed it.
+  void io(int timeout_ms) {
+    pollfd fds[3];
+    nfds_t count = 0;
+    if (from_child_ >= 0 && state_ != State::Down) fds[count++] = pollfd{from_child_, POLLIN, 0};
+    if (stderr_from_child_ >= 0) fds[count++] = pollfd{stderr_from_child_, POLLIN, 0};
+    const bool watch_stdin = to_child_ >= 0 && state_ == State::Ready;
+    if (watch_stdin)
+      fds[count++] = pollfd{to_child_, static_cast<short>(has_unwritten() ? POLLOUT : 0), 0};
     int ready = poll(count ? fds : nullptr, count, timeout_ms);
     if (ready <= 0) return;  // timeout or EINTR: the caller re-checks what is due
-    if (write_index >= 0 && fds[write_index].revents) write_pending();
-    if (read_index >= 0 && fds[read_index].revents && from_child_ >= 0) read_stdout();
+    if (watch_stdin && (fds[count - 1].revents & (POLLERR | POLLHUP)) && !has_unwritten())
+      return stdin_closed();
+    pump();
   }
 
-  bool has_unwritten() const {
-    return std::any_of(queue_.begin(), queue_.end(),
-                       [](const Pending& p) { return p.written < p.line.size(); });
+  // Moves what the pipes hold now, without waiting.
+  void pump() {
+    read_output();
+    write_pending();
   }
 
+  void read_output() {
+    if (stderr_from_child_ >= 0) read_stderr();
+    read_stdout();
+  }
+
+  // The line cap: Options::max_line_bytes, or 1 MiB, or room for the model's forecast.
+  size_t line_cap() const {
+    if (options_.max_line_bytes > 0) return options_.max_line_bytes;
+    const size_t values = static_cast<size_t>(info_.prediction_length) *
+                          static_cast<size_t>(std::max(info_.num_channels, expected_channels()));
+    return std::max<size_t>(size_t{1} << 20, 64 * 1024 + 48 * values);
+  }
+
+  // The channels an answer must have; 0: any from 1 to num_channels.
+  int expected_channels() const {
+    if (options_.output_channels > 0) return options_.output_channels;
+    const int selected = detail::channels_in_command(options_.command);
+    if (selected > 0) return selected;
+    return static_cast<int>(info_.forecast_channel_names.size());
+  }
+
+  // Reads stdout until the pipe is empty (or a budget is spent: a flood cannot hold a call
+  // past its deadline) and handles each complete line.
   void read_stdout() {
-    char chunk[65536];
-    ssize_t n = ::read(from_child_, chunk, sizeof chunk);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) return;
-    if (n > 0) inbuf_.append(chunk, static_cast<size_t>(n));
-    size_t start = 0;
-    while (state_ != State::Down) {
-      size_t newline = inbuf_.find('\n', start);
-      if (newline == std::string::npos) break;
-      size_t end = newline > start && inbuf_[newline - 1] == '\r' ? newline - 1 : newline;
-      std::string line = inbuf_.substr(start, end - start);
-      start = newline + 1;
-      handle_line(line);
-    }
-    if (state_ == State::Down) return;  // a fault cleared the buffer
-    inbuf_.erase(0, start);
-    if (n <= 0) {
-      stdout_closed();
-    } else if (inbuf_.size() > options_.max_line_bytes) {
-      fault(Fault::Protocol, "server wrote a line longer than " +
-                                 std::to_string(options_.max_line_bytes) + " bytes to stdout");
+    size_t budget = line_cap() + 4 * kReadChunk;
+    char chunk[kReadChunk];
+    while (from_child_ >= 0 && state_ != State::Down) {
+      ssize_t n = ::read(from_child_, chunk, sizeof chunk);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      if (n <= 0) {
+        end_of_stdout();
+        return;
+      }
+      inbuf_.append(chunk, static_cast<size_t>(n));
+      take_lines();
+      if (budget <= static_cast<size_t>(n)) return;
+      budget -= static_cast<size_t>(n);
     }
   }
 
-  void handle_line(const std::string& line) {
-    if (state_ == State::Starting) {
-      if (detail::decode_ready(line, &info_)) {
-        state_ = State::Ready;
-        last_progress_ = Clock::now();
-        write_pending();
-      } else {
-        ++stats_.garbage_lines;
+  // Handles the complete lines in inbuf_; a line over the cap is a protocol fault.
+  void take_lines() {
+    const size_t cap = line_cap();
+    size_t start = 0;
+    while (true) {
+      const void* found = std::memchr(inbuf_.data() + scanned_, '\n', inbuf_.size() - scanned_);
+      if (!found) {
+        scanned_ = inbuf_.size();
+        break;
       }
-      return;
+      const size_t end = static_cast<size_t>(static_cast<const char*>(found) - inbuf_.data());
+      if (end - start > cap) return too_long(cap);
+      const size_t next = end + 1;
+      handle_line(std::string_view(inbuf_.data() + start, end - start));
+      if (state_ == State::Down) return;  // it ended the server, whose buffer is cleared
+      start = scanned_ = next;
     }
+    inbuf_.erase(0, start);
+    scanned_ -= start;
+    if (inbuf_.size() > cap) return too_long(cap);
+    if (inbuf_.capacity() > 4 * kReadChunk && inbuf_.size() < kReadChunk)
+      inbuf_.shrink_to_fit();  // what a long line took is given back
+  }
+
+  void too_long(size_t cap) {
+    const bool starting = state_ == State::Starting;
+    fault(starting ? Fault::StartFailure : Fault::Protocol,
+          "server wrote a line longer than " + std::to_string(cap) + " bytes to stdout" +
+              (starting ? " before it was ready" : ""));
+  }
+
+  // EOF on stdout: an unterminated last line is still a line, then the server is gone.
+  void end_of_stdout() {
+    if (!inbuf_.empty() && inbuf_.size() <= line_cap()) {
+      std::string last = std::exchange(inbuf_, std::string());
+      scanned_ = 0;
+      handle_line(last);
+    }
+    if (state_ != State::Down) stdout_closed();
+  }
+
+  void read_stderr() {
+    char chunk[kReadChunk];
+    for (size_t budget = 16 * kReadChunk; stderr_from_child_ >= 0;) {
+      ssize_t n = ::read(stderr_from_child_, chunk, sizeof chunk);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      if (n <= 0) {  // it closed its stderr; its stdout tells when it is gone
+        detail::close_fd(&stderr_from_child_);
+        return;
+      }
+      errbuf_.append(chunk, static_cast<size_t>(n));
+      size_t start = 0;
+      for (size_t end; (end = errbuf_.find('\n', start)) != std::string::npos; start = end + 1)
+        stderr_line(errbuf_.substr(start, end - start));
+      errbuf_.erase(0, start);
+      if (errbuf_.size() > kReadChunk) stderr_line(std::exchange(errbuf_, std::string()));
+      if (budget <= static_cast<size_t>(n)) return;
+      budget -= static_cast<size_t>(n);
+    }
+  }
+
+  void stderr_line(const std::string& line) {
+    ++stats_.stderr_lines;
+    stderr_tail_ += line;
+    stderr_tail_ += '\n';
+    if (stderr_tail_.size() > kStderrTail) stderr_tail_.erase(0, stderr_tail_.size() - kStderrTail);
+    notify(options_.on_server_stderr, line);
+  }
+
+  void handle_line(std::string_view line) {
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (state_ == State::Starting) return handle_ready_line(line);
+    const size_t first = line.find_first_not_of(" \t");
     detail::Json json;
-    Pending* front = queue_.empty() ? nullptr : &queue_.front();
-    if (!front || front->written < front->line.size() || !detail::parse_json(line, &json) ||
+    const detail::AnswerShape shape{info_.prediction_length, expected_channels(),
+                                    info_.num_channels};
+    if (first == std::string_view::npos || line[first] != '{' ||
+        !detail::parse_json(line, &json, detail::answer_limits(shape)) ||
         !detail::is_answer(json)) {
       ++stats_.garbage_lines;
       return;
     }
-    const std::string id = detail::answer_id(json);
-    if (!id.empty() && id != front->id) {  // not in step with our requests: not ours
-      ++stats_.garbage_lines;
+    // Answers come in order from our server, but any order is matched: by request_id, or
+    // (no id: a line it could not read) the oldest it had been sent.
+    std::string id;
+    const detail::AnswerId named = detail::answer_id(json, &id);
+    auto target = std::find_if(queue_.begin(), queue_.end(), [&](const Pending& p) {
+      return p.written == p.line.size() && (named == detail::AnswerId::Null || p.id == id);
+    });
+    if (named == detail::AnswerId::Bad || target == queue_.end()) {
+      ++stats_.garbage_lines;  // a duplicate, or not an answer to any request of ours
       return;
     }
-    last_progress_ = Clock::now();
+    last_answer_at_ = Clock::now();
+    newest_answered_ = std::max(newest_answered_, target->ticket);
     stats_.consecutive_failures = 0;  // it answers: healthy
-    if (front->abandoned) {
+    if (target->abandoned) {
       ++stats_.late_answers;
     } else {
       Result result;
-      result.restarted = front->restarted;
-      detail::decode_answer(json, &result);
-      finish(front->ticket, std::move(result));
+      result.restarted = target->restarted;
+      detail::decode_answer(json, shape, &result);
+      finish(target->ticket, std::move(result));
     }
-    queue_.pop_front();
+    queue_.erase(target);
+  }
+
+  void handle_ready_line(std::string_view line) {
+    std::string problem;
+    switch (detail::decode_ready(line, &info_, &problem)) {
+      case detail::ReadyLine::No: ++stats_.garbage_lines; return;
+      case detail::ReadyLine::Unusable: return fault(Fault::StartFailure, problem);
+      case detail::ReadyLine::Yes: break;
+    }
+    const auto now = Clock::now();
+    state_ = State::Ready;
+    slowest_start_ = std::max(
+        slowest_start_, std::chrono::duration_cast<std::chrono::milliseconds>(now - started_at_));
+    ever_ready_ = true;
+    failed_starts_in_a_row_ = 0;
+    last_answer_at_ = now;
+    newest_answered_ = 0;
   }
 };
 

@@ -95,25 +95,29 @@ class Preprocessor:
         known = set(self.observable_columns + self.control_columns)
         return [i for i, c in enumerate(self.channel_names) if c in known]
 
-    def frequency_token(self) -> int | None:
-        """The token of ``freq`` in the mapping (granite-tsfm's ``get_frequency_token``)."""
-        if self.freq is None:
-            return None
-        return frequency_token(self.freq, self.frequency_mapping or DEFAULT_FREQUENCY_MAPPING)
+
+def frequency_token(freq: str, mapping: Mapping[str, int]) -> int | None:
+    """A frequency a user names ('h', '1h', '60min', '0 days 01:00:00', 'D') as the token of
+    the mapping's name for the same period; None when the mapping names no such period.
+
+    This reads what a person typed; the token a granite-tsfm preprocessor's ``freq`` gets by
+    default is granite-tsfm's own reading (``hf.ttm.pipeline_frequency_token``).
+    """
+    name = frequency_name(freq, mapping)
+    return None if name is None else int(mapping[name])
 
 
-def frequency_token(freq: str, mapping: Mapping[str, int]) -> int:
-    """A pandas-style frequency ('h', '15min', '0 days 01:00:00') as a token; 'oov' if unknown."""
+def frequency_name(freq: str, mapping: Mapping[str, int]) -> str | None:
+    """The mapping's name for the period ``freq`` spells ('60min' -> 'h'), or None."""
     if freq in mapping:
-        return int(mapping[freq])
+        return freq
     minutes = _minutes(freq)
     key = _CANONICAL.get(minutes) if minutes is not None else None
     if key is not None:
         for candidate in (key, key.upper(), key.lower()):
             if candidate in mapping:
-                return int(mapping[candidate])
-    log.warning("frequency %r is not in the frequency mapping; using 'oov'", freq)
-    return int(mapping.get("oov", 0))
+                return candidate
+    return None
 
 
 def _minutes(freq: str) -> int | None:
@@ -197,10 +201,6 @@ def parse_preprocessor(data: Mapping[str, Any]) -> Preprocessor:
             f"scaler_type {kind!r} cannot be applied by ovcast (it reads "
             f"{sorted(SCALER_KINDS)}); refit the preprocessor with one of them"
         )
-    targets = _scalers(data.get("target_scaler_dict"), kind, "target_scaler_dict")
-    others = _scalers(data.get("scaler_dict"), kind, "scaler_dict")
-    if not targets:
-        raise ModelSourceError("scaling is on but target_scaler_dict is empty: train it first")
     scaled_others = data.get("other_columns_to_scale")
     if scaled_others is None:
         scaled_others = list(
@@ -210,17 +210,21 @@ def parse_preprocessor(data: Mapping[str, Any]) -> Preprocessor:
                 + preprocessor.conditional_columns
             )
         )
+    target_columns = preprocessor.target_columns
+    targets = _scalers(data.get("target_scaler_dict"), kind, "target_scaler_dict", target_columns)
+    others = (
+        _scalers(data.get("scaler_dict"), kind, "scaler_dict", scaled_others)
+        if scaled_others
+        else {}
+    )
+    if not targets:
+        raise ModelSourceError("scaling is on but target_scaler_dict is empty: train it first")
     by_series = {}
     for key, target in targets.items():
         other = others.get(key)
         if scaled_others and other is None:
             raise ModelSourceError(f"series {list(key)} has a target scaler but no scaler_dict")
-        by_series[key] = _combine(
-            names,
-            _columns(target, preprocessor.target_columns),
-            _columns(other, scaled_others) if scaled_others and other else {},
-            SCALER_KINDS[kind],
-        )
+        by_series[key] = _combine(names, target, other or {}, SCALER_KINDS[kind])
     if scaling_ids:
         series = SeriesScalers(scaling_ids, _keys(by_series, len(scaling_ids)))
         return _with(preprocessor, series_scalers=series)
@@ -233,52 +237,73 @@ def _with(p: Preprocessor, **changes: Any) -> Preprocessor:
     return replace(p, **changes)
 
 
-_Fitted = tuple[np.ndarray, np.ndarray, list[str]]  # offset, scale, column names
+_Fitted = dict[str, tuple[float, float]]  # column -> (offset, scale): model = (x - offset) / scale
 
 
-def _scalers(raw: Any, kind: str, where: str) -> dict[SeriesKey, _Fitted]:
-    """{series key: (offset, scale, columns)}, so that model value = (x - offset) / scale."""
+def _scalers(raw: Any, kind: str, where: str, columns: Sequence[str]) -> dict[SeriesKey, _Fitted]:
+    """{series key: fitted scaler per column} for the ``columns`` a column list says are
+    scaled; a damaged scaler, or one fitted on other columns, is refused (granite-tsfm would
+    fail on it too), never read as a partly identity scaler."""
     if not raw:
         return {}
     if not isinstance(raw, Mapping):
         raise ModelSourceError(f"{where} is not a mapping of series id to scaler")
     out = {}
     for key, params in raw.items():
+        name = f"{where}[{key!r}]"
         try:
-            offset, scale = _standard(params) if kind == "standard" else _minmax(params)
-            out[_key(key)] = (offset, scale, list(params.get("feature_names_in_") or []))
-        except (KeyError, TypeError, ValueError) as exc:
+            fitted = list(params.get("feature_names_in_") or columns)
+            n = len(fitted)
+            read = _standard if kind == "standard" else _minmax
+            offset, scale = read(params, n)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise ModelSourceError(f"{name} is not a fitted {kind} scaler: {exc}") from exc
+        if offset.shape != (n,) or scale.shape != (n,):
             raise ModelSourceError(
-                f"{where}[{key!r}] is not a fitted {kind} scaler: {exc}"
-            ) from exc
+                f"{name} has {offset.size} offset and {scale.size} scale values for the "
+                f"{n} columns {fitted}; a fitted scaler has one of each per column"
+            )
+        if not (np.all(np.isfinite(offset)) and np.all(np.isfinite(scale))):
+            raise ModelSourceError(f"{name} has values that are not finite")
+        if np.any(scale == 0):
+            raise ModelSourceError(f"{name} has a zero scale; a fitted scaler's is non-zero")
+        missing = [c for c in columns if c not in fitted]
+        if missing or len(set(fitted)) != len(columns):
+            what = f"columns {missing} are scaled" if missing else f"{list(columns)} are scaled"
+            raise ModelSourceError(
+                f"{what} (the column lists name {list(columns)}) but {name} is fitted on "
+                f"{sorted(fitted)}: the column lists and the fitted scaler disagree; restore "
+                "the names or refit the preprocessor"
+            )
+        out[_key(key)] = {
+            c: (float(o), float(s)) for c, o, s in zip(fitted, offset, scale, strict=True)
+        }
     return out
 
 
-def _standard(params: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    scale = np.asarray(params["scale_"], dtype=np.float64)
-    mean = np.asarray(params.get("mean_") if params.get("mean_") is not None else 0.0)
-    offset = mean * np.ones_like(scale) if params.get("with_mean", True) else np.zeros_like(scale)
-    if not params.get("with_std", True):
-        scale = np.ones_like(scale)
-    return offset.astype(np.float64), scale
+def _floats(params: Mapping[str, Any], name: str) -> np.ndarray:
+    value = params.get(name)
+    if value is None:
+        raise ValueError(f"{name} is null")
+    return np.atleast_1d(np.asarray(value, dtype=np.float64))
 
 
-def _minmax(params: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+def _standard(params: Mapping[str, Any], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """sklearn's StandardScaler: with_mean / with_std off leave mean_ / scale_ null."""
+    with_mean, with_std = params.get("with_mean", True), params.get("with_std", True)
+    offset = _floats(params, "mean_") if with_mean else np.zeros(n)
+    scale = _floats(params, "scale_") if with_std else np.ones(n)
+    return offset, scale
+
+
+def _minmax(params: Mapping[str, Any], n: int) -> tuple[np.ndarray, np.ndarray]:
     if params.get("clip"):
         raise ValueError("clip=True (clipping to the feature range) is not affine")
-    s = np.asarray(params["scale_"], dtype=np.float64)  # y = x * s + m
-    m = np.asarray(params["min_"], dtype=np.float64)
+    s = _floats(params, "scale_")  # y = x * s + m
+    m = _floats(params, "min_")
     if np.any(s == 0):
         raise ValueError("a zero scale_")
     return -m / s, 1.0 / s
-
-
-def _columns(entry: _Fitted, expected: Sequence[str]) -> dict[str, tuple[float, float]]:
-    offset, scale, names = entry
-    names = list(names) or list(expected)
-    if len(names) != len(offset):
-        raise ModelSourceError(f"a scaler of {len(offset)} columns for {list(expected)}")
-    return {n: (float(o), float(s)) for n, o, s in zip(names, offset, scale, strict=True)}
 
 
 def _combine(
@@ -293,7 +318,7 @@ def _combine(
         kinds.append(kind if fitted else "identity")
         o, s = fitted or (0.0, 1.0)
         offset.append(o)
-        scale.append(s if s != 0 else 1.0)
+        scale.append(s)
     return Scaler(tuple(kinds), np.array(offset), np.array(scale), tuple(names))
 
 

@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from .errors import InvalidInputError, ModelPackageError
 from .scaling import Scaler
 
@@ -48,6 +50,8 @@ class SeriesScalers:
             parts = series_id
         else:
             parts = [series_id]
+        # numpy scalars (np.int64 from an array or a pandas group key) as the Python values
+        parts = [p.item() if isinstance(p, np.generic) else p for p in parts]
         if len(parts) != len(columns) or any(
             not isinstance(p, (str, int, float)) or isinstance(p, bool) for p in parts
         ):

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from ..runtime.series import TIMESTAMP_NAMES, future_timestamps
+from .._csv import time_column
+from ..runtime.series import future_timestamps
 from .source import Columns, pyarrow, read_input, series_values
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -72,9 +73,12 @@ class BatchStats:
 def detect_columns(
     names: list[str], id_column: str, timestamp_column: str | None, channels: list[str]
 ) -> Columns:
-    """The columns to use: the timestamp one named, or found by its usual names."""
+    """The columns to use: the timestamp one named, or found by its name as every ovcast
+    reader finds it (``_csv.time_column``; by name only: a table's first column is often
+    its series id)."""
     if timestamp_column is None:
-        timestamp_column = next((n for n in names if n.lower() in TIMESTAMP_NAMES), None)
+        found = time_column(names, ())
+        timestamp_column = None if found is None else names[found]
     return Columns(id_column, timestamp_column, tuple(channels))
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from ..errors import ConfigError, DataError
 from ._output import output_file
 
 log = logging.getLogger("ovcast.predict")
@@ -81,6 +82,11 @@ def run(args: argparse.Namespace) -> int:
     from ..runtime.engine import Engine
     from ..runtime.series import ForecastTable, read_series, write_forecast
 
+    if args.series_id is not None and not args.raw:
+        raise ConfigError(
+            "--series-id applies to --raw input only (it picks the series' scaler; model-space "
+            "input is already scaled): add --raw, or leave --series-id out"
+        )
     output = output_file(args.output, "--output") if args.output else None
     series = read_series(args.input)
     engine = Engine(args.model_dir, warmup=False)
@@ -107,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _other_inputs(args: argparse.Namespace, engine: Any) -> dict[str, Any]:
     """--freq-token and --future as the engine's named inputs."""
+    from .._csv import name_key
     from ..package import FREQ_TOKEN, FUTURE_EXOGENOUS
     from ..runtime.series import read_series
 
@@ -119,10 +126,16 @@ def _other_inputs(args: argparse.Namespace, engine: Any) -> dict[str, Any]:
         exogenous = [
             engine.channel_names[i] for i in engine.package.manifest.exogenous_channels or []
         ]
-        if future.columns and set(exogenous) <= set(future.columns):
-            inputs[FUTURE_EXOGENOUS] = future.values[
-                :, [future.columns.index(c) for c in exogenous]
-            ]
-        else:
+        keys = {name_key(c): i for i, c in enumerate(future.columns or [])}
+        if not keys:  # no header: columns in the exogenous channels' order
             inputs[FUTURE_EXOGENOUS] = future.values
+        elif all(name_key(c) in keys for c in exogenous):  # by name, as --input's columns
+            inputs[FUTURE_EXOGENOUS] = future.values[:, [keys[name_key(c)] for c in exogenous]]
+        else:
+            missing = [c for c in exogenous if name_key(c) not in keys]
+            raise DataError(
+                f"--future {args.future}: its header names {future.columns} but not the "
+                f"exogenous channels {missing}; expected columns {exogenous} (or no header, "
+                "columns in that order)"
+            )
     return inputs

@@ -24,7 +24,8 @@ inputs.
   {"request_id": ..., "success": false, "error": {"code": ..., "message": ...}} and the
   server goes on. Commands: {"command": "reload" | "load" | "unload" | "index" | "metrics"}.
   Ready: stderr logs "ready ..."; --ready-line also writes {"event": "ready", ...} as the
-  first stdout line. EOF or SIGTERM: answer what was received, exit 0. SIGHUP: hot swap.
+  first stdout line. EOF or SIGTERM: answer what was received, exit 0. SIGHUP: hot swap
+  (coalesced; during start-up, once started).
 
 --mode http: KServe v2 REST on --host/--port (default 127.0.0.1:8000) on uvicorn, as
   OpenVINO Model Server and Triton speak it: GET /v2/health/live, /v2/health/ready (200
@@ -32,7 +33,9 @@ inputs.
   tensors or the binary tensor extension; parameters {"raw": true, "channels": [0]}),
   POST /v2/repository/index, /v2/repository/models/NAME/load and /unload (by name, from
   --repository; off on non-loopback addresses unless --allow-model-control), GET /metrics
-  (Prometheus). SIGHUP: hot swap. SIGTERM: drain, exit 0.
+  (Prometheus). SIGHUP: hot swap. SIGTERM: drain, exit 0. Bounded: request headers must
+  arrive within --header-timeout-s and fit in 32 KiB; --max-connections; on loopback only
+  Host localhost, 127.0.0.1, [::1] and --allowed-host names are answered (DNS rebinding).
 
 --mode ray: the same KServe v2 routes on a Ray cluster (pip install 'ovcast[ray]'): every
   replica runs this serving core, Ray's HTTP proxy listens on --host/--port. Joins the
@@ -96,18 +99,21 @@ def run(args: argparse.Namespace) -> int:
 
     repository = Repository([parse_model_option(m) for m in args.model or []], args.repository)
     service = ForecastService(repository, from_args(ServiceConfig, args))
-    service.check()  # a missing or broken package fails here, before binding or compiling
     if args.mode in ("http", "ray"):
-        config = from_args(HttpConfig, args)
-        config.api_key = config.api_key or os.environ.get(API_KEY_ENV) or None
+        # Given but empty (--api-key "$UNSET" or OVCAST_API_KEY=) is refused, never "no key".
+        key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV)
+        config = from_args(HttpConfig, args, api_key=key)
     if args.mode == "http":
-        from ..serve.http import run_http_server
+        from ..serve.http import HttpFrontEnd
 
-        return run_http_server(service, config)
+        front = HttpFrontEnd(service, config)
+        service.check()  # a missing or broken package fails here, before binding or compiling
+        return _exit(front.serve(), front.clean_exit)
     if args.mode == "ray":
         from ..errors import require
         from ..serve.ray.config import RayConfig
 
+        service.check()  # a missing or broken package fails here, before touching a cluster
         require("ray.serve", extra="ray", purpose="--mode ray")
         from ..serve.ray.cluster import run_ray_server
 
@@ -116,8 +122,17 @@ def run(args: argparse.Namespace) -> int:
         )
     from ..serve.jsonl import JsonLinesServer
 
-    service.start()
+    service.check()
     server = JsonLinesServer(service)
-    server.announce_ready(ready_line=from_args(JsonLinesConfig, args).ready_line)
-    sys.stdout.flush()
-    return server.serve()
+    code = server.serve(ready_line=from_args(JsonLinesConfig, args).ready_line)
+    return _exit(code, server.clean_exit)
+
+
+def _exit(code: int, clean: bool) -> int:
+    """``code``; but when a thread is still inside OpenVINO (a compile that outlived the
+    shutdown wait), leave now with ``os._exit``: the interpreter's teardown would abort."""
+    if not clean:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

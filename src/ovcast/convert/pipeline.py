@@ -32,11 +32,12 @@ from .._telemetry import decline_openvino_telemetry
 from .._version import __version__
 from ..errors import ConfigError, ConversionError, ModelSourceError, ParityError, require
 from ..hf.loading import SCALER_FILE
-from ..package import BIN_FILE, PRECISIONS, XML_FILE, Manifest, ModelPackage
+from ..package import BIN_FILE, FREQ_TOKEN, PRECISIONS, XML_FILE, Manifest, ModelPackage
 from ..preprocessor import (
     DEFAULT_FREQUENCY_MAPPING,
     PREPROCESSOR_FILE,
     Preprocessor,
+    frequency_name,
     frequency_token,
     read_preprocessor,
 )
@@ -165,7 +166,7 @@ def convert(
             windows = np.concatenate(
                 [parity.parity_windows(context, channels, 8, seed=s) for s in range(38)]
             )
-        ov_model = quantize_int8(ov_model, windows, _calibration_extras(signature))
+        ov_model = quantize_int8(ov_model, windows, _calibration_extras(signature, len(windows)))
     if precision != "fp32":
         final = _save_and_reload(ov, core, ov_model, precision)
         report[f"{precision}_vs_torch"] = parity.check(
@@ -284,21 +285,87 @@ def _signature(
         return forecast_only(hf_model)
 
     mapping = dict(tsp.frequency_mapping) if tsp else dict(DEFAULT_FREQUENCY_MAPPING)
-    token = frequency_token(freq_token, mapping) if isinstance(freq_token, str) else freq_token
+    token: int | None
+    if isinstance(freq_token, str):
+        token = frequency_token(freq_token, mapping)
+        if token is None:
+            raise ConversionError(
+                f"--freq-token {freq_token!r} is not a frequency of the mapping "
+                f"{sorted(mapping)} (nor the same period spelt otherwise, such as '60min' "
+                "for 'h'); give one of them or a token number"
+            )
+    else:
+        token = freq_token
+    default, default_from = (None, "")
+    if tsp is not None and hf_model.config.resolution_prefix_tuning and token is None:
+        default, default_from = _preprocessor_token(tsp, mapping)
     signature = ttm_signature(
         hf_model,
         observed_mask=observed_mask,
         fixed_freq_token=token,
-        default_freq_token=tsp.frequency_token() if tsp else None,
+        default_freq_token=default,
         frequency_mapping=mapping,
     )
+    if (
+        signature.frequency is not None
+        and default_from
+        and signature.frequency["default"] == default
+    ):
+        signature.frequency["default_from"] = default_from
     if tsp is not None:
         _check_channels(hf_model.config, tsp)
     return signature
 
 
+def _preprocessor_token(tsp: Preprocessor, mapping: dict[str, int]) -> tuple[int | None, str]:
+    """The package's default frequency token and how it was chosen: the token granite-tsfm's
+    own pipeline feeds for the preprocessor's freq, so Engine.forecast equals the pipeline
+    and a model fine-tuned with granite-tsfm gets the token it was trained with. Where that
+    is 'oov' but the mapping names the same period (daily data stored as '1 days 00:00:00'
+    reads as 'oov' with pandas 3), the package still defaults to granite's token and says
+    how to feed the named one instead."""
+    from ..hf.ttm import pipeline_frequency_token
+
+    if tsp.freq is None:
+        return None, ""
+    token = pipeline_frequency_token(tsp.freq, mapping)
+    if token is None:
+        log.warning(
+            "granite-tsfm cannot read the preprocessor's freq %r: the package has no default "
+            "frequency token and requests must give freq_token",
+            tsp.freq,
+        )
+        return None, f"none: granite-tsfm cannot read the preprocessor's freq {tsp.freq!r}"
+    note = (
+        f"the preprocessor's freq {tsp.freq!r} as granite-tsfm's own pipeline reads it "
+        f"(TimeSeriesPreprocessor.get_frequency_token): token {token}"
+    )
+    name = frequency_name(tsp.freq, mapping)
+    if name is not None and mapping[name] != token:
+        note += (
+            f"; the mapping calls the same period {name!r} (token {mapping[name]}): send "
+            f"freq_token {name!r}, or convert with --freq-token {name}, to feed that instead"
+        )
+        log.warning("frequency token: %s", note)
+    return token, note
+
+
 def _check_channels(config: Any, tsp: Preprocessor) -> None:
-    """The preprocessor's targets and exogenous columns must be the model's."""
+    """The preprocessor's targets and exogenous columns must be the model's; its window
+    lengths should be (a warning: the fitted scaler is still right, but data prepared with
+    the preprocessor's lengths does not fit the model)."""
+    for what, fitted, model in (
+        ("context_length", tsp.context_length, config.context_length),
+        ("prediction_length", tsp.prediction_length, config.prediction_length),
+    ):
+        if fitted is not None and fitted != model:
+            log.warning(
+                "the preprocessor's %s is %s but the model's is %s: was it fitted for "
+                "another model? The package uses the model's",
+                what,
+                fitted,
+                model,
+            )
     model_targets = config.prediction_channel_indices
     if model_targets and sorted(model_targets) != tsp.prediction_channel_indices:
         raise ConversionError(
@@ -346,11 +413,21 @@ def _parity_extras(signature: Signature) -> Callable[[Runner], Callable[[np.ndar
     return wrap
 
 
-def _calibration_extras(signature: Signature) -> dict[str, np.ndarray]:
+def _calibration_extras(signature: Signature, windows: int) -> list[dict[str, np.ndarray]]:
+    """The other inputs for each calibration window: the package's default frequency token
+    for every other window (what most requests feed) and every token in turn between, a
+    different exogenous future per window. One fixed set (token 0 for all) calibrated int8
+    for that token only: twice the error at the default token."""
     from ..runtime.inputs import example_inputs
 
-    vocab = int((signature.frequency or {}).get("vocab_size", 1))
-    return example_inputs(signature.extra_inputs, 1, vocab_size=vocab)
+    frequency = signature.frequency or {}
+    vocab = int(frequency.get("vocab_size", 1))
+    values = example_inputs(signature.extra_inputs, windows, vocab_size=vocab)
+    if FREQ_TOKEN in values and frequency.get("default") is not None:
+        tokens = values[FREQ_TOKEN]
+        tokens[1::2] = np.arange(len(tokens[1::2])) % vocab
+        tokens[::2] = int(frequency["default"])
+    return [{name: array[i : i + 1] for name, array in values.items()} for i in range(windows)]
 
 
 def _check_options(

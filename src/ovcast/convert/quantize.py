@@ -8,7 +8,7 @@ overflow fix is on for every layer because AVX2 u8*s8 products saturate without 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,11 +20,13 @@ SUBSET_SIZE = 300
 
 
 def quantize_int8(
-    ov_model: Any, windows: np.ndarray, others: Mapping[str, np.ndarray] | None = None
+    ov_model: Any,
+    windows: np.ndarray,
+    others: Sequence[Mapping[str, np.ndarray]] | None = None,
 ) -> Any:
     """Quantize an OpenVINO model, calibrated on model-space windows (n, context, channels).
 
-    ``others``: the model's other inputs for one window, by name (TTM), given with each."""
+    ``others``: the model's other inputs by name (TTM), one mapping per window."""
     nncf = require("nncf", extra="convert", purpose="int8 quantization")
     windows = np.ascontiguousarray(windows, dtype=np.float32)
     if windows.ndim != 3 or len(windows) == 0:
@@ -34,7 +36,8 @@ def quantize_int8(
     subset = min(SUBSET_SIZE, len(windows))
     log.info("int8: calibrating on %d windows", subset)
     if others:
-        dataset = nncf.Dataset([{"past_values": w[None], **others} for w in windows[:subset]])
+        items = zip(windows[:subset], others, strict=False)
+        dataset = nncf.Dataset([{"past_values": w[None], **o} for w, o in items])
     else:
         dataset = nncf.Dataset([w[None] for w in windows[:subset]])
     try:

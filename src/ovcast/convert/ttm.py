@@ -161,7 +161,37 @@ def ttm_signature(
     )
 
 
+def _refuse_bad_channels(config: Any) -> None:
+    """Channel indices granite-tsfm takes but that do not make a forecaster: a target twice
+    (two identical output columns), a negative or out-of-range index (recorded as such in
+    the manifest), an exogenous channel that is also a target (its known future would stand
+    in for the forecast)."""
+    channels = int(config.num_input_channels)
+    targets = list(config.prediction_channel_indices or [])
+    mixes = bool(config.enable_forecast_channel_mixing and config.exogenous_channel_indices)
+    exogenous = list(config.exogenous_channel_indices or []) if mixes else []
+    for name, indices in (
+        ("prediction_channel_indices", targets),
+        ("exogenous_channel_indices", exogenous),
+    ):
+        bad = [i for i in indices if not isinstance(i, int) or not 0 <= i < channels]
+        if bad:
+            raise ConversionError(
+                f"{name} {indices} has {bad} outside the {channels} input channels "
+                f"(expected indices 0..{channels - 1})"
+            )
+        if len(set(indices)) != len(indices):
+            raise ConversionError(f"{name} {indices} names a channel more than once")
+    both = sorted(set(targets) & set(exogenous))
+    if both:
+        raise ConversionError(
+            f"channels {both} are both forecast (prediction_channel_indices {targets}) and "
+            f"exogenous (exogenous_channel_indices {exogenous}); a channel is one or the other"
+        )
+
+
 def _refuse_unsupported(config: Any) -> None:
+    _refuse_bad_channels(config)
     if getattr(config, "loss", "mse") not in POINT_LOSSES:
         raise ConversionError(
             f"the model has loss={config.loss!r}; ovcast converts point forecasters "

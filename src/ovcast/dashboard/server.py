@@ -10,15 +10,17 @@ Routes: ``/`` the page; ``/static/...`` its script, style and the vendored chart
 works offline); ``/events`` a text/event-stream (``snapshot`` first, then ``bar``,
 ``forecast`` and, every second, ``status``); ``/api/snapshot`` and ``/api/status`` the same
 data as plain JSON for scripts. Served by Starlette on uvicorn, the stack of ``ovcast serve
---mode http`` (``serve/asgi.py``), in a thread of its own; a page's stream waits for news in
-a worker thread, an open page borrows a worker thread only while it waits.
+--mode http`` (``serve/asgi.py``, with its bounds on connections and headers), in a thread
+of its own; a page's stream waits for news in a worker thread, an open page borrows a worker
+thread only while it waits. On loopback it answers only requests addressed to localhost,
+127.0.0.1 or [::1] (DNS rebinding), as the serving API does.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from ..errors import ServerStartError
-from ..serve.asgi import AsgiServer, listen
+from ..serve.asgi import AsgiServer, HostAllowList, HostGuard, listen
 from .state import DashboardState
 
 log = logging.getLogger(__name__)
@@ -76,7 +78,16 @@ def static_files() -> dict[str, Path]:
 class DashboardServer:
     """Owns the listening socket and the server thread; the state is the pipeline's."""
 
-    def __init__(self, state: DashboardState, host: str = "127.0.0.1", port: int = 8050) -> None:
+    def __init__(
+        self,
+        state: DashboardState,
+        host: str = "127.0.0.1",
+        port: int = 8050,
+        *,
+        allowed_hosts: Iterable[str] = (),
+    ) -> None:
+        """``allowed_hosts``: Host header names answered besides the loopback ones (a page
+        of another site that reaches a loopback dashboard by DNS rebinding gets 403)."""
         if not CHART_LIBRARY.is_file():
             raise ServerStartError(
                 f"the dashboard's chart library is missing ({CHART_LIBRARY}): it is vendored from "
@@ -96,9 +107,10 @@ class DashboardServer:
             ],
             exception_handlers={HTTPException: self._not_found},
         )
+        guarded = HostGuard(app, HostAllowList(host, allowed_hosts))
         sock = listen(host, port, what="the dashboard")
         self.host, self.port = host, sock.getsockname()[1]
-        self._server = AsgiServer(app, sock, drain_timeout_s=STATUS_EVERY_S + 1)
+        self._server = AsgiServer(guarded, sock, drain_timeout_s=STATUS_EVERY_S + 1)
 
     @property
     def url(self) -> str:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ FAMILY_OF_MODEL_TYPE = {
 }
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 SCALER_FILE = "scaler.json"
+SHOWN_KEYS = 4  # weight names a loading error shows
 
 # ETTh1 train-split standard scaler (population std), published in granite-tsfm's
 # patch_tst_getting_started notebook; Granite's hub checkpoints carry no preprocessor file.
@@ -182,11 +184,18 @@ def read_family(path: Path) -> str:
     return FAMILY_OF_MODEL_TYPE[model_type]
 
 
-def load_model(source: ModelSource, **config_changes: Any) -> Any:
+def load_model(
+    source: ModelSource, *, new_layers: Sequence[str] = (), **config_changes: Any
+) -> Any:
     """Load the ``*ForPrediction`` model of a resolved source, in eval mode, float32.
 
     ``config_changes`` override config.json at load time (TTM: prediction_filter_length,
     num_input_channels for a channel-independent model, as granite-tsfm's get_model does).
+    Every weight of the model must come from the checkpoint, and every weight of the
+    checkpoint must be used (``check_weights``): otherwise transformers would start the
+    rest at random and the "converted" model would be a random one. ``new_layers``: patterns
+    (fnmatch) of the weights a config change adds on purpose (fine-tuning's channel mixing),
+    which start random and are then trained.
     """
     family = read_family(source.path)
     if family == ttm.FAMILY:
@@ -195,10 +204,70 @@ def load_model(source: ModelSource, **config_changes: Any) -> Any:
         module = require("transformers", extra="convert", purpose="Loading a checkpoint")
     cls = getattr(module, SUPPORTED_ARCHITECTURES[family])
     try:
-        model = cls.from_pretrained(source.path, **config_changes)
+        model, info = cls.from_pretrained(
+            source.path,
+            output_loading_info=True,
+            ignore_mismatched_sizes=True,  # reported by check_weights, with the cause
+            **config_changes,
+        )
     except Exception as exc:
         raise ModelSourceError(f"cannot load {source.path} as {cls.__name__}: {exc}") from exc
+    check_weights(info, f"{source.path} as {cls.__name__}", family, new_layers)
     return model.float().eval()
+
+
+def check_weights(
+    info: Mapping[str, Any], what: str, family: str, new_layers: Sequence[str] = ()
+) -> None:
+    """Refuse a load that left weights random or unused (transformers' loading info).
+
+    Missing weights are started at random by transformers, unexpected ones dropped and ones
+    of another shape re-initialised: any of them means the model is not the checkpoint's.
+    """
+    missing = sorted(
+        k for k in info.get("missing_keys", ()) if not any(fnmatch(k, p) for p in new_layers)
+    )
+    problems = [
+        (missing, "missing from the checkpoint (they would start random)"),
+        (sorted(info.get("unexpected_keys", ())), "in the checkpoint but not in the model"),
+        (
+            [
+                f"{k} ({list(saved)} saved, {list(built)} built)"
+                for k, saved, built in info.get("mismatched_keys", ())
+            ],
+            "of another shape than the model's",
+        ),
+        (list(info.get("error_msgs", ())), "errors"),
+    ]
+    found = [
+        f"{len(keys)} weight(s) {why}: {', '.join(keys[:SHOWN_KEYS])}"
+        + (f" and {len(keys) - SHOWN_KEYS} more" if len(keys) > SHOWN_KEYS else "")
+        for keys, why in problems
+        if keys
+    ]
+    if found:
+        raise ModelSourceError(
+            f"cannot load {what}: its weights do not fit the model this installation builds "
+            f"from its config.json; {'; '.join(found)}. Likely cause: the checkpoint was saved "
+            f"by another version of {_library_versions(family)}, or its config.json does not "
+            "match its weights. Convert it with the version that saved it, or re-save it "
+            "with this one"
+        )
+
+
+def _library_versions(family: str) -> str:
+    """'transformers than the one installed here (transformers 5.x)'; TTM: granite-tsfm too."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ["transformers", "granite-tsfm"] if family == ttm.FAMILY else ["transformers"]
+    installed = []
+    for name in names:
+        try:
+            installed.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            installed.append(f"{name} (not installed)")
+    ones = "the ones" if len(names) > 1 else "the one"
+    return f"{' or '.join(names)} than {ones} installed here ({', '.join(installed)})"
 
 
 def predictor(model: Any, *, freq_token: int | None = None) -> Callable[[np.ndarray], np.ndarray]:

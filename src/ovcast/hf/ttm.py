@@ -11,6 +11,7 @@ of ``ibm-granite/granite-timeseries-ttm-r2``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError, MissingDependencyError
@@ -115,3 +116,18 @@ def ttm_revision(context_length: int, prediction_length: int, release: str = "r2
             "horizon from a longer model"
         )
     return revision
+
+
+def pipeline_frequency_token(freq: str, mapping: Mapping[str, int]) -> int | None:
+    """The token granite-tsfm's own pipeline feeds for a preprocessor's ``freq``: its
+    ``TimeSeriesPreprocessor.get_frequency_token``, run by the installed granite-tsfm (a
+    model fine-tuned with granite-tsfm saw exactly this token). Its reading depends on its
+    pandas: daily data stored as '1 days 00:00:00' maps to 'oov' with pandas 3. None when
+    granite-tsfm cannot read ``freq`` at all.
+    """
+    tsfm = require_tsfm("Reading a preprocessor's frequency")
+    preprocessor = tsfm.TimeSeriesPreprocessor(frequency_mapping=dict(mapping))
+    try:
+        return int(preprocessor.get_frequency_token(freq))
+    except (ValueError, TypeError):
+        return None

@@ -255,18 +255,25 @@ class Engine:
         frame: Any,
         *,
         timestamp_column: str | None = None,
-        id_columns: Sequence[str] = (),
+        id_columns: str | Sequence[str] = (),
         raw: bool = True,
+        **inputs: Any,
     ) -> Any:
         """Forecast a pandas DataFrame (named channels, a timestamp column, optional ids).
 
         Returns a DataFrame of ``prediction_length`` rows per series: the id columns, the
-        future timestamps and one column per channel. See ``series.forecast_frame``.
+        future timestamps and one column per channel. ``inputs``: the package's other
+        inputs (``freq_token``, ``future_exogenous``). See ``series.forecast_frame``.
         """
         from .series import forecast_frame
 
         return forecast_frame(
-            self, frame, timestamp_column=timestamp_column, id_columns=id_columns, raw=raw
+            self,
+            frame,
+            timestamp_column=timestamp_column,
+            id_columns=id_columns,
+            raw=raw,
+            **inputs,
         )
 
     @property

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import DataError, InvalidInputError
 from ..package import FREQ_TOKEN, FUTURE_EXOGENOUS, OBSERVED_MASK, Manifest, TensorSpec
+from ..preprocessor import frequency_token
 
 EXAMPLE_SEED = 20240117
 
@@ -104,6 +105,7 @@ def model_feeds(
                 if np.any((mask != 0) & (mask != 1)):
                     raise InvalidInputError(f"{OBSERVED_MASK} must hold only 0 and 1")
                 mask = np.where(observed, mask, 0).astype(np.float32)
+            _require_observed(mask, manifest.channel_names)
             feeds[0] = np.nan_to_num(batch, nan=0.0)
             feeds.append(mask)
         elif spec.name == FREQ_TOKEN:
@@ -116,6 +118,20 @@ def model_feeds(
         else:
             feeds.append(_extra(spec, given, len(batch), single))
     return feeds, single
+
+
+def _require_observed(mask: np.ndarray, names: Sequence[str]) -> None:
+    """Every channel of every window needs an observed value: with none, the model sees only
+    its own fill and returns a confident-looking forecast of nothing (the training mean)."""
+    empty = np.argwhere(~mask.any(axis=1))  # (window, channel) pairs with no observed value
+    if len(empty):
+        window, channel = (int(v) for v in empty[0])
+        name = names[channel] if channel < len(names) else f"channel_{channel}"
+        raise InvalidInputError(
+            f"window {window} has no observed value in channel {channel} ({name!r}): every "
+            f"value is missing (NaN) or masked out; a forecast needs at least one observed "
+            f"value per channel ({len(empty)} such window channel(s) in the request)"
+        )
 
 
 def _freq_token(
@@ -133,12 +149,13 @@ def _freq_token(
     if isinstance(given, str) and given.strip().isdigit():
         given = int(given)
     if isinstance(given, str):
-        if given not in mapping:
+        token = frequency_token(given, mapping)
+        if token is None:
             raise InvalidInputError(
-                f"unknown frequency {given!r}; expected one of {sorted(mapping)} or a token "
-                f"below {vocab}"
+                f"unknown frequency {given!r}; expected one of {sorted(mapping)} (or the same "
+                f"period spelt otherwise, such as '60min' for 'h') or a token below {vocab}"
             )
-        given = mapping[given]
+        given = token
     tokens = np.asarray(given)
     if tokens.ndim == 0 or (single and tokens.shape == (1,)):
         tokens = np.full(batch, tokens.reshape(()).item() if tokens.size == 1 else 0)

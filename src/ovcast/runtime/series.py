@@ -314,26 +314,33 @@ def forecast_frame(
     frame: pd.DataFrame,
     *,
     timestamp_column: str | None = None,
-    id_columns: Sequence[str] = (),
+    id_columns: str | Sequence[str] = (),
     raw: bool = True,
+    **inputs: Any,
 ) -> pd.DataFrame:
     """Forecast a DataFrame: one row per step, named channel columns, a timestamp column.
 
     Each series (one per value of ``id_columns``, or the whole frame) gives its last
     ``context_length`` rows to the model; the result has the id columns, the future
     timestamps and one column per model channel, ``prediction_length`` rows per series.
+    Columns other than the model's channels are ignored when every channel is named.
     ``raw``: the frame is in raw units (scaled with the package's scaler and back).
+    ``inputs``: the package's other inputs (``freq_token``, ``future_exogenous``) batched,
+    one per series in the order the ids first appear, as ``Engine.predict`` takes a batch.
     """
     pd = require("pandas", extra="pandas", purpose="forecast_frame")
+    ids = [id_columns] if isinstance(id_columns, str) else list(id_columns)
+    absent = [c for c in ids if c not in frame.columns]
+    if absent:
+        raise DataError(f"id column(s) {absent} are not in the frame's {list(frame.columns)}")
     stamp = timestamp_column or _frame_timestamp_column(frame)
-    groups = list(frame.groupby(list(id_columns), sort=False)) if id_columns else [((), frame)]
+    values = _frame_value_columns(frame, [stamp, *ids], engine.channel_names)
+    groups = list(frame.groupby(ids, sort=False)) if ids else [((), frame)]
     windows, labels = [], []
     for key, group in groups:
         series = Series(
-            group[[c for c in group.columns if c not in (stamp, *id_columns)]].to_numpy(
-                dtype=np.float64
-            ),
-            [c for c in group.columns if c not in (stamp, *id_columns)],
+            group[values].to_numpy(dtype=np.float64),
+            values,
             _frame_timestamps(pd, group[stamp]) if stamp else None,
             stamp or "timestamp",
         )
@@ -342,20 +349,41 @@ def forecast_frame(
         labels.append((key if isinstance(key, tuple) else (key,), series))
     batch = np.stack(windows).astype(np.float32)
     if raw and engine.package.series_scalers is not None:  # one scaler per series id
-        ids = [dict(zip(id_columns, key, strict=True)) for key, _ in labels]
-        forecasts = engine.forecast(batch, series_id=ids)
+        series_ids = [dict(zip(ids, key, strict=True)) for key, _ in labels]
+        forecasts = engine.forecast(batch, series_id=series_ids, **inputs)
     else:
-        forecasts = engine.forecast(batch) if raw else engine.predict(batch)
+        forecasts = engine.forecast(batch, **inputs) if raw else engine.predict(batch, **inputs)
     parts = []
     for (key, series), forecast in zip(labels, forecasts, strict=True):
         table = ForecastTable.after(series, forecast, engine.forecast_channel_names)
         part = pd.DataFrame(table.values, columns=table.columns)
         if table.timestamps is not None:
             part.insert(0, table.timestamp_name, table.timestamps)
-        for name, value in reversed(list(zip(id_columns, key, strict=True))):
+        for name, value in reversed(list(zip(ids, key, strict=True))):
             part.insert(0, name, value)
         parts.append(part)
     return pd.concat(parts, ignore_index=True)
+
+
+def _frame_value_columns(
+    frame: pd.DataFrame, skip: Sequence[str | None], channel_names: Sequence[str]
+) -> list[str]:
+    """The frame's model channels by name when it names them all (others ignored), else
+    every column but the time and ids, which must then all be numbers."""
+    import pandas as pd
+
+    rest = [str(c) for c in frame.columns if c not in skip]
+    by_key = {name_key(c): c for c in rest}
+    if all(name_key(n) in by_key for n in channel_names):
+        return [by_key[name_key(n)] for n in channel_names]
+    text = [c for c in rest if not pd.api.types.is_numeric_dtype(frame[c])]
+    if text:
+        raise DataError(
+            f"the frame's columns {text} are not numbers and it does not name every model "
+            f"channel {list(channel_names)}; name the channels (other columns are then "
+            "ignored) or drop those columns"
+        )
+    return rest
 
 
 def _frame_timestamps(pd: Any, column: pd.Series) -> np.ndarray:

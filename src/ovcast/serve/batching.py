@@ -53,23 +53,33 @@ class MicroBatcher:
         self.max_batch_size = max_batch_size
         self.max_queue_delay_s = max_queue_delay_us / 1e6
         self._queue: queue.Queue[Job | None] = queue.Queue(max_queue_size)
+        self._closed = False
+        self._lock = threading.Lock()  # a job is queued before the stop mark, or refused
         self._worker = threading.Thread(target=self._loop, name="ovcast-batcher", daemon=True)
         self._worker.start()
 
     def submit(self, engine: object, inputs: Inputs, rows: int) -> Future:
         job = Job(engine, inputs, rows)
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            raise UnavailableError(
-                f"batching queue full ({self._queue.maxsize} requests); retry later",
-                code="overloaded",
-            ) from None
+        with self._lock:
+            if self._closed:  # unloaded or replaced between the model look-up and now
+                raise UnavailableError(
+                    "this model version was unloaded or replaced as the request arrived; retry"
+                )
+            try:
+                self._queue.put_nowait(job)
+            except queue.Full:
+                raise UnavailableError(
+                    f"batching queue full ({self._queue.maxsize} requests); retry later",
+                    code="overloaded",
+                ) from None
         return job.future
 
     def close(self) -> None:
-        """Finish the queued jobs, then stop the worker."""
-        self._queue.put(None)
+        """Finish the queued jobs, then stop the worker (once; later calls wait for it)."""
+        with self._lock:
+            first, self._closed = not self._closed, True
+        if first:
+            self._queue.put(None)  # blocks while the queue is full: the worker empties it
         self._worker.join()
 
     def _loop(self) -> None:

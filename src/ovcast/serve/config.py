@@ -12,6 +12,25 @@ from dataclasses import dataclass
 from ..cli._options import option
 from ..errors import ServerStartError
 
+MAX_CONNECTIONS = 1000
+
+
+def parse_hosts(text: str) -> list[str]:
+    """'a.example,b.example:8000' -> host names (argparse type of --allowed-host)."""
+    hosts = [h.strip() for h in text.split(",")]
+    if not all(hosts):
+        raise ValueError(f"{text!r}: expected comma-separated host names such as api.example")
+    return hosts
+
+
+def _below(*checks: tuple[str, float | None, float]) -> list[str]:
+    """A problem for each (name, value, lowest allowed) whose value is set and below it."""
+    return [
+        f"{name} must be >= {low:g}, got {value}"
+        for name, value, low in checks
+        if value is not None and value < low
+    ]
+
 
 def parse_channels(text: str) -> list[int]:
     """'0,2' -> [0, 2] (argparse type of --channels)."""
@@ -70,26 +89,32 @@ class ServiceConfig:
     )
 
     def __post_init__(self) -> None:
-        problems = [
-            f"{name} must be >= {low}, got {value}"
-            for name, value, low in (
-                ("max_request_batch", self.max_request_batch, 1),
-                ("max_batch_size", self.max_batch_size, 1),
-                ("max_queue_delay_us", self.max_queue_delay_us, 0),
-                ("max_queue_size", self.max_queue_size, 1),
-                ("request_timeout_s", self.request_timeout_s, 0),
-            )
-            if value < low
-        ]
+        problems = _below(
+            ("max_request_batch", self.max_request_batch, 1),
+            ("max_batch_size", self.max_batch_size, 1),
+            ("max_queue_delay_us", self.max_queue_delay_us, 0),
+            ("max_queue_size", self.max_queue_size, 1),
+            ("request_timeout_s", self.request_timeout_s, 0),
+            ("max_request_bytes", self.max_request_bytes, 1),
+        )
         if self.channels is not None and (not self.channels or min(self.channels) < 0):
             problems.append(f"channels must be indices >= 0, got {self.channels}")
+        elif self.channels is not None and len(set(self.channels)) != len(self.channels):
+            problems.append(f"channels must be distinct indices, got {self.channels}")
+        delay_s = self.max_queue_delay_us / 1e6
+        if self.max_batch_size > 1 and self.request_timeout_s <= delay_s:
+            problems.append(
+                f"request_timeout_s ({self.request_timeout_s:g} s) must exceed "
+                f"max_queue_delay_us ({self.max_queue_delay_us} us = {delay_s:g} s): every "
+                "batched request would time out before its batch runs"
+            )
         if problems:
             raise ServerStartError("invalid server settings: " + "; ".join(problems))
 
 
 @dataclass
 class HttpConfig:
-    """KServe v2 over HTTP: where to listen and who may do what."""
+    """KServe v2 over HTTP: where to listen, who may do what, and the bounds on connections."""
 
     host: str = option("127.0.0.1", help="address to listen on (loopback by default)")
     port: int = option(8000, help="port to listen on; 0 picks a free one")
@@ -103,7 +128,16 @@ class HttpConfig:
         metavar="KEY",
         help="require this key (header 'Authorization: Bearer KEY' or 'X-API-Key: KEY') on "
         "every route but /v2/health/*; prefer the OVCAST_API_KEY environment variable, which "
-        "other users cannot read in the process list",
+        "other users cannot read in the process list; an empty key is refused",
+    )
+    allowed_hosts: list[str] | None = option(
+        None,
+        flag="--allowed-host",
+        parse=parse_hosts,
+        metavar="NAME[,NAME]",
+        help="Host header values accepted besides localhost, 127.0.0.1 and [::1] (on a loopback "
+        "address every other Host is refused, against DNS rebinding; elsewhere only these "
+        "are checked when given)",
     )
     drain_timeout_s: float = option(
         10.0, help="on SIGTERM, longest wait for in-flight requests before closing them"
@@ -111,6 +145,36 @@ class HttpConfig:
     body_timeout_s: float = option(
         30.0, help="longest time a client may take to send a request body (then 408)"
     )
+    header_timeout_s: float = option(
+        10.0,
+        help="longest time a client may take to send a request's headers, from its first byte "
+        "or the connection's opening (then 408 and the connection closes)",
+    )
+    max_connections: int | None = option(
+        None,
+        help="open connections at most; more are answered 503 and closed at once (default: "
+        f"{MAX_CONNECTIONS}, or fewer to stay within the open-file limit)",
+    )
+
+    def __post_init__(self) -> None:
+        problems = _below(
+            ("body_timeout_s", self.body_timeout_s, 1e-3),
+            ("header_timeout_s", self.header_timeout_s, 1e-3),
+            ("max_connections", self.max_connections, 1),
+            ("drain_timeout_s", self.drain_timeout_s, 0),
+            ("port", self.port, 0),
+        )
+        if self.port > 65535:
+            problems.append(f"port must be 0..65535, got {self.port}")
+        key = self.api_key
+        if key is not None and (not key.strip() or key != key.strip() or not key.isprintable()):
+            problems.append(
+                "the API key (--api-key or OVCAST_API_KEY) is empty, or has spaces at its ends "
+                "or control characters, so no client could send it (an empty key would turn the "
+                "check off); give a key of printable characters, or none to serve without one"
+            )
+        if problems:
+            raise ServerStartError("invalid server settings: " + "; ".join(problems))
 
 
 @dataclass

@@ -20,8 +20,11 @@ timeout, readiness, metrics, and load / unload / reload.
 from __future__ import annotations
 
 import logging
+import math
+import os
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -37,6 +40,7 @@ from ..errors import (
     ModelPackageError,
     OvcastError,
     ReloadError,
+    ServerStartError,
     ServingError,
     UnavailableError,
     UnknownModelError,
@@ -45,7 +49,7 @@ from ..package import FREQ_TOKEN, MANIFEST_FILE, OBSERVED_MASK, Manifest, ModelP
 from ..runtime.engine import Engine
 from ..runtime.inputs import model_feeds
 from ..runtime.raw import scale_inputs, unscale_forecast
-from ..runtime.slot import EngineSlot
+from ..runtime.slot import EngineSlot, load_checked
 from ..scaling import Scaler
 from . import tensors
 from .batching import Inputs, MicroBatcher, Outputs
@@ -59,6 +63,7 @@ log = logging.getLogger(__name__)
 SCALED_INPUT = "past_values"  # the input that "raw" scales, and whose forecast it inverse-scales
 JSON_BYTES_PER_NUMBER = 24  # "-0.12345678901234568," : the widest a float64 prints
 HEADROOM_BYTES = 64 * 1024
+SHUTDOWN_WAIT_S = 60.0  # at exit, the longest wait for a compile or forecast in progress
 
 
 @dataclass
@@ -87,9 +92,17 @@ class InferResult:
 class ServedModel:
     """One version of a served model: its hot-swap slot and, when batching, its batcher."""
 
-    def __init__(self, name: str, version: str, path: Path, service: ForecastService) -> None:
+    def __init__(
+        self,
+        name: str,
+        version: str,
+        path: Path,
+        service: ForecastService,
+        *,
+        engine: Engine | None = None,
+    ) -> None:
         self.name, self.version = name, version
-        self.slot = EngineSlot(path, service._load_engine)
+        self.slot = EngineSlot(path, service._load_engine, engine=engine)
         self.metrics = service.metrics.model(name)
         config = service.config
         self.batcher = (
@@ -117,6 +130,7 @@ class ServedModel:
         return Path(self.slot.model_dir)
 
     def close(self) -> None:
+        """Finish what the batcher holds, then stop it (again: nothing)."""
         if self.batcher is not None:
             self.batcher.close()
 
@@ -206,34 +220,77 @@ class ForecastService:
             **(engine_options or {}),
         )
         self._models: dict[str, _Model] = {}  # replaced whole, never mutated: lock-free reads
+        self._named: dict[str, ModelSource] = {}  # --model DIR sources, by their manifest's name
+        self._request_bytes: dict[str, int] = {}  # largest valid request of every model opened
         self._control = threading.Lock()  # one load / unload / reload at a time
         self._admitted = 0
         self._admit_lock = threading.Lock()
+        self._busy = 0  # threads of this service inside OpenVINO outside _control (see close)
+        self._idle = threading.Condition()
+        self._reload_fds: tuple[int, int] | None = None  # the reloader's pipe (read, write)
+        self._reloader: threading.Thread | None = None
+        self._reload_after_start = False  # a reload asked for during start-up
         self.max_request_bytes = self.config.max_request_bytes or HEADROOM_BYTES
 
     # -- lifecycle -------------------------------------------------------------------------
-    def start(self) -> None:
-        """Load, compile and warm up every model the repository lists; then report ready."""
+    def start(self) -> bool:
+        """Load, compile and warm up every model the repository lists; then report ready.
+
+        False: ``close()`` was called meanwhile (SIGTERM during start-up); the model being
+        compiled then finished first, and nothing is served.
+        """
+        if self.ready.is_set():
+            return True
+        self._enter()
+        try:
+            opened = self._open_all()
+        finally:
+            self._leave()
+        if opened is None:
+            return False
+        with self._control:
+            if self.draining.is_set():
+                _close_models(opened.values())
+                return False
+            self._publish(opened)
+            self.ready.set()
+        self._start_reloader()
+        if self._reload_after_start:  # SIGHUP during start-up: its reload runs now
+            self._reload_after_start = False
+            log.info("a reload was asked for during start-up: reloading now")
+            self.request_reload()
+        return True
+
+    def _open_all(self) -> dict[str, _Model] | None:
+        """Every start-up model opened, or None when stopped meanwhile (nothing left open)."""
         models: dict[str, _Model] = {}
-        for source in self.repository.startup_sources():
-            model = self._open(source)
-            if model.name in models:
-                raise UnknownModelError(
-                    f"two models are named {model.name!r} ({models[model.name].source.path} and "
-                    f"{source.path}); name them apart with --model NAME=DIR"
-                )
-            models[model.name] = model
+        try:
+            for source in self.repository.startup_sources():
+                model = self._open(source)
+                if model.name in models:
+                    _close_models([model])
+                    raise UnknownModelError(
+                        f"two models are named {model.name!r} ({models[model.name].source.path} "
+                        f"and {source.path}); name them apart with --model NAME=DIR"
+                    )
+                models[model.name] = model
+        except _Stopping:
+            _close_models(models.values())
+            log.info("stopped during start-up, after the model being compiled")
+            return None
+        except BaseException:
+            _close_models(models.values())
+            raise
         if not models:
             raise UnknownModelError("no models to serve: give --model DIR or --repository DIR")
-        with self._control:
-            self._publish(models)
-            self.ready.set()
+        return models
 
     def check(self) -> None:
         """Fail fast, before binding or compiling, on a model that cannot be served."""
         sources = self.repository.startup_sources()
         if not sources:
             raise UnknownModelError("no models to serve: give --model DIR or --repository DIR")
+        cap = self.config.max_request_bytes
         for source in sources:
             for path in served_versions(source).values():
                 package = ModelPackage.load(path)
@@ -241,17 +298,115 @@ class ForecastService:
                     raise ModelPackageError(
                         f"--raw needs packages with a scaler; {path} carries none"
                     )
+                smallest = _smallest_request(package.manifest)
+                if cap is not None and cap < smallest:
+                    raise ServerStartError(
+                        f"--max-request-bytes {cap} cannot hold one window of {path} (at least "
+                        f"{smallest} bytes as JSON); raise it or leave it out (the default fits "
+                        "the models)"
+                    )
 
-    def close(self) -> None:
-        """Finish what the batchers hold, then stop them."""
+    def close(self, timeout_s: float = SHUTDOWN_WAIT_S) -> bool:
+        """Stop: no more loads, wait for the loads, reloads and forecasts in progress, finish
+        what the batchers hold, then stop them.
+
+        Returns False when something is still inside OpenVINO after ``timeout_s``: a process
+        that exits then can abort ("terminate called without an active exception"), so the
+        CLI leaves with ``os._exit`` instead. Safe to call more than once.
+        """
         self.draining.set()
-        for model in self._models.values():
-            for version in model.versions.values():
-                version.close()
+        deadline = time.monotonic() + timeout_s
+        clean = self._stop_reloader(deadline)
+        locked = self._control.acquire(timeout=_left(deadline))
+        try:  # a load or reload in progress holds _control: it finishes (or gives up) first
+            _close_models(self._models.values())
+        finally:
+            if locked:
+                self._control.release()
+        with self._idle:
+            idle = self._idle.wait_for(lambda: self._busy == 0, timeout=_left(deadline))
+        clean = clean and locked and idle
+        if not clean:
+            log.error(
+                "a model load or forecast was still running %g s after the stop was asked for",
+                timeout_s,
+            )
+        return clean
 
     @property
     def is_ready(self) -> bool:
-        return self.ready.is_set() and not self.draining.is_set()
+        """Loaded and warmed up, not stopping, and serving at least one model."""
+        return self.ready.is_set() and not self.draining.is_set() and bool(self._models)
+
+    # -- reloads asked for by signals ------------------------------------------------------
+    def request_reload(self) -> None:
+        """Reload every model in the background (SIGHUP). Safe in a signal handler: it only
+        writes a byte to a pipe. Coalesced: one reload runs, and requests made meanwhile
+        become one more reload after it. During start-up, the reload runs once started."""
+        if not self.ready.is_set() or self._reload_fds is None:
+            self._reload_after_start = True  # start() looks at it once ready
+            if not self.ready.is_set() or self._reload_fds is None:
+                return
+            self._reload_after_start = False  # it became ready meanwhile: ask directly
+        fds = self._reload_fds
+        if fds is None:
+            return  # closed meanwhile
+        try:
+            os.write(fds[1], b"r")
+        except OSError:  # the pipe is full: a reload is pending already (or it closed)
+            pass
+
+    def _start_reloader(self) -> None:
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)
+        self._reload_fds = (read_fd, write_fd)
+        self._reloader = threading.Thread(
+            target=self._reload_loop, args=(read_fd,), name="ovcast-reload", daemon=True
+        )
+        self._reloader.start()
+
+    def _reload_loop(self, read_fd: int) -> None:
+        while True:
+            try:
+                asked = os.read(read_fd, 65536)  # every request so far: one reload for them all
+            except OSError:
+                return
+            if not asked or b"q" in asked or self.draining.is_set():
+                return
+            log.info("reloading every model (asked %d time%s)", len(asked), "s"[: len(asked) > 1])
+            try:
+                self.reload()
+            except ServingError as exc:
+                log.error("reload: %s", exc)
+            except Exception:  # a bug: logged, and the next SIGHUP is still heard
+                log.exception("reload failed unexpectedly")
+
+    def _stop_reloader(self, deadline: float) -> bool:
+        fds, thread = self._reload_fds, self._reloader
+        if fds is None or thread is None:
+            return True
+        self._reload_fds = None
+        try:
+            os.write(fds[1], b"q")
+        except OSError:
+            pass  # full: the reader sees the end of the pipe instead
+        os.close(fds[1])
+        thread.join(_left(deadline))
+        if thread.is_alive():
+            return False
+        os.close(fds[0])
+        return True
+
+    def _enter(self) -> None:
+        """A thread enters OpenVINO outside ``_control`` (start-up, a direct forecast)."""
+        with self._idle:
+            self._busy += 1
+
+    def _leave(self) -> None:
+        with self._idle:
+            self._busy -= 1
+            if self._busy == 0:
+                self._idle.notify_all()
 
     # -- looking models up -----------------------------------------------------------------
     def models(self) -> dict[str, list[str]]:
@@ -264,6 +419,10 @@ class ForecastService:
             raise UnavailableError("not ready: models are loading and warming up", code="not_ready")
         models = self._models
         if name is None:
+            if not models:
+                raise UnknownModelError(
+                    "no model is loaded (every model was unloaded); load one by name first"
+                )
             if len(models) != 1:
                 raise InvalidRequestError(
                     f"this server serves {len(models)} models ({', '.join(sorted(models))}); "
@@ -312,13 +471,17 @@ class ForecastService:
                 pending.future = served.batcher.submit(engine, prepared.inputs, prepared.rows)
             else:
                 start = time.perf_counter()
-                outputs = _run_engine(engine, prepared.inputs)
+                self._enter()
+                try:
+                    outputs = _run_engine(engine, prepared.inputs)
+                finally:
+                    self._leave()
                 seconds = time.perf_counter() - start
                 served.metrics.inference_s.observe(seconds)
                 served.metrics.batch_size.observe(prepared.rows)
                 pending.outputs = (outputs, seconds)
         except Exception as exc:  # noqa: BLE001 - every failure is answered, by result()
-            pending.error = _as_serving_error(exc)
+            pending.error = as_serving_error(exc)
         return pending
 
     def result(self, pending: Pending) -> InferResult:
@@ -343,7 +506,7 @@ class ForecastService:
             outcome = "success"
             return result
         except Exception as exc:
-            error = _as_serving_error(exc)
+            error = as_serving_error(exc)
             outcome = error.code
             if error.request_id is None:
                 error.request_id = request.request_id
@@ -422,14 +585,9 @@ class ForecastService:
         channels = request.channels if request.channels is not None else self.config.channels
         width = m.outputs[0].shape[-1] if m.outputs[0].shape[-1] > 0 else m.num_input_channels
         if channels is not None:
-            bad = [c for c in channels if not 0 <= c < width]
-            if bad or not channels:
-                problems.append(
-                    (
-                        "invalid_input",
-                        f"channels {bad or '[]'} out of range; expected indices 0..{width - 1}",
-                    )
-                )
+            problem = _check_channels(channels, width)
+            if problem:
+                problems.append(("invalid_input", problem))
         raw = request.raw if request.raw is not None else self.config.raw
         scalers = None
         if raw and engine.scaler is None and engine.package.series_scalers is None:
@@ -504,10 +662,13 @@ class ForecastService:
         ]
         if not ready_only:
             served = set(self._models)
+            try:
+                known = set(self.repository.names()) | set(self._named)
+            except OvcastError as exc:  # config.json broken while serving
+                raise _repository_error(exc) from exc
             entries += [
                 {"name": name, "state": "UNAVAILABLE", "reason": "unloaded"}
-                for name in self.repository.names()
-                if name not in served
+                for name in sorted(known - served)
             ]
         return sorted(entries, key=lambda e: (e["name"], int(e.get("version", 0))))
 
@@ -516,14 +677,17 @@ class ForecastService:
         check_name(name)
         self._require_ready()
         with self._control:
+            self._require_ready()
             model = self._models.get(name)
             if model is not None:
                 return self._refresh([model])
             try:
-                source = self.repository.source(name)
+                source = self._source(name)
                 model = self._open(source, expect_name=name)
             except UnknownModelError:
                 raise
+            except _Stopping:
+                raise UnavailableError("the server is stopping", code="stopping") from None
             except Exception as exc:  # noqa: BLE001 - a failed load is an answer, never a crash
                 self.metrics.model_loads.labels(name, "reload_failed").inc()
                 raise _reload_error(name, exc) from exc
@@ -540,8 +704,7 @@ class ForecastService:
             if model is None:
                 raise UnknownModelError(f"model {name!r} is not loaded")
             self._publish({n: m for n, m in self._models.items() if n != name})
-        for version in model.versions.values():  # in-flight requests hold their engine
-            version.close()
+        _close_models([model])  # in-flight requests hold their engine
         self.metrics.model_loads.labels(name, "unloaded").inc()
         log.info("unloaded %s", name)
         return {"name": name, "state": "UNAVAILABLE", "reason": "unloaded"}
@@ -553,27 +716,16 @@ class ForecastService:
         package for it (local callers only: the HTTP front end never passes a path)."""
         self._require_ready()
         with self._control:
+            self._require_ready()
             if name is None and model_dir is None:
                 targets = list(self._models.values())
             else:
                 targets = [self._models_or_raise(name)]
             return self._refresh(targets, model_dir=model_dir)
 
-    def reload_in_background(self) -> threading.Thread:
-        """Reload every model in a thread of its own (SIGHUP); failures are logged."""
-
-        def reload() -> None:
-            try:
-                self.reload()
-            except ServingError as exc:
-                log.error("reload: %s", exc)
-
-        log.info("reloading every model")
-        thread = threading.Thread(target=reload, name="ovcast-reload", daemon=True)
-        thread.start()
-        return thread
-
     def _require_ready(self) -> None:
+        if self.draining.is_set():
+            raise UnavailableError("the server is stopping", code="stopping")
         if not self.ready.is_set():
             raise UnavailableError(
                 "not ready: models are still loading; try again once ready", code="not_ready"
@@ -583,84 +735,131 @@ class ForecastService:
         served = self.model(name)
         return self._models[served.name]
 
+    def _source(self, name: str) -> ModelSource:
+        """Where the model ``name`` comes from: the repository, or a ``--model DIR`` that was
+        named by its manifest (so that it can be loaded again after an unload)."""
+        try:
+            return self.repository.source(name)
+        except UnknownModelError:
+            if name in self._named:
+                return self._named[name]
+            raise
+
     def _refresh(
         self, models: list[_Model], *, model_dir: str | Path | None = None
     ) -> list[dict[str, Any]]:
-        """Re-read each model's versions: swap existing ones in place (checked by their slot),
-        open new ones, close removed ones. Lock held. Failures leave the old model serving."""
+        """Re-read each model's versions and switch to them, model by model, all or nothing:
+        a model whose new versions are not all accepted keeps serving exactly what it served
+        (its versions and their batchers untouched). Lock held."""
         current = dict(self._models)
         failures: list[str] = []
-        closing: list[ServedModel] = []
+        retired: list[ServedModel] = []
         for model in models:
-            failed = len(failures)
-            try:
-                if model_dir is not None:
-                    wanted = {model.default.version: Path(model_dir)}
-                elif model.versioned:
-                    wanted = served_versions(model.source)
-                else:
-                    wanted = {"1": model.default.path}  # the folder it serves (after swaps)
-            except Exception as exc:  # noqa: BLE001
-                failures.append(str(_reload_error(model.name, exc)))
+            if self.draining.is_set():
+                failures.append(f"{model.name}: not reloaded, the server is stopping")
                 continue
-            versions: dict[str, ServedModel] = {}
-            for version, path in wanted.items():
-                try:
-                    served = model.versions.get(version)
-                    if served is None:
-                        served = ServedModel(model.name, version, path, self)
-                    else:
-                        served.slot.reload(path)
-                    versions[version] = served
-                except Exception as exc:  # noqa: BLE001
-                    failures.append(str(_reload_error(f"{model.name} version {version}", exc)))
-                    if version in model.versions:
-                        versions[version] = model.versions[version]  # the old one serves on
-            if model_dir is not None:
-                versions = {**model.versions, **versions}
-            closing += [v for k, v in model.versions.items() if k not in versions]
-            if versions:
-                current[model.name] = _Model(model.name, model.source, versions, model.versioned)
-            outcome = "success" if len(failures) == failed else "reload_failed"
-            self.metrics.model_loads.labels(model.name, outcome).inc()
+            try:
+                current[model.name], gone = self._reread(model, model_dir)
+            except ReloadError as exc:
+                failures.append(str(exc))
+                self.metrics.model_loads.labels(model.name, "reload_failed").inc()
+                continue
+            retired += gone
+            self.metrics.model_loads.labels(model.name, "success").inc()
         self._publish(current)
-        for retired in closing:
-            retired.close()
+        _close_versions(retired)
         if failures:
             raise ReloadError("; ".join(failures))
         described = [d for model in models for d in _describe(current[model.name])]
         log.info("reloaded %s", ", ".join(f"{d['name']}/{d['version']}" for d in described))
         return described
 
+    def _reread(
+        self, model: _Model, model_dir: str | Path | None
+    ) -> tuple[_Model, list[ServedModel]]:
+        """The model with its versions re-read and checked, and the versions it retires; a
+        ReloadError (nothing switched) when any of them is refused."""
+        try:
+            if model_dir is not None:
+                wanted = {model.default.version: Path(model_dir)}
+            elif model.versioned:
+                wanted = served_versions(model.source)
+            else:
+                wanted = {"1": model.default.path}  # the folder it serves (after swaps)
+        except Exception as exc:  # noqa: BLE001 - config.json or the folder: still an answer
+            raise _reload_error(model.name, exc) from exc
+        candidates: dict[str, tuple[Path, Engine]] = {}
+        refused: list[str] = []
+        for version, path in wanted.items():
+            served = model.versions.get(version)
+            try:
+                if served is not None:
+                    candidates[version] = (path, served.slot.prepare(path))
+                else:  # a new version folder: the checks of a reload, against what serves now
+                    default = model.default
+                    engine = load_checked(
+                        self._load_engine, path, default.engine, str(default.path)
+                    )
+                    candidates[version] = (path, engine)
+            except Exception as exc:  # noqa: BLE001
+                refused.append(str(_reload_error(f"{model.name} version {version}", exc)))
+        if refused:
+            raise ReloadError("; ".join(refused))
+        versions = dict(model.versions) if model_dir is not None else {}
+        for version, (path, engine) in candidates.items():
+            served = model.versions.get(version)
+            if served is not None:
+                served.slot.swap(engine, path)
+            else:
+                served = ServedModel(model.name, version, path, self, engine=engine)
+            versions[version] = served
+        gone = [v for k, v in model.versions.items() if k not in versions]
+        return _Model(model.name, model.source, versions, model.versioned), gone
+
     def _open(self, source: ModelSource, *, expect_name: str | None = None) -> _Model:
         versions: dict[str, ServedModel] = {}
-        for version, path in served_versions(source).items():
-            name = source.name or expect_name or _manifest_name(path)
-            served = versions[version] = ServedModel(name, version, path, self)
-            width = served.manifest.num_input_channels
-            if self.config.channels is not None and max(self.config.channels) >= width:
-                raise ModelPackageError(
-                    f"--channels {self.config.channels} out of range for {name!r}, which "
-                    f"forecasts {width} channels"
-                )
+        try:
+            for version, path in served_versions(source).items():
+                if self.draining.is_set():
+                    raise _Stopping
+                name = source.name or expect_name or _manifest_name(path)
+                log.info("loading %s version %s", name, version)
+                served = versions[version] = ServedModel(name, version, path, self)
+                width = served.manifest.num_input_channels
+                if self.config.channels is not None and max(self.config.channels) >= width:
+                    raise ModelPackageError(
+                        f"--channels {self.config.channels} out of range for {name!r}, which "
+                        f"forecasts {width} channels"
+                    )
+        except BaseException:
+            _close_versions(versions.values())
+            raise
         name = next(iter(versions.values())).name
         versioned = not (source.path / MANIFEST_FILE).is_file()
+        if source.name is None:
+            self._named[name] = ModelSource(name, source.path, source.version_policy)
         source = ModelSource(name, source.path, source.version_policy)
         return _Model(name, source, versions, versioned)
 
     def _publish(self, models: dict[str, _Model]) -> None:
-        """Make ``models`` the served set, with the body cap that fits them."""
+        """Make ``models`` the served set, with the body cap that fits them (and every model
+        served before: an unloaded model's requests get 404, not 413)."""
+        for model in models.values():
+            self._request_bytes[model.name] = max(
+                self._largest_request(v.manifest) for v in model.versions.values()
+            )
         self._models = models
         if self.config.max_request_bytes is None:
-            self.max_request_bytes = HEADROOM_BYTES + max(
-                (self._largest_request(v.manifest) for m in models.values() for v in m.versions.values()),
-                default=0,
-            )  # fmt: skip
+            self.max_request_bytes = HEADROOM_BYTES + max(self._request_bytes.values(), default=0)
 
     def _largest_request(self, m: Manifest) -> int:
         batch = self.config.max_request_batch
-        values = sum(int(np.prod([batch if d < 0 else d for d in t.shape])) for t in m.inputs)
+        values = sum(math.prod([batch if d < 0 else d for d in t.shape]) for t in m.inputs)
         return values * JSON_BYTES_PER_NUMBER
+
+
+class _Stopping(Exception):
+    """close() was called while models were being opened."""
 
 
 def _run_engine(engine: Engine, inputs: Inputs) -> Outputs:
@@ -702,6 +901,41 @@ def _finish(prepared: _Prepared, outputs: Outputs) -> dict[str, np.ndarray]:
     return result
 
 
+def _check_channels(channels: list[int], width: int) -> str | None:
+    """What is wrong with a request's output channels, if anything (distinct, in range)."""
+    bad = [c for c in channels if not 0 <= c < width]
+    if not channels:
+        return f"channels [] selects nothing; expected indices 0..{width - 1}"
+    if bad:
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        return f"channels {bad[:5]}{more} out of range; expected indices 0..{width - 1}"
+    if len(set(channels)) != len(channels):
+        repeated = next(c for k, c in enumerate(channels) if c in channels[:k])
+        return (
+            f"channels repeat index {repeated} ({len(channels)} given); expected distinct "
+            f"indices 0..{width - 1}, at most {width} of them"
+        )
+    return None
+
+
+def _smallest_request(m: Manifest) -> int:
+    """Bytes of the smallest valid request, one window of one-digit numbers ("0,")."""
+    return 2 * sum(math.prod(d for d in t.shape if d > 0) for t in m.inputs)
+
+
+def _close_models(models: Iterable[_Model]) -> None:
+    _close_versions(v for model in list(models) for v in model.versions.values())
+
+
+def _close_versions(versions: Iterable[ServedModel]) -> None:
+    for version in list(versions):
+        version.close()
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
+
+
 def _expected(shape: list[int]) -> str:
     dims = ["batch" if d < 0 else str(d) for d in shape]
     one = f"[{', '.join(dims[1:])}] or " if shape and shape[0] < 0 else ""
@@ -726,10 +960,19 @@ def _reload_error(what: str, exc: BaseException) -> ReloadError:
     return ReloadError(f"{what}: unexpected {type(exc).__name__} while loading (see server log)")
 
 
-def _as_serving_error(exc: BaseException) -> ServingError:
+def _repository_error(exc: OvcastError) -> ServingError:
+    return ServingError(
+        f"the model repository cannot be read: {exc}; the models loaded go on serving",
+        code="repository_error",
+    )
+
+
+def as_serving_error(exc: BaseException) -> ServingError:
     """One boundary: every exception of a request becomes the ServingError it answers with."""
     if isinstance(exc, ServingError):
         return exc
+    if isinstance(exc, ModelPackageError):  # the server's packages, not the request
+        return _repository_error(exc)
     if isinstance(exc, OvcastError):  # the engine's own checks (InvalidInputError, ...)
         return InvalidRequestError(str(exc), code="invalid_input")
     log.error("internal error while serving a request", exc_info=exc)

@@ -27,13 +27,12 @@ lone small request runs on the loop itself (see ``HttpFrontEnd._inline``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import logging
 import re
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -53,9 +52,9 @@ from ..errors import (
     UnavailableError,
 )
 from . import kserve, tensors
-from .asgi import AsgiServer, is_loopback, listen
+from .asgi import AsgiServer, ConnectionLimits, HostAllowList, connection_cap, is_loopback, listen
 from .config import HttpConfig
-from .core import ForecastService
+from .core import ForecastService, as_serving_error
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 log = logging.getLogger(__name__)
@@ -77,9 +76,18 @@ class HttpFrontEnd:
         self.service = service
         self.config = config or HttpConfig()
         self.model_control = self.config.allow_model_control or is_loopback(self.config.host)
-        self._key = self.config.api_key.encode() if self.config.api_key else None
+        # Header bytes arrive as latin-1 text in ASGI: compared as the bytes sent, a UTF-8 key
+        # matches what curl and requests send for it.
+        self._key = self.config.api_key.encode("utf-8") if self.config.api_key else None
+        self.hosts = HostAllowList(self.config.host, self.config.allowed_hosts)
+        self.limits = ConnectionLimits(
+            header_timeout_s=self.config.header_timeout_s,
+            max_connections=connection_cap(self.config.max_connections),
+            on_refused=self.service.metrics.refused,
+        )
         self._limiter: anyio.CapacityLimiter | None = None
         self.server: AsgiServer | None = None  # set by serve() and start()
+        self.clean_exit = True  # False: serve() stopped with a thread still inside OpenVINO
         model = "/v2/models/{name}"
         version = model + "/versions/{version}"
         routes = [
@@ -93,6 +101,10 @@ class HttpFrontEnd:
             Route(version + "/ready", self._guard(self.model_ready), methods=["GET"]),
             Route(model + "/infer", self._wrong_method, methods=["GET"]),
             Route(version + "/infer", self._wrong_method, methods=["GET"]),
+            Route(model + "/{extension:str}", self._guard(self.triton_extension), methods=["GET"]),
+            Route(
+                version + "/{extension:str}", self._guard(self.triton_extension), methods=["GET"]
+            ),
             Route("/v2/repository/index", self._guard(self.index), methods=["GET", "POST"]),
             Route(
                 "/v2/repository/models/{name}/{action:str}",
@@ -109,34 +121,44 @@ class HttpFrontEnd:
         """Bind, load the models in the background, serve until SIGTERM; the exit code."""
         c = self.config
         sock = listen(c.host, c.port, what="the HTTP server")
-        server = AsgiServer(
-            self,
-            sock,
-            drain_timeout_s=c.drain_timeout_s,
-            on_exit=self.service.draining.set,
-            on_hangup=self.service.reload_in_background,
-        )
-        self.server = server
         failed: list[BaseException] = []
 
         def load() -> None:
             try:
-                self.service.start()
+                started = self.service.start()
             except BaseException as exc:  # noqa: BLE001 - reported by serve()
                 failed.append(exc)
                 server.server.handle_exit_request()
                 return
-            names = ",".join(self.service.models())
-            log.info("ready model=%s on http://%s:%d", names, c.host, server.port)
+            if started:
+                names = ",".join(self.service.models())
+                log.info("ready model=%s on http://%s:%d", names, c.host, server.port)
 
-        log.info("live on http://%s:%d (loading models)", c.host, server.port)
-        if not self.model_control:
-            log.info("model control (load/unload) is off on %s; --allow-model-control", c.host)
-        threading.Thread(target=load, name="ovcast-load", daemon=True).start()
+        def started() -> None:
+            # Live, and loading, once the signal handlers are in place: SIGTERM during
+            # start-up then stops after the model being compiled; SIGHUP reloads once started.
+            log.info("live on http://%s:%d (loading models)", c.host, server.port)
+            if not self.model_control:
+                log.info("model control (load/unload) is off on %s; --allow-model-control", c.host)
+            loader.start()
+
+        loader = threading.Thread(target=load, name="ovcast-load", daemon=True)
+        server = AsgiServer(
+            self,
+            sock,
+            drain_timeout_s=c.drain_timeout_s,
+            limits=self.limits,
+            on_exit=self.service.draining.set,
+            on_hangup=self.service.request_reload,  # a byte on a pipe: safe in a handler
+            on_started=started,
+        )
+        self.server = server
         try:
             server.run()
         finally:
-            self.service.close()
+            self.clean_exit = self.service.close()  # waits (bounded) for a load in progress
+        if loader.is_alive():  # close() saw no load running: only its last lines are left
+            loader.join(timeout=1.0)
         if failed:
             raise failed[0]
         log.info("stopped")
@@ -154,6 +176,7 @@ class HttpFrontEnd:
             self,
             sock,
             drain_timeout_s=self.config.drain_timeout_s,
+            limits=self.limits,
             on_exit=self.service.draining.set,
         )
         server.start()
@@ -183,6 +206,13 @@ class HttpFrontEnd:
         served = self.service.model(request.path_params["name"], request.path_params.get("version"))
         return _json(200, {"name": served.name, "version": served.version, "ready": True})
 
+    async def triton_extension(self, request: Request) -> Response:
+        """Triton's per-model statistics and configuration routes: not served, said plainly."""
+        extension = request.path_params["extension"]
+        if extension not in _NOT_SERVED:
+            raise HTTPException(404)
+        raise _not_served(extension)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI app: infer requests go straight to the core, the rest through Starlette.
 
@@ -190,12 +220,23 @@ class HttpFrontEnd:
         there saves about a fifth of a millisecond per request on a 2-core box (measured with
         ``python -m ovcast.bench.serving``); the checks are the same functions either way.
         """
-        if scope["type"] == "http" and scope["method"] == "POST":
-            match = _INFER.fullmatch(scope["path"])
+        if scope["type"] != "http":
+            await self.starlette(scope, receive, send)
+            return
+        refusal = self.hosts.refusal(scope["headers"])
+        match = _INFER.fullmatch(scope["path"]) if scope["method"] == "POST" else None
+        if refusal is not None:  # DNS rebinding: a page of another site reached us by name
+            error = AccessDeniedError(refusal, code="host_not_allowed", http_status=403)
+            self.service.metrics.refused("host_not_allowed")
             if match is not None:
-                await self._infer_asgi(scope, receive, send, match["name"], match["version"])
-                return
-        await self.starlette(scope, receive, send)
+                self.service.rejected(error)
+            await _error(error)(scope, receive, send)
+        elif match is not None:
+            await self._infer_asgi(scope, receive, send, match["name"], match["version"])
+        elif scope["path"] == "/v2/models/stats" and "stats" not in self.service.models():
+            await _error(_not_served("stats"))(scope, receive, send)
+        else:
+            await self.starlette(scope, receive, send)
 
     async def _infer_asgi(
         self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None
@@ -204,19 +245,16 @@ class HttpFrontEnd:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         try:
             try:
-                self._check("POST", headers)
-                self.service.model(name, version)  # 404 / 503 before the body is read
+                self._check("POST", headers, model=(name, version))  # 404 and 503 included
                 admission = self.service.admit()
                 admission.__enter__()  # 503 before the body is read
-            except ServingError as exc:
-                self.service.rejected(exc)
-                raise
+            except Exception as exc:
+                raise self._rejected(exc) from exc
             try:
                 try:
                     body = await self._body(receive)
-                except ServingError as exc:
-                    self.service.rejected(exc)
-                    raise
+                except Exception as exc:
+                    raise self._rejected(exc) from exc
                 args = (name, version, body, headers.get(kserve.HEADER_LENGTH.lower()))
                 if self._inline(len(body)):
                     payload, content = self._infer(*args)
@@ -249,11 +287,13 @@ class HttpFrontEnd:
     def _infer(
         self, name: str, version: str | None, body: bytes, header_length: str | None
     ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-        with self._counting():
+        try:
             served = self.service.model(name, version)
             request, outputs = kserve.decode_infer(
                 served.manifest, body, header_length, name=served.name, version=version
             )
+        except Exception as exc:
+            raise self._rejected(exc) from exc
         result = self.service.infer(request)  # counts itself in the metrics
         payload, content = kserve.encode_infer(result, outputs)
         headers = [(k.encode(), v.encode()) for k, v in content.items()]
@@ -293,47 +333,55 @@ class HttpFrontEnd:
 
     # -- the guard around every route but health -------------------------------------------
     def _guard(self, route: Callable[[Request], Awaitable[Response]]):
-        """Length, key, origin and content type first; any ServingError becomes its answer."""
+        """Key, origin, content type and length first; any failure becomes its JSON answer."""
 
         async def guarded(request: Request) -> Response:
             try:
                 self._check(request.method, request.headers)
                 return await route(request)
-            except ServingError as exc:
-                return _error(exc)
+            except HTTPException:
+                raise  # Starlette's 404 / 405, answered by _http_exception
+            except Exception as exc:  # noqa: BLE001 - a bug is a JSON 500, logged
+                return _error(as_serving_error(exc))
 
         return guarded
 
     async def _wrong_method(self, request: Request) -> Response:
         raise HTTPException(405)
 
-    @contextlib.contextmanager
-    def _counting(self) -> Iterator[None]:
-        """Count a request that fails before the core sees it (the core counts the rest)."""
-        try:
-            yield
-        except ServingError as exc:
-            self.service.rejected(exc)
-            raise
+    def _rejected(self, exc: Exception) -> ServingError:
+        """Count an infer request that fails before the core sees it (the core counts the
+        rest) as the ServingError it is answered with; anything else is a logged 500."""
+        error = as_serving_error(exc)
+        self.service.rejected(error)
+        return error
 
-    def _check(self, method: str, headers: Mapping[str, str]) -> None:
-        """What every route but health checks before it reads a byte of the body."""
-        self._check_length(method, headers)
-        self._authorize(headers)
-        if method == "POST":
-            self._check_origin_and_type(headers)
-
-    def _check_length(self, method: str, headers: Mapping[str, str]) -> None:
+    def _check(
+        self,
+        method: str,
+        headers: Mapping[str, str],
+        *,
+        model: tuple[str, str | None] | None = None,
+    ) -> None:
+        """What every route but health checks before it reads a byte of the body: framing,
+        the key, what the request says of itself, then (infer) the model, and last the size:
+        an unloaded model's request gets 404, whatever its size."""
         length = headers.get("content-length")
         if method == "POST" and length is None and "transfer-encoding" not in headers:
-            # Without a length, what follows the headers would be read as the next request.
+            # Without a length, what follows the headers would be read as the next request:
+            # first of all, and the connection closes (see _error).
             raise InvalidRequestError(
                 "a POST needs a Content-Length header (or chunked transfer encoding)",
                 code="length_required",
                 http_status=411,
             )
+        self._authorize(headers)
+        if method == "POST":
+            self._check_origin_and_type(headers)
+        if model is not None:
+            self.service.model(*model)
         cap = self.service.max_request_bytes
-        if length is not None and length.isdigit() and int(length) > cap:
+        if length is not None and _is_number(length) and int(length) > cap:
             raise PayloadTooLargeError(
                 f"body of {length} bytes exceeds the cap of {cap} bytes (--max-request-bytes; "
                 f"at most --max-request-batch windows per request)"
@@ -346,12 +394,20 @@ class HttpFrontEnd:
         if given is None:
             scheme, _, token = headers.get("authorization", "").partition(" ")
             given = token if scheme.lower() == "bearer" else None
-        if given is None or not hmac.compare_digest(given.encode(), self._key):
+        if given is None or not hmac.compare_digest(given.encode("latin-1"), self._key):
             raise AccessDeniedError(
                 "missing or wrong API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"
             )
 
     def _check_origin_and_type(self, headers: Mapping[str, str]) -> None:
+        encoding = headers.get("content-encoding", "identity").strip().lower()
+        if encoding != "identity":
+            raise InvalidRequestError(
+                f"Content-Encoding {encoding[:40]!r} is not supported; send the body "
+                "uncompressed (tritonclient: no request_compression_algorithm)",
+                code="unsupported_media_type",
+                http_status=415,
+            )
         if "origin" in headers:
             raise AccessDeniedError(
                 "requests from web pages (with an Origin header) are refused: the API takes no "
@@ -438,6 +494,23 @@ class HttpFrontEnd:
         return _json(exc.status_code, {"error": message, "code": code})
 
 
+_NOT_SERVED = {
+    "stats": "Triton's statistics extension is not served by ovcast: GET /metrics has the "
+    "request counts and latencies (Prometheus)",
+    "config": "Triton's model configuration extension is not served by ovcast: GET "
+    "/v2/models/NAME has the model's inputs and outputs",
+}
+
+
+def _not_served(extension: str) -> ServingError:
+    return ServingError(_NOT_SERVED[extension], code="not_supported", http_status=501)
+
+
+def _is_number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes '²', which int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def _json(status: int, data: Any) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
@@ -448,10 +521,8 @@ def _error(exc: ServingError) -> Response:
         response.headers["www-authenticate"] = "Bearer"
     if isinstance(exc, UnavailableError):
         response.headers["retry-after"] = "1"
-    if exc.http_status in (408, 411, 413):  # the rest of the body is unwanted or unframed:
-        response.headers["connection"] = "close"  # never read it as the next request
+    if exc.http_status in (408, 411, 413) or exc.code == "host_not_allowed":
+        # The rest of the body is unwanted or unframed (never read it as the next request),
+        # or the client is not talking to this server.
+        response.headers["connection"] = "close"
     return response
-
-
-def run_http_server(service: ForecastService, config: HttpConfig) -> int:
-    return HttpFrontEnd(service, config).serve()

@@ -2,17 +2,21 @@
 
     ovcast serve --mode jsonl --model models/default [--ready-line] [--raw] [--channels 0]
 
-Lifecycle: load and warm up the models; announce readiness (always a log line on stderr
-"ready ..."; with --ready-line also a first stdout line {"event": "ready", ...}); then
-answer each line in order until EOF or SIGTERM. On SIGTERM the server stops reading, answers
-every complete line it has already received, and exits 0. stdout carries protocol lines
-only; logs go to stderr. Clients may pipeline: lines wait in the pipe until answered.
+Lifecycle: install the signal handlers; load and warm up the models; announce readiness
+(always a log line on stderr "ready ..."; with --ready-line also a first stdout line
+{"event": "ready", ...}); then answer each line in order until EOF or SIGTERM. On SIGTERM
+the server stops reading, answers every complete line it has already received, and exits 0;
+during start-up, it exits 0 once the model being compiled is done. stdout carries protocol
+lines only; logs go to stderr. Clients may pipeline: lines wait in the pipe until answered.
+The process never exits while a reload compiles: ``ForecastService.close`` waits for it.
 
 With dynamic batching (--max-batch-size > 1) the server reads ahead the lines that are
 already there (at most --max-queue-size) and submits them together, so a pipelining client
 gets batches; answers still leave in request order. Hot swap: SIGHUP reloads every model in
-the background (requests go on meanwhile); the "reload" command reloads in order, so later
-lines use the new model. Everything else is the core's (``core.ForecastService``).
+the background (requests go on meanwhile; SIGHUPs that arrive during a reload make one more;
+during start-up, one reload after it); the "reload" command reloads in order, so later lines
+use the new model. The line cap follows the models served (a model loaded later raises it).
+Everything else is the core's (``core.ForecastService``).
 """
 
 from __future__ import annotations
@@ -23,11 +27,12 @@ import select
 import signal
 import sys
 from collections import deque
+from collections.abc import Callable
 from typing import BinaryIO
 
 from ..errors import PayloadTooLargeError, ServingError
 from . import jsonl_codec as codec
-from .core import ForecastService, Pending
+from .core import ForecastService, Pending, as_serving_error
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,7 @@ class JsonLinesServer:
         self.source_fd = sys.stdin.fileno() if source_fd is None else source_fd
         self.sink = sink or sys.stdout.buffer
         self.answered = 0
+        self.clean_exit = True  # False: close() timed out with a thread inside OpenVINO
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
 
@@ -71,13 +77,25 @@ class JsonLinesServer:
             self._write(codec.encode(info))
         log.info("ready model=%s", ",".join(models))
 
-    def serve(self) -> int:
-        """Answer lines until EOF or SIGTERM; returns the process exit code."""
+    def serve(self, *, ready_line: bool = False) -> int:
+        """Load the models (unless started), answer lines until EOF or SIGTERM, then stop the
+        service; returns the process exit code. Signals are handled from the start."""
         previous = {
             signal.SIGTERM: signal.signal(signal.SIGTERM, self._on_sigterm),
             signal.SIGHUP: signal.signal(signal.SIGHUP, self._on_sighup),
         }
-        reader = _LineReader(self.source_fd, self.service.max_request_bytes, self._wake_r)
+        try:
+            if not self.service.start():
+                return 0  # SIGTERM during start-up
+            self.announce_ready(ready_line=ready_line)
+            return self._answer_lines()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.clean_exit = self.service.close()
+
+    def _answer_lines(self) -> int:
+        reader = _LineReader(self.source_fd, lambda: self.service.max_request_bytes, self._wake_r)
         read_ahead = self.service.config.max_queue_size
         pending: deque[_Answer] = deque()
         try:
@@ -100,9 +118,6 @@ class JsonLinesServer:
         except BrokenPipeError:
             log.warning("stdout closed by the client; stopping")
             return 0
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
         log.info("stopped after %d responses", self.answered)
         return 0
 
@@ -148,7 +163,8 @@ class JsonLinesServer:
             if command.name == "index":
                 return codec.encode_event(rid, "index", models=service.index())
             return codec.encode_event(rid, "metrics", metrics=service.metrics.render().decode())
-        except ServingError as error:
+        except Exception as exc:  # noqa: BLE001 - every command is answered, with its id
+            error = as_serving_error(exc)
             error.request_id = rid
             return codec.encode_error(error)
 
@@ -172,11 +188,11 @@ class JsonLinesServer:
 
     def _on_sighup(self, signum, frame) -> None:
         """Reload every model in the background; requests go on with the current ones."""
-        log.info("SIGHUP")
-        self.service.reload_in_background()
+        self.service.request_reload()  # a byte on a pipe: nothing here can deadlock
 
     def _on_sigterm(self, signum, frame) -> None:
         log.info("SIGTERM: answering what was received, then exiting")
+        self.service.draining.set()  # during start-up: stop after the model being compiled
         try:
             os.write(self._wake_w, b"x")
         except BlockingIOError:
@@ -204,12 +220,13 @@ class _Answer:
 class _LineReader:
     """Complete lines from a file descriptor, without blocking when asked not to.
 
-    A line over ``max_bytes`` is skipped to its end and reported once as ``_TOO_LONG``. A
-    byte on ``wake_fd`` (SIGTERM) stops the reading: what is already in the pipe is still
-    read and its complete lines returned; a partial last line is dropped.
+    A line over ``max_bytes()`` (asked anew for each line: loading a model can raise it) is
+    skipped to its end and reported once as ``_TOO_LONG``. A byte on ``wake_fd`` (SIGTERM)
+    stops the reading: what is already in the pipe is still read and its complete lines
+    returned; a partial last line is dropped.
     """
 
-    def __init__(self, fd: int, max_bytes: int, wake_fd: int) -> None:
+    def __init__(self, fd: int, max_bytes: Callable[[], int], wake_fd: int) -> None:
         self.fd, self.max_bytes, self.wake_fd = fd, max_bytes, wake_fd
         self.buffer = bytearray()
         self.scanned = 0  # the buffer holds no newline before this offset
@@ -226,10 +243,10 @@ class _LineReader:
                 if self.skipping:
                     self.skipping = False
                     continue
-                if len(line) > self.max_bytes + 1:
+                if len(line) > self.max_bytes() + 1:
                     return _TOO_LONG
                 return line
-            if len(self.buffer) > self.max_bytes:
+            if len(self.buffer) > self.max_bytes():
                 self.buffer.clear()
                 self.scanned = 0
                 if not self.skipping:

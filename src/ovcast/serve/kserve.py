@@ -15,6 +15,7 @@ core.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,7 +193,8 @@ def decode_infer(
 def _split(body: bytes, header_length: str | None) -> tuple[bytes, memoryview]:
     if header_length is None:
         return body, memoryview(b"")
-    if not header_length.isdigit() or not 0 < int(header_length) <= len(body):
+    digits = header_length.isascii() and header_length.isdigit()  # not '²', which int() refuses
+    if not digits or not 0 < int(header_length) <= len(body):
         raise InvalidRequestError(
             f"{HEADER_LENGTH} {header_length[:20]!r} must be an integer from 1 to the body "
             f"length ({len(body)})"
@@ -210,7 +212,7 @@ def _from_json_data(
             f"input {name!r} has neither 'data' nor parameters.binary_data_size"
         )
     array = tensors.from_json(data, name=name, datatype=datatype, source=source)
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)  # Python integers: [2**32, 2**32] must not wrap to 0
     if array.size != count:
         raise InvalidRequestError(
             f"input {name!r} 'data' holds {array.size} values; shape {shape} needs {count}",
@@ -226,12 +228,16 @@ def _outputs(requested: Any, manifest: Manifest, binary_default: bool, problem) 
     if not isinstance(requested, list):
         problem(f"'outputs' must be a list of {{name, parameters}}; outputs are {known}")
         return OutputChoice(known, {n: binary_default for n in known})
-    names, binary = [], {}
+    names: list[str] = []
+    binary: dict[str, bool] = {}
     for k, entry in enumerate(requested):
         name = entry.get("name") if isinstance(entry, dict) else None
         if name not in known:
             problem(f"outputs[{k}] must be an object naming one of {known}, got {entry!r:.80}")
             continue
+        if name in binary:
+            problem(f"outputs[{k}] asks for {name!r} again; name each output at most once")
+            break  # one problem for a list of many copies
         parameters = _object(entry.get("parameters"), f"outputs[{k}].parameters", problem)
         flag = _flag(parameters, "binary_data", f"outputs[{k}].parameters", problem)
         names.append(name)

@@ -12,6 +12,10 @@ brings (CPU seconds, resident memory, open files, GC). ``render()`` is the body 
     ovcast_inference_duration_seconds{model}      engine time per executed batch
     ovcast_batch_size{model}                      windows per executed batch
     ovcast_model_loads_total{model, outcome}      loads, reloads and unloads: "success" or the code
+    ovcast_http_refused_total{reason}             HTTP connections and requests refused before
+                                                  routing: too_many_connections, header_timeout,
+                                                  headers_too_large, bad_http_request,
+                                                  host_not_allowed
 """
 
 from __future__ import annotations
@@ -82,6 +86,10 @@ class ServiceMetrics:
             "ovcast_model_loads", "Model loads, reloads and unloads by outcome",
             ("model", "outcome"), registry=r,
         )  # fmt: skip
+        self._refused = Counter(
+            "ovcast_http_refused", "HTTP connections and requests refused before routing",
+            ("reason",), registry=r,
+        )  # fmt: skip
         self._models: dict[str, ModelMetrics] = {}
         self._counts: dict[tuple[str, str], Counter] = {}
 
@@ -103,6 +111,9 @@ class ServiceMetrics:
         counter.inc()
         if seconds is not None:
             self.model(model).request_s.observe(seconds)
+
+    def refused(self, reason: str) -> None:
+        self._refused.labels(reason).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -17,7 +17,7 @@ checked against ``NAME`` and looked up, never joined into a path by itself.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ from ..errors import ModelNotFoundError, ModelPackageError, UnknownModelError
 from ..package import MANIFEST_FILE
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")  # no separators, no "..", no leading "."
+VERSION = re.compile(r"0|[1-9][0-9]{0,17}")  # ASCII digits, one spelling per number ("01" is not)
+POLICIES = ("latest", "all", "specific")
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class ModelSource:
 
     name: str | None
     path: Path
-    version_policy: dict[str, Any] = field(default_factory=dict)
+    version_policy: Any = None  # OVMS model_version_policy as config.json has it; None: latest
 
 
 def parse_model_option(text: str) -> ModelSource:
@@ -93,7 +95,7 @@ class Repository:
         config = read_config(self.root)
         if config:
             return [
-                ModelSource(name, Path(c["base_path"]), c.get("model_version_policy") or {})
+                ModelSource(name, Path(c["base_path"]), c.get("model_version_policy"))
                 for name, c in sorted(config.items())
                 if NAME.fullmatch(name)
             ]
@@ -110,7 +112,7 @@ def served_versions(source: ModelSource) -> dict[str, Path]:
     if (path / MANIFEST_FILE).is_file():
         return {"1": path}
     versions = (
-        {int(p.name): p for p in path.iterdir() if p.name.isdigit() and p.is_dir()}
+        {int(p.name): p for p in path.iterdir() if VERSION.fullmatch(p.name) and p.is_dir()}
         if path.is_dir()
         else {}
     )
@@ -123,20 +125,50 @@ def served_versions(source: ModelSource) -> dict[str, Path]:
     return {str(v): versions[v] for v in chosen}
 
 
-def _apply_policy(versions: list[int], policy: dict[str, Any], where: Path) -> list[int]:
-    if not policy or "latest" in policy:
-        count = int((policy.get("latest") or {}).get("num_versions", 1))
-        return versions[-max(count, 1) :]
-    if "all" in policy:
+def _apply_policy(versions: list[int], policy: Any, where: Path) -> list[int]:
+    """OVMS's model_version_policy: exactly one of latest {num_versions: N >= 1}, all {},
+    specific {versions: [N, ...]}; anything else is a ModelPackageError naming it."""
+    if policy is None or policy == {}:
+        policy = {"latest": {}}
+    if not isinstance(policy, dict) or len(policy) != 1 or next(iter(policy)) not in POLICIES:
+        raise ModelPackageError(
+            f"{where}: model_version_policy {_short(policy)}; expected one of "
+            '{"latest": {"num_versions": N}}, {"all": {}}, {"specific": {"versions": [N, ...]}}'
+        )
+    ((kind, settings),) = policy.items()
+    settings = {} if settings is None else settings
+    if not isinstance(settings, dict):
+        raise ModelPackageError(
+            f"{where}: model_version_policy {kind!r} takes an object, got {_short(settings)}"
+        )
+    if kind == "all":
         return versions
-    if "specific" in policy:
-        wanted = [int(v) for v in policy["specific"].get("versions", [])]
-        missing = sorted(set(wanted) - set(versions))
-        if missing:
-            raise ModelNotFoundError(
-                f"{where}: version folders {missing} named by the policy are missing"
+    if kind == "latest":
+        count = settings.get("num_versions", 1)
+        if not _is_int(count) or count < 1:
+            raise ModelPackageError(
+                f"{where}: model_version_policy latest.num_versions {_short(count)}; expected "
+                "an integer >= 1"
             )
-        return sorted(wanted)
-    raise ModelPackageError(
-        f"{where}: model_version_policy {policy!r}; expected latest, specific or all"
-    )
+        return versions[-count:]
+    wanted = settings.get("versions")
+    if not isinstance(wanted, list) or not wanted or not all(_is_int(v) and v >= 0 for v in wanted):
+        raise ModelPackageError(
+            f"{where}: model_version_policy specific.versions {_short(wanted)}; expected a "
+            "non-empty list of version numbers"
+        )
+    missing = sorted(set(wanted) - set(versions))
+    if missing:
+        raise ModelNotFoundError(
+            f"{where}: version folders {missing} named by the policy are missing"
+        )
+    return sorted(set(wanted))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -9,6 +9,7 @@ against a model (the core does, once).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -117,7 +118,7 @@ def from_binary(
 ) -> np.ndarray:
     """Raw little-endian tensor bytes (the binary tensor extension) as an array."""
     dtype = _dtype(datatype, name)
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)  # Python integers: never wraps
     if len(buffer) != count * dtype.itemsize:
         raise InvalidRequestError(
             f"'{name}' has {len(buffer)} bytes of binary data; shape {list(shape)} of "

@@ -20,6 +20,7 @@ import logging
 import shlex
 import shutil
 from dataclasses import asdict, replace
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,9 @@ PLOT_FILE = "forecasts.png"
 PACKAGE_DIR = "package"
 # MSEs closer than this (relative) are a tie: one test split cannot tell them apart.
 TIE_TOLERANCE = 0.01
+# The layers --channel-mixing adds to a TTM decoder, and the last layer of each (zeroed).
+MIXING_WEIGHTS = "decoder.*.channel_feature_mixer.*"
+MIXING_OUTPUT = "decoder.*.channel_feature_mixer.mlp.fc2"
 
 
 def finetune(config: FinetuneConfig, *, progress: bool = True) -> dict[str, Any]:
@@ -61,7 +65,7 @@ def finetune(config: FinetuneConfig, *, progress: bool = True) -> dict[str, Any]
         raise DataError(f"--base {base} is a {family} model, not --family {config.family}")
     if config.channel_mixing and family != TTM:
         raise DataError("--channel-mixing applies to TTM (--family ttm) bases")
-    model = load_model(source, **_config_changes(source.path, family, config))
+    model = _starting_model(source, family, config.channel_mixing)
     context, horizon = model.config.context_length, model.config.prediction_length
     if model.config.num_input_channels != len(CHANNELS):
         raise DataError(
@@ -91,7 +95,7 @@ def finetune(config: FinetuneConfig, *, progress: bool = True) -> dict[str, Any]
     )
     forecasters = {
         FINETUNED: predictor(load_model(resolve_source(result.best_dir))),
-        BASE: predictor(load_model(source, **_config_changes(source.path, family, config))),
+        BASE: predictor(load_model(source, **_config_changes(source.path, family, False))),
         **baselines(horizon, context, with_drift=True),
     }
     report = evaluate(
@@ -107,15 +111,36 @@ def finetune(config: FinetuneConfig, *, progress: bool = True) -> dict[str, Any]
     return document
 
 
-def _config_changes(path: Path, family: str, config: FinetuneConfig) -> dict[str, Any]:
+def _starting_model(source: Any, family: str, channel_mixing: bool) -> Any:
+    """The base model training starts from. With --channel-mixing, TTM's decoder gains
+    channel-mixing layers the base does not have; each is a residual block, and its last
+    layer starts at zero, so the starting model forecasts exactly what the published base
+    does (the score before the first epoch is the base's) and training grows the mixing."""
+    from ..hf.loading import load_model
+
+    changes = _config_changes(source.path, family, channel_mixing)
+    model = load_model(
+        source, new_layers=[MIXING_WEIGHTS] if "decoder_mode" in changes else [], **changes
+    )
+    if "decoder_mode" in changes:
+        torch = require("torch", extra="convert", purpose="Fine-tuning")
+        with torch.no_grad():
+            for name, module in model.named_modules():
+                if fnmatch(name, MIXING_OUTPUT):
+                    module.weight.zero_()
+                    module.bias.zero_()
+    return model
+
+
+def _config_changes(path: Path, family: str, channel_mixing: bool) -> dict[str, Any]:
     """TTM's zero-shot checkpoints are channel-independent and saved with one channel: they
     take the 7 market channels as they are (granite-tsfm's get_model sets the count the same
-    way); --channel-mixing switches the decoder to mixing them."""
+    way); ``channel_mixing`` switches the decoder to mixing them."""
     if family != TTM:
         return {}
     saved = json.loads((path / "config.json").read_text())
     changes: dict[str, Any] = {}
-    if config.channel_mixing:
+    if channel_mixing and saved.get("decoder_mode") != "mix_channel":
         changes["decoder_mode"] = "mix_channel"
     mixes = saved.get("mode") == "mix_channel" or saved.get("decoder_mode") == "mix_channel"
     if saved.get("num_input_channels") != len(CHANNELS) and not mixes:
