@@ -87,8 +87,8 @@ def test_csv_in_and_out_stride_and_raw(tmp_path, small_package, small_engine):
     [
         (lambda t: t.drop_columns(["rsi"]), "no column(s) ['rsi']"),
         (lambda t: t.set_column(2, "close", pa.array([None] + t["close"].to_pylist()[1:])),
-         "column 'close' is nan"),
-        (lambda t: pa.concat_tables([t, t.slice(0, 1)]), "timestamps repeat"),
+         "column 'close' is empty"),
+        (lambda t: pa.concat_tables([t, t.slice(0, 1)]), "repeats; one row per series"),
     ],
     ids=["missing channel", "empty cell", "repeated time"],
 )  # fmt: skip
@@ -154,3 +154,151 @@ def test_a_recording_forecasts_each_product_from_its_market_channels(tmp_path, m
     np.testing.assert_array_equal(values.reshape(len(windows), 16, 7), engine.predict(windows))
     minutes = (rows["time"].to_numpy() - rows["origin"].to_numpy()) / np.timedelta64(1, "m")
     assert (minutes == rows["step"].to_numpy()).all()  # one-minute bars
+
+
+def batch(tmp_path, small_package, source, out=None, *extra: str) -> int:
+    out = out or tmp_path / "out.parquet"
+    return main(["forecast-batch", str(source), "--model", str(small_package), "--out", str(out),
+                 *extra])  # fmt: skip
+
+
+def write_csv(path, text: str | bytes):
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+def test_every_bad_input_gets_one_clear_line(tmp_path, small_package, capsys):
+    """Inputs real exports have: each refused with a line naming what is wrong, no traceback."""
+    good = series_table({"a": CONTEXT + 2}).sort_by("date")
+    zero_rows = tmp_path / "zero.parquet"
+    pq.write_table(good.slice(0, 0), zero_rows)
+    text = good.set_column(2, "close", pa.array(["abc"] + [str(v) for v in good["close"][1:]]))
+    pq.write_table(text, tmp_path / "text.parquet")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    pq.write_table(good, folder / "part-0.parquet")
+    (folder / "notes.txt").write_text("not parquet")
+    dates = "series_id,date,close,volume,rsi\na,2024-01-01,1,2,3\na,yesterday,1,2,3\n"
+    cases = [
+        (write_csv(tmp_path / "header.csv", "series_id,date,close,volume,rsi\n"), (), "no rows"),
+        (zero_rows, (), "has no rows"),
+        (
+            write_csv(
+                tmp_path / "latin1.csv",
+                "series_id,date,close,volume,rsi,caf\xe9\n".encode("latin-1"),
+            ),
+            (),
+            "not UTF-8",
+        ),  # fmt: skip
+        (tmp_path / "text.parquet", (), "column 'close' is string, not numbers"),
+        (write_csv(tmp_path / "dates.csv", dates), (), "not an ISO 8601 time"),
+        (
+            write_csv(tmp_path / "no-date.csv", dates.replace("yesterday", "")),
+            (),
+            "1 empty timestamp",
+        ),
+        (tmp_path / "text.parquet", ("--id-column", "close"), "asked for in two roles"),
+        (folder, (), "cannot read"),
+    ]
+    for source, extra, message in cases:
+        assert batch(tmp_path, small_package, source, None, *extra) == 1, source
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.splitlines()) == 1, err
+
+
+def test_categorical_ids_and_header_names_in_any_case_are_read(
+    tmp_path, small_package, small_engine
+):
+    table = series_table({"a": CONTEXT + 1, "b": CONTEXT})
+    cats = table.set_column(0, "series_id", table["series_id"].dictionary_encode())
+    pq.write_table(cats.rename_columns([" Series_ID ", "DATE", "Close", "volume", "RSI"]),
+                   tmp_path / "in.parquet")  # fmt: skip
+    assert batch(tmp_path, small_package, tmp_path / "in.parquet") == 0
+    got = pq.read_table(tmp_path / "out.parquet")
+    forecast, _ = expected(small_engine, table, "a")
+    rows = got.filter(pa.compute.equal(got[" Series_ID "], "a"))
+    values = np.stack([rows[c].to_numpy() for c in CHANNELS], -1).reshape(2, HORIZON, 3)
+    np.testing.assert_array_equal(values, forecast)
+
+
+def test_empty_ids_are_refused_alike_in_csv_and_parquet(tmp_path, small_package, capsys):
+    table = series_table({"a": CONTEXT + 2}).sort_by("date")
+    ids = table["series_id"].to_pylist()
+    ids[5] = None
+    with_null = table.set_column(0, "series_id", pa.array(ids, pa.string()))
+    pq.write_table(with_null, tmp_path / "in.parquet")
+    pa.csv.write_csv(with_null, tmp_path / "in.csv")
+    for source in ("in.parquet", "in.csv"):
+        assert batch(tmp_path, small_package, tmp_path / source) == 1
+        assert "column 'series_id' has empty series ids (1 rows)" in capsys.readouterr().err
+
+
+def test_when_no_series_is_long_enough_nothing_is_written_and_the_exit_is_1(
+    tmp_path, small_package, capsys
+):
+    pq.write_table(series_table({"a": CONTEXT - 1, "b": 3}), tmp_path / "in.parquet")
+    assert batch(tmp_path, small_package, tmp_path / "in.parquet") == 1
+    assert "no series has a full window: all 2 have fewer than 64 rows" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [tmp_path / "in.parquet"]
+
+
+def test_out_equal_to_the_input_is_refused(tmp_path, small_package, capsys):
+    source = tmp_path / "in.parquet"
+    pq.write_table(series_table({"a": CONTEXT}), source)
+    before = source.read_bytes()
+    assert batch(tmp_path, small_package, source, tmp_path / "." / "in.parquet") == 1
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert source.read_bytes() == before
+
+
+def test_a_failed_or_interrupted_run_leaves_the_previous_output_and_no_partial_file(
+    tmp_path, small_package, monkeypatch, capsys
+):
+    import os
+    import signal
+
+    from ovcast.batch import forecast
+
+    source, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    pa.csv.write_csv(series_table({"a": CONTEXT + 20, "b": CONTEXT + 20}), source)
+    out.write_text("the previous run's forecasts\n")
+    real = forecast.forecast_series
+
+    def fail_on_the_second_series(fault):
+        calls = []
+
+        def forecast_series(engine, spec, series_id, rows):
+            calls.append(series_id)
+            if len(calls) == 2:
+                fault()
+            yield from real(engine, spec, series_id, rows)
+
+        return forecast_series
+
+    def interrupt():
+        raise KeyboardInterrupt
+
+    def terminate():  # SIGTERM, delivered to this process while it writes
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    for fault, code in ((interrupt, 130), (terminate, 128 + signal.SIGTERM)):
+        monkeypatch.setattr(forecast, "forecast_series", fail_on_the_second_series(fault))
+        try:
+            result = batch(tmp_path, small_package, source, out, "--batch-size", "4")
+        except SystemExit as exc:
+            result = exc.code
+        assert result == code
+        assert out.read_text() == "the previous run's forecasts\n"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back
+
+
+def test_a_value_beyond_float32_names_its_series(tmp_path, small_package, capsys):
+    table = series_table({"a": CONTEXT + 2}).sort_by("date")
+    close = table["close"].to_numpy().astype(np.float64)  # finite in float64, not in float32
+    close[7] = 1e39
+    pq.write_table(table.set_column(2, "close", pa.array(close)), tmp_path / "in.parquet")
+    assert batch(tmp_path, small_package, tmp_path / "in.parquet") == 1
+    err = capsys.readouterr().err
+    assert "series 'a': row 7 of the series, column 'close' is 1e+39" in err, err
+    assert "beyond float32's range" in err

@@ -19,6 +19,7 @@ same chunks, so both give the very same forecasts (``ray_data.py``).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,10 +28,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
 from .._csv import time_column
+from ..errors import ConfigError, DataError
 from ..runtime.series import future_timestamps
-from .source import Columns, pyarrow, read_input, series_values
+from .source import (
+    Columns,
+    as_times,
+    empty_ids,
+    pyarrow,
+    read_input,
+    resolve_columns,
+    series_values,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..runtime.engine import Engine
@@ -73,13 +82,13 @@ class BatchStats:
 def detect_columns(
     names: list[str], id_column: str, timestamp_column: str | None, channels: list[str]
 ) -> Columns:
-    """The columns to use: the timestamp one named, or found by its name as every ovcast
-    reader finds it (``_csv.time_column``; by name only: a table's first column is often
-    its series id)."""
+    """The columns to use, by their names in the input (``resolve_columns``): the timestamp
+    one named, or found by its name as every ovcast reader finds it (``_csv.time_column``;
+    by name only: a table's first column is often its series id)."""
     if timestamp_column is None:
         found = time_column(names, ())
         timestamp_column = None if found is None else names[found]
-    return Columns(id_column, timestamp_column, tuple(channels))
+    return resolve_columns(names, id_column, timestamp_column, channels)
 
 
 def series_of(table: Any, columns: Columns) -> Iterator[tuple[Any, Any]]:
@@ -93,8 +102,11 @@ def series_of(table: Any, columns: Columns) -> Iterator[tuple[Any, Any]]:
         keys.append((columns.timestamp, "ascending"))
     table = table.take(pc.sort_indices(table, sort_keys=keys))  # stable: ties keep input order
     ids = table.column(columns.id)
-    if ids.null_count:
-        raise DataError(f"column {columns.id!r} has {ids.null_count} empty ids")
+    empty = ids.null_count
+    if pa_is_text(ids.type):
+        empty += pc.sum(pc.equal(pc.utf8_trim_whitespace(ids), "")).as_py() or 0
+    if empty:
+        raise empty_ids(columns.id, empty)
     values = ids.to_numpy(zero_copy_only=False)
     starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
     ends = np.r_[starts[1:], len(values)]
@@ -102,21 +114,37 @@ def series_of(table: Any, columns: Columns) -> Iterator[tuple[Any, Any]]:
         yield values[start], table.slice(start, end - start)
 
 
+def pa_is_text(data_type: Any) -> bool:
+    pa = pyarrow()
+    return bool(pa.types.is_string(data_type) or pa.types.is_large_string(data_type))
+
+
 def forecast_series(engine: Engine, spec: BatchSpec, series_id: Any, rows: Any) -> Iterator[Any]:
-    """Arrow tables of one series' forecasts, ``spec.batch_size`` windows at a time."""
+    """Arrow tables of one series' forecasts, ``spec.batch_size`` windows at a time; its
+    rows are put in time order first (they may come in any)."""
     pa = pyarrow()
     columns = spec.columns
+    if series_id is None or (isinstance(series_id, str) and not series_id.strip()):
+        raise empty_ids(columns.id)
     where = f"series {series_id!r}"
+    times = offsets = None
+    if columns.timestamp:
+        stamps = as_times(rows.column(columns.timestamp), where)
+        times = stamps.to_numpy(zero_copy_only=False)
+        if len(times) > 1 and not (times[1:] > times[:-1]).all():
+            order = np.argsort(times, kind="stable")
+            rows, times = rows.take(pa.array(order)), times[order]
+            same = np.flatnonzero(times[1:] == times[:-1])
+            if len(same):
+                raise DataError(
+                    f"{where}: timestamp {times[same[0]]} repeats; one row per series and time step"
+                )
     values = series_values(rows, columns, where=where)
     context, horizon = engine.context_length, engine.prediction_length
     ends = np.arange(context - 1, len(values), spec.stride)
     if len(ends) == 0:
         return
-    times = offsets = None
-    if columns.timestamp:
-        times = rows.column(columns.timestamp).to_numpy(zero_copy_only=False)
-        if len(times) > 1 and not (times[1:] > times[:-1]).all():
-            raise DataError(f"{where}: timestamps repeat; one row per series and time step")
+    if times is not None:
         future = future_timestamps(times, horizon)
         offsets = None if future is None else future - times[-1]
     windows = np.lib.stride_tricks.sliding_window_view(values, context, axis=0)  # no copy
@@ -140,7 +168,14 @@ def forecast_series(engine: Engine, spec: BatchSpec, series_id: Any, rows: Any) 
 
 
 class TableWriter:
-    """Arrow tables appended to one .parquet or .csv file as they come."""
+    """Arrow tables appended to one .parquet or .csv file as they come: into a temporary
+    file beside it, renamed to ``path`` by ``commit()``. An interrupted or failed run leaves
+    no partial file under the final name, and an earlier ``path`` as it was.
+
+        with TableWriter(out) as writer:
+            writer.write(table) ...
+            writer.commit()
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -148,8 +183,15 @@ class TableWriter:
             raise ConfigError(
                 f"--out {self.path.name}: expected a {' or '.join(OUTPUT_SUFFIXES)} file"
             )
+        self.partial = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}")
         self._writer: Any = None
         self.rows = 0
+
+    def __enter__(self) -> TableWriter:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.abort()
 
     def write(self, table: Any) -> None:
         if self._writer is None:
@@ -157,17 +199,39 @@ class TableWriter:
             if self.path.suffix.lower() == ".parquet":
                 from pyarrow import parquet
 
-                self._writer = parquet.ParquetWriter(self.path, table.schema)
+                self._writer = parquet.ParquetWriter(self.partial, table.schema)
             else:
                 from pyarrow import csv
 
-                self._writer = csv.CSVWriter(self.path, table.schema)
+                self._writer = csv.CSVWriter(self.partial, table.schema)
         self._writer.write_table(table)
         self.rows += table.num_rows
 
-    def close(self) -> None:
+    def commit(self) -> None:
+        """Close the file and put it under its name (atomically, on the same file system)."""
         if self._writer is not None:
             self._writer.close()
+            self._writer = None
+            os.replace(self.partial, self.path)
+
+    def abort(self) -> None:
+        """Drop what was written (nothing once committed)."""
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            finally:
+                self._writer = None
+                self.partial.unlink(missing_ok=True)
+
+
+def no_windows(stats: BatchStats, context: int) -> DataError:
+    """Every series is shorter than the context: an error, not an empty file (nothing to
+    backtest is almost always the wrong input or the wrong model)."""
+    every = f"all {stats.series}" if stats.series else "every one"
+    return DataError(
+        f"no series has a full window: {every} have fewer than {context} rows, the model's "
+        "context; nothing was written"
+    )
 
 
 class Progress:
@@ -199,9 +263,8 @@ def forecast_local(
 
     engine = engine or Engine(spec.model_dir)
     table = read_input(source, spec.columns)
-    writer = TableWriter(out)
     stats, progress = BatchStats(), Progress("forecast-batch")
-    try:
+    with TableWriter(out) as writer:
         for series_id, rows in series_of(table, spec.columns):
             stats.series += 1
             if rows.num_rows < engine.context_length:
@@ -210,7 +273,8 @@ def forecast_local(
             for part in forecast_series(engine, spec, series_id, rows):
                 writer.write(part)
                 progress.add(part.num_rows // engine.prediction_length)
-    finally:
-        writer.close()
+        if progress.windows == 0:
+            raise no_windows(stats, engine.context_length)
+        writer.commit()
     stats.windows, stats.seconds = progress.windows, progress.seconds
     return stats

@@ -13,11 +13,12 @@ another order than the local path writes them; within a series the rows are in t
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError, require
-from .forecast import BatchSpec, BatchStats, Progress, TableWriter, forecast_series
+from ..errors import DataError, OvcastError, require
+from .forecast import BatchSpec, BatchStats, Progress, TableWriter, forecast_series, no_windows
 from .source import RECORDING_SUFFIXES, pyarrow, read_input, select_columns
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,9 @@ def forecast_on_ray(
             "--ray needs a timestamp column (--timestamp-column): Ray's shuffle does not keep "
             "the rows of a series in file order, so they are put in time order"
         )
+    _ray_data_console_quiet()
     probe = Engine(spec.model_dir, warmup=False)  # fail here, not in every worker
-    horizon = probe.prediction_length
+    horizon, context_length = probe.prediction_length, probe.context_length
     probe.close()
     started = connect(address)
     try:
@@ -81,22 +83,54 @@ def forecast_on_ray(
             forecast_group,
             batch_format="pyarrow",
             fn_kwargs={"spec": spec, "threads": max(1, int(worker_cpus))},
-            concurrency=workers,
+            compute=ray.data.TaskPoolStrategy(size=workers),
             num_cpus=worker_cpus,
         )
-        writer = TableWriter(out)
         stats, progress = BatchStats(), Progress(f"forecast-batch on Ray ({workers} workers)")
-        try:
-            for part in forecasts.iter_batches(batch_size=None, batch_format="pyarrow"):
-                writer.write(part)
-                progress.add(part.num_rows // horizon)
-        finally:
-            writer.close()
+        with TableWriter(out) as writer:
+            try:
+                for part in forecasts.iter_batches(batch_size=None, batch_format="pyarrow"):
+                    if part.num_rows:
+                        writer.write(part)
+                    progress.add(part.num_rows // horizon)
+            except ray.exceptions.RayTaskError as exc:
+                cause = _cause(exc)
+                if cause is None:
+                    raise
+                # The error a worker raised, in the local path's words (Ray appends notes).
+                raise type(cause)(str(cause).splitlines()[0]) from None
+            if progress.windows == 0:
+                raise no_windows(stats, context_length)
+            writer.commit()
         stats.windows, stats.seconds = progress.windows, progress.seconds
         return stats
     finally:
         if started:
             ray.shutdown()
+
+
+def _ray_data_console_quiet() -> None:
+    """Ray Data's own console lines (progress tables, a worker's traceback) off stderr: ovcast
+    logs the progress and says a worker's error in one line. Ray Data's log file under the
+    session's logs/ray-data keeps everything; ``ovcast -v`` shows it here too."""
+    if log.isEnabledFor(logging.DEBUG):
+        return
+    for handler in logging.getLogger("ray.data").handlers:
+        if getattr(handler, "stream", None) in (sys.stderr, sys.stdout):
+            handler.setLevel(logging.CRITICAL)
+
+
+def _cause(exc: BaseException) -> OvcastError | None:
+    """The ovcast error (bad input) at the root of a Ray task failure, if that is what it is."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        cause = getattr(seen, "cause", None)
+        if isinstance(cause, OvcastError):
+            return cause
+        if isinstance(seen, OvcastError):
+            return seen
+        seen = cause if isinstance(cause, BaseException) else seen.__cause__
+    return None
 
 
 def _read(source: str | Path, spec: BatchSpec) -> Any:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+from pathlib import Path
 
 log = logging.getLogger("ovcast.forecast_batch")
 
@@ -14,15 +16,19 @@ with their series ids and timestamps. Windows are cut lazily, --batch-size at a 
 millions of them need no more memory than the input.
 
 input: .csv or .parquet (or a folder of Parquet files) with one row per series and time
-step: a series id column (--id-column), a timestamp column (--timestamp-column; found by
-its name date/datetime/time/timestamp/ts when not given) and the model's channels by name
-(other columns are ignored); or a recording (.db), one series per product, its 7 market
-channels from the first bar where every indicator is defined.
+step, rows in any order: a series id column (--id-column), a timestamp column
+(--timestamp-column; found by its name date/datetime/time/timestamp/ts/open_time when not
+given) and the model's channels by name (header names trimmed, any case; other columns are
+ignored); or a recording (.db), one series per product, its 7 market channels from the first
+bar where every indicator is defined.
 
 Each series gives a window ending at every --stride-th row from its CONTEXT-th on (shorter
-series are skipped). Output (.parquet or .csv), one row per window and horizon step:
+series are skipped; when all are, nothing is written and the exit code is 1). Output
+(.parquet or .csv, never the input), one row per window and horizon step:
   <id>, origin (the window's last timestamp), <timestamp> (the forecast's time), step
   (1..horizon), then one column per channel.
+It is written to a temporary file beside OUT and renamed at the end: an interrupted or failed
+run leaves an earlier OUT as it was.
 By default values are in model space; with --raw they are in raw units (the package's
 scaler scales the windows and scales the forecasts back).
 
@@ -81,18 +87,23 @@ def register(subparsers) -> None:
         "--worker-cpus",
         type=float,
         default=1.0,
-        help="CPUs per actor; its engine runs that many threads (default: 1)",
+        help="CPUs Ray reserves for each forecasting task; its engine runs that many threads "
+        "(default: 1)",
     )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..batch.forecast import BatchSpec, detect_columns, forecast_local
-    from ..batch.source import RECORDING_SUFFIXES
+    from ..batch.source import RECORDING_SUFFIXES, column_names
+    from ..errors import ConfigError
     from ..package import ModelPackage
 
     manifest = ModelPackage.load(args.model).manifest
-    names = _input_columns(args.input)
+    source, out = Path(args.input).resolve(), Path(args.out).resolve()
+    if out == source or source in out.parents:
+        raise ConfigError(f"--out {args.out} would overwrite the input {args.input}")
+    names = column_names(args.input)
     timestamp = args.timestamp_column
     if args.input.lower().endswith(RECORDING_SUFFIXES):
         timestamp = timestamp or "time"
@@ -100,19 +111,24 @@ def run(args: argparse.Namespace) -> int:
     spec = BatchSpec(
         args.model, columns, stride=args.stride, batch_size=args.batch_size, raw=args.raw
     )
-    if args.ray:
-        from ..batch.ray_data import forecast_on_ray
+    # SIGTERM as SIGINT: unwind, so that the partial output is removed (see TableWriter).
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        if args.ray:
+            from ..batch.ray_data import forecast_on_ray
 
-        stats = forecast_on_ray(
-            args.input,
-            args.out,
-            spec,
-            address=args.address,
-            workers=args.workers,
-            worker_cpus=args.worker_cpus,
-        )
-    else:
-        stats = forecast_local(args.input, args.out, spec)
+            stats = forecast_on_ray(
+                args.input,
+                args.out,
+                spec,
+                address=args.address,
+                workers=args.workers,
+                worker_cpus=args.worker_cpus,
+            )
+        else:
+            stats = forecast_local(args.input, args.out, spec)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(
         f"wrote {args.out}: {stats.windows} windows"
         + (f" of {stats.series} series" if stats.series else "")
@@ -123,22 +139,5 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _input_columns(path: str) -> list[str]:
-    """The input's column names (from the header or schema; nothing else is read)."""
-    from pathlib import Path
-
-    from ..batch.source import RECORDING_SUFFIXES
-    from ..batch.source import pyarrow as require_pyarrow
-
-    p = Path(path)
-    if p.suffix.lower() in RECORDING_SUFFIXES or not p.exists():
-        return []
-    if p.suffix.lower() == ".csv":
-        import csv
-
-        with open(p, newline="", encoding="utf-8-sig") as f:
-            return [c.strip() for c in next(csv.reader(f), [])]
-    require_pyarrow()  # or say which extra brings it
-    import pyarrow.dataset
-
-    return list(pyarrow.dataset.dataset(p, format="parquet").schema.names)
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
