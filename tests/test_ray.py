@@ -85,6 +85,8 @@ def test_forecast_batch_on_two_nodes_equals_the_local_run(cluster, tmp_path, sma
             },
         }
     )
+    # In no order (rows of every series shuffled together): both paths put them in time order.
+    table = table.take(np.random.default_rng(1).permutation(table.num_rows))
     pq.write_table(table, tmp_path / "in.parquet", row_group_size=50_000)
     common = [str(tmp_path / "in.parquet"), "--model", str(small_package), "--batch-size", "500"]
     local = run(cluster, "forecast-batch", *common, "--out", str(tmp_path / "local.parquet"))
@@ -104,8 +106,39 @@ def test_forecast_batch_on_two_nodes_equals_the_local_run(cluster, tmp_path, sma
     for name in want.column_names:
         np.testing.assert_array_equal(got[name].to_numpy(), want[name].to_numpy(), err_msg=name)
 
+    # A bad cell in one series: the worker's error, in the local path's one line, no file.
+    close = table["close"].to_numpy().copy()
+    close[np.flatnonzero(table["series_id"].to_numpy() == "s042")[0]] = np.nan
+    pq.write_table(table.set_column(2, "close", pa.array(close)), tmp_path / "bad.parquet")
+    bad = run(
+        cluster, "forecast-batch", str(tmp_path / "bad.parquet"), "--model", str(small_package),
+        "--out", str(tmp_path / "bad-out.parquet"), "--ray", "--address", cluster.address,
+    )  # fmt: skip
+    assert bad.returncode == 1, bad.stderr[-3000:]
+    assert "error: series 's042': row" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+    assert not list(tmp_path.glob("*bad-out*"))
+
 
 # -- serving on Ray Serve ----------------------------------------------------------------------
+
+
+def test_a_port_in_use_is_one_clear_error_and_leaves_serve_stopped(cluster, small_package):
+    """Before any Serve runs on the cluster: the proxy cannot bind; ovcast says so in a line
+    and stops the Serve it started, so the next start is free to pick its address."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.2", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run(
+            cluster, "serve", "--mode", "ray", "--address", cluster.address,
+            "--model", str(small_package), "--host", "127.0.0.2", "--port", str(port),
+        )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert "Traceback" not in result.stderr and len(errors) == 1, result.stderr[-3000:]
+    assert f"127.0.0.2:{port}" in errors[0], errors
 
 
 def test_a_serve_config_file_runs_with_serve_run(cluster, tmp_path, small_package):
@@ -257,30 +290,68 @@ def test_answers_and_errors_are_those_of_ovcast_serve(
 def test_load_and_unload_are_refused_on_the_cluster(ray_server):
     status, body, _ = post(ray_server.port, "/v2/repository/models/small/unload", b"")
     assert status == 403 and b"model_control_disabled" in body
+    conn = http.client.HTTPConnection("127.0.0.2", ray_server.port, timeout=120)
+    conn.request("GET", "/v2")
+    metadata = json.loads(conn.getresponse().read())
+    conn.close()
+    assert metadata["extensions"] == ["binary_tensor_data"]  # not model_repository
     status, _, _ = post(ray_server.port, "/v2/models/small/infer", infer_body([64, 3]))
     assert status == 200  # still served
 
 
-def test_sighup_hot_swaps_every_replica(ray_server, swap_dir, other_package):
+def test_sighup_hot_swaps_every_replica_and_a_broken_package_leaves_the_old_one(
+    ray_server, swap_dir, other_package
+):
     windows = random_windows(2, 64, 3, seed=9)
     body = infer_body([2, 64, 3], windows.tolist())
     new = Engine(other_package, threads=1).predict(windows)
     shutil.rmtree(swap_dir)
     shutil.copytree(other_package, swap_dir)
-    ray_server.send_signal(signal.SIGHUP)
-    deadline = time.monotonic() + SERVE_TIMEOUT_S
-    while not any("reloaded generation 1" in line for line in ray_server.log):
-        status, _, _ = post(ray_server.port, "/v2/models/swap/infer", body)
-        assert status == 200  # nothing fails during the swap
-        assert time.monotonic() < deadline, "".join(ray_server.log)[-3000:]
-        time.sleep(0.2)
-    seen = set()
-    for _ in range(20):  # every replica now answers with the new model
-        status, payload, response = post(ray_server.port, "/v2/models/swap/infer", body)
-        got = np.array(json.loads(payload)["outputs"][0]["data"], np.float32)
-        np.testing.assert_array_equal(got.reshape(new.shape), new)
-        seen.add(response.getheader(REPLICA_HEADER))
-    assert len(seen) == 2
+
+    def hot_swap(generation: int) -> None:
+        ray_server.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + SERVE_TIMEOUT_S
+        while not any(f"generation {generation} deployed" in line for line in ray_server.log):
+            status, _, _ = post(ray_server.port, "/v2/models/swap/infer", body)
+            assert status == 200  # nothing fails during the swap
+            assert time.monotonic() < deadline, "".join(ray_server.log)[-3000:]
+            time.sleep(0.2)
+
+    def every_replica_answers_new() -> set[str]:
+        seen = set()
+        for _ in range(20):
+            status, payload, response = post(ray_server.port, "/v2/models/swap/infer", body)
+            assert status == 200, payload[:300]
+            got = np.array(json.loads(payload)["outputs"][0]["data"], np.float32)
+            np.testing.assert_array_equal(got.reshape(new.shape), new)
+            seen.add(response.getheader(REPLICA_HEADER))
+        assert len(seen) == 2
+        return seen
+
+    hot_swap(1)
+    replicas = every_replica_answers_new()
+    (swap_dir / "model.xml").write_text("<net broken")  # as ovcast serve: refused, old serves on
+    hot_swap(2)
+    assert every_replica_answers_new() == replicas  # reconfigured, not replaced
+    assert ray_server.poll() is None
+    shutil.rmtree(swap_dir)
+    shutil.copytree(other_package, swap_dir)
+
+
+def test_another_http_address_on_a_running_serve_is_refused(cluster, ray_server, small_package):
+    """Serve's proxy keeps the address it has: a second driver asking for another port is
+    refused with the real one, and the running application is left alone."""
+    result = run(
+        cluster, "serve", "--mode", "ray", "--address", cluster.address,
+        "--model", str(small_package), "--host", "127.0.0.2", "--port", str(free_port()),
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert f"already runs on this cluster with its HTTP proxy on 127.0.0.2:{ray_server.port}" in (
+        result.stderr
+    )
+    assert "ready model=" not in result.stderr
+    status, _, _ = post(ray_server.port, "/v2/models/small/infer", infer_body([64, 3]))
+    assert status == 200
 
 
 def test_killing_a_node_loses_no_accepted_request(cluster, ray_server, small_package):
@@ -333,6 +404,22 @@ def test_the_ray_paths_import_no_torch():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "", f"imported: {result.stdout.strip()}"
+
+
+def test_an_address_where_nothing_listens_fails_at_once(tmp_path, small_package, capsys):
+    from ovcast.cli import main
+
+    nowhere = f"127.0.0.2:{free_port()}"
+    assert (
+        main(["serve", "--mode", "ray", "--model", str(small_package), "--address", nowhere]) == 1
+    )
+    assert f"cannot join the Ray cluster at {nowhere}: nothing answers" in capsys.readouterr().err
+    table = tmp_path / "in.csv"
+    table.write_text("series_id,date,close,volume,rsi\na,2024-01-01,1,2,3\n")
+    code = main(["forecast-batch", str(table), "--model", str(small_package),
+                 "--out", str(tmp_path / "o.csv"), "--ray", "--address", nowhere])  # fmt: skip
+    assert code == 1
+    assert "nothing answers" in capsys.readouterr().err
 
 
 def test_ray_mode_refuses_port_0_before_touching_a_cluster(small_package, capsys):

@@ -42,8 +42,9 @@ inputs.
   cluster at --address (default: starts a local one); --replicas (default: one per
   --replica-cpus of the cluster's CPUs) or --autoscale on queue length. A request whose
   replica dies is sent to another one. Model files must be at the same path on every node.
-  SIGHUP: hot swap on every replica. SIGTERM: remove the application, exit 0. Load and
-  unload over HTTP are off (they would change one replica only).
+  SIGHUP: hot swap on every replica, in place (a refused package leaves the old one serving).
+  SIGTERM: remove the application, exit 0. Load and unload over HTTP are off (they would
+  change one replica only). Where Serve already runs, --host/--port must be its proxy's.
 
 Models: --model DIR (named by its manifest), --model NAME=DIR (repeatable), and/or
   --repository DIR (the OVMS layout `ovcast convert --repository` writes: DIR/config.json,

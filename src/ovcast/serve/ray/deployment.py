@@ -196,6 +196,8 @@ class KServeIngress:
             log.error("no replica answered after %d retries: %s", self.retries, exc)
             await _answer(send, 503, "the replicas serving this request died; retry later", code="unavailable")  # fmt: skip
             return
+        if method == "GET" and path.rstrip("/") == "/v2" and status == 200:
+            payload, out_headers = _without_model_control(payload, out_headers)
         await send({"type": "http.response.start", "status": status, "headers": out_headers})
         await send({"type": "http.response.body", "body": payload})
 
@@ -232,6 +234,16 @@ _MODEL_CONTROL_REFUSED = (
     "Change --model/--repository and redeploy, or hot-swap every replica at once (SIGHUP to "
     "'ovcast serve --mode ray', or a new user_config generation with 'serve deploy')"
 )
+
+
+def _without_model_control(payload: bytes, headers: list) -> tuple[bytes, list]:
+    """Server metadata without the model_repository extension: its load and unload are off
+    here (the index still answers), and clients read the list to know what they may call."""
+    metadata = orjson.loads(payload)
+    metadata["extensions"] = [e for e in metadata.get("extensions", []) if e != "model_repository"]
+    body = orjson.dumps(metadata)
+    kept = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+    return body, [*kept, (b"content-length", str(len(body)).encode())]
 
 
 async def _answer(send: Any, status: int, message: str, *, code: str) -> None:
@@ -296,8 +308,14 @@ def application(
     cluster: RayConfig,
     *,
     generation: int = 0,
+    version: str | None = None,
 ) -> Any:
-    """The bound application: ingress and forecasting replicas, sized for the cluster."""
+    """The bound application: ingress and forecasting replicas, sized for the cluster.
+
+    ``version``: the deployments' code version; redeploying with the same one and a new
+    ``generation`` reconfigures the running replicas instead of replacing them (the hot swap).
+    Ray takes it through an internal option only (``serve deploy`` derives one itself)."""
+    versioned: dict[str, Any] = {} if version is None else {"version": version, "_internal": True}
     replicas = cluster.replicas or default_replicas(cluster.replica_cpus)
     sizing: dict[str, Any] = (
         {
@@ -319,12 +337,14 @@ def application(
         user_config={"generation": generation},
         health_check_period_s=5,
         **sizing,
+        **versioned,
     ).bind(models, repository, service, http, cluster.replica_threads)
     ingress = KServeIngress.options(  # type: ignore[attr-defined]
         num_replicas=1,
         # On the head node, beside the proxy: the ingress lives as long as the cluster does.
         ray_actor_options={"num_cpus": 0, "resources": {"node:__internal_head__": 0.001}},
         max_ongoing_requests=max(service.max_queue_size, 64),
+        **versioned,
     )
     return ingress.bind(forecaster, cluster.retries)
 
