@@ -422,6 +422,18 @@ def test_an_address_where_nothing_listens_fails_at_once(tmp_path, small_package,
     assert "nothing answers" in capsys.readouterr().err
 
 
+def test_the_config_file_builder_refuses_bad_settings_before_any_replica(tmp_path, small_package):
+    """What ``serve run`` / ``serve deploy`` build in Ray's controller: a misspelt option or a
+    missing package fails the build with ovcast's message (no replica is retried)."""
+    from ovcast.errors import OvcastError
+    from ovcast.serve.ray.deployment import build_app
+
+    with pytest.raises(OvcastError, match=r"unknown settings \['max_batch_sise'\]"):
+        build_app({"model": [str(small_package)], "max_batch_sise": 8})
+    with pytest.raises(OvcastError, match="nope"):
+        build_app({"model": [f"m={tmp_path / 'nope'}"]})
+
+
 def test_ray_mode_refuses_port_0_before_touching_a_cluster(small_package, capsys):
     from ovcast.cli import main
 

@@ -64,7 +64,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--timestamp-column",
         metavar="NAME",
-        help="the timestamp column (default: the one named date/datetime/time/timestamp/ts)",
+        help="the timestamp column (default: the one named date/datetime/time/timestamp/ts/open_time, any case)",
     )
     p.add_argument("--stride", type=int, default=1, help="rows between windows (default: 1)")
     p.add_argument(

@@ -290,9 +290,13 @@ def build_app(args: dict[str, Any]) -> Any:
     service, http, cluster = (_config(cls, args) for cls in (ServiceConfig, HttpConfig, RayConfig))
     if args:
         raise ServerStartError(f"unknown settings {sorted(args)}; see 'ovcast serve --help'")
+    repository = str(Path(repository).resolve()) if repository else None
+    # A missing or broken package fails the build (the application DEPLOY_FAILED with this
+    # message) instead of replicas that Ray would retry for minutes.
+    ForecastService(Repository(models, repository), service).check()
     return application(
         models,
-        str(Path(repository).resolve()) if repository else None,
+        repository,
         service,
         http,
         cluster,
