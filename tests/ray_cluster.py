@@ -50,6 +50,9 @@ class LocalRayCluster:
         self.env = {
             **os.environ,
             "RAY_USAGE_STATS_ENABLED": "0",
+            # Ray refuses to spill objects once (total - free) / total passes 0.95; on this
+            # shared disk that counts reserved space and ~13 GB free reads as full.
+            "RAY_local_fs_capacity_threshold": "0.99",
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN": secrets.token_hex(16),
             "OVCAST_TEST_RAY_CLUSTER": self.marker,

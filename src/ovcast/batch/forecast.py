@@ -35,6 +35,7 @@ from .source import (
     Columns,
     as_times,
     empty_ids,
+    is_text,
     pyarrow,
     read_input,
     resolve_columns,
@@ -103,7 +104,7 @@ def series_of(table: Any, columns: Columns) -> Iterator[tuple[Any, Any]]:
     table = table.take(pc.sort_indices(table, sort_keys=keys))  # stable: ties keep input order
     ids = table.column(columns.id)
     empty = ids.null_count
-    if pa_is_text(ids.type):
+    if is_text(ids.type):
         empty += pc.sum(pc.equal(pc.utf8_trim_whitespace(ids), "")).as_py() or 0
     if empty:
         raise empty_ids(columns.id, empty)
@@ -112,11 +113,6 @@ def series_of(table: Any, columns: Columns) -> Iterator[tuple[Any, Any]]:
     ends = np.r_[starts[1:], len(values)]
     for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
         yield values[start], table.slice(start, end - start)
-
-
-def pa_is_text(data_type: Any) -> bool:
-    pa = pyarrow()
-    return bool(pa.types.is_string(data_type) or pa.types.is_large_string(data_type))
 
 
 def forecast_series(engine: Engine, spec: BatchSpec, series_id: Any, rows: Any) -> Iterator[Any]:

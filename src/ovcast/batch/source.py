@@ -146,7 +146,7 @@ def as_times(column: Any, where: str) -> Any:
         raise DataError(
             f"{where}: {column.null_count} empty timestamp(s); every row needs its time"
         )
-    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+    if is_text(column.type):
         try:
             return column.cast(pa.timestamp("ns"))
         except pa.ArrowException as exc:
@@ -160,6 +160,12 @@ def as_times(column: Any, where: str) -> Any:
     ):
         raise DataError(f"{where}: the timestamp column is {column.type}; expected times")
     return column
+
+
+def is_text(data_type: Any) -> bool:
+    """An Arrow string column (of either offset width)."""
+    pa = pyarrow()
+    return bool(pa.types.is_string(data_type) or pa.types.is_large_string(data_type))
 
 
 def empty_ids(column: str, count: int | None = None) -> DataError:
