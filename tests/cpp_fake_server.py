@@ -39,9 +39,11 @@ The ready line also carries "server_pid": the pid of the process that answers.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
+import struct
 import sys
 import time
 
@@ -95,6 +97,17 @@ def answer(request: dict, cue: float) -> str:
     return json.dumps(out) + "\n"
 
 
+def _window(past_values) -> list:
+    """The window as rows: JSON arrays, or the client's default binary form
+    {"base64": little-endian float32, "shape": [rows, channels]}."""
+    if isinstance(past_values, list):
+        return past_values
+    raw = base64.b64decode(past_values["base64"], validate=True)
+    values = struct.unpack(f"<{len(raw) // 4}f", raw)
+    channels = past_values["shape"][1]
+    return [list(values[i : i + channels]) for i in range(0, len(values), channels)]
+
+
 def serve(mode: str) -> int:
     stray = ""
     if mode.startswith(("stray:", "stray-once:")):
@@ -103,7 +116,7 @@ def serve(mode: str) -> int:
     held = ""
     for line in sys.stdin:
         request = json.loads(line)
-        cue = request["past_values"][-1][0]
+        cue = _window(request["past_values"])[-1][0]
         if cue == 1008:
             os._exit(70)
         if cue == 1010:

@@ -929,7 +929,9 @@ def test_bench_backends_run_a_ttm_package_with_its_other_inputs(tmp_path):
     assert code == 0
     results = json.loads((tmp_path / "b.json").read_text())
     assert results["latency"]["1"]["openvino"]["p50_ms"] > 0
-    assert results["throughput_mode"]["forecasts_per_s"] > 0  # with the other inputs
+    assert results["throughput_mode"]["f32"]["forecasts_per_s"] > 0  # with the other inputs
+    assert results["concurrency"]["throughput"]["2"]["forecasts_per_s"] > 0
+    assert all(s["p50_ms"] > 0 for s in results["fast_path"]["steps"].values())
     assert results["limit"]["flops_per_forecast"] > 0 and results["op_profile"]
 
 

@@ -712,6 +712,67 @@ void units() {
   units_ready();
 }
 
+// The binary form: windows out and forecasts in as base64 little-endian float32.
+void check_binary_form() {
+  ovcast::detail::Json json;
+  std::string line, error;
+  const ovcast::Window window = {{0.1f, -3.4028235e38f, 1e-45f}, {123456.79f, -0.0f, 2.5f}};
+  bool encoded = ovcast::detail::encode_request("7", 5, window, &line, &error, {},
+                                                ovcast::Encoding::Binary) &&
+                 ovcast::detail::parse_json(line.substr(0, line.size() - 1), &json);
+  const ovcast::detail::Json* values = encoded ? json.get("past_values") : nullptr;
+  std::vector<std::vector<float>> back;
+  check("binary: a window round-trips bit for bit, shape [rows, channels]",
+        values && values->get("shape")->array.size() == 2 &&
+            values->get("shape")->array[0].number == 2 &&
+            values->get("shape")->array[1].number == 3 &&
+            json.get("response_encoding")->string == "base64" &&
+            ovcast::detail::decode_binary(*values, &back) && back == window &&
+            std::signbit(back[1][1]),
+        line);
+  const ovcast::Inputs token = {{"freq_token", {}, {7.0f}}};
+  check("binary: further inputs travel beside a binary window",
+        ovcast::detail::encode_request("8", 0, window, &line, &error, token,
+                                       ovcast::Encoding::Binary) &&
+            ovcast::detail::parse_json(line.substr(0, line.size() - 1), &json) &&
+            json.get("inputs") && json.get("inputs")->get("freq_token") &&
+            json.get("past_values")->get("base64"),
+        line);
+  // 1.0f, 2.0f, -1.5f, 0.25f as little-endian float32, base64 (Python's base64 of '<f4').
+  std::vector<float> decoded;
+  check("binary: base64 of little-endian float32 decodes, with padding and without",
+        ovcast::detail::decode_base64_floats("AACAPwAAAEAAAMC/AACAPg==", &decoded) &&
+            decoded == std::vector<float>({1.0f, 2.0f, -1.5f, 0.25f}) &&
+            ovcast::detail::decode_base64_floats("AACAPwAAAEAAAMC/", &decoded) &&
+            decoded == std::vector<float>({1.0f, 2.0f, -1.5f}));
+  for (const std::string& text :
+       {std::string("AAC AP=="), std::string("AA=A"), std::string("AACAPw=A"),
+        std::string("AACAPwAA"), std::string("AACAPwAAAEAAAMC/AACAPg"),
+        std::string("AACAPwAAAEAAAMC/AACAPg==AAAA")}) {
+    check(("binary: not base64 float32 is refused: " + text).c_str(),
+          !ovcast::detail::decode_base64_floats(text, &decoded));
+  }
+  auto answer = [](const std::string& predictions) {
+    ovcast::detail::Json json;
+    ovcast::Result r;
+    ovcast::detail::parse_json(R"({"success":true,"predictions":)" + predictions + "}", &json);
+    ovcast::detail::decode_answer(json, {}, &r);
+    return r;
+  };
+  ovcast::Result good =
+      answer(R"({"base64":"AACAPwAAAEAAAMC/AACAPg==","shape":[2,2],"datatype":"FP32"})");
+  check("binary: forecasts decode as [horizon][channels]",
+        good.ok() && good.predictions.size() == 2 && good.predictions[1][0] == -1.5f &&
+            good.predictions[1][1] == 0.25f);
+  for (const char* bad : {R"({"base64":"AACAPwAAAEAAAMC/AACAPg==","shape":[3,2]})",
+                          R"({"base64":"AACAPwAAAEAAAMC/AACAPg==","shape":[4]})",
+                          R"({"base64":"AACAPwAAAEAAAMC/AACAPg==","shape":[2,2],"datatype":"FP64"})",
+                          R"({"base64":"!!!!","shape":[1,1]})", R"({"shape":[1,1]})"}) {
+    check((std::string("binary: a malformed forecast is a protocol error: ") + bad).c_str(),
+          answer(bad).error == ovcast::Error::ProtocolError);
+  }
+}
+
 std::string json_list(const std::vector<std::string>& items) {
   std::string out = "[";
   for (size_t i = 0; i < items.size(); ++i) out += (i ? "," : "") + drill::quote(items[i]);
@@ -765,6 +826,7 @@ int read_csv(int argc, char** argv) {
 int main(int argc, char** argv) {
   if (argc >= 2 && std::string(argv[1]) == "units") {
     units();
+    check_binary_form();
     return 0;
   }
   if (argc >= 3 && std::string(argv[1]) == "csv") return read_csv(argc, argv);

@@ -61,7 +61,8 @@
 // for every ticket: results are kept until then. The callbacks must not call back into the
 // engine. pid() is -1 while no server runs: never hand it to kill() unchecked (kill(-1, ...)
 // signals every process you may). The wire format is all in detail::encode_request,
-// decode_answer and decode_ready.
+// decode_answer and decode_ready; Options::encoding picks windows and forecasts as base64
+// float32 (the default: fewer bytes, no number formatting) or as decimal JSON numbers.
 #pragma once
 
 #include <fcntl.h>
@@ -158,8 +159,15 @@ enum class ServerStderr {
             // ones in the error of a server that could not start
 };
 
+// How windows and forecasts travel: Binary sends each window as base64 little-endian float32
+// ({"base64": ..., "shape": [context, channels]}) and asks for forecasts the same way: about
+// half the bytes of decimal text, and no number to print or parse on either side. Json sends
+// and receives decimal numbers (any ovcast server; readable in a log).
+enum class Encoding { Binary, Json };
+
 struct Options {
   std::vector<std::string> command;         // argv of the server; --ready-line is appended
+  Encoding encoding = Encoding::Binary;     // the wire form of windows and forecasts
   std::chrono::milliseconds timeout{5000};  // default deadline of a request
   // A server with requests outstanding that answers none of them for this long is hung.
   // Independent of requests' deadlines; keep it above the slowest real inference.
@@ -607,6 +615,82 @@ inline bool parse_json(std::string_view text, Json* json, const JsonLimits& limi
 }
 
 // ---------------------------------------------------------------------------------------
+// base64 of little-endian float32 (the binary form of windows and forecasts).
+
+inline void append_base64_floats(std::string* out, const Window& window) {
+  static const char* const digits =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string bytes;
+  bytes.reserve(window.size() * (window.empty() ? 0 : window[0].size()) * 4);
+  for (const auto& row : window) {
+    for (float value : row) {
+      uint32_t bits;
+      std::memcpy(&bits, &value, sizeof bits);
+      for (int shift = 0; shift < 32; shift += 8)  // little-endian whatever the host's order
+        bytes += static_cast<char>((bits >> shift) & 0xFF);
+    }
+  }
+  out->reserve(out->size() + (bytes.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    uint32_t n = (uint32_t(uint8_t(bytes[i])) << 16) | (uint32_t(uint8_t(bytes[i + 1])) << 8) |
+                 uint32_t(uint8_t(bytes[i + 2]));
+    *out += digits[n >> 18];
+    *out += digits[(n >> 12) & 63];
+    *out += digits[(n >> 6) & 63];
+    *out += digits[n & 63];
+  }
+  if (i < bytes.size()) {
+    uint32_t n = uint32_t(uint8_t(bytes[i])) << 16;
+    if (i + 1 < bytes.size()) n |= uint32_t(uint8_t(bytes[i + 1])) << 8;
+    *out += digits[n >> 18];
+    *out += digits[(n >> 12) & 63];
+    *out += i + 1 < bytes.size() ? digits[(n >> 6) & 63] : '=';
+    *out += '=';
+  }
+}
+
+// Decodes base64 of little-endian float32 into *values; false on anything else.
+inline bool decode_base64_floats(const std::string& text, std::vector<float>* values) {
+  auto digit = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  if (text.size() % 4 != 0) return false;
+  std::string bytes;
+  bytes.reserve(text.size() / 4 * 3);
+  for (size_t i = 0; i < text.size(); i += 4) {
+    int d[4];
+    int pad = 0;
+    for (int k = 0; k < 4; ++k) {
+      char c = text[i + k];
+      if (c == '=' && i + 4 == text.size() && k >= 2) {
+        d[k] = 0;
+        ++pad;
+      } else if (pad || (d[k] = digit(c)) < 0) {
+        return false;  // a digit after padding, or not a base64 digit
+      }
+    }
+    uint32_t n = (uint32_t(d[0]) << 18) | (uint32_t(d[1]) << 12) | (uint32_t(d[2]) << 6) | d[3];
+    bytes += static_cast<char>(n >> 16);
+    if (pad < 2) bytes += static_cast<char>((n >> 8) & 0xFF);
+    if (pad < 1) bytes += static_cast<char>(n & 0xFF);
+  }
+  if (bytes.size() % 4 != 0) return false;
+  values->resize(bytes.size() / 4);
+  for (size_t v = 0; v < values->size(); ++v) {
+    uint32_t bits = 0;
+    for (int k = 3; k >= 0; --k) bits = (bits << 8) | uint8_t(bytes[4 * v + k]);
+    std::memcpy(&(*values)[v], &bits, sizeof bits);
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------
 // The wire format, in one place: a request line out, an answer or the ready line in.
 
 // Appends one input's values as nested JSON arrays of its shape; false and *error if unusable.
@@ -653,38 +737,50 @@ inline bool append_tensor(std::string* line, const Tensor& tensor, std::string* 
 // further inputs is unusable. The further inputs go in "inputs": {"name": values}.
 inline bool encode_request(const std::string& request_id, int64_t timestamp_ms,
                            const Window& window, std::string* line, std::string* error,
-                           const Inputs& inputs = {}) {
+                           const Inputs& inputs = {}, Encoding encoding = Encoding::Json) {
   if (window.empty() || window[0].empty()) {
     *error = "window is empty; expected [context][channels]";
     return false;
   }
   const size_t channels = window[0].size();
-  line->clear();
-  line->reserve(64 + window.size() * channels * 12);
-  *line += "{\"request_id\":\"";
-  *line += request_id;  // ours: digits only, nothing to escape
-  *line += "\",\"timestamp_ms\":";
-  *line += std::to_string(timestamp_ms);
-  *line += ",\"past_values\":[";
   for (size_t t = 0; t < window.size(); ++t) {
     if (window[t].size() != channels) {
       *error = "row " + std::to_string(t) + " has " + std::to_string(window[t].size()) +
                " values; expected " + std::to_string(channels);
       return false;
     }
-    *line += t ? ",[" : "[";
     for (size_t c = 0; c < channels; ++c) {
       if (!std::isfinite(window[t][c])) {
         *error = "NaN or inf at [" + std::to_string(t) + "][" + std::to_string(c) +
                  "]; expected finite numbers";
         return false;
       }
-      if (c) *line += ',';
-      append_number(line, window[t][c]);
+    }
+  }
+  line->clear();
+  *line += "{\"request_id\":\"";
+  *line += request_id;  // ours: digits only, nothing to escape
+  *line += "\",\"timestamp_ms\":";
+  *line += std::to_string(timestamp_ms);
+  if (encoding == Encoding::Binary) {
+    line->reserve(160 + window.size() * channels * 16 / 3);
+    *line += ",\"response_encoding\":\"base64\",\"past_values\":{\"shape\":[";
+    *line += std::to_string(window.size()) + "," + std::to_string(channels) + "],\"base64\":\"";
+    append_base64_floats(line, window);
+    *line += "\"}";
+  } else {
+    line->reserve(64 + window.size() * channels * 12);
+    *line += ",\"past_values\":[";
+    for (size_t t = 0; t < window.size(); ++t) {
+      *line += t ? ",[" : "[";
+      for (size_t c = 0; c < channels; ++c) {
+        if (c) *line += ',';
+        append_number(line, window[t][c]);
+      }
+      *line += ']';
     }
     *line += ']';
   }
-  *line += ']';
   if (!inputs.empty()) {
     *line += ",\"inputs\":{";
     for (size_t k = 0; k < inputs.size(); ++k) {
@@ -696,6 +792,12 @@ inline bool encode_request(const std::string& request_id, int64_t timestamp_ms,
   }
   *line += "}\n";
   return true;
+}
+
+// The request_id an answer names; "" when it names none (null: the server could not read it).
+inline std::string answer_id(const Json& answer) {
+  const Json* rid = answer.get("request_id");
+  return rid && rid->kind == Json::String ? rid->string : std::string();
 }
 
 // The shape the server's model takes, checked before encoding (cheap: no value is read).
@@ -735,6 +837,31 @@ inline AnswerId answer_id(const Json& answer, std::string* id) {
 inline bool is_answer(const Json& line) {
   const Json* success = line.get("success");
   return success && success->kind == Json::Bool;
+}
+
+// {"base64": ..., "shape": [rows, columns], "datatype": "FP32"} as rows; false if it is not.
+inline bool decode_binary(const Json& tensor, std::vector<std::vector<float>>* rows) {
+  const Json* text = tensor.get("base64");
+  const Json* shape = tensor.get("shape");
+  const Json* datatype = tensor.get("datatype");
+  if (!text || text->kind != Json::String || !shape || shape->kind != Json::Array ||
+      shape->array.size() != 2 || (datatype && (datatype->kind != Json::String ||
+                                                datatype->string != "FP32")))
+    return false;
+  size_t dims[2];
+  for (int k = 0; k < 2; ++k) {
+    const Json& d = shape->array[k];
+    if (d.kind != Json::Number || d.number < 1 || d.number > 1e7 || d.number != std::floor(d.number))
+      return false;
+    dims[k] = static_cast<size_t>(d.number);
+  }
+  std::vector<float> values;
+  if (!decode_base64_floats(text->string, &values) || values.size() != dims[0] * dims[1])
+    return false;
+  rows->clear();
+  for (size_t t = 0; t < dims[0]; ++t)
+    rows->emplace_back(values.begin() + t * dims[1], values.begin() + (t + 1) * dims[1]);
+  return true;
 }
 
 // What an answer's predictions must be: horizon x channels; channels 0: any count from 1 to
@@ -782,6 +909,27 @@ inline void decode_answer(const Json& answer, const AnswerShape& shape, Result* 
   };
   const Json* preds = answer.get("predictions");
   if (!preds) return refuse("are missing");
+  if (preds->kind == Json::Object) {  // the binary form
+    std::vector<std::vector<float>> rows;
+    if (!decode_binary(*preds, &rows))
+      return refuse("are not {\"base64\", \"shape\": [horizon, channels]} of float32");
+    if (shape.horizon > 0 && rows.size() != static_cast<size_t>(shape.horizon))
+      return refuse("have " + std::to_string(rows.size()) + " rows");
+    const size_t width = rows[0].size();
+    if ((shape.channels > 0 && width != static_cast<size_t>(shape.channels)) ||
+        (shape.channels == 0 && shape.most_channels > 0 &&
+         width > static_cast<size_t>(shape.most_channels)))
+      return refuse("rows have " + std::to_string(width) + " values");
+    for (size_t t = 0; t < rows.size(); ++t)
+      for (size_t c = 0; c < width; ++c)
+        if (!std::isfinite(rows[t][c]))
+          return refuse("hold a non-finite value at [" + std::to_string(t) + "][" +
+                        std::to_string(c) + "]");
+    result->predictions = std::move(rows);
+    const Json* ms = answer.get("inference_time_ms");
+    if (ms && ms->kind == Json::Number) result->inference_time_ms = ms->number;
+    return;
+  }
   if (preds->kind == Json::Elided)
     return refuse("hold " + std::to_string(static_cast<uint64_t>(preds->number)) + " values");
   if (preds->kind != Json::Array || preds->array.empty()) return refuse("are not a [][] array");
@@ -1144,7 +1292,7 @@ class InferenceEngine {
     Result result;
     if (!detail::check_window(window, info_, &result.message) ||
         !detail::encode_request(request.id, timestamp_ms, window, &request.line, &result.message,
-                                inputs)) {
+                                inputs, options_.encoding)) {
       result.error = Error::InvalidInput;
       finish(ticket, std::move(result));
     } else if (stopped_ || gave_up_) {

@@ -1,6 +1,9 @@
 """The forecasters a benchmark compares, each loaded from one model package.
 
-- openvino:    ``Engine`` (latency mode), the thing ovcast ships;
+- openvino:    ``Engine`` (latency mode, f32: the precision the other two compute in), the
+               thing ovcast ships;
+- openvino-bf16: the same Engine computing in bf16 (where the CPU has bf16 units, it is what
+               the Engine uses when ``ovcast tune`` measured bf16 within tolerance);
 - torch:       the HuggingFace model in PyTorch eager, ``torch.set_num_threads(usable cores)``;
 - onnxruntime: an ONNX export of the same model with the same patchify fix, ORT CPU with
                intra-op threads = usable cores and all graph optimizations.
@@ -23,7 +26,7 @@ from ..errors import ConfigError, require
 from ..package import ModelPackage
 from ..runtime.cpu import usable_cores
 
-BACKENDS = ("openvino", "torch", "onnxruntime")
+BACKENDS = ("openvino", "openvino-bf16", "torch", "onnxruntime")
 
 
 @dataclass
@@ -39,10 +42,11 @@ def load(name: str, package: ModelPackage, *, cache_dir: str | None = None) -> B
     every backend (``Engine.example_inputs``), so all run the same computation."""
     start = time.perf_counter()
     predict: Callable[[np.ndarray], np.ndarray]
-    if name == "openvino":
+    if name in ("openvino", "openvino-bf16"):
         from ..runtime.engine import Engine
 
-        engine = Engine(package, cache_dir=cache_dir, warmup=False)
+        hint = "bf16" if name == "openvino-bf16" else "f32"
+        engine = Engine(package, precision_hint=hint, cache_dir=cache_dir, warmup=False)
         names = [spec.name for spec in package.manifest.extra_inputs]
         predict = engine.predict
         if names:
@@ -93,11 +97,13 @@ def _torch_predict(package: ModelPackage) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def export_onnx(package: ModelPackage, path: Path) -> Path:
-    """ONNX export of the package's signature with the same patchify fix, dynamic batch."""
+    """ONNX export of the package's signature with the same patchify fix and the speed
+    rewrites the package was exported with (the graph the IR runs), dynamic batch."""
     torch = require("torch", extra="convert", purpose="ONNX export")
     import warnings
 
     from ..convert.export_fixes import exportable_patchify
+    from ..convert.rewrites import speed_rewrites
     from ..convert.signature import package_signature
     from ..parity import parity_windows
     from ..runtime.inputs import example_inputs
@@ -113,7 +119,13 @@ def export_onnx(package: ModelPackage, path: Path) -> Path:
     )
     names = [spec.name for spec in m.inputs]
     output = m.outputs[0].name
-    with exportable_patchify(signature.module), torch.no_grad(), warnings.catch_warnings():
+    rewrites = bool(m.parity.get("export_rewrites"))
+    with (
+        exportable_patchify(signature.module),
+        speed_rewrites(signature.module, rewrites),
+        torch.no_grad(),
+        warnings.catch_warnings(),
+    ):
         warnings.simplefilter("ignore")
         torch.onnx.export(
             signature.module,

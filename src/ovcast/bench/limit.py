@@ -1,19 +1,25 @@
-"""The machine's limit: FLOPs per forecast (from the IR) and sustained FP32 GEMM rate.
+"""The machine's limit: FLOPs per forecast (from the IR) and the sustained GEMM rate.
 
 FLOPs count the matrix products (MatMul, and Convolution if any), 2*M*N*K each, at batch 1:
-they are where the arithmetic is. The GEMM rate is measured with OpenVINO itself (a large
-MatMul on all usable cores), so it is the ceiling the same kernels can reach here.
+they are where the arithmetic is. The GEMM rate is measured with OpenVINO itself (a 1024^3
+MatMul on all usable cores), so it is the ceiling the same kernels can reach here; in f32,
+and in bf16 where the CPU has bf16 units (bf16 forecasts are judged against that limit).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import openvino as ov
 import openvino.opset13 as ops
 
 from ..package import ModelPackage
+
+# 1024^3: large enough for the GEMM kernels' full rate, short enough (a few ms) to alternate
+# with forecasts.
+GEMM_SIZE = 1024
 
 
 def flops_per_forecast(package: ModelPackage) -> float:
@@ -44,8 +50,13 @@ def flops_per_forecast(package: ModelPackage) -> float:
     return total
 
 
-def gemm_gflops(threads: int, *, size: int = 2048, seconds: float = 2.0) -> float:
-    """Sustained FP32 matrix-multiply rate of OpenVINO on ``threads`` cores, GFLOP/s."""
+def gemm_runner(
+    threads: int, *, precision: str = "f32", size: int = GEMM_SIZE
+) -> tuple[Callable[[], object], float]:
+    """A callable that runs one ``size``^3 MatMul with OpenVINO on ``threads`` cores,
+    computing in ``precision``, and the FLOPs of one call. Timed in the same alternation as
+    the forecasters, its rate is the limit under the same conditions (a busy machine slows
+    both alike)."""
     rng = np.random.default_rng(0)
     a = ops.parameter([size, size], np.float32)
     b = ops.constant(rng.standard_normal((size, size)).astype(np.float32))
@@ -56,15 +67,23 @@ def gemm_gflops(threads: int, *, size: int = 2048, seconds: float = 2.0) -> floa
         {
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": threads,
-            "INFERENCE_PRECISION_HINT": "f32",
+            "INFERENCE_PRECISION_HINT": precision,
         },
     )
     request = compiled.create_infer_request()
     x = rng.standard_normal((size, size)).astype(np.float32)
     request.infer({0: x})
+    return (lambda: request.infer({0: x})), 2.0 * size**3
+
+
+def gemm_gflops(
+    threads: int, *, seconds: float = 2.0, precision: str = "f32", size: int = GEMM_SIZE
+) -> float:
+    """Sustained matrix-multiply rate of OpenVINO on ``threads`` cores, GFLOP/s, computing in
+    ``precision`` (f32, or bf16 where the CPU has bf16 units: its own, higher limit)."""
+    run, flops = gemm_runner(threads, precision=precision, size=size)
     runs, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        request.infer({0: x})
+        run()
         runs += 1
-    elapsed = time.perf_counter() - start
-    return 2.0 * size**3 * runs / elapsed / 1e9
+    return flops * runs / (time.perf_counter() - start) / 1e9

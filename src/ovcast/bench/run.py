@@ -1,11 +1,12 @@
-"""``ovcast bench``: backends side by side, serving overhead, and the machine's limit.
+"""``ovcast bench``: backends side by side, the fast path step by step, load, serving
+overhead, and the machine's limit.
 
-    ovcast bench models/default --backends openvino,torch,onnxruntime --batch 1,8,32 \
-        --duration 10 --serving --json bench.json --plot bench.png --report docs/PERFORMANCE.md
+    ovcast bench models/default --duration 10 --json docs/bench-amd-zen-5-2cores.json \
+        --plot docs/bench-amd-zen-5-2cores.png --report docs/PERFORMANCE.md
 
-Method: every backend is loaded in this process and called in alternation (one call each,
-round after round) on the same windows, so drift hits all alike; medians and ratios are
-what to quote. Cold start and peak RSS come from a fresh process per backend.
+Method: every backend is loaded in this process and called in alternation (blocks of calls,
+the first of each block untimed) on the same windows, so drift hits all alike; medians and
+ratios are what to quote. Cold start and peak RSS come from a fresh process per backend.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,9 @@ from ..errors import MissingDependencyError
 from ..package import ModelPackage
 from ..parity import parity_windows
 from ..runtime.cpu import usable_cores
+from ..runtime.precision import bf16_record, native_bf16, precision_for_process
 from . import backends as backend_mod
-from .limit import flops_per_forecast, gemm_gflops
+from .limit import GEMM_SIZE, flops_per_forecast, gemm_runner
 from .machine import describe
 from .timing import alternate
 
@@ -37,10 +39,15 @@ log = logging.getLogger(__name__)
 BLOCK, SETTLE = 10, 2
 
 
+def default_backends() -> list[str]:
+    """OpenVINO in f32 (and bf16 where the CPU has bf16 units), PyTorch, ONNX Runtime."""
+    return ["openvino", *(["openvino-bf16"] if native_bf16() else []), "torch", "onnxruntime"]
+
+
 def run_benchmark(
     model_dir: str | Path,
     *,
-    backends: Sequence[str] = ("openvino", "torch", "onnxruntime"),
+    backends: Sequence[str] | None = None,
     batches: Sequence[int] = (1, 8, 32),
     duration_s: float = 10.0,
     serving: bool = True,
@@ -53,6 +60,9 @@ def run_benchmark(
     install) is skipped with a warning and listed under ``skipped``, unless it is in
     ``required``.
     """
+    from .fastpath import fast_path_steps
+    from .load import concurrent_clients, throughput
+
     package = ModelPackage.load(model_dir)
     m = package.manifest
     results: dict[str, Any] = {
@@ -65,10 +75,14 @@ def run_benchmark(
             "prediction_length": m.prediction_length,
             "num_input_channels": m.num_input_channels,
             "precision": m.precision,
+            "export_rewrites": m.parity.get("export_rewrites", []),
+            "bf16_check": bf16_record(m),
         },
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_average_before": _load_average(),
     }
     loaded = {}
-    for name in backends:
+    for name in backends or default_backends():
         log.info("loading backend %s", name)
         try:
             loaded[name] = backend_mod.load(name, package)
@@ -77,36 +91,57 @@ def run_benchmark(
                 raise
             log.warning("skipping the %s backend: %s", name, exc)
             results.setdefault("skipped", {})[name] = str(exc)
+    cores = usable_cores()
+    # the limit is timed in the first alternation, beside the forecasters: same conditions
+    gemms = {("f32", cores): gemm_runner(cores), ("f32", 1): gemm_runner(1)}
+    if native_bf16():
+        gemms[("bf16", cores)] = gemm_runner(cores, precision="bf16")
     results["latency"] = {}
     for batch in batches:
         window = parity_windows(m.context_length, m.num_input_channels, batch)
-        runners = {name: partial(b.predict, window) for name, b in loaded.items()}
-        log.info("batch %d: %d backends alternating for %.0f s", batch, len(runners), duration_s)
-        stats = alternate(runners, duration_s=duration_s, batch=batch, block=BLOCK, settle=SETTLE)
-        results["latency"][str(batch)] = {name: s.to_dict() for name, s in stats.items()}
-        results.setdefault("samples_batch1", {})
+        runners: dict[str, Callable[[], object]] = {
+            name: partial(b.predict, window) for name, b in loaded.items()
+        }
         if batch == batches[0]:
+            runners.update({f"gemm {p} x{n}": run for (p, n), (run, _) in gemms.items()})
+        log.info("batch %d: %d runners alternating for %.0f s", batch, len(runners), duration_s)
+        stats = alternate(runners, duration_s=duration_s, batch=batch, block=BLOCK, settle=SETTLE)
+        if batch == batches[0]:
+            rate = {
+                key: flops / stats.pop(f"gemm {key[0]} x{key[1]}").p50 / 1e6
+                for key, (_, flops) in gemms.items()
+            }
             results["samples_batch1"] = {name: s.samples_ms.tolist() for name, s in stats.items()}
+        results["latency"][str(batch)] = {name: s.to_dict() for name, s in stats.items()}
 
     flops = flops_per_forecast(package)
-    cores = usable_cores()
-    gflops = gemm_gflops(cores)
+    limits = {"f32": rate[("f32", cores)]}
+    if ("bf16", cores) in rate:
+        limits["bf16"] = rate[("bf16", cores)]
     results["limit"] = {
         "flops_per_forecast": flops,
-        "gemm_gflops": gflops,
+        "gemm_gflops": limits["f32"],
+        "bf16_gemm_gflops": limits.get("bf16"),
         "cores": cores,
-        "gemm_gflops_per_core": gemm_gflops(1),
+        "gemm_gflops_per_core": rate[("f32", 1)],
+        "gemm_size": GEMM_SIZE,
     }
     for batch, per_backend in results["latency"].items():
-        for stats in per_backend.values():
+        for name, stats in per_backend.items():
+            gflops = limits["bf16"] if name.endswith("-bf16") else limits["f32"]
             achieved = flops * int(batch) / (stats["p50_ms"] / 1e3) / 1e9
             stats["gflops_at_p50"] = achieved
             stats["percent_of_gemm_limit"] = 100 * achieved / gflops
     if "openvino" in loaded:
         from .profile import op_profile
 
-        results["throughput_mode"] = _throughput_mode(package, duration_s, flops, gflops)
-        results["op_profile"] = op_profile(package)[:10]
+        log.info("the fast path step by step, throughput and concurrent clients")
+        results["fast_path"] = fast_path_steps(package, duration_s, BLOCK, SETTLE)
+        results["throughput_mode"] = throughput(
+            package, duration_s, flops, {p: gemms[(p, cores)] for p in limits}
+        )
+        results["concurrency"] = concurrent_clients(package, duration_s)
+        results["op_profile"] = {p: op_profile(package, precision=p)[:10] for p in limits}
     if serving and m.extra_inputs:
         log.warning(
             "serving skipped: its clients send past_values only (this package takes %s)",
@@ -114,11 +149,13 @@ def run_benchmark(
         )
         serving = False
     if serving and "openvino" in loaded:
-        results["serving"] = _serving(package, duration_s)
-        results["http_batching"] = _batching(package, duration_s)
+        with precision_for_process("f32"):  # servers and engines alike, as the f32 rows
+            results["serving"] = _serving(package, duration_s)
+            results["http_load"] = _http_load(package, duration_s)
     if coldstart:
         results["coldstart"] = {name: _coldstart(name, package) for name in loaded}
         results["coldstart"]["openvino+cache"] = _coldstart("openvino", package, cache=True)
+    results["load_average_after"] = _load_average()
     return results
 
 
@@ -126,7 +163,8 @@ def planned_seconds(
     duration_s: float, *, batches: int, backends: int, serving: bool, coldstart: bool
 ) -> float:
     """About how long ``run_benchmark`` takes: ``duration_s`` is per timed phase, not in all."""
-    total = duration_s * batches + duration_s / 2  # latency per batch size, throughput mode
+    # latency per batch size (the first with the GEMM limits), the fast path, throughput, clients
+    total = duration_s * (batches + 3)
     if serving:
         total += 2 * duration_s  # the servers side by side, then batching off vs on
     if coldstart:
@@ -134,25 +172,12 @@ def planned_seconds(
     return total
 
 
-def _throughput_mode(package: ModelPackage, duration_s: float, flops: float, gflops: float) -> dict:
-    """Forecasts/s with one single-threaded stream per core, fed by the async queue."""
-    from ..runtime.engine import Engine
-
-    m = package.manifest
-    engine = Engine(package, mode="throughput")
-    windows = parity_windows(m.context_length, m.num_input_channels, 64)
-    others: dict[str, Any] = engine.example_inputs(64)  # TTM's other inputs, if any
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < duration_s / 2:
-        engine.predict_many(windows, **others)
-        count += len(windows)
-    rate = count / (time.perf_counter() - start)
-    return {
-        "forecasts_per_s": rate,
-        "streams": engine.config["NUM_STREAMS"],
-        "gflops": rate * flops / 1e9,
-        "percent_of_gemm_limit": 100 * rate * flops / 1e9 / gflops,
-    }
+def _load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages: how busy the machine was (noise)."""
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except (OSError, ValueError):
+        return None
 
 
 def _serving(package: ModelPackage, duration_s: float) -> dict[str, Any]:
@@ -163,25 +188,40 @@ def _serving(package: ModelPackage, duration_s: float) -> dict[str, Any]:
     window = parity_windows(m.context_length, m.num_input_channels, 1)[0]
     engine = Engine(package)
     jsonl = JsonLinesClient(package.path)
+    jsonl_binary = JsonLinesClient(package.path, binary=True)
     server = HttpServerProcess(package.path)
     try:
         runners = {
             "engine.predict": partial(engine.predict, window),
             "jsonl pipe": partial(jsonl, window),
+            "jsonl pipe base64": partial(jsonl_binary, window),
             "http binary": partial(http_caller(server, binary=True), window),
             "http json": partial(http_caller(server, binary=False), window),
         }
         log.info("serving: %d paths alternating for %.0f s", len(runners), duration_s)
-        stats = alternate(runners, duration_s=duration_s)
+        stats = alternate(runners, duration_s=duration_s, block=BLOCK, settle=SETTLE)
     finally:
         jsonl.close()
+        jsonl_binary.close()
         server.close()
     base = stats["engine.predict"].p50
     return {name: {**s.to_dict(), "p50_ratio_to_engine": s.p50 / base} for name, s in stats.items()}
 
 
-def _batching(package: ModelPackage, duration_s: float, clients: int = 8) -> dict[str, Any]:
-    """HTTP under concurrent load, dynamic batching off vs on (alternating time slices)."""
+# HTTP servers under concurrent clients: the engine configurations side by side.
+HTTP_SETUPS = {
+    "latency": (),
+    "throughput": ("--engine-mode", "throughput"),
+    "latency, batching (max 8, 500 us)": ("--max-batch-size", "8", "--max-queue-delay-us", "500"),
+}
+
+
+def _http_load(
+    package: ModelPackage, duration_s: float, clients: Sequence[int] = (1, 2, 4, 8)
+) -> dict[str, Any]:
+    """forecasts/s and latency of KServe v2 binary requests from 1, 2, 4, 8 concurrent
+    clients (threads of this process, one keep-alive connection each) per server setup,
+    in alternating time slices (two rounds)."""
     import threading
 
     import numpy as np
@@ -190,44 +230,48 @@ def _batching(package: ModelPackage, duration_s: float, clients: int = 8) -> dic
 
     m = package.manifest
     window = parity_windows(m.context_length, m.num_input_channels, 1)[0]
-    setups = {
-        "off": (),
-        "on (max 8, 500 us)": ("--max-batch-size", "8", "--max-queue-delay-us", "500"),
-    }
-    servers = {name: HttpServerProcess(package.path, *extra) for name, extra in setups.items()}
-    samples: dict[str, list[float]] = {name: [] for name in setups}
-    served: dict[str, float] = {name: 0.0 for name in setups}
+    servers = {name: HttpServerProcess(package.path, *extra) for name, extra in HTTP_SETUPS.items()}
+    keys = [(name, n) for name in servers for n in clients]
+    samples: dict[tuple[str, int], list[float]] = {key: [] for key in keys}
+    served: dict[tuple[str, int], float] = dict.fromkeys(keys, 0.0)
+    slice_s = duration_s / (2 * len(keys))
     try:
+        callers = {
+            name: [http_caller(s, binary=True) for _ in clients] for name, s in servers.items()
+        }
         for _ in range(2):
-            for name, server in servers.items():
-                stop = time.perf_counter() + duration_s / 4
+            for name, n in keys:
+                stop = time.perf_counter() + slice_s
+                out = samples[(name, n)]
 
-                def client(server=server, name=name, stop=stop) -> None:
-                    call = http_caller(server, binary=True)
+                def client(call: Any, stop: float = stop, out: list[float] = out) -> None:
                     while time.perf_counter() < stop:
                         start = time.perf_counter()
                         call(window)
-                        samples[name].append((time.perf_counter() - start) * 1e3)
+                        out.append((time.perf_counter() - start) * 1e3)
 
-                threads = [threading.Thread(target=client) for _ in range(clients)]
+                threads = [threading.Thread(target=client, args=(c,)) for c in callers[name][:n]]
                 began = time.perf_counter()
                 for t in threads:
                     t.start()
                 for t in threads:
                     t.join()
-                served[name] += time.perf_counter() - began
+                served[(name, n)] += time.perf_counter() - began
     finally:
         for server in servers.values():
             server.close()
     return {
         name: {
-            "clients": clients,
-            "requests": len(s),
-            "forecasts_per_s": len(s) / served[name],
-            "p50_ms": float(np.percentile(s, 50)),
-            "p99_ms": float(np.percentile(s, 99)),
+            str(n): {
+                "clients": n,
+                "requests": len(samples[(name, n)]),
+                "forecasts_per_s": len(samples[(name, n)]) / served[(name, n)],
+                "p50_ms": float(np.percentile(samples[(name, n)], 50)),
+                "p99_ms": float(np.percentile(samples[(name, n)], 99)),
+            }
+            for n in clients
         }
-        for name, s in samples.items()
+        for name in servers
     }
 
 

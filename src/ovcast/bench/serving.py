@@ -16,6 +16,7 @@ engine, so drift hits all alike.
 from __future__ import annotations
 
 import argparse
+import base64
 import http.client
 import json
 import logging
@@ -46,9 +47,12 @@ def _environment(source: str | Path | None) -> dict[str, str] | None:
 
 
 class JsonLinesClient:
-    """Writes a request line to ``ovcast serve --mode jsonl`` and reads the answer."""
+    """Writes a request line to ``ovcast serve --mode jsonl`` and reads the answer; with
+    ``binary``, windows and forecasts travel as base64 float32 (as the C++ client sends)."""
 
-    def __init__(self, model_dir: str | Path, *, source: str | Path | None = None) -> None:
+    def __init__(
+        self, model_dir: str | Path, *, source: str | Path | None = None, binary: bool = False
+    ) -> None:
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -72,19 +76,27 @@ class JsonLinesClient:
         if ready.get("event") != "ready":
             raise BenchmarkError(f"jsonl server did not start: {ready}")
         self._next = 0
+        self.binary = binary
 
     def __call__(self, window: np.ndarray) -> np.ndarray:
         self._next += 1
-        line = (
-            orjson.dumps(
-                {"request_id": self._next, "past_values": window}, option=orjson.OPT_SERIALIZE_NUMPY
-            )
-            + b"\n"
-        )
+        request: dict[str, Any] = {"request_id": self._next, "past_values": window}
+        if self.binary:
+            data = np.ascontiguousarray(window, "<f4")
+            request["past_values"] = {
+                "base64": base64.b64encode(data.tobytes()).decode("ascii"),
+                "shape": list(data.shape),
+            }
+            request["response_encoding"] = "base64"
+        line = orjson.dumps(request, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
         self.stdin.write(line)
         self.stdin.flush()
         answer = orjson.loads(self.stdout.readline())
-        return np.asarray(answer["predictions"], np.float32)
+        predictions = answer["predictions"]
+        if isinstance(predictions, dict):
+            raw = base64.b64decode(predictions["base64"])
+            return np.frombuffer(raw, "<f4").reshape(predictions["shape"])
+        return np.asarray(predictions, np.float32)
 
     def close(self) -> None:
         self.stdin.close()

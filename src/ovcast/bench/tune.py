@@ -1,12 +1,15 @@
 """``ovcast tune``: measure the CPU settings on this machine and store the best in the package.
 
     ovcast tune models/default --objective latency
+    ovcast tune models/default --data ETTh1.csv --splits etth1   # bf16 judged on real data too
 
-Latency: threads x pinning (and the bf16 hint where the CPU has bf16, reported but never
-picked: it changes forecasts). Throughput: streams x threads x batch through the async
-queue. Candidates run in alternation so drift hits all alike. The winner goes into the
-manifest's ``runtime_config[objective]``; ``Engine`` applies it by default. The guide's
-environment variables are measured one by one in fresh processes against a baseline.
+Latency: threads x pinning, the static batch-1 model against the dynamic one, and bf16 where
+the CPU has bf16 units. Throughput: streams x batch through the async queue. Candidates run
+in alternation so drift hits all alike. The winner goes into the manifest's
+``runtime_config[objective]``; ``Engine`` applies it by default. Where the CPU has bf16
+units, the forecast and metric change of bf16 is measured first (``precision.py``) and
+recorded: the Engine then computes in bf16 by default when it is within tolerance. The
+guide's environment variables are measured one by one in fresh processes against a baseline.
 """
 
 from __future__ import annotations
@@ -29,11 +32,19 @@ import numpy as np
 from ..errors import ConfigError
 from ..package import ModelPackage
 from ..parity import parity_windows
-from ..runtime.cpu import cpu_info, usable_cores
+from ..runtime.cpu import usable_cores
 from ..runtime.engine import Engine
+from ..runtime.precision import native_bf16, summarize
+from ..runtime.records import this_machine
+from .precision import PrecisionData, check_bf16, record_bf16
 from .timing import alternate
 
 log = logging.getLogger(__name__)
+
+# A setting must beat the default by more than this (p50) to be stored: on a shared box a
+# few percent is noise (the same run picked pinning at 2.36 vs 2.50 ms, and flipped the
+# static model's verdict between runs at a 3% margin).
+NOISE_MARGIN = 0.05
 
 GUIDE_ENV = {
     "ONEDNN_MAX_CPU_ISA": "AVX2",
@@ -51,6 +62,8 @@ class TuneReport:
     candidates: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] = field(default_factory=dict)
     environment: list[dict[str, Any]] = field(default_factory=list)
+    bf16: dict[str, Any] | None = None  # precision.check_bf16's record, where measured
+    static_batch1: bool | None = None  # the static batch-1 model beat the dynamic one
 
     def table(self) -> str:
         unit = "p50 ms" if self.objective == "latency" else "forecasts/s"
@@ -59,6 +72,18 @@ class TuneReport:
             mark = " <- best" if c["config"] == self.best.get("config") else ""
             note = f"  ({c['note']})" if c.get("note") else ""
             lines.append(f"  {json.dumps(c['config']):<80} {c['score']:9.2f}{mark}{note}")
+        if self.static_batch1 is not None:
+            lines.append(
+                "static batch-1 model: "
+                + (
+                    "kept (the dynamic one was not clearly faster)"
+                    if self.static_batch1
+                    else "off (the dynamic model was faster at the best settings)"
+                )
+            )
+        if self.bf16 is not None:
+            verdict = "within" if self.bf16["within_tolerance"] else "OUTSIDE"
+            lines.append(f"bf16 accuracy: {summarize(self.bf16)}: {verdict} tolerance")
         if self.environment:
             lines.append(
                 "guide environment variables, each alone vs none (p50 ms, fresh processes):"
@@ -78,23 +103,36 @@ def tune(
     duration_s: float = 3.0,
     measure_env: bool = True,
     save: bool = True,
+    data: PrecisionData | None = None,
+    check_precision: bool = True,
 ) -> TuneReport:
+    """Measure, and (``save``) store the best config and the bf16 record in the package.
+
+    ``data``: a data set to judge bf16's metric change on (else the package's own windows);
+    ``check_precision``: measure bf16 at all (only where the CPU has bf16 units).
+    """
+    if objective not in ("latency", "throughput"):
+        raise ConfigError(f"objective must be latency or throughput, got {objective!r}")
     package = ModelPackage.load(model_dir)
     report = TuneReport(objective)
+    if check_precision and native_bf16():
+        report.bf16 = check_bf16(package, data)
+        record_bf16(package, report.bf16)  # in memory: the candidates below see it
+    elif data is not None:
+        log.warning("this CPU has no bf16 units: --data is not used (bf16 is not measured)")
     if objective == "latency":
         _tune_latency(package, report, duration_s)
-    elif objective == "throughput":
-        _tune_throughput(package, report, duration_s)
     else:
-        raise ConfigError(f"objective must be latency or throughput, got {objective!r}")
+        _tune_throughput(package, report, duration_s)
     if measure_env:
         report.environment = measure_environment(package.path)
     if save:
         package.manifest.runtime_config[objective] = {
             **report.best["config"],
+            **({"static_batch1": report.static_batch1} if report.static_batch1 is not None else {}),
             "measured": {
                 "score": report.best["score"],
-                "cpu": cpu_info()["model"],
+                **this_machine(),  # a config measured elsewhere is ignored (runtime/records.py)
                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             },
         }
@@ -103,42 +141,48 @@ def tune(
 
 
 def _tune_latency(package: ModelPackage, report: TuneReport, duration_s: float) -> None:
+    """Two alternations: threads x pinning (and the other settings) on the static batch-1
+    model; then, at the best of those, the static model against the dynamic one."""
     m = package.manifest
     window = parity_windows(m.context_length, m.num_input_channels, 1)
     cores = usable_cores()
     engines: dict[str, tuple[dict, Engine, str]] = {}
+
+    def add(config: dict[str, Any], engine: Engine, note: str = "") -> None:
+        engines[json.dumps(config)] = (config, engine, note)
+
     for threads, pinning in itertools.product(range(1, cores + 1), (True, False)):
         config: dict[str, Any] = {
             "INFERENCE_NUM_THREADS": threads,
             "NUM_STREAMS": 1,
             "ENABLE_CPU_PINNING": pinning,
         }
-        engines[json.dumps(config)] = (
-            config,
-            Engine(package, threads=threads, pinning=pinning),
-            "",
+        add(config, Engine(package, threads=threads, pinning=pinning, precision_hint="f32"))
+    if report.bf16 is not None:  # the CPU has bf16 units: measured for accuracy above
+        verdict = (
+            "within tolerance: the Engine's default"
+            if report.bf16["within_tolerance"]
+            else "outside tolerance: not used"
         )
-    bf16 = Engine(package, threads=cores, precision_hint="bf16")
-    if bf16.config["INFERENCE_PRECISION_HINT"] == "bf16":  # the CPU honours it
-        config = {"INFERENCE_NUM_THREADS": cores, "INFERENCE_PRECISION_HINT": "bf16"}
-        engines[json.dumps(config)] = (config, bf16, "bf16 changes forecasts: not picked")
+        add(
+            {"INFERENCE_NUM_THREADS": cores, "INFERENCE_PRECISION_HINT": "bf16"},
+            Engine(package, threads=cores, precision_hint="bf16"),
+            f"bf16, {verdict}",
+        )
     if cores > 1:  # the guide's hint choice, measured: THROUGHPUT splits the cores into streams
         config = {
             "PERFORMANCE_HINT": "THROUGHPUT",
             "NUM_STREAMS": cores,
             "INFERENCE_NUM_THREADS": cores,
         }
-        engines[json.dumps(config)] = (
-            config,
-            Engine(package, mode="throughput"),
-            "a throughput setting",
+        add(
+            config, Engine(package, mode="throughput", precision_hint="f32"), "a throughput setting"
         )
     with tempfile.TemporaryDirectory() as tmp:  # the guide's --fp16: f16 weights, same model
         fp16 = _fp16_copy(package, Path(tmp))
-        config = {"INFERENCE_NUM_THREADS": cores, "weights": "fp16 (compress_to_fp16)"}
-        engines[json.dumps(config)] = (
-            config,
-            Engine(fp16, threads=cores),
+        add(
+            {"INFERENCE_NUM_THREADS": cores, "weights": "fp16 (compress_to_fp16)"},
+            Engine(fp16, threads=cores, precision_hint="f32"),
             "weights only; convert --precision fp16",
         )
     stats = alternate(
@@ -147,7 +191,35 @@ def _tune_latency(package: ModelPackage, report: TuneReport, duration_s: float) 
     for key, (config, _, note) in engines.items():
         report.candidates.append({"config": config, "score": stats[key].p50, "note": note})
     eligible = [c for c in report.candidates if not c["note"]]
-    report.best = min(eligible, key=lambda c: c["score"])
+    fastest = min(eligible, key=lambda c: c["score"])
+    default = next(c for c in eligible if c["config"] == _default_latency(cores))
+    clearly = fastest["score"] < (1 - NOISE_MARGIN) * default["score"]
+    report.best = fastest if clearly else default  # a noisy tie keeps the default
+    report.static_batch1 = _static_beats_dynamic(package, report.best["config"], duration_s)
+
+
+def _default_latency(cores: int) -> dict[str, Any]:
+    """The candidate that is the Engine's own latency default (``cpu.cpu_config``)."""
+    return {"INFERENCE_NUM_THREADS": cores, "NUM_STREAMS": 1, "ENABLE_CPU_PINNING": False}
+
+
+def _static_beats_dynamic(package: ModelPackage, best: dict[str, Any], duration_s: float) -> bool:
+    """Keep the static batch-1 model unless the dynamic one is clearly faster (by more than
+    NOISE_MARGIN at p50) with the best settings: a noisy tie keeps the default."""
+    m = package.manifest
+    window = parity_windows(m.context_length, m.num_input_channels, 1)
+    settings = {"threads": best["INFERENCE_NUM_THREADS"], "pinning": best["ENABLE_CPU_PINNING"]}
+    runners = {
+        kind: partial(
+            Engine(
+                package, precision_hint="f32", static_batch1=kind == "static", **settings
+            ).predict,
+            window,
+        )
+        for kind in ("static", "dynamic")
+    }
+    stats = alternate(runners, duration_s=duration_s / 2)
+    return not stats["dynamic"].p50 < (1 - NOISE_MARGIN) * stats["static"].p50
 
 
 def _fp16_copy(package: ModelPackage, folder: Path) -> ModelPackage:

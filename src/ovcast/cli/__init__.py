@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import OvcastError
+from ..runtime.precision import precision_for_process
 from . import (
     bench_cmd,
     convert_cmd,
@@ -87,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument(
+        "--precision",
+        dest="engine_precision",  # not a subcommand's --precision (convert's weight format)
+        choices=("auto", "f32", "bf16"),
+        help="what every engine of this command computes in (sets $OVCAST_PRECISION). auto: "
+        "bf16 where the CPU has bf16 units and 'ovcast tune' measured it within tolerance for "
+        "the package, else f32 (default)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         command.register(subparsers)
@@ -115,7 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:
         _quiet_third_parties()
     try:
-        return int(args.func(args) or 0)
+        with precision_for_process(args.engine_precision):
+            return int(args.func(args) or 0)
     except OvcastError as exc:
         if args.debug:
             raise

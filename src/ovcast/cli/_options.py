@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -146,6 +147,17 @@ def as_flags(config: Any) -> list[str]:
         else:
             flags += [flag, str(value)]
     return flags
+
+
+def positive_seconds(text: str) -> float:
+    """A duration for argparse: a finite number of seconds above 0 (not 0, NaN or inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds > 0, got {text!r}")
+    return value
 
 
 def _readable(parse: Callable[[str], Any]) -> Callable[[str], Any]:

@@ -72,6 +72,18 @@ def register(subparsers) -> None:
         help="forecast only the first N steps of the model's horizon",
     )
     p.add_argument(
+        "--check-bf16",
+        action="store_true",
+        help="where this CPU has bf16 units, measure bf16 against f32 on the package's windows "
+        "and record it: engines then compute in bf16 when it is within tolerance (as 'ovcast "
+        "tune' does; tune --data also judges it on a data set)",
+    )
+    p.add_argument(
+        "--no-rewrites",
+        action="store_true",
+        help="export the model as traced, without the speed rewrites (for comparison)",
+    )
+    p.add_argument(
         "--repository",
         metavar="DIR",
         help="also write an OVMS/KServe model repository: DIR/<name>/1/model.xml",
@@ -82,6 +94,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..convert import convert
     from ..runtime.inputs import read_array
+    from ..runtime.precision import summarize
 
     calibration = read_array(args.calibration_data) if args.calibration_data else None
     package = convert(
@@ -97,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         freq_token=_freq_token(args.freq_token),
         observed_mask=args.observed_mask,
         prediction_filter_length=args.prediction_filter_length,
+        rewrites=not args.no_rewrites,
+        check_bf16=args.check_bf16,
     )
     parity = package.manifest.parity["fp32_vs_torch"]
     print(f"wrote {package.path} ({package.manifest.architecture}, {args.precision})")
@@ -109,6 +124,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.precision} vs PyTorch: max abs error {other['max_abs_error']:.2e}")
     if len(package.manifest.inputs) > 1:
         print("inputs: " + ", ".join(f"{t.name} {t.shape}" for t in package.manifest.inputs))
+    bf16 = package.manifest.runtime_config.get("precision", {}).get("bf16")
+    if bf16:
+        verdict = "within" if bf16["within_tolerance"] else "outside"
+        print(f"{summarize(bf16)}: {verdict} tolerance")
     if args.repository:
         print(f"repository: {args.repository}/{package.manifest.name}/1 (+ config.json for OVMS)")
     return 0

@@ -141,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
             args.dashboard,
             model=lambda: engine_summary(pipeline.engine),  # the engine in use after a reload
             feed=pipeline.feed_summary,
+            streams=lambda: pipeline.streams,  # their forecast scorecards
         )
         pipeline.sink = tee(sink, dashboard.state.add_forecast)
         pipeline.on_bar = dashboard.state.add_bar

@@ -19,16 +19,24 @@ is opened read-only: replaying never changes it. Missing bars (a hole in an old
 recording) are never run over as if consecutive: a short hole counts as partial bars in
 partial_in_window, a hole longer than the model's window restarts the warm-up.
 
+Every forecast is scored against the bars that really came, step by step as its horizon
+elapses (MAE of the close per horizon bucket and hit rate, beside the random walk and drift
+on the same bars; partial bars never scored, filled ones scored at the last price): the
+table is printed on stderr at the end, and --scorecard FILE writes it as JSON. On prices
+the random walk is usually the one to beat.
+
 --dashboard HOST:PORT shows it in a browser as it plays (default pace: 60x real time, one
-minute bar a second, after an instant warm-up); the page stays up after the end until
-Ctrl-C. --demo needs no recording and no network: it replays a synthetic market (a random
-walk with a daily rhythm) through the embedded default model (converted and cached on first
-use, as 'ovcast quickstart' does). The default model was trained on ETTh1, not on markets:
+minute bar a second, after an instant warm-up): forecasts then go to the page (and to
+--out if given), not the terminal, which shows one status line. The page stays up after
+the end until Ctrl-C. --demo needs no recording and no network: it replays a synthetic
+market (a random walk with a daily rhythm) through the embedded default model (converted
+and cached on first use, as 'ovcast quickstart' does). The default model was trained on ETTh1, not on markets:
 the demo shows the machinery, not a trading signal.
 
 examples:
   ovcast replay --demo --dashboard 127.0.0.1:8050       then open http://127.0.0.1:8050/
   ovcast replay runs/live.db --model models/btc --product BTC-USD --speed 60
+  ovcast replay runs/live.db --model models/btc --out /dev/null --scorecard day.json
 """
 
 DEMO_PRODUCTS = ("DEMO-USD",)
@@ -60,7 +68,16 @@ def register(subparsers) -> None:
         help="replay speed-up over real time (default: as fast as possible; 60 with --dashboard)",
     )
     p.add_argument("--fit-bars", type=int, default=1000, help="bars to fit missing scalers on")
-    p.add_argument("--out", metavar="FILE", help="JSON lines file (default: stdout)")
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        help="forecast records as JSON lines (default: stdout; with --dashboard: the page only)",
+    )
+    p.add_argument(
+        "--scorecard",
+        metavar="FILE",
+        help="also write the forecasts' scorecard (per product and horizon bucket) as JSON",
+    )
     add_dashboard_option(p)
     p.set_defaults(func=run)
 
@@ -80,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     from ..market.recording import Recording
     from ..pipeline.replay import Pace, ReplayProgress, replay
     from ..runtime.engine import Engine
+    from ._output import output_file
+    from ._status import StatusLine
 
     log = logging.getLogger("ovcast.replay")
     if bool(args.recording) == bool(args.demo):
@@ -92,10 +111,12 @@ def run(args: argparse.Namespace) -> int:
     if args.interval <= 0 or args.fit_bars < 2:
         raise ConfigError("--interval must be > 0 and --fit-bars at least 2")
 
+    scorecard_file = output_file(args.scorecard, "--scorecard") if args.scorecard else None
     if args.recording:  # refused before the model is loaded: a typo is one clear line
         Recording(args.recording, readonly=True).close()
-        if args.out and Path(args.out).resolve() == Path(args.recording).resolve():
-            raise ConfigError("--out must not be the RECORDING (it would be overwritten)")
+        for flag, file in (("--out", args.out), ("--scorecard", args.scorecard)):
+            if file and Path(file).resolve() == Path(args.recording).resolve():
+                raise ConfigError(f"{flag} must not be the RECORDING (it would be overwritten)")
     engine = Engine(args.model or _default_package_dir())
     workdir = None
     path = args.recording
@@ -115,18 +136,29 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
     dashboard = None
+    progress = ReplayProgress("demo" if args.demo else str(path))
+    status = StatusLine()
     try:
-        with Recording(path, readonly=True) as recording:
-            progress = ReplayProgress("demo" if args.demo else str(path))
+        with Recording(path, readonly=True) as recording, status:
             sink: Callable[[dict[str, Any]], None] = write
-            on_bar = None
+            show_bar: Callable[[str, Any], None] | None = None
             if args.dashboard:
                 from ..dashboard import engine_summary, open_dashboard, tee
 
                 dashboard = open_dashboard(
-                    args.dashboard, model=lambda: engine_summary(engine), feed=progress.summary
+                    args.dashboard,
+                    model=lambda: engine_summary(engine),
+                    feed=progress.summary,
+                    streams=lambda: progress.streams or {},
                 )
-                sink, on_bar = tee(write, dashboard.state.add_forecast), dashboard.state.add_bar
+                sink, show_bar = tee(write, dashboard.state.add_forecast), dashboard.state.add_bar
+            page = dashboard.url if dashboard is not None else None
+
+            def on_bar(product: str, bar: Any) -> None:
+                if show_bar is not None:
+                    show_bar(product, bar)
+                status.show(_status_text(progress, page))
+
             replay(
                 recording,
                 engine,
@@ -139,14 +171,17 @@ def run(args: argparse.Namespace) -> int:
                 stop=stop,
                 progress=progress,
             )
-        if out is not None:
-            out.flush()
+            if out is not None:
+                out.flush()
+            status.show(_status_text(progress, page), now=True)
+        _report(progress, scorecard_file, quiet=getattr(args, "quiet", False))
         if dashboard is not None and not stop.is_set():
             log.info("replay finished; the dashboard stays at %s until Ctrl-C", dashboard.url)
             stop.wait()
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        status.close()
         if dashboard is not None:
             dashboard.close()
         if args.out and out is not None:
@@ -154,6 +189,40 @@ def run(args: argparse.Namespace) -> int:
         if workdir is not None:
             workdir.cleanup()
     return 0
+
+
+def _status_text(progress, page: str | None) -> str:
+    """The one status line: progress, forecasts, each product's scorecard, the page."""
+    summary = progress.summary()
+    streams = progress.streams or {}
+    forecasts = sum(stream.forecasts for stream in streams.values())
+    parts = [
+        f"{summary['state']} {summary['replayed_bars']}/{summary['total_bars']} bars, "
+        f"{forecasts} forecasts"
+    ]
+    if page:
+        parts.append(f"page {page}")
+    parts += [
+        f"{product} {stream.scorecard.brief()}"
+        for product, stream in streams.items()
+        if stream.scorecard is not None
+    ]
+    return " · ".join(parts)
+
+
+def _report(progress, scorecard_file, *, quiet: bool) -> None:
+    """The scorecard of every product replayed: a table on stderr, JSON in --scorecard."""
+    import orjson
+
+    from ..pipeline.scorecard import RULES, format_table, summaries
+
+    products = summaries(progress.streams or {})
+    if not quiet:
+        for summary in products.values():
+            print(format_table(summary), file=sys.stderr)
+    if scorecard_file is not None:
+        document = {"source": progress.summary()["source"], "rules": RULES, "products": products}
+        scorecard_file.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
 
 
 def _default_package_dir() -> str:

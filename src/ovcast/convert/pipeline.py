@@ -5,7 +5,7 @@
 
 Steps: check the options; resolve and load the checkpoint (and a granite-tsfm preprocessor beside it); trace
 its ``Signature`` (every input, named: ``signature.py``, ``ttm.py``) with the patchify fix
-(``export_fixes.py``) into an IR with a dynamic batch and the fixed context; check parity
+(``export_fixes.py``) and the speed rewrites (``rewrites.py``) into an IR with a dynamic batch and the fixed context; check parity
 against PyTorch on every input;
 optionally compress (fp16 weights) or quantize (int8, NNCF); write the package (with the
 checkpoint's training.json, so the package knows its run) and, on
@@ -74,12 +74,18 @@ def convert(
     freq_token: int | str | None = None,
     observed_mask: bool = False,
     prediction_filter_length: int | None = None,
+    rewrites: bool = True,
+    check_bf16: bool = False,
 ) -> ModelPackage:
     """Convert MODEL ('default', a checkpoint folder or a hub id) into a package at ``out_dir``.
 
     ``calibration_data``: int8 only, model-space windows (n, context, channels) or a long
     series (time, channels) to cut windows from; generated windows are used when absent. Raises ``ParityError`` when the fp32 IR disagrees with
-    PyTorch beyond ``tolerance`` (and writes nothing).
+    PyTorch beyond ``tolerance`` (and writes nothing). ``rewrites``: apply the export-time
+    speed rewrites (``rewrites.py``); they are parity-checked like the rest of the export.
+    ``check_bf16``: where this CPU has bf16 units, also measure bf16 against f32 on the
+    package's windows and record it (what ``ovcast tune`` does; the Engine then uses bf16
+    by default when it is within tolerance).
 
     ``preprocessor``: a granite-tsfm ``preprocessor_config.json`` (default: the one beside the
     checkpoint, if any): its channels, targets and fitted scaler(s) go into the package.
@@ -131,7 +137,7 @@ def convert(
 
     reference = _pytorch_reference(extras(run_torch), hf_model, source.name)
     decline_openvino_telemetry()  # convert_model reports usage unless declined
-    ov_model = _export(ov, torch, signature, hf_model)
+    ov_model, applied = _export(ov, torch, signature, hf_model, rewrites)
     core = ov.Core()
     fp32_parity = parity.check(reference, extras(_ov_runner(core, ov_model)), context, channels)
     log.info(
@@ -149,6 +155,7 @@ def convert(
         "tolerance_abs": tolerance,
         "windows": f"seeded random walks + 24-step cycle, batches {list(parity.PARITY_BATCHES)}",
         "fp32_vs_torch": fp32_parity,
+        "export_rewrites": applied,
     }
     if signature.extra_inputs:
         report["other_inputs"] = (
@@ -216,6 +223,8 @@ def convert(
     out.mkdir(parents=True, exist_ok=True)
     ov.save_model(ov_model, out / XML_FILE, compress_to_fp16=precision == "fp16")
     package = ModelPackage(out, manifest)
+    if check_bf16:
+        _check_bf16(package)
     package.save_manifest()
     if (source.path / RUN_FILE).is_file():  # evaluate then knows the run's splits and data
         shutil.copy2(source.path / RUN_FILE, out / RUN_FILE)
@@ -496,9 +505,13 @@ def _pytorch_reference(
     return reference
 
 
-def _export(ov: Any, torch: Any, signature: Signature, hf_model: Any) -> Any:
+def _export(
+    ov: Any, torch: Any, signature: Signature, hf_model: Any, rewrites: bool = True
+) -> tuple[Any, list[str]]:
+    """The traced IR (dynamic batch) and the names of the speed rewrites it was traced with."""
     from ..runtime.inputs import example_inputs
     from .export_fixes import exportable_patchify
+    from .rewrites import speed_rewrites
     from .signature import OV_TYPES
 
     specs = signature.inputs
@@ -513,7 +526,12 @@ def _export(ov: Any, torch: Any, signature: Signature, hf_model: Any) -> Any:
         (ov.PartialShape(spec.shape), getattr(ov.Type, OV_TYPES[spec.datatype])) for spec in specs
     ]
     try:
-        with exportable_patchify(hf_model) as patched, torch.no_grad(), warnings.catch_warnings():
+        with (
+            exportable_patchify(hf_model) as patched,
+            speed_rewrites(hf_model, rewrites) as applied,
+            torch.no_grad(),
+            warnings.catch_warnings(),
+        ):
             if not patched:
                 raise ConversionError("found no patchify module to make exportable")
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
@@ -525,7 +543,8 @@ def _export(ov: Any, torch: Any, signature: Signature, hf_model: Any) -> Any:
     for port, spec in zip(ov_model.inputs, specs, strict=True):
         port.get_tensor().set_names({spec.name})
     ov_model.outputs[0].get_tensor().set_names({signature.output.name})
-    return ov_model
+    log.info("export rewrites: %s", ", ".join(applied) or "none")
+    return ov_model, applied
 
 
 def _ov_runner(core: Any, ov_model: Any) -> Runner:
@@ -539,6 +558,19 @@ def _save_and_reload(ov: Any, core: Any, ov_model: Any, precision: str) -> Any:
         xml = Path(tmp) / XML_FILE
         ov.save_model(ov_model, xml, compress_to_fp16=precision == "fp16")
         return core.read_model(xml, Path(tmp) / BIN_FILE)
+
+
+def _check_bf16(package: ModelPackage) -> None:
+    from ..bench.precision import check_bf16, record_bf16
+    from ..runtime.precision import native_bf16, summarize
+
+    if not native_bf16():
+        log.warning("this CPU has no bf16 units: bf16 not measured (the package stays f32)")
+        return
+    record = check_bf16(package)
+    record_bf16(package, record)
+    verdict = "within" if record["within_tolerance"] else "outside"
+    log.info("%s: %s tolerance", summarize(record), verdict)
 
 
 def _default_name(source_name: str) -> str:

@@ -69,19 +69,24 @@ def forecast_only(model: Any) -> Signature:
     )
 
 
+def source_name(package: ModelPackage) -> str:
+    """What a package was converted from: a hub id, a checkpoint folder or 'default'."""
+    source = package.manifest.source
+    name = source.get("hub_id") or source.get("path") or source.get("name")
+    if not name:
+        raise ModelPackageError(
+            f"{package.path}'s manifest does not say what it was converted from"
+        )
+    return str(name)
+
+
 def package_signature(package: ModelPackage) -> Signature:
     """The signature a package was exported with, rebuilt from its source checkpoint (the
     benchmark's PyTorch and ONNX Runtime backends run exactly what the IR runs)."""
     from ..hf.loading import load_model, resolve_source
 
     m = package.manifest
-    source = m.source
-    name = source.get("hub_id") or source.get("path") or source.get("name")
-    if not name:
-        raise ModelPackageError(
-            f"{package.path}'s manifest does not say what it was converted from"
-        )
-    resolved = resolve_source(name, revision=source.get("revision"))
+    resolved = resolve_source(source_name(package), revision=m.source.get("revision"))
     if m.family != "ttm":
         return forecast_only(load_model(resolved))
     from .ttm import ttm_signature

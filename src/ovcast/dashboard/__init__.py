@@ -1,7 +1,7 @@
 """The live dashboard: bars, the latest forecast, feed health and latency, in a browser.
 
     server = open_dashboard("127.0.0.1:8050", model=lambda: engine_summary(engine),
-                            feed=pipeline.feed_summary)
+                            feed=pipeline.feed_summary, streams=lambda: pipeline.streams)
     pipeline = LivePipeline(config, sink=tee(write, server.state.add_forecast),
                             on_bar=server.state.add_bar)
 
@@ -12,14 +12,22 @@ Served by the pipeline's own process (``ovcast live --dashboard``, ``ovcast repl
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..pipeline.scorecard import summaries
+from ..pipeline.stream import ProductStream
 from ..runtime.engine import Engine
 from .server import DashboardServer, parse_address
 from .state import DashboardState
 
-__all__ = ["DashboardServer", "DashboardState", "engine_summary", "open_dashboard", "tee"]
+__all__ = [
+    "DashboardServer",
+    "DashboardState",
+    "engine_summary",
+    "open_dashboard",
+    "tee",
+]
 
 
 def engine_summary(engine: Engine) -> dict[str, Any]:
@@ -30,6 +38,9 @@ def engine_summary(engine: Engine) -> dict[str, Any]:
         "context_length": engine.context_length,
         "prediction_length": engine.prediction_length,
         "precision": engine.config.get("INFERENCE_PRECISION_HINT"),
+        "precision_reason": engine.precision.reason,
+        "precision_evidence": engine.precision.evidence,
+        "static_batch1": engine.static_batch1,
         "threads": engine.config.get("INFERENCE_NUM_THREADS"),
     }
 
@@ -39,10 +50,14 @@ def open_dashboard(
     *,
     model: Callable[[], dict[str, Any]],
     feed: Callable[[], dict[str, Any]],
+    streams: Callable[[], Mapping[str, ProductStream]] | None = None,
 ) -> DashboardServer:
-    """Listen on ``HOST:PORT`` and serve in a background thread; close() when done."""
+    """Listen on ``HOST:PORT`` and serve in a background thread; close() when done.
+    ``streams`` gives the pipeline's product streams, whose scorecards the page shows."""
     host, port = parse_address(address)
-    server = DashboardServer(DashboardState(model=model, feed=feed), host, port)
+    scorecards = (lambda: summaries(streams())) if streams is not None else None
+    state = DashboardState(model=model, feed=feed, scorecards=scorecards)
+    server = DashboardServer(state, host, port)
     server.start()
     return server
 

@@ -102,6 +102,7 @@ class DashboardServer:
                 Route("/events", self._events, methods=["GET"]),
                 Route("/api/snapshot", self._snapshot, methods=["GET"]),
                 Route("/api/status", self._status, methods=["GET"]),
+                Route("/api/scorecard", self._scorecard, methods=["GET"]),
                 Route("/{path:path}", self._file, methods=["GET"]),
                 Route("/{path:path}", self._read_only, methods=read_only),
             ],
@@ -140,6 +141,9 @@ class DashboardServer:
 
     async def _status(self, request: Request) -> Response:
         return _json(200, self.state.status())
+
+    async def _scorecard(self, request: Request) -> Response:
+        return _json(200, self.state.scorecard())
 
     async def _read_only(self, request: Request) -> Response:
         return _json(405, {"error": "the dashboard is read-only: GET / for the page"})

@@ -3,6 +3,7 @@
     state = DashboardState(model=lambda: {...}, feed=pipeline.feed_summary)
     state.add_bar("BTC-USD", bar)          # every closed bar (history included)
     state.add_forecast(record)             # every forecast record, as the sink gets it
+    state.status(); state.scorecard()      # the panels, and each product's forecast scorecard
     cursor, events = state.wait(cursor)    # a page's stream: new events, or None to resync
 
 Writers (the live pipeline's event loop, or replay's thread) and readers (one HTTP thread
@@ -22,6 +23,7 @@ import numpy as np
 import orjson
 
 from ..market.aggregator import Bar
+from ..pipeline.scorecard import RULES
 from ..serve.metrics import LATENCY_BUCKETS_S
 
 MAX_BARS = 300  # per product: five hours of minute bars, plenty for a glance
@@ -91,10 +93,13 @@ class DashboardState:
         *,
         model: Callable[[], dict[str, Any]],
         feed: Callable[[], dict[str, Any]],
+        scorecards: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
-        """``model`` and ``feed`` describe the model in use and the data source, when asked."""
+        """``model`` and ``feed`` describe the model in use and the data source, when asked;
+        ``scorecards`` gives each product's scorecard summary (``pipeline.scorecard``)."""
         self._model = model
         self._feed = feed
+        self._scorecards = scorecards or dict
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._products: dict[str, _Product] = {}
@@ -159,7 +164,13 @@ class DashboardState:
             "latency": latency_summary(samples),
             "model": self._model(),
             "products": counts,
+            "scorecard": self._scorecards(),
         }
+
+    def scorecard(self) -> dict[str, Any]:
+        """``/api/scorecard``: how each product's forecasts fared, and the rules they were
+        scored by."""
+        return {"time": time.time(), "rules": RULES, "products": self._scorecards()}
 
     def wait(self, cursor: int, timeout_s: float = 1.0) -> tuple[int, list[Event] | None]:
         """Events after ``cursor`` (waiting up to ``timeout_s`` for one); None: resync."""

@@ -46,6 +46,7 @@ from ..runtime.engine import Engine
 from ..runtime.slot import EngineSlot
 from ..scaling import Scaler
 from .resume import ResumeSettings, resume_product
+from .scorecard import Scorecard, meta_key
 from .stream import ProductStream, fit_market_scaler
 from .writer import Advance, BarWriter, Hold, MarkPartial, ProductState, Release, Trades
 
@@ -123,7 +124,7 @@ class LivePipeline:
 
     @property
     def streams(self) -> dict[str, ProductStream]:
-        return {product: state.stream for product, state in self.products.items()}
+        return {product: state.stream for product, state in list(self.products.items())}
 
     def request_reload(self) -> None:
         """Hot swap (SIGHUP), without blocking the event loop: done by the writer thread."""
@@ -222,6 +223,11 @@ class LivePipeline:
             scaler = Scaler.from_dict(stored)
         stream = ProductStream(product, self.engine, scaler, interval_s=self.config.interval_s)
         await _in_thread(lambda: [stream.on_bar(bar) for bar in history])
+        # Scored from here on: the forecasts this process issues (the warm-up's were never
+        # shown). A restart on the same recording goes on with the card stored there.
+        stream.scorecard = Scorecard.from_dict(
+            self.recording.meta(meta_key(product)), product, interval_s=self.config.interval_s
+        )
         self.products[product] = ProductState(stream, resumed.aggregator)
         if resumed.last_trade is not None and resumed.last_trade.numeric_id is not None:
             self.feed.seed(product, resumed.last_trade.numeric_id, resumed.last_trade.time_s)
@@ -294,6 +300,7 @@ class LivePipeline:
         summary = self.feed_summary()
         streams = ", ".join(
             f"{p} {st.stream.bars} bars/{st.stream.forecasts} forecasts"
+            + (f" ({st.stream.scorecard.brief()})" if st.stream.scorecard else "")
             for p, st in self.products.items()
         )
         return (

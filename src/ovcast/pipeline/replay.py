@@ -8,6 +8,8 @@ bars (the same every time), and says so; the recording is only read, never chang
 ``pace``, bars after the warm-up come at ``speed`` times real time, so a dashboard can be
 watched; warm-up is instant. Holes in the recorded bars are never run over as if the bars
 were consecutive (``ProductStream``): each is logged and counted in ``ReplayProgress``.
+Every stream keeps a scorecard of the forecasts it made (``streams[p].scorecard``), so a
+recorded day is scored offline.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ..market.aggregator import Bar
 from ..market.recording import Recording
 from ..runtime.engine import Engine
 from ..scaling import Scaler
+from .scorecard import Scorecard
 from .stream import ProductStream, fit_market_scaler
 
 log = logging.getLogger(__name__)
@@ -97,7 +100,9 @@ def replay(
         if not bars:
             raise DataError(f"{recording.path} holds no bars of {product}")
         scaler = stored_or_fitted_scaler(recording, product, fit_bars)
-        streams[product] = ProductStream(product, engine, scaler, interval_s=interval_s)
+        streams[product] = ProductStream(
+            product, engine, scaler, interval_s=interval_s, scorecard=Scorecard(product, interval_s)
+        )
         series.append([(product, bar) for bar in bars])
     progress = progress or ReplayProgress(str(recording.path))
     progress.total_bars = sum(len(bars) for bars in series)

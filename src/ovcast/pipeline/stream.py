@@ -14,6 +14,9 @@ run over as if the bars were consecutive: a hole shorter than the window becomes
 bars marked partial (unknown: counted in ``partial_in_window`` of every window that holds
 them, no forecast of their own); a longer one restarts the warm-up after it. A bar whose
 prices a float cannot carry (an old recording's ``1e400``) counts as a one-bar hole.
+
+With a ``scorecard`` (``scorecard.py``) each bar first scores the forecasts made for it,
+then the bar's own forecast joins them.
 """
 
 from __future__ import annotations
@@ -37,8 +40,11 @@ from ..market.features import (
 )
 from ..runtime.engine import Engine
 from ..scaling import Scaler
+from .scorecard import Scorecard
 
 log = logging.getLogger(__name__)
+
+CLOSE = CHANNELS.index("close")
 
 
 def fit_market_scaler(bars: list[Bar], config: FeatureConfig | None = None) -> Scaler:
@@ -68,6 +74,7 @@ class ProductStream:
         *,
         interval_s: int = 60,
         features: FeatureConfig | None = None,
+        scorecard: Scorecard | None = None,
     ) -> None:
         if engine.num_channels != len(CHANNELS) or scaler.num_channels != len(CHANNELS):
             raise DataError(
@@ -87,6 +94,7 @@ class ProductStream:
         self.forecasts = 0
         self.holes = 0  # holes met (missing bars, unusable bars)
         self.hole_bars = 0  # bars missing in them
+        self.scorecard = scorecard  # scores the forecasts made while it is set
 
     @property
     def warming_up(self) -> bool:
@@ -143,15 +151,20 @@ class ProductStream:
         if last is not None and bar.start_s > last.start_s + self.interval_s:
             self._bridge(last, bar.start_s)
         self._last = bar
+        if self.scorecard is not None:  # this bar's close scores the forecasts made for it
+            self.scorecard.add_bar(bar.start_s, float(bar.close), partial=bar.partial)
         if not self._take(bar):
             return None
-        window = self.scaler.transform(np.stack(self._window))
+        raw = np.stack(self._window)
+        window = self.scaler.transform(raw)
         engine = self.engine  # read once: a hot swap between bars takes effect at the next one
         start = time.perf_counter()
         forecast = engine.predict(window)  # (horizon, channels), model space
         inference_ms = (time.perf_counter() - start) * 1e3
         prices = self.scaler.inverse_transform(forecast[:, :1], channels=[0])[:, 0]
         self.forecasts += 1
+        if self.scorecard is not None:
+            self.scorecard.add_forecast(bar.start_s, prices, raw[:, CLOSE], model=engine.name)
         horizon = np.arange(1, engine.prediction_length + 1)
         return {
             "product": self.product_id,

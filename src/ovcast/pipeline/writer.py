@@ -11,7 +11,8 @@ The event loop only reads the socket, validates and orders; everything that take
 (SQLite writes, the model's forecast) happens here, in submission order, so a slow
 forecast delays the next forecast, never the next message. Work that queued up meanwhile
 is taken in one batch and written in one transaction; bars are committed before their
-forecasts are made, so a forecast is never emitted for a bar the recording lacks.
+forecasts are made, so a forecast is never emitted for a bar the recording lacks. Each
+product's scorecard is stored after its bars have scored the forecasts made for them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 from ..market.aggregator import Bar, BarAggregator
 from ..market.coinbase import Trade
 from ..market.recording import Recording
+from .scorecard import meta_key
 from .stream import ProductStream
 
 log = logging.getLogger(__name__)
@@ -175,6 +177,10 @@ class BarWriter:
                 self.products[product].partial_bars += bar.partial
         for product, bar in closed:
             self._emit(product, bar)
+        for product in dict.fromkeys(product for product, _ in closed):
+            scorecard = self.products[product].stream.scorecard
+            if scorecard is not None:  # what this batch's bars scored, kept with them
+                self.recording.set_meta(meta_key(product), scorecard.to_dict())
         for work in batch:
             if isinstance(work, _Call):
                 work.fn()

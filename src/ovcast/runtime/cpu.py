@@ -65,6 +65,12 @@ def cpu_config(
 
     latency:    one stream using every core (the fastest single forecast);
     throughput: one single-threaded stream per core (most forecasts per second, each slower).
+
+    Threads are not pinned to cores (OpenVINO pins by default on Linux): on a box shared with
+    other work a pinned thread waits for its busy core while another core idles. Measured
+    on a 2-core AMD Zen 5 under other load: batch-1 p50 7-10 ms unpinned against 9-12 ms
+    pinned, p10 2.6 against 3.3-6 ms; on an idle Zen 3 the two were equal (research notes).
+    ``ovcast tune`` measures both and stores the faster.
     """
     if mode not in MODES:
         raise ConfigError(f"unknown mode {mode!r}; expected one of {MODES}")
@@ -81,7 +87,7 @@ def cpu_config(
             "NUM_STREAMS": cores,
             "INFERENCE_NUM_THREADS": cores,
         }
-    config["ENABLE_CPU_PINNING"] = True
+    config["ENABLE_CPU_PINNING"] = False
     if threads is not None:
         config["INFERENCE_NUM_THREADS"] = int(threads)
     if streams is not None:
@@ -102,6 +108,8 @@ def cpu_info() -> dict[str, Any]:
         key, value = key.strip(), value.strip()
         if key == "model name" and info["model"] in ("unknown", "x86_64", ""):
             info["model"] = value
+        elif key == "vendor_id" and "vendor" not in info:
+            info["vendor"] = value
         elif key == "cpu family":
             info["family"] = int(value)
         elif key == "model" and "model_number" not in info:
@@ -112,5 +120,15 @@ def cpu_info() -> dict[str, Any]:
 
 
 def isa_summary(flags: list[str]) -> str:
-    wanted = ["avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16"]
+    wanted = [
+        "avx2",
+        "fma",
+        "avx512f",
+        "avx512_bf16",
+        "avx512_vnni",
+        "avx512_fp16",
+        "avx_vnni",
+        "amx_bf16",
+        "amx_fp16",
+    ]
     return ", ".join(f for f in wanted if f in flags) or "none of " + ", ".join(wanted)

@@ -8,14 +8,15 @@
 
 ``predict`` is thread-safe: each call borrows one of a pool of infer requests (as many as
 the compiled model can run at once), so concurrent callers never share a request and, in
-throughput mode, run in parallel streams. ``predict_many`` pipelines many windows through
-OpenVINO's ``AsyncInferQueue``.
+throughput mode, run in parallel streams. Single windows go to a static batch-1 compile of
+the model (``compiled.py``), batches to the dynamic one. ``predict_many`` pipelines many
+windows through OpenVINO's ``AsyncInferQueue``. The precision (f32, or bf16 where measured
+harmless and the CPU has bf16 units) is chosen in ``precision.py``.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,16 +25,17 @@ from typing import Any
 import numpy as np
 import openvino as ov
 
-from ..errors import ConfigError, InvalidInputError, ModelPackageError
+from ..errors import InvalidInputError, ModelPackageError
 from ..package import FUTURE_EXOGENOUS, OBSERVED_MASK, PAST_VALUES, ModelPackage, TensorSpec
 from ..scaling import Scaler
+from .compiled import CompiledModels, use_static_batch1
 from .cpu import cpu_config
 from .inputs import as_batch, example_inputs, model_feeds
+from .precision import choose_precision, fallback_to_f32
 from .raw import future_exogenous, scale_inputs, scalers_for, unscale_forecast
+from .records import tuned_settings
 
 log = logging.getLogger(__name__)
-
-PRECISION_HINTS = ("f32", "bf16")
 
 
 class Engine:
@@ -47,7 +49,8 @@ class Engine:
         threads: int | None = None,
         streams: int | None = None,
         pinning: bool | None = None,
-        precision_hint: str = "f32",
+        precision_hint: str | None = None,
+        static_batch1: bool | None = None,
         cache_dir: str | Path | None = None,
         config: Mapping[str, Any] | None = None,
         warmup: bool = True,
@@ -56,8 +59,11 @@ class Engine:
 
         mode: 'latency' (one stream on all usable cores) or 'throughput' (a stream per core).
         threads, streams, pinning: override what the mode and the package's tuned config pick.
-        precision_hint: 'f32' (default; the parity figures hold) or 'bf16', which OpenVINO
-            honours only on CPUs with bf16 units (AVX-512 BF16, AMX) and ignores elsewhere.
+        precision_hint: 'f32' (the parity figures hold), 'bf16', or None/'auto' (default:
+            $OVCAST_PRECISION if set, else bf16 where this CPU has bf16 units and the package
+            records bf16 as within tolerance, else f32; see ``precision.py``).
+        static_batch1: also compile a static batch-1 model for single windows (default: what
+            ``ovcast tune`` measured, else on; see ``compiled.py``).
         cache_dir: OpenVINO compiled-model cache; makes later starts much faster.
         config: raw OpenVINO CPU properties, applied last.
         """
@@ -67,35 +73,43 @@ class Engine:
         m = self.package.manifest
         self._scaler = self.package.scaler  # parsed once: forecast() is on every request's path
         self._series_scalers = self.package.series_scalers
-        if precision_hint not in PRECISION_HINTS:
-            raise ConfigError(
-                f"precision_hint must be one of {PRECISION_HINTS}, got {precision_hint!r}"
-            )
+        self.precision = choose_precision(m, precision_hint)
         properties = cpu_config(mode, threads=threads, streams=streams, pinning=pinning)
-        tuned = {k: v for k, v in m.runtime_config.get(mode, {}).items() if k in properties}
+        measured = tuned_settings(m, mode)  # checked: ModelPackageError if malformed
+        tuned = {k: v for k, v in measured.items() if k in properties}
         explicit = {
             "INFERENCE_NUM_THREADS": threads,
             "NUM_STREAMS": streams,
             "ENABLE_CPU_PINNING": pinning,
         }
         properties.update({k: v for k, v in tuned.items() if explicit.get(k) is None})
-        properties["INFERENCE_PRECISION_HINT"] = precision_hint
+        properties["INFERENCE_PRECISION_HINT"] = self.precision.hint
         properties.update(config or {})
         self.mode = mode
         core = ov.Core()
         started = time.perf_counter()
+        if cache_dir is not None:
+            Path(cache_dir).mkdir(parents=True, exist_ok=True)
+            core.set_property({"CACHE_DIR": str(cache_dir)})
+
+        def compile_models() -> CompiledModels:
+            # In bf16 the static batch-1 model and the dynamic one round differently (forecasts
+            # moved ~1e-2 apart): single windows then go through the batch model too, so an
+            # answer never depends on whether other requests were batched with it.
+            static = use_static_batch1(static_batch1, measured) and self.precision.hint == "f32"
+            return CompiledModels(
+                core, str(self.package.xml_path), properties, static_batch1=static
+            )
+
         try:
-            if cache_dir is not None:
-                Path(cache_dir).mkdir(parents=True, exist_ok=True)
-                core.set_property({"CACHE_DIR": str(cache_dir)})
-            self._compiled = core.compile_model(str(self.package.xml_path), "CPU", properties)
-        except RuntimeError as exc:
-            raise ModelPackageError(
-                f"OpenVINO could not compile {self.package.xml_path} with {properties}: {exc}"
-            ) from exc
+            self._models: CompiledModels | None = compile_models()
+        except ModelPackageError as exc:
+            self.precision = fallback_to_f32(self.precision, exc)  # re-raises if asked for
+            properties["INFERENCE_PRECISION_HINT"] = self.precision.hint
+            self._models = compile_models()
         self.compile_ms = (time.perf_counter() - started) * 1e3
         self.config = {
-            key: _plain(self._compiled.get_property(key))
+            key: _plain(self._models.first.get_property(key))
             for key in (
                 "PERFORMANCE_HINT",
                 "NUM_STREAMS",
@@ -106,10 +120,15 @@ class Engine:
             )
         }
         self.num_requests = max(1, int(self.config["OPTIMAL_NUMBER_OF_INFER_REQUESTS"]))
-        self._pool: queue.SimpleQueue = queue.SimpleQueue()
-        for _ in range(self.num_requests):
-            self._pool.put(self._compiled.create_infer_request())
-        log.debug("compiled %s in %.0f ms: %s", self.package.path, self.compile_ms, self.config)
+        self.static_batch1 = self._models.batch1 is not None
+        log.debug(
+            "compiled %s in %.0f ms: %s, static batch 1: %s; %s",
+            self.package.path,
+            self.compile_ms,
+            self.config,
+            self.static_batch1,
+            self.precision.reason,
+        )
         if warmup:
             self.warmup()
 
@@ -163,13 +182,20 @@ class Engine:
             vocab_size=int(frequency.get("vocab_size", 1)),
         )
 
-    def warmup(self, iterations: int = 2) -> None:
-        """Run a few forecasts so the first real request does not pay for lazy set-up."""
+    def warmup(self, iterations: int = 2, *, batches: bool = False) -> None:
+        """Run a few forecasts so the first real request does not pay for lazy set-up.
+
+        Single windows only, by default: with the static batch-1 model that leaves the
+        dynamic-batch model to be compiled by the first batch, so a (re)start is one compile.
+        ``batches``: warm (compile) the dynamic model too.
+        """
         window = np.zeros((self.context_length, self.num_channels), np.float32)
         window[:, :] = np.sin(np.arange(self.context_length) / 12.0)[:, None]
         others = {name: value[0] for name, value in self.example_inputs(1).items()}
         for _ in range(iterations):
             self.predict(window, **others)
+        if batches and self.static_batch1:
+            self.predict(np.stack([window, window]), **self.example_inputs(2))
 
     def predict(self, past_values: Any, **inputs: Any) -> np.ndarray:
         """Forecast in model space: (context, channels) -> (horizon, forecast channels), or
@@ -182,13 +208,7 @@ class Engine:
         empty input, or a missing or unknown input.
         """
         feeds, single = model_feeds(self.package.manifest, past_values, inputs)
-        self._require_open()
-        request = self._pool.get()
-        try:
-            request.infer(dict(enumerate(feeds)), share_inputs=True)
-            out = request.get_output_tensor(0).data.copy()  # the request reuses its buffer
-        finally:
-            self._pool.put(request)
+        out = self._require_open().for_batch(len(feeds[0])).infer(dict(enumerate(feeds)))
         return out[0] if single else out
 
     def predict_many(self, windows: Any, *, batch_size: int = 1, **inputs: Any) -> np.ndarray:
@@ -203,7 +223,7 @@ class Engine:
         n = len(feeds[0])
         channels = len(self.forecast_channels)
         results = np.empty((n, self.prediction_length, channels), np.float32)
-        compiled = self._require_open()
+        compiled = self._require_open().for_batch(batch_size).compiled
         # No Python callback on the queue: one made the process abort at exit now and then
         # (an OpenVINO thread still taking the GIL during teardown). Each finished request's
         # output is copied out when the request is next needed, and after wait_all.
@@ -296,14 +316,14 @@ class Engine:
         Call it from the thread that owns the engine once no request uses it; a closed
         engine cannot forecast again.
         """
-        while not self._pool.empty():
-            self._pool.get_nowait()
-        self._compiled = None
+        if self._models is not None:
+            self._models.close()
+        self._models = None
 
-    def _require_open(self) -> ov.CompiledModel:
-        if self._compiled is None:
+    def _require_open(self) -> CompiledModels:
+        if self._models is None:
             raise ModelPackageError(f"the engine of {self.package.path} is closed")
-        return self._compiled
+        return self._models
 
     def __repr__(self) -> str:
         return f"Engine({self.package!r}, mode={self.mode!r}, config={self.config})"

@@ -83,6 +83,13 @@ class ServiceConfig:
     request_timeout_s: float = option(
         10.0, help="dynamic batching: longest wait for a batched result before 503"
     )
+    engine_mode: str = option(
+        "latency",
+        choices=("latency", "throughput"),
+        help="the engines' CPU configuration: latency (one stream on every core: the fastest "
+        "single forecast) or throughput (one stream per core: the most forecasts per second "
+        "under concurrent clients, each forecast slower; see docs/PERFORMANCE.md)",
+    )
     threads: int | None = option(None, help="inference threads (default: usable cores)")
     cache_dir: str | None = option(
         None, metavar="DIR", help="OpenVINO compiled-model cache folder (faster restarts)"

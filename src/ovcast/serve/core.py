@@ -214,7 +214,9 @@ class ForecastService:
         self.ready = threading.Event()  # every model loaded and warmed up
         self.draining = threading.Event()  # shutting down: not ready, finishing in-flight work
         self._load_engine = partial(
-            Engine,
+            _load_warm,
+            batches=self.config.max_batch_size > 1,  # batching: warm the dynamic model too
+            mode=self.config.engine_mode,
             threads=self.config.threads,
             cache_dir=self.config.cache_dir,
             **(engine_options or {}),
@@ -856,6 +858,13 @@ class ForecastService:
         batch = self.config.max_request_batch
         values = sum(math.prod([batch if d < 0 else d for d in t.shape]) for t in m.inputs)
         return values * JSON_BYTES_PER_NUMBER
+
+
+def _load_warm(model_dir: str | Path, *, batches: bool, **options: Any) -> Engine:
+    """An engine warmed up for what it will serve: single windows, and batches if asked."""
+    engine = Engine(model_dir, warmup=False, **options)
+    engine.warmup(batches=batches)
+    return engine
 
 
 class _Stopping(Exception):

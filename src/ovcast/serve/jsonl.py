@@ -12,11 +12,15 @@ The process never exits while a reload compiles: ``ForecastService.close`` waits
 
 With dynamic batching (--max-batch-size > 1) the server reads ahead the lines that are
 already there (at most --max-queue-size) and submits them together, so a pipelining client
-gets batches; answers still leave in request order. Hot swap: SIGHUP reloads every model in
-the background (requests go on meanwhile; SIGHUPs that arrive during a reload make one more;
-during start-up, one reload after it); the "reload" command reloads in order, so later lines
-use the new model. The line cap follows the models served (a model loaded later raises it).
-Everything else is the core's (``core.ForecastService``).
+gets batches; answers still leave in request order. Without it, a line that arrives while
+others are in flight runs on an engine thread, so reading and decoding the next lines and
+writing finished answers overlap inference; a lone line runs inline (no thread hop).
+Windows and forecasts may travel as base64 float32 (``jsonl_codec``): half the bytes. Hot
+swap: SIGHUP reloads every model in the background (requests go on meanwhile; SIGHUPs that
+arrive during a reload make one more; during start-up, one reload after it); the "reload"
+command reloads in order, so later lines use the new model. The line cap follows the models
+served (a model loaded later raises it). Everything else is the core's
+(``core.ForecastService``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import signal
 import sys
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
 from ..errors import PayloadTooLargeError, ServingError
@@ -57,6 +62,14 @@ class JsonLinesServer:
         self.source_fd = sys.stdin.fileno() if source_fd is None else source_fd
         self.sink = sink or sys.stdout.buffer
         self.answered = 0
+        # Without batching, a line that arrives while others are in flight (a pipelining
+        # client) runs on this thread, so reading and decoding the next lines and writing
+        # finished answers overlap the engine; a lone line runs inline (no thread hop).
+        self._engine_thread = (
+            ThreadPoolExecutor(1, thread_name_prefix="ovcast-jsonl-engine")
+            if service.config.max_batch_size == 1
+            else None
+        )
         self.clean_exit = True  # False: close() timed out with a thread inside OpenVINO
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -92,6 +105,8 @@ class JsonLinesServer:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if self._engine_thread is not None:
+                self._engine_thread.shutdown(wait=True)
             self.clean_exit = self.service.close()
 
     def _answer_lines(self) -> int:
@@ -136,9 +151,12 @@ class JsonLinesServer:
                 while pending:
                     self._answer(pending.popleft())
                 return _Answer(data=self._command(decoded))
-            return _Answer(
-                pending=self.service.submit(decoded.request), timestamp_ms=decoded.timestamp_ms
-            )
+            answer = _Answer(timestamp_ms=decoded.timestamp_ms, base64=decoded.base64_output)
+            if pending and self._engine_thread is not None:
+                answer.submitted = self._engine_thread.submit(self.service.submit, decoded.request)
+            else:
+                answer.pending = self.service.submit(decoded.request)
+            return answer
         except ServingError as error:
             self.service.rejected(error)
             return _Answer(data=codec.encode_error(error))
@@ -169,11 +187,13 @@ class JsonLinesServer:
             return codec.encode_error(error)
 
     def _answer(self, answer: _Answer) -> None:
+        if answer.submitted is not None:
+            answer.pending = answer.submitted.result()  # submit() never raises
         if answer.data is None:
             assert answer.pending is not None
             try:
                 result = self.service.result(answer.pending)
-                answer.data = codec.encode_result(result, answer.timestamp_ms)
+                answer.data = codec.encode_result(result, answer.timestamp_ms, answer.base64)
             except ServingError as error:
                 answer.data = codec.encode_error(error)
             except Exception:  # a bug must not kill the pipeline: answer and log it
@@ -206,14 +226,23 @@ def _internal(request_id: object) -> ServingError:
 class _Answer:
     """One line's answer: bytes already, or a submitted request still to finish."""
 
-    __slots__ = ("data", "pending", "timestamp_ms")
+    __slots__ = ("base64", "data", "pending", "submitted", "timestamp_ms")
 
     def __init__(
-        self, *, data: bytes | None = None, pending: Pending | None = None, timestamp_ms=None
+        self,
+        *,
+        data: bytes | None = None,
+        pending: Pending | None = None,
+        timestamp_ms: int | None = None,
+        base64: bool = False,
     ) -> None:
         self.data, self.pending, self.timestamp_ms = data, pending, timestamp_ms
+        self.base64 = base64
+        self.submitted: Future[Pending] | None = None  # running on the engine thread
 
     def done(self) -> bool:
+        if self.submitted is not None:
+            return self.submitted.done() and self.submitted.result().done()
         return self.data is not None or (self.pending is not None and self.pending.done())
 
 

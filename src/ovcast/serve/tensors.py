@@ -9,6 +9,8 @@ against a model (the core does, once).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +29,9 @@ DTYPES: dict[str, np.dtype] = {
 }
 _BOOL_LITERALS = (b"true", b"false")
 Problem = tuple[str, str]  # (error code, message)
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def json_object(data: bytes | bytearray, *, what: str, expected: str) -> dict[str, Any]:
@@ -127,6 +132,46 @@ def from_binary(
     return np.frombuffer(buffer, dtype=dtype).reshape(shape)
 
 
+def from_base64(value: dict[str, Any], *, name: str) -> np.ndarray:
+    """``{"base64": ..., "shape": [...], "datatype": "FP32"}``: the binary extension's bytes
+    (little-endian, row-major) in a JSON text, as an array straight from the decoded buffer
+    (no Python number per value). ``datatype`` defaults to FP32."""
+    text, shape = value.get("base64"), value.get("shape")
+    datatype = value.get("datatype", "FP32")
+    unknown = sorted(set(value) - {"base64", "shape", "datatype"})
+    if unknown or not isinstance(text, str) or not isinstance(datatype, str):
+        raise InvalidRequestError(
+            f'\'{name}\' as an object must be {{"base64": "...", "shape": [...], '
+            f'"datatype": "FP32"}} (little-endian, row-major)'
+            + (f"; unknown field(s) {unknown}" if unknown else "")
+        )
+    if not (
+        isinstance(shape, list)
+        and shape
+        and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    ):
+        raise InvalidRequestError(
+            f"'{name}.shape' must be a list of dimensions such as [512, 7]", code="invalid_input"
+        )
+    try:
+        buffer = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidRequestError(
+            f"'{name}.base64' is not valid base64 ({exc})", code="invalid_input"
+        ) from None
+    return from_binary(buffer, name=name, datatype=datatype, shape=shape)
+
+
+def to_base64(array: np.ndarray) -> dict[str, Any]:
+    """The response form of ``from_base64``: FP32, little-endian, row-major."""
+    data = np.ascontiguousarray(array, dtype="<f4")
+    return {
+        "base64": base64.b64encode(data.tobytes()).decode("ascii"),
+        "shape": list(data.shape),
+        "datatype": "FP32",
+    }
+
+
 def cast(array: np.ndarray, *, name: str, datatype: str) -> np.ndarray:
     """``array`` as ``datatype`` (no copy when it already is); integers must be whole."""
     dtype = _dtype(datatype, name)
@@ -135,8 +180,26 @@ def cast(array: np.ndarray, *, name: str, datatype: str) -> np.ndarray:
             raise InvalidRequestError(
                 f"'{name}' is {datatype}: expected whole numbers", code="invalid_input"
             )
-    with np.errstate(over="ignore"):  # 1e39 becomes inf in FP32; the core reports it
-        return array.astype(dtype.newbyteorder("="), copy=False)
+    with np.errstate(over="ignore"):
+        converted = array.astype(dtype.newbyteorder("="), copy=False)
+    if converted is not array and dtype.kind == "f" and array.dtype.kind == "f":
+        beyond = beyond_float32(array, converted)  # 1e300 became inf: say what it really was
+        if beyond:
+            raise InvalidRequestError(f"'{name}' {beyond}", code="invalid_input")
+    return converted
+
+
+def beyond_float32(array: np.ndarray, as_float32: np.ndarray) -> str | None:
+    """Where a finite value of a wider float array became inf in float32 (beyond its range:
+    not a NaN or inf the client sent); None if nowhere."""
+    big = np.isinf(as_float32) & np.isfinite(array)
+    if not big.any():
+        return None
+    where = np.argwhere(big)[0].tolist()
+    return (
+        f"has {float(array[tuple(where)]):g} (first at index {where}), beyond float32's range "
+        f"(±{FLOAT32_MAX:.4g}); expected finite float32 numbers"
+    )
 
 
 def _dtype(datatype: str, name: str) -> np.dtype:

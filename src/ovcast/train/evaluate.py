@@ -19,7 +19,7 @@ default ``train`` + ``evaluate`` pair cannot leak.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from .data import Series, read_csv_table, table_series
 from .forecasters import RUN_FILE, Forecaster, LoadedModel, baselines, load_forecaster
 from .metrics import ErrorSums
 from .report import Examples, Published, Report
-from .splits import Splits, Windows, split_series
+from .splits import SplitData, Splits, Windows, split_series
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,14 @@ def evaluate_model(config: EvaluateConfig) -> Report:
     run = model.run or {}
     same_data = _is_run_data(run, config.data)
     notes: list[str] = []
-    series = _read_channels(model, read_csv_table(config.data), config, same_data, notes)
+    series = _read_channels(
+        model.channel_names,
+        model.num_channels,
+        read_csv_table(config.data),
+        config,
+        same_data,
+        notes,
+    )
     split = _splits(config, run, notes)
     if same_data:
         _refuse_trained_rows(run, split, config.split, len(series), model.context_length)
@@ -125,6 +132,35 @@ def evaluate_model(config: EvaluateConfig) -> Report:
     return report
 
 
+def split_to_score(
+    config: EvaluateConfig,
+    context_length: int,
+    prediction_length: int,
+    num_channels: int,
+    channel_names: Sequence[str] | None = None,
+) -> tuple[Windows, SplitData, tuple[str, ...]]:
+    """The windows of ``config.split`` for a model of these shapes (a package, not a run:
+    its splits are those given, else the standard ETTh1 rows), the whole split (its scaler
+    fitted on the train rows) and the CSV's columns, read as ``evaluate`` reads them: by the
+    model's channel names when it has them, never reordered against them."""
+    notes: list[str] = []
+    series = _read_channels(
+        tuple(channel_names) if channel_names else None,
+        num_channels,
+        read_csv_table(config.data),
+        config,
+        False,
+        notes,
+    )
+    for note in notes:
+        log.warning("%s", note)
+    split = _splits(config, {}, [])
+    data = split_series(
+        series, split, context_length, prediction_length, targets=config.target_columns
+    )
+    return getattr(data, config.split).subsample(config.max_windows), data, series.columns
+
+
 def _is_run_data(run: dict[str, Any], data: str) -> bool:
     """Whether ``data`` is the very file the run trained on (by SHA-256, not by name)."""
     from ..hf.loading import sha256_file
@@ -144,10 +180,15 @@ def _is_run_data(run: dict[str, Any], data: str) -> bool:
 
 
 def _read_channels(
-    model: LoadedModel, table: Table, config: EvaluateConfig, same_data: bool, notes: list[str]
+    names: tuple[str, ...] | None,
+    num_channels: int,
+    table: Table,
+    config: EvaluateConfig,
+    same_data: bool,
+    notes: list[str],
 ) -> Series:
-    """The model's channels from the CSV: by name when the model knows its names."""
-    names = model.channel_names
+    """The model's channels (``names``, in order, when it knows them) from the CSV: by name
+    when it has them all; other columns only in an order that does not swap the model's."""
     columns = config.columns
     if columns is None and names and all(table.has(n) for n in names):
         columns = list(names)
@@ -157,9 +198,9 @@ def _read_channels(
         timestamp_column=config.timestamp_column,
         time_unit=config.time_unit,
     )
-    if len(series.columns) != model.num_channels:
+    if len(series.columns) != num_channels:
         raise DataError(
-            f"{config.model} takes {model.num_channels} channels"
+            f"{config.model} takes {num_channels} channels"
             + (f" ({', '.join(names)})" if names else "")
             + f"; {config.data} gives {len(series.columns)} ({', '.join(series.columns)}). "
             "Choose them with --columns"
