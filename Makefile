@@ -6,7 +6,8 @@ PYTHON ?= python3
 VENV ?= .venv
 # torch first and pinned: pip then takes the CPU build, not a multi-GB CUDA one
 # (elsewhere: PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu make ...).
-INSTALL = $(VENV)/bin/pip install torch==2.13.0 -e '.[convert,bench,test,ttm]'
+# The ray extra too: the Ray serving and batch tests run on a real local cluster in CI.
+INSTALL = $(VENV)/bin/pip install torch==2.13.0 -e '.[convert,bench,test,ttm,ray]'
 # granite-tsfm (TinyTimeMixer) pins torch<2.12: its own dependencies come with the ttm extra
 # above, and it goes on top with --no-deps, so the CPU torch stays (README, "Install").
 INSTALL_TSFM = $(VENV)/bin/pip install --no-deps granite-tsfm==0.3.11

@@ -24,6 +24,7 @@ from . import (
     export_cmd,
     features_cmd,
     finetune_cmd,
+    forecast_batch_cmd,
     info_cmd,
     live_cmd,
     predict_cmd,
@@ -38,6 +39,7 @@ COMMANDS = (
     quickstart_cmd,
     convert_cmd,
     predict_cmd,
+    forecast_batch_cmd,
     info_cmd,
     serve_cmd,
     bench_cmd,
@@ -59,6 +61,7 @@ typical flow:
   ovcast info models/default                 what a package holds
   ovcast predict models/default --input window.csv
   ovcast serve --mode jsonl --model models/default   JSON lines on stdin/stdout for a pipeline
+  ovcast forecast-batch series.parquet --model models/default --out f.parquet   every window, or --ray
   ovcast bench models/default                vs PyTorch and ONNX Runtime, servers, machine limit
   ovcast tune models/default                 measure CPU settings, store the best in the package
   ovcast doctor models/default               what on this machine slows forecasts down

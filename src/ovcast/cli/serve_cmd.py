@@ -1,4 +1,4 @@
-"""ovcast serve: JSON lines on stdin/stdout for a pipeline, or KServe v2 over HTTP."""
+"""ovcast serve: JSON lines on stdin/stdout for a pipeline, KServe v2 over HTTP, or on Ray Serve."""
 
 from __future__ import annotations
 
@@ -37,6 +37,15 @@ inputs.
   arrive within --header-timeout-s and fit in 32 KiB; --max-connections; on loopback only
   Host localhost, 127.0.0.1, [::1] and --allowed-host names are answered (DNS rebinding).
 
+--mode ray: the same KServe v2 routes on a Ray cluster (pip install 'ovcast[ray]'): every
+  replica runs this serving core, Ray's HTTP proxy listens on --host/--port. Joins the
+  cluster at --address (default: starts a local one); --replicas (default: one per
+  --replica-cpus of the cluster's CPUs) or --autoscale on queue length. A request whose
+  replica dies is sent to another one. Model files must be at the same path on every node.
+  SIGHUP: hot swap on every replica, in place (a refused package leaves the old one serving).
+  SIGTERM: remove the application, exit 0. Load and unload over HTTP are off (they would
+  change one replica only). Where Serve already runs, --host/--port must be its proxy's.
+
 Models: --model DIR (named by its manifest), --model NAME=DIR (repeatable), and/or
   --repository DIR (the OVMS layout `ovcast convert --repository` writes: DIR/config.json,
   DIR/NAME/VERSION/). A DIR of numbered version folders serves the highest version (or
@@ -47,6 +56,8 @@ examples:
   ovcast serve --mode http --model btc=models/btc --model eth=models/eth
   ovcast serve --mode http --repository ovms-models/ --max-batch-size 8
   OVCAST_API_KEY=s3cret ovcast serve --mode http --host 0.0.0.0 --repository ovms-models/
+  ovcast serve --mode ray --model models/default --max-batch-size 8
+  ovcast serve --mode ray --address 10.0.0.5:6379 --model /shared/models/btc --replicas 8
   ovcast serve --mode jsonl --model models/default --ready-line
   ovcast serve --mode jsonl --model models/default --raw --channels 0   # close price only
 """
@@ -55,14 +66,15 @@ examples:
 def register(subparsers) -> None:
     # Here, not at the top: serve.config imports cli._options, which imports this package.
     from ..serve.config import HttpConfig, JsonLinesConfig, ServiceConfig
+    from ..serve.ray.config import RayConfig
 
     p = subparsers.add_parser(
         "serve",
-        help="serve model packages over JSON lines (stdin/stdout) or HTTP (KServe v2)",
+        help="serve model packages over JSON lines (stdin/stdout), HTTP (KServe v2) or Ray Serve",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--mode", choices=("jsonl", "http"), default="jsonl", help="front end")
+    p.add_argument("--mode", choices=("jsonl", "http", "ray"), default="jsonl", help="front end")
     p.add_argument(
         "--model",
         action="append",
@@ -76,7 +88,8 @@ def register(subparsers) -> None:
     )
     add_options(p, ServiceConfig)
     add_options(p.add_argument_group("jsonl mode"), JsonLinesConfig)
-    add_options(p.add_argument_group("http mode"), HttpConfig)
+    add_options(p.add_argument_group("http and ray modes"), HttpConfig)
+    add_options(p.add_argument_group("ray mode"), RayConfig)
     p.set_defaults(func=run)
 
 
@@ -87,14 +100,27 @@ def run(args: argparse.Namespace) -> int:
 
     repository = Repository([parse_model_option(m) for m in args.model or []], args.repository)
     service = ForecastService(repository, from_args(ServiceConfig, args))
+    if args.mode in ("http", "ray"):
+        # Given but empty (--api-key "$UNSET" or OVCAST_API_KEY=) is refused, never "no key".
+        key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV)
+        config = from_args(HttpConfig, args, api_key=key)
     if args.mode == "http":
         from ..serve.http import HttpFrontEnd
 
-        # Given but empty (--api-key "$UNSET" or OVCAST_API_KEY=) is refused, never "no key".
-        key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV)
-        front = HttpFrontEnd(service, from_args(HttpConfig, args, api_key=key))
+        front = HttpFrontEnd(service, config)
         service.check()  # a missing or broken package fails here, before binding or compiling
         return _exit(front.serve(), front.clean_exit)
+    if args.mode == "ray":
+        from ..errors import require
+        from ..serve.ray.config import RayConfig
+
+        service.check()  # a missing or broken package fails here, before touching a cluster
+        require("ray.serve", extra="ray", purpose="--mode ray")
+        from ..serve.ray.cluster import run_ray_server
+
+        return run_ray_server(
+            repository.models, args.repository, service.config, config, from_args(RayConfig, args)
+        )
     from ..serve.jsonl import JsonLinesServer
 
     service.check()
