@@ -26,10 +26,16 @@ channels]) or .json (nested lists, or {"past_values": ...}).
     repeated time is refused, naming the line;
   - a series longer than the model's context gives its last CONTEXT rows (said on stderr);
   - with a header that names every model channel, channels are taken by name (trimmed and
-    ignoring case, as train matches them; any order, extra columns ignored); otherwise by
-    position, with a warning when the header names other columns.
+    ignoring case, as train matches them; any order, extra columns ignored, text too);
+    otherwise by position, with a warning when the header names other columns. Only the
+    columns used must hold numbers;
+  - the future steps on at the input's recent interval (its most common of the last 24),
+    in the zone its times were written in; a window with gaps or uneven steps is warned
+    about (the model reads rows as evenly spaced steps).
 output: JSON on stdout ({"channels", timestamps, "predictions"}), or --output FILE as
 .csv (header: timestamp or step, then channels), .json, .parquet (needs pyarrow) or .npy.
+A forecast with NaN or inf (an input far outside the model's range) is an error: nothing
+is written.
 
 By default input and output are in model space (already scaled). With --raw the input is
 in raw units: it is scaled with the package's scaler and the forecast scaled back.
@@ -80,7 +86,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..runtime.engine import Engine
-    from ..runtime.series import ForecastTable, read_series, write_forecast
+    from ..runtime.series import ForecastTable, read_series, require_finite, write_forecast
 
     if args.series_id is not None and not args.raw:
         raise ConfigError(
@@ -98,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         forecast = engine.forecast(window, series_id=args.series_id, **inputs)
     else:
         forecast = engine.predict(window, **inputs)
+    require_finite(forecast, engine.forecast_channel_names, window, engine.channel_names)
     table = ForecastTable.after(series, forecast, engine.forecast_channel_names)
     if args.channels:
         table = table.select([c.strip() for c in args.channels.split(",")])
