@@ -410,3 +410,44 @@ def test_forecast_frame_index_zones_and_text_columns(small_engine):
     )
     with pytest.raises(DataError, match="column 'note' holds 'x', not a number"):
         small_engine.forecast_frame(frame.drop(columns="rsi"))  # by position: note is used
+
+
+def test_pandas_shaped_json_and_parquet_inputs(tmp_path, small_package, small_engine):
+    pd = pytest.importorskip("pandas", reason="the inputs are written with pandas")
+    values = series_values(64, seed=8)
+    frame = pd.DataFrame(values, columns=CHANNELS)
+    frame.insert(0, "date", pd.date_range("2024-03-01", periods=64, freq="h"))
+    frame["note"] = "x"  # a text column, ignored as in a CSV
+    expected = small_engine.forecast(values.astype(np.float32))
+    frame.to_json(tmp_path / "records.json", orient="records")  # dates as epoch ms
+    frame.to_json(tmp_path / "columns.json", orient="columns", date_format="iso")
+    inputs = [tmp_path / "records.json", tmp_path / "columns.json"]
+    pytest.importorskip("pyarrow.parquet", reason="Parquet needs ovcast[parquet]")
+    frame.to_parquet(tmp_path / "in.parquet")
+    inputs.append(tmp_path / "in.parquet")
+    for path in inputs:
+        result = run_cli("predict", str(small_package), "-i", str(path), "--raw")
+        assert result.returncode == 0, (path, result.stderr)
+        out = json.loads(result.stdout)
+        np.testing.assert_allclose(out["predictions"], expected, rtol=1e-5)
+        stamp = out["date"][0]  # 2024-03-03 15:00 + 1 h, as epoch ms or as a time
+        assert stamp in (1709481600000, "2024-03-03 16:00:00"), (path, stamp)
+    shuffled = frame.iloc[::-1].to_json(orient="records")
+    (tmp_path / "late.json").write_text(shuffled)
+    result = run_cli("predict", str(small_package), "-i", str(tmp_path / "late.json"))
+    assert (
+        result.returncode == 1
+        and "record 2 (" in result.stderr
+        and "is earlier than record 1" in (result.stderr)
+    )
+
+
+def test_parquet_output_times_are_timestamps_in_their_zone(tmp_path, small_package):
+    pq = pytest.importorskip("pyarrow.parquet", reason="Parquet output needs ovcast[parquet]")
+    stamps = [s.replace(" ", "T") + "+02:00" for s in hourly(64)]
+    write_csv(tmp_path / "z.csv", ["date", *CHANNELS], stamps, series_values(64))
+    out = tmp_path / "f.parquet"
+    assert main(["predict", str(small_package), "-i", str(tmp_path / "z.csv"), "-o", str(out)]) == 0
+    column = pq.read_table(out).column("date")
+    assert str(column.type) == "timestamp[us, tz=+02:00]"
+    assert column[0].as_py().isoformat() == "2024-03-03 16:00:00+02:00".replace(" ", "T")

@@ -70,6 +70,7 @@ class Table:
     header: list[str]
     rows: list[list[str]]
     lines: list[int]  # the file line of each row (the header is line 1)
+    row_word: str = "line"  # how messages name a row: "line" in a CSV, "record" in JSON
 
     def column(self, name: str) -> int:
         """The index of column ``name`` (trimmed, any case: see ``name_key``)."""
@@ -101,7 +102,7 @@ class Table:
             for k, (name, i) in enumerate(zip(columns, index, strict=True)):
                 value, problem = _number(row, i)
                 if problem:
-                    found.add(r, f"line {self.lines[r]}, column {name!r}: {problem}")
+                    found.add(r, f"{self.row_word} {self.lines[r]}, column {name!r}: {problem}")
                 out[r, k] = value
         if problems is None:
             found.raise_if_any()
@@ -119,7 +120,7 @@ class Table:
             if used != units[0][1]:
                 problems.add(
                     r,
-                    f"line {self.lines[r]}: {cells[r]} reads as {_UNIT_NAMES[used]} but line "
+                    f"{self.row_word} {self.lines[r]}: {cells[r]} reads as {_UNIT_NAMES[used]} but {self.row_word} "
                     f"{self.lines[units[0][0]]}'s {cells[units[0][0]]} as {_UNIT_NAMES[units[0][1]]}",
                 )
         problems.raise_if_any(
@@ -128,7 +129,10 @@ class Table:
         )
         seconds = np.array([s for s, _ in parsed])
         refuse_unordered(
-            seconds, lambda r: f"line {self.lines[r]} ({cells[r]})", problems, "sort the file"
+            seconds,
+            lambda r: f"{self.row_word} {self.lines[r]} ({cells[r]})",
+            problems,
+            "sort the file",
         )
         return seconds
 
@@ -136,7 +140,7 @@ class Table:
         try:
             return time_seconds(cell, unit)
         except DataError as exc:
-            problems.add(r, f"line {self.lines[r]}: {exc}")
+            problems.add(r, f"{self.row_word} {self.lines[r]}: {exc}")
             return math.nan, None
 
 

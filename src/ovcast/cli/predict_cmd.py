@@ -21,7 +21,8 @@ names and, when the input has a timestamp column, the future timestamps.
 input: .csv (a row per step; a header and a time column are optional: the first column
 named date/datetime/time/timestamp/ts/open_time in any case, else a first column that is
 not numeric, the rule 'ovcast train' uses), .npy ([time, channels] or [batch, context,
-channels]) or .json (nested lists, or {"past_values": ...}).
+channels]), .json (nested lists, {"past_values": ...}, or a table as pandas writes one:
+orient="records" or "columns") or .parquet (needs pyarrow); tables are read as a CSV is.
   - times (ISO 8601 or epoch s/ms/us/ns) must increase: a file out of order or with a
     repeated time is refused, naming the line;
   - a series longer than the model's context gives its last CONTEXT rows (said on stderr);
@@ -55,12 +56,14 @@ examples:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "predict",
-        help="forecast from a series in a .csv, .npy or .json file",
+        help="forecast from a series in a .csv, .parquet, .npy or .json file",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model_dir", metavar="MODEL_DIR")
-    p.add_argument("--input", "-i", required=True, metavar="FILE", help=".csv, .npy or .json")
+    p.add_argument(
+        "--input", "-i", required=True, metavar="FILE", help=".csv, .parquet, .npy or .json"
+    )
     p.add_argument(
         "--output",
         "-o",

@@ -277,10 +277,13 @@ def _channel_index(channel: str, columns: Sequence[str]) -> int:
 
 
 def read_series(path: str | Path) -> Series:
-    """A series from .csv (header and timestamp column optional), .npy or .json.
+    """A series from .csv (header and timestamp column optional), .npy, .json or .parquet.
 
-    JSON holds nested lists or ``{"past_values": ...}``; .npy an array. A CSV's time column
-    is found as training finds it (``_csv.time_column``); its times must increase.
+    JSON holds nested lists, ``{"past_values": ...}`` (or ``"instances"``), or a table as
+    pandas writes one (``orient="records"``: a list of objects; ``orient="columns"``: an
+    object of columns); .npy an array. A table (CSV, JSON records, Parquet) is read by one
+    set of rules: its time column is found as training finds it (``_csv.time_column``) and
+    its times must increase.
     """
     path = Path(path)
     if not path.is_file():
@@ -289,12 +292,21 @@ def read_series(path: str | Path) -> Series:
     try:
         if suffix == ".npy":
             return Series(np.load(path, allow_pickle=False))
+        if suffix == ".parquet":
+            return _series_from_table(_parquet_table(path))
         if suffix == ".json":
             data = orjson.loads(path.read_bytes())
+            table = _json_table(path, data)
+            if table is not None:
+                return _series_from_table(table)
             if isinstance(data, dict):
-                if "past_values" not in data:
-                    raise DataError(f"{path}: a JSON object needs a 'past_values' field")
-                data = data["past_values"]
+                field_name = next((k for k in ("past_values", "instances") if k in data), None)
+                if field_name is None:
+                    raise DataError(
+                        f"{path}: a JSON object needs a 'past_values' field, or is a table of "
+                        'columns as pandas writes one (df.to_json(orient="columns"))'
+                    )
+                data = data[field_name]
             if not isinstance(data, list):
                 raise DataError(
                     f"{path}: past_values must be nested lists of numbers, [time][channel] or "
@@ -307,7 +319,7 @@ def read_series(path: str | Path) -> Series:
         raise
     except (ValueError, TypeError, OSError, orjson.JSONDecodeError) as exc:
         raise DataError(f"cannot read {path}: {exc}") from exc
-    raise DataError(f"unsupported input file {path.name}; expected .npy, .json or .csv")
+    raise DataError(f"unsupported input file {path.name}; expected .npy, .json, .csv or .parquet")
 
 
 def _read_csv(path: Path) -> Series:
@@ -317,6 +329,58 @@ def _read_csv(path: Path) -> Series:
     for row, line in zip(table.rows, table.lines, strict=True):
         if len(row) != width:
             raise DataError(f"{path} line {line} has {len(row)} fields; expected {width}")
+    return _series_from_table(table)
+
+
+def _cell(value: Any) -> str:
+    """A JSON or Parquet value as the CSV cell that says the same."""
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _json_table(path: Path, data: Any) -> Table | None:
+    """A table as pandas writes JSON: records (a list of objects) or columns (an object of
+    objects keyed by row); None for the other JSON forms."""
+    if isinstance(data, list) and data and all(isinstance(r, dict) for r in data):
+        header = list(data[0])
+        rows = [[_cell(record.get(name)) for name in header] for record in data]
+    elif (
+        isinstance(data, dict)
+        and data
+        and not {"past_values", "instances"} & set(data)
+        and all(isinstance(c, dict) for c in data.values())
+    ):
+        header = list(data)
+        keys = list(next(iter(data.values())))
+        rows = [[_cell(data[name].get(key)) for name in header] for key in keys]
+    else:
+        return None
+    if not rows:
+        raise DataError(f"{path} has no rows; expected a record per time step")
+    lines = list(range(1, len(rows) + 1))
+    return Table(path, [str(h) for h in header], rows, lines, row_word="record")
+
+
+def _parquet_table(path: Path) -> Table:
+    pq = require("pyarrow.parquet", extra="parquet", purpose="reading Parquet")
+    try:
+        columns = pq.read_table(path).to_pydict()
+    except Exception as exc:  # pyarrow's errors have no common base but Exception
+        raise DataError(f"cannot read {path} as Parquet: {exc}") from exc
+    header = [str(name) for name in columns]
+    rows = [list(map(_cell, row)) for row in zip(*columns.values(), strict=True)]
+    if not rows:
+        raise DataError(f"{path} has no rows; expected a row per time step")
+    return Table(path, header, rows, list(range(1, len(rows) + 1)), row_word="row")
+
+
+def _series_from_table(table: Table) -> Series:
+    """A table's channels and times, by the rules every reader shares."""
+    header = table.header or None
+    width = len(header) if header else len(table.rows[0])
     if not header:  # name the columns by number, for messages that name a column
         table.header = [str(i + 1) for i in range(width)]
     stamp = time_column(header or [], table.rows[0])
@@ -395,7 +459,13 @@ def _write(table: ForecastTable, path: Path) -> None:
     if suffix == ".parquet":
         pa = require("pyarrow", extra="parquet", purpose="writing Parquet")
         pq = require("pyarrow.parquet", extra="parquet", purpose="writing Parquet")
-        columns = {names: first, **{c: table.values[:, i] for i, c in enumerate(table.columns)}}
+        stamps: Any = first
+        if table.timestamps is not None and table.timestamps.dtype.kind == "M":
+            zone = table.zone.utcoffset(None) if table.zone is not None else None
+            kind = pa.timestamp("us", tz=_offset_name(zone) if zone is not None else None)
+            stamps = pa.array(table.timestamps.astype("datetime64[us]"), type=pa.timestamp("us"))
+            stamps = stamps.cast(kind) if zone is not None else stamps
+        columns = {names: stamps, **{c: table.values[:, i] for i, c in enumerate(table.columns)}}
         pq.write_table(pa.table(columns), path)
         return
     with open(path, "w", newline="") as f:
@@ -403,6 +473,13 @@ def _write(table: ForecastTable, path: Path) -> None:
         writer.writerow([names, *table.columns])
         for stamp, row in zip(first, table.values, strict=True):
             writer.writerow([stamp, *(f"{v:.7g}" for v in row)])
+
+
+def _offset_name(offset: dt.timedelta) -> str:
+    """'+02:00' for a UTC offset (the zone name Arrow takes for a fixed offset)."""
+    minutes = int(offset.total_seconds() // 60)
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 def _first_column(table: ForecastTable) -> tuple[str, list[Any]]:
