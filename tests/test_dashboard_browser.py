@@ -435,6 +435,17 @@ def test_a_sub_cent_product_keeps_its_digits(tmp_path, market_package, chromium)
                 return found or None
 
             assert any("e-" in text for text in await until(labels, "the error plot"))
+            # the header's badge says what the page shows (it stayed a green "live")
+            assert await page.locator("#stream").inner_text() in ("replaying", "finished")
+            await page.set_viewport_size({"width": 390, "height": 800})  # a phone
+
+            async def fits():
+                width = await page.evaluate("document.documentElement.scrollWidth")
+                return width if width <= 390 else None
+
+            await until(fits, "the page to fit a 390 px phone without sideways scrolling")
+            title = page.locator("[data-product='SUB-USD'] h2")
+            assert (await title.bounding_box())["height"] < 30  # "SUB-USD" on one line
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             await page.screenshot(path=str(ARTIFACTS / "dashboard-sub-cent.png"), full_page=True)
             assert problems == []

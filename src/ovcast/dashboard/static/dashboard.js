@@ -211,9 +211,18 @@ function badge(id, state, text) {
   node.textContent = text;
 }
 
+// The header's badge says what the page shows: live, replaying or finished, and whether
+// this page still hears from ovcast (it said a green "live" through a finished replay).
+const page = { open: false, state: "wait", text: "connecting…" };
+function showPageBadge() {
+  if (page.open) badge("stream", page.state, page.text);
+  else badge("stream", "bad", "ovcast unreachable: retrying");
+}
+
 function showFeed(feed) {
   if ("connected" in feed) {
     badge("feed-badge", feed.connected ? "ok" : "bad", feed.connected ? "connected" : "disconnected");
+    Object.assign(page, feed.connected ? { state: "ok", text: "live" } : { state: "bad", text: "feed down" });
     rows("feed", [
       ["source", "Source", feed.source],
       ["last_message", "Last message", ago(feed.last_message_age_s)],
@@ -227,12 +236,14 @@ function showFeed(feed) {
     ]);
   } else {
     badge("feed-badge", feed.state === "finished" ? "wait" : "ok", feed.state);
+    Object.assign(page, { state: feed.state === "finished" ? "wait" : "ok", text: feed.state });
     rows("feed", [
       ["source", "Source", feed.source],
       ["replayed", "Replayed", `${feed.replayed_bars} of ${feed.total_bars} bars`],
       ["holes", "Holes (bars missing)", `${feed.holes ?? 0} (${feed.missing_bars ?? 0})`],
     ]);
   }
+  showPageBadge();
 }
 
 function showLatency(latency) {
@@ -415,5 +426,5 @@ for (const [name, handle] of Object.entries(handlers)) {
     handle(JSON.parse(event.data));
   });
 }
-stream.onopen = () => badge("stream", "ok", "live");
-stream.onerror = () => badge("stream", "bad", "ovcast unreachable: retrying");
+stream.onopen = () => { page.open = true; showPageBadge(); };
+stream.onerror = () => { page.open = false; showPageBadge(); };
