@@ -451,3 +451,16 @@ def test_parquet_output_times_are_timestamps_in_their_zone(tmp_path, small_packa
     column = pq.read_table(out).column("date")
     assert str(column.type) == "timestamp[us, tz=+02:00]"
     assert column[0].as_py().isoformat() == "2024-03-03 16:00:00+02:00".replace(" ", "T")
+
+
+def test_channels_ignore_case_and_a_longer_batch_is_cut(tmp_path, small_package, small_engine):
+    batch = np.stack([series_values(80, seed=9), series_values(80, seed=10)]).astype(np.float32)
+    np.save(tmp_path / "b.npy", batch)
+    out = tmp_path / "f.json"
+    argv = ["predict", str(small_package), "-i", str(tmp_path / "b.npy"), "--channels", "RSI"]
+    assert main([*argv, "-o", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["channels"] == ["rsi"]
+    np.testing.assert_allclose(
+        result["predictions"], small_engine.predict(batch[:, -64:])[..., [2]], rtol=1e-5
+    )

@@ -74,7 +74,8 @@ def register(subparsers) -> None:
         "--raw", action="store_true", help="input and output in raw units, via the package's scaler"
     )
     p.add_argument(
-        "--channels", help="comma-separated channel names or indices to output (default: all)"
+        "--channels",
+        help="comma-separated channel names (any case) or indices to output (default: all)",
     )
     ttm = p.add_argument_group("packages with more inputs (TinyTimeMixer)")
     ttm.add_argument(

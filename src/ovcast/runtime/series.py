@@ -97,9 +97,9 @@ class Series:
         if bad:
             Problems(next(iter(self.unreadable.values())).path, bad).raise_if_any()
         rows = values.shape[-2]
-        if values.ndim == 2 and rows > context_length:
+        if rows > context_length:  # a batch too: each window's last rows
             notes.append(f"using the last {context_length} of {rows} rows")
-            values = values[-context_length:]
+            values = values[..., -context_length:, :]
         elif rows != context_length:
             raise InvalidInputError(
                 f"the input has {rows} rows; the model needs {context_length}, expected "
@@ -260,8 +260,9 @@ def require_finite(
 
 
 def _channel_index(channel: str, columns: Sequence[str]) -> int:
-    if channel in columns:
-        return list(columns).index(channel)
+    keys = [name_key(c) for c in columns]  # matched as headers are: 'ot' finds 'OT'
+    if name_key(channel) in keys:
+        return keys.index(name_key(channel))
     try:
         index = int(channel)
     except ValueError:
