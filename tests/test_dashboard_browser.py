@@ -287,16 +287,21 @@ def test_replay_demo_dashboard_in_chromium(market_package, chromium):
             assert 0 < done <= total
             await check_scorecard(page)
             await check_layout(page)
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            await page.screenshot(path=str(ARTIFACTS / "dashboard-replay.png"), full_page=True)
-            assert problems == []
-            await page.close()
+            await keep_screenshot_and_close(page, problems, "dashboard-replay.png")
         finally:
             proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(proc.wait(), 30)
         return proc.returncode
 
     assert loop.run_until_complete(scenario()) == 0
+
+
+async def keep_screenshot_and_close(page, problems: list[str], name: str) -> None:
+    """Keep the page's screenshot in ARTIFACTS; the page had no errors; close it."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+    assert problems == []
+    await page.close()
 
 
 async def check_scorecard(page) -> None:
@@ -446,10 +451,7 @@ def test_a_sub_cent_product_keeps_its_digits(tmp_path, market_package, chromium)
             await until(fits, "the page to fit a 390 px phone without sideways scrolling")
             title = page.locator("[data-product='SUB-USD'] h2")
             assert (await title.bounding_box())["height"] < 30  # "SUB-USD" on one line
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            await page.screenshot(path=str(ARTIFACTS / "dashboard-sub-cent.png"), full_page=True)
-            assert problems == []
-            await page.close()
+            await keep_screenshot_and_close(page, problems, "dashboard-sub-cent.png")
         finally:
             proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(proc.wait(), 30)
