@@ -158,7 +158,15 @@ def test_replay_never_runs_a_window_across_a_hole(tmp_path, market_package, capl
     records: list[dict] = []
     progress = ReplayProgress(str(path))
     with Recording(path, readonly=True) as rec:
-        run_replay(rec, Engine(market_package), sink=records.append, progress=progress)
+        shown: list[int] = []  # what the dashboard gets: never the unusable bar
+        run_replay(
+            rec,
+            Engine(market_package),
+            sink=records.append,
+            progress=progress,
+            on_bar=lambda product, bar: shown.append(bar.start_s // 60),
+        )
+    assert 449 in shown and 450 not in shown and 451 in shown
     by_time = {r["bar_time_s"] // 60: r for r in records}
     assert by_time[149]["partial_in_window"] == 0
     assert by_time[160]["partial_in_window"] == 10  # the ten missing minutes, marked
