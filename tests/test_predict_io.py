@@ -421,7 +421,9 @@ def test_pandas_shaped_json_and_parquet_inputs(tmp_path, small_package, small_en
     expected = small_engine.forecast(values.astype(np.float32))
     frame.to_json(tmp_path / "records.json", orient="records")  # dates as epoch ms
     frame.to_json(tmp_path / "columns.json", orient="columns", date_format="iso")
-    inputs = [tmp_path / "records.json", tmp_path / "columns.json"]
+    lists = frame.astype({"date": str}).to_dict("list")  # {"date": [...], "close": [...]}
+    (tmp_path / "lists.json").write_text(json.dumps(lists))
+    inputs = [tmp_path / "records.json", tmp_path / "columns.json", tmp_path / "lists.json"]
     pytest.importorskip("pyarrow.parquet", reason="Parquet needs ovcast[parquet]")
     frame.to_parquet(tmp_path / "in.parquet")
     inputs.append(tmp_path / "in.parquet")

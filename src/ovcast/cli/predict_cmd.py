@@ -22,7 +22,7 @@ input: .csv (a row per step; a header and a time column are optional: the first 
 named date/datetime/time/timestamp/ts/open_time in any case, else a first column that is
 not numeric, the rule 'ovcast train' uses), .npy ([time, channels] or [batch, context,
 channels]), .json (nested lists, {"past_values": ...}, or a table as pandas writes one:
-orient="records" or "columns") or .parquet (needs pyarrow); tables are read as a CSV is.
+orient="records", "columns", or columns as lists) or .parquet (needs pyarrow); tables are read as a CSV is.
   - times (ISO 8601 or epoch s/ms/us/ns) must increase: a file out of order or with a
     repeated time is refused, naming the line;
   - a series longer than the model's context gives its last CONTEXT rows (said on stderr);

@@ -344,7 +344,7 @@ def _cell(value: Any) -> str:
 
 def _json_table(path: Path, data: Any) -> Table | None:
     """A table as pandas writes JSON: records (a list of objects) or columns (an object of
-    objects keyed by row); None for the other JSON forms."""
+    columns, each keyed by row or a list); None for the other JSON forms."""
     if isinstance(data, list) and data and all(isinstance(r, dict) for r in data):
         header = list(data[0])
         rows = [[_cell(record.get(name)) for name in header] for record in data]
@@ -352,11 +352,11 @@ def _json_table(path: Path, data: Any) -> Table | None:
         isinstance(data, dict)
         and data
         and not {"past_values", "instances"} & set(data)
-        and all(isinstance(c, dict) for c in data.values())
-    ):
+        and all(isinstance(c, dict | list) for c in data.values())
+    ):  # columns keyed by row (orient="columns") or as lists (df.to_dict("list"))
         header = list(data)
-        keys = list(next(iter(data.values())))
-        rows = [[_cell(data[name].get(key)) for name in header] for key in keys]
+        columns = [c if isinstance(c, dict) else dict(enumerate(c)) for c in data.values()]
+        rows = [[_cell(c.get(key)) for c in columns] for key in columns[0]]
     else:
         return None
     if not rows:
