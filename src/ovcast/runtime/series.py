@@ -93,9 +93,7 @@ class Series:
                 f"or [batch, {context_length}, {len(channel_names)}]"
             )
         values, used = self._channels(list(channel_names), notes)
-        bad = [problem for c in used if (p := self.unreadable.get(c)) for problem in p.found]
-        if bad:
-            Problems(next(iter(self.unreadable.values())).path, bad).raise_if_any()
+        self._refuse_unreadable(used)
         rows = values.shape[-2]
         if rows > context_length:  # a batch too: each window's last rows
             notes.append(f"using the last {context_length} of {rows} rows")
@@ -108,6 +106,17 @@ class Series:
         if self.timestamps is not None and values.ndim == 2:
             _warn_uneven(self.timestamps[-values.shape[0] :], self.zone)
         return values, notes
+
+    def numbers(self) -> np.ndarray:
+        """Every value column, all of which must be numbers (for readers that take them all)."""
+        self._refuse_unreadable(list(self.unreadable))
+        return self.values
+
+    def _refuse_unreadable(self, columns: Sequence[str]) -> None:
+        """One error listing what is wrong in ``columns`` that are not numbers, if any."""
+        bad = [problem for c in columns if (p := self.unreadable.get(c)) for problem in p.found]
+        if bad:
+            Problems(next(iter(self.unreadable.values())).path, bad).raise_if_any()
 
     def _channels(self, names: list[str], notes: list[str]) -> tuple[np.ndarray, list[str]]:
         width = self.values.shape[-1]
@@ -520,9 +529,10 @@ def forecast_frame(
         name = str(frame.index.name or "timestamp")  # the index is the time column
         if name not in frame.columns:
             frame = frame.rename_axis(name).reset_index()
-    absent = [c for c in [*ids, timestamp_column] if c is not None and c not in frame.columns]
-    if absent:
-        raise DataError(f"column(s) {absent} are not in the frame's {list(frame.columns)}")
+    for kind, names in (("id column(s)", ids), ("timestamp_column", [timestamp_column])):
+        absent = [c for c in names if c is not None and c not in frame.columns]
+        if absent:
+            raise DataError(f"{kind} {absent} are not in the frame's {list(frame.columns)}")
     if frame.empty:
         raise DataError("the frame has no rows; expected a row per time step")
     stamp = timestamp_column or _frame_timestamp_column(frame)
