@@ -77,7 +77,7 @@ def test_bad_input_file_and_shape(tmp_path, small_package, capsys):
     assert "expected [64, 3]" in capsys.readouterr().err
     (tmp_path / "w.txt").write_text("1,2,3")
     assert main(["predict", str(small_package), "--input", str(tmp_path / "w.txt")]) == 1
-    assert "expected .npy, .json or .csv" in capsys.readouterr().err
+    assert "expected .npy, .json, .csv or .parquet" in capsys.readouterr().err
     assert main(["predict", str(small_package), "--input", str(tmp_path / "none.csv")]) == 1
     assert "does not exist" in capsys.readouterr().err
 

@@ -290,16 +290,21 @@ def test_replay_demo_dashboard_in_chromium(market_package, chromium):
             assert 0 < done <= total
             await check_scorecard(page)
             await check_layout(page)
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            await page.screenshot(path=str(ARTIFACTS / "dashboard-replay.png"), full_page=True)
-            assert problems == []
-            await page.close()
+            await keep_screenshot_and_close(page, problems, "dashboard-replay.png")
         finally:
             proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(proc.wait(), 30)
         return proc.returncode
 
     assert loop.run_until_complete(scenario()) == 0
+
+
+async def keep_screenshot_and_close(page, problems: list[str], name: str) -> None:
+    """Keep the page's screenshot in ARTIFACTS; the page had no errors; close it."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+    assert problems == []
+    await page.close()
 
 
 async def check_scorecard(page) -> None:
@@ -400,3 +405,63 @@ LINE_BREAKS = """(selector) => {
   }
   return breaks;
 }"""
+
+
+def test_a_sub_cent_product_keeps_its_digits(tmp_path, market_package, chromium):
+    """A token at 0.000123 read "0.00" in the header, had no price-axis labels and a cut-off
+    error label: prices and errors are formatted by magnitude."""
+    import sys
+    from decimal import Decimal as D
+
+    from ovcast.market.aggregator import Bar
+    from ovcast.market.recording import Recording
+
+    path = tmp_path / "sub.db"
+    with Recording(path) as rec:
+        for i in range(400):
+            c = D("0.000123") + D(i % 7) / 10**7
+            rec.add_bar("SUB-USD", Bar(60 * i, c, c, c, c, D(1), 3))
+    loop, chrome = chromium
+
+    async def scenario():
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "ovcast", "replay", str(path), "--model", str(market_package),
+            "--speed", "600", "--out", os.devnull, "--dashboard", "127.0.0.1:0",
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            page, problems = await open_page(chrome, await dashboard_url(proc))
+
+            async def shown():
+                view = await page.evaluate("() => window.ovcast.summary()['SUB-USD']")
+                return view if view and view["forecastPoints"] else None
+
+            view = await until(shown, "the sub-cent product's forecast")
+            assert re.fullmatch(r"0\.0001\d{3}", view["price"]), view
+            assert re.fullmatch(r"0\.0001\d{3}", view["axisLabel"]), view
+            ahead = await page.locator("[data-product='SUB-USD'] .ahead").inner_text()
+            assert re.search(r"forecast 0\.000\d{4} at", ahead), ahead
+
+            async def labels():
+                texts = page.locator("[data-product='SUB-USD'] svg text")
+                found = await texts.evaluate_all("nodes => nodes.map((n) => n.textContent)")
+                return found or None
+
+            assert any("e-" in text for text in await until(labels, "the error plot"))
+            # the header's badge says what the page shows (it stayed a green "live")
+            assert await page.locator("#stream").inner_text() in ("replaying", "finished")
+            await page.set_viewport_size({"width": 390, "height": 800})  # a phone
+
+            async def fits():
+                width = await page.evaluate("document.documentElement.scrollWidth")
+                return width if width <= 390 else None
+
+            await until(fits, "the page to fit a 390 px phone without sideways scrolling")
+            title = page.locator("[data-product='SUB-USD'] h2")
+            assert (await title.bounding_box())["height"] < 30  # "SUB-USD" on one line
+            await keep_screenshot_and_close(page, problems, "dashboard-sub-cent.png")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), 30)
+
+    loop.run_until_complete(scenario())

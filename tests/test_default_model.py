@@ -71,3 +71,12 @@ def test_quickstart_runs_offline_and_caches(tmp_path, capsys):
     assert "+96" in first  # the last forecast step
     assert main(args) == 0
     assert "cached (same weights sha256)" in capsys.readouterr().out
+
+
+def test_an_unwritable_cache_is_one_clear_error(tmp_path):
+    from ovcast.default_model import default_package
+    from ovcast.errors import ConfigError
+
+    (tmp_path / "file").write_text("")  # a file where the cache's folder should be
+    with pytest.raises(ConfigError, match="cannot keep the default model in .*OVCAST_HOME"):
+        default_package(tmp_path / "file" / "cache")

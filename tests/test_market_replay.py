@@ -158,7 +158,15 @@ def test_replay_never_runs_a_window_across_a_hole(tmp_path, market_package, capl
     records: list[dict] = []
     progress = ReplayProgress(str(path))
     with Recording(path, readonly=True) as rec:
-        run_replay(rec, Engine(market_package), sink=records.append, progress=progress)
+        shown: list[int] = []  # what the dashboard gets: never the unusable bar
+        run_replay(
+            rec,
+            Engine(market_package),
+            sink=records.append,
+            progress=progress,
+            on_bar=lambda product, bar: shown.append(bar.start_s // 60),
+        )
+    assert 449 in shown and 450 not in shown and 451 in shown
     by_time = {r["bar_time_s"] // 60: r for r in records}
     assert by_time[149]["partial_in_window"] == 0
     assert by_time[160]["partial_in_window"] == 10  # the ten missing minutes, marked
@@ -168,4 +176,35 @@ def test_replay_never_runs_a_window_across_a_hole(tmp_path, market_package, capl
     assert min(b for b in by_time if b >= 250) == 320 + 25 + 63
     assert by_time[449]["partial_in_window"] == 0 and by_time[450]["partial_in_window"] == 1
     assert progress.summary()["holes"] == 3 and progress.summary()["missing_bars"] == 81
-    assert "70 bars missing" in caplog.text and "prices no float can carry" in caplog.text
+    assert "70 bars missing" in caplog.text and "(close 1E+400) is out of range" in caplog.text
+
+
+def test_an_out_of_range_bar_is_skipped_and_the_other_products_go_on(tmp_path, market_package):
+    """A corrupt 1e200 close (finite as a float64, beyond the model's float32): replay went
+    down with it (scaler, window, scorecard sums all inf, numpy warnings first)."""
+    path = tmp_path / "huge.db"
+    record_bars(path, n=200)
+    with Recording(path) as rec:
+        for i in range(200):
+            c = D("1e200") if i == 150 else D("0.000123") + D(i % 7) / 10**7
+            rec.add_bar("SUB-USD", Bar(60 * i, c, c, c, c, D(1), 3))
+    result = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-m", "ovcast", "replay", str(path)]
+        + ["--model", str(market_package), "--scorecard", str(tmp_path / "card.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "SUB-USD: the bar at 9000 (close 1E+200) is out of range" in result.stderr
+    assert "RuntimeWarning" not in result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {r["product"] for r in records} == {"BTC-USD", "SUB-USD"}
+    sub = [r for r in records if r["product"] == "SUB-USD"]
+    assert all(np.isfinite(r["forecast_close"]).all() for r in sub)
+    # sub-cent forecasts keep their significant digits (8 decimals left 3-4 of them)
+    assert any(
+        len(f"{abs(v):.12e}".split("e")[0].rstrip("0")) > 6 for v in sub[0]["forecast_close"]
+    )
+    card = json.loads((tmp_path / "card.json").read_text())
+    assert "SUB-USD" in json.dumps(card) and "Infinity" not in json.dumps(card)

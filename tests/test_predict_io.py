@@ -209,9 +209,13 @@ def test_read_series_reports_ragged_and_non_numeric_rows(tmp_path):
     (tmp_path / "r.csv").write_text("date,a,b\n2024-01-01,1,2\n2024-01-02,3\n")
     with pytest.raises(Exception, match="line 3 has 2 fields; expected 3"):
         read_series(tmp_path / "r.csv")
-    (tmp_path / "n.csv").write_text("date,a,b\n2024-01-01,1,2\n2024-01-02,3,x\n2024-01-03,,4\n")
+    (tmp_path / "n.csv").write_text(
+        "date,a,b,note\n2024-01-01,1,2,x\n2024-01-02,3,x,y\n2024-01-03,,4,\n"
+    )
+    series = read_series(tmp_path / "n.csv")  # text is an error only in a column used
     with pytest.raises(DataError) as caught:
-        read_series(tmp_path / "n.csv")
+        series.window_for(3, ["a", "b"])
+    assert "note" not in str(caught.value)
     assert "line 3, column 'b': non-numeric value 'x'" in str(caught.value)
     assert "line 4, column 'a': empty" in str(caught.value)  # with its line, as train says
 
@@ -316,4 +320,149 @@ def test_an_output_folder_that_does_not_exist_is_refused_first(tmp_path, small_p
     assert main(argv) == 1
     assert "--output /nonexistent/x.csv: the folder /nonexistent does not exist" in (
         capsys.readouterr().err
+    )
+
+
+def test_text_columns_are_ignored_and_zones_kept(tmp_path, small_package, small_engine):
+    values = series_values(64, seed=6)
+    start = np.datetime64("2024-03-01T00:00")
+    stamps = [f"{str(start + np.timedelta64(h, 'h'))}:00+02:00" for h in range(64)]
+    write_csv(tmp_path / "z.csv", ["date", *CHANNELS], stamps, values)
+    text = (tmp_path / "z.csv").read_text().splitlines()
+    rows = [text[0] + ",symbol,comment"] + [line + ",BTC-USD," for line in text[1:]]
+    (tmp_path / "z.csv").write_text("\n".join(rows) + "\n")
+    result = run_cli("predict", str(small_package), "-i", str(tmp_path / "z.csv"), "--raw")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    # the last input is 2024-03-03 15:00+02:00; the next hour, in the same zone
+    assert out["date"][0] == "2024-03-03 16:00:00+02:00"
+    np.testing.assert_allclose(
+        out["predictions"], small_engine.forecast(values.astype(np.float32)), rtol=1e-5
+    )
+
+
+def test_the_future_steps_at_the_recent_interval_and_gaps_are_warned(tmp_path, small_package):
+    start = np.datetime64("2024-03-01T00:00")
+    hours = [0, *range(10, 140, 2)][:20] + list(range(150, 194))  # 2-hourly, a gap, hourly
+    stamps = [str(start + np.timedelta64(h, "h")).replace("T", " ") for h in hours]
+    write_csv(tmp_path / "g.csv", ["date", *CHANNELS], stamps, series_values(64))
+    result = run_cli("predict", str(small_package), "-i", str(tmp_path / "g.csv"), "--raw")
+    assert result.returncode == 0, result.stderr
+    # the last row is 193 h in, hourly; the 2-hourly start no longer sets the step
+    assert json.loads(result.stdout)["date"][0] == "2024-03-09 02:00:00"
+    assert "not evenly spaced: 20 of its 63 intervals differ from the usual step 1:00:00" in (
+        result.stderr
+    )
+    assert "from 2024-03-02 22:00:00 to 2024-03-07 06:00:00" in result.stderr  # the widest
+
+
+def test_a_forecast_that_is_not_finite_is_an_error(tmp_path, small_package, capsys):
+    values = series_values(64)
+    values[30, 0] = 3e38  # finite in float32, but overflows the model
+    write_csv(tmp_path / "big.csv", ["date", *CHANNELS], hourly(64), values)
+    for raw in ([], ["--raw"]):
+        out = tmp_path / "f.csv"
+        argv = ["predict", str(small_package), "-i", str(tmp_path / "big.csv"), "-o", str(out)]
+        assert main([*argv, *raw]) == 1
+        err = capsys.readouterr().err
+        assert "is not finite" in err and "3e+38 in 'close'" in err and not out.exists()
+
+
+def test_unwritable_outputs_are_one_line(tmp_path, small_package, capsys):
+    write_csv(tmp_path / "w.csv", ["date", *CHANNELS], hourly(64), series_values(64))
+    (tmp_path / "full.csv").symlink_to("/dev/full")
+    argv = ["predict", str(small_package), "-i", str(tmp_path / "w.csv"), "-o"]
+    assert main([*argv, str(tmp_path / "full.csv")]) == 1
+    assert "cannot write the forecast to" in capsys.readouterr().err
+
+
+FRAME_CASES = [
+    ("shuffled", lambda f: f.sample(frac=1, random_state=0), DataError, "is earlier than row"),
+    ("repeated", lambda f: f.iloc[[*range(64), 63]], DataError, "repeats the time of row 63"),
+    ("nan", lambda f: f.assign(rsi=f.rsi.where(f.index != 5)), DataError, "row 5, column 'rsi'"),
+    ("not a frame", lambda f: f.to_numpy(), DataError, "takes a pandas DataFrame"),
+    ("bad times", lambda f: f.assign(date="soon"), DataError, "does not read as times"),
+]
+
+
+@pytest.mark.parametrize("name, change, error, message", FRAME_CASES)
+def test_forecast_frame_refuses_as_predict_refuses(small_engine, name, change, error, message):
+    pd = pytest.importorskip("pandas", reason="forecast_frame needs ovcast[pandas]")
+    frame = pd.DataFrame(series_values(64), columns=CHANNELS)
+    frame.insert(0, "date", pd.date_range("2024-03-01", periods=64, freq="h"))
+    with pytest.raises(error, match=message):
+        small_engine.forecast_frame(change(frame))
+
+
+def test_forecast_frame_index_zones_and_text_columns(small_engine):
+    pd = pytest.importorskip("pandas", reason="forecast_frame needs ovcast[pandas]")
+    values = series_values(64, seed=7)
+    times = pd.date_range("2024-03-01", periods=64, freq="h", tz="Europe/Paris", name="date")
+    frame = pd.DataFrame(values, columns=CHANNELS, index=times).assign(note="x")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = small_engine.forecast_frame(frame)  # a DatetimeIndex, tz-aware, a text column
+    assert list(out.columns) == ["date", *CHANNELS]
+    assert out.date.iloc[0] == times[-1] + pd.Timedelta(hours=1)
+    assert str(out.date.dt.tz) == "Europe/Paris"
+    np.testing.assert_allclose(
+        out[CHANNELS].to_numpy(), small_engine.forecast(values.astype(np.float32)), rtol=1e-5
+    )
+    with pytest.raises(DataError, match="column 'note' holds 'x', not a number"):
+        small_engine.forecast_frame(frame.drop(columns="rsi"))  # by position: note is used
+
+
+def test_pandas_shaped_json_and_parquet_inputs(tmp_path, small_package, small_engine):
+    pd = pytest.importorskip("pandas", reason="the inputs are written with pandas")
+    values = series_values(64, seed=8)
+    frame = pd.DataFrame(values, columns=CHANNELS)
+    frame.insert(0, "date", pd.date_range("2024-03-01", periods=64, freq="h"))
+    frame["note"] = "x"  # a text column, ignored as in a CSV
+    expected = small_engine.forecast(values.astype(np.float32))
+    frame.to_json(tmp_path / "records.json", orient="records")  # dates as epoch ms
+    frame.to_json(tmp_path / "columns.json", orient="columns", date_format="iso")
+    lists = frame.astype({"date": str}).to_dict("list")  # {"date": [...], "close": [...]}
+    (tmp_path / "lists.json").write_text(json.dumps(lists))
+    inputs = [tmp_path / "records.json", tmp_path / "columns.json", tmp_path / "lists.json"]
+    pytest.importorskip("pyarrow.parquet", reason="Parquet needs ovcast[parquet]")
+    frame.to_parquet(tmp_path / "in.parquet")
+    inputs.append(tmp_path / "in.parquet")
+    for path in inputs:
+        result = run_cli("predict", str(small_package), "-i", str(path), "--raw")
+        assert result.returncode == 0, (path, result.stderr)
+        out = json.loads(result.stdout)
+        np.testing.assert_allclose(out["predictions"], expected, rtol=1e-5)
+        stamp = out["date"][0]  # 2024-03-03 15:00 + 1 h, as epoch ms or as a time
+        assert stamp in (1709481600000, "2024-03-03 16:00:00"), (path, stamp)
+    shuffled = frame.iloc[::-1].to_json(orient="records")
+    (tmp_path / "late.json").write_text(shuffled)
+    result = run_cli("predict", str(small_package), "-i", str(tmp_path / "late.json"))
+    assert (
+        result.returncode == 1
+        and "record 2 (" in result.stderr
+        and "is earlier than record 1" in (result.stderr)
+    )
+
+
+def test_parquet_output_times_are_timestamps_in_their_zone(tmp_path, small_package):
+    pq = pytest.importorskip("pyarrow.parquet", reason="Parquet output needs ovcast[parquet]")
+    stamps = [s.replace(" ", "T") + "+02:00" for s in hourly(64)]
+    write_csv(tmp_path / "z.csv", ["date", *CHANNELS], stamps, series_values(64))
+    out = tmp_path / "f.parquet"
+    assert main(["predict", str(small_package), "-i", str(tmp_path / "z.csv"), "-o", str(out)]) == 0
+    column = pq.read_table(out).column("date")
+    assert str(column.type) == "timestamp[us, tz=+02:00]"
+    assert column[0].as_py().isoformat() == "2024-03-03 16:00:00+02:00".replace(" ", "T")
+
+
+def test_channels_ignore_case_and_a_longer_batch_is_cut(tmp_path, small_package, small_engine):
+    batch = np.stack([series_values(80, seed=9), series_values(80, seed=10)]).astype(np.float32)
+    np.save(tmp_path / "b.npy", batch)
+    out = tmp_path / "f.json"
+    argv = ["predict", str(small_package), "-i", str(tmp_path / "b.npy"), "--channels", "RSI"]
+    assert main([*argv, "-o", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["channels"] == ["rsi"]
+    np.testing.assert_allclose(
+        result["predictions"], small_engine.predict(batch[:, -64:])[..., [2]], rtol=1e-5
     )

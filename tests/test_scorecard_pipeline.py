@@ -9,8 +9,10 @@ import http.client
 import io
 import json
 import logging
+import shutil
 import subprocess
 import sys
+import types
 from decimal import Decimal as D
 
 import numpy as np
@@ -238,3 +240,26 @@ def test_the_status_line_is_a_plain_line_now_and_then_elsewhere():
             status.show(f"at {second}")
         status.show("done", now=True)
     assert log_file.getvalue().splitlines() == ["at 0", "at 10", "at 20", "done"]
+
+
+def test_the_status_line_keeps_the_scorecard_on_a_narrow_terminal(monkeypatch):
+    """On 80 columns the line was cut right after the product: the scorecard never showed."""
+    import os
+
+    from ovcast.cli.replay_cmd import _status_text
+    from ovcast.pipeline.replay import ReplayProgress
+
+    card = Scorecard("DEMO-USD", interval_s=60)
+    card.add_forecast(0, np.array([101.0, 102.0]), np.array([99.0, 100.0]), model="m")
+    card.add_bar(60, 100.5)
+    progress = ReplayProgress("demo", total_bars=1440, replayed_bars=1200)
+    stream = types.SimpleNamespace(forecasts=1100, scorecard=card, holes=0, hole_bars=0)
+    progress.streams = {"DEMO-USD": stream}
+    texts = _status_text(progress, "http://127.0.0.1:8765/")
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda: os.terminal_size((80, 24)))
+    screen = Terminal()
+    with StatusLine(screen) as status:
+        status.show(*texts)
+    line = screen.getvalue().strip().removeprefix(CLEAR)
+    assert len(texts[0]) >= 80 and len(line) < 80, (texts, line)
+    assert "DEMO-USD MAE" in line and "random walk" in line and "…" not in line

@@ -227,7 +227,7 @@ def test_forecast_frame_ignores_other_columns_and_takes_the_other_inputs(tmp_pat
     takes one id column by name and passes freq_token / future_exogenous on."""
     import pandas as pd
 
-    from ovcast.errors import DataError
+    from ovcast.errors import DataError, InvalidInputError
 
     ckpt = ttm_checkpoint(tmp_path / "ckpt", **EXOGENOUS_AND_TOKEN)
     engine = Engine(convert(ckpt, tmp_path / "pkg", channel_names=["sales", "x", "promo"]))
@@ -241,7 +241,7 @@ def test_forecast_frame_ignores_other_columns_and_takes_the_other_inputs(tmp_pat
     assert list(got.columns) == ["site", "date", "sales"] and len(got) == 96
     expected = engine.predict(window, freq_token=7, future_exogenous=future)
     np.testing.assert_allclose(got[["sales"]].to_numpy(), expected, atol=1e-5)
-    with pytest.raises(DataError, match=r"columns \['note', 'site'\] are not numbers"):
+    with pytest.raises(InvalidInputError, match=r"the model takes 3 channels \['sales', 'x',"):
         engine.forecast_frame(frame.rename(columns={"promo": "p"}), raw=False, **inputs)
     with pytest.raises(DataError, match=r"id column\(s\) \['region'\]"):
         engine.forecast_frame(frame, id_columns="region", raw=False, **inputs)

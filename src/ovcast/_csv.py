@@ -24,7 +24,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +46,7 @@ SHOWN_PROBLEMS = 5
 class Problems:
     """What is wrong with one file, collected to be raised once."""
 
-    path: Path
+    path: Path | str  # a file, or what else holds the data ("the frame")
     found: list[tuple[int, str]] = field(default_factory=list)  # (sort key, message)
 
     def add(self, order: int, message: str) -> None:
@@ -70,6 +70,7 @@ class Table:
     header: list[str]
     rows: list[list[str]]
     lines: list[int]  # the file line of each row (the header is line 1)
+    row_word: str = "line"  # how messages name a row: "line" in a CSV, "record" in JSON
 
     def column(self, name: str) -> int:
         """The index of column ``name`` (trimmed, any case: see ``name_key``)."""
@@ -101,7 +102,7 @@ class Table:
             for k, (name, i) in enumerate(zip(columns, index, strict=True)):
                 value, problem = _number(row, i)
                 if problem:
-                    found.add(r, f"line {self.lines[r]}, column {name!r}: {problem}")
+                    found.add(r, f"{self.row_word} {self.lines[r]}, column {name!r}: {problem}")
                 out[r, k] = value
         if problems is None:
             found.raise_if_any()
@@ -119,7 +120,7 @@ class Table:
             if used != units[0][1]:
                 problems.add(
                     r,
-                    f"line {self.lines[r]}: {cells[r]} reads as {_UNIT_NAMES[used]} but line "
+                    f"{self.row_word} {self.lines[r]}: {cells[r]} reads as {_UNIT_NAMES[used]} but {self.row_word} "
                     f"{self.lines[units[0][0]]}'s {cells[units[0][0]]} as {_UNIT_NAMES[units[0][1]]}",
                 )
         problems.raise_if_any(
@@ -127,23 +128,31 @@ class Table:
             "epoch unit was guessed wrong, or name the time column with --timestamp-column"
         )
         seconds = np.array([s for s, _ in parsed])
-        for row in (np.flatnonzero(np.diff(seconds) <= 0) + 1).tolist():
-            same = seconds[row] == seconds[row - 1]
-            relation = "repeats the time of" if same else "is earlier than"
-            problems.add(
-                row,
-                f"line {self.lines[row]} ({cells[row]}) {relation} line {self.lines[row - 1]} "
-                f"({cells[row - 1]})",
-            )
-        problems.raise_if_any("Times must increase from row to row: sort the file, drop repeats")
+        refuse_unordered(
+            seconds,
+            lambda r: f"{self.row_word} {self.lines[r]} ({cells[r]})",
+            problems,
+            "sort the file",
+        )
         return seconds
 
     def _time(self, r: int, cell: str, unit: str, problems: Problems) -> tuple[float, str | None]:
         try:
             return time_seconds(cell, unit)
         except DataError as exc:
-            problems.add(r, f"line {self.lines[r]}: {exc}")
+            problems.add(r, f"{self.row_word} {self.lines[r]}: {exc}")
             return math.nan, None
+
+
+def refuse_unordered(
+    seconds: np.ndarray, row: Callable[[int], str], problems: Problems, sort: str
+) -> None:
+    """The one ordering rule of every reader (files and frames): times increase strictly.
+    ``row(i)`` names row i for the message; ``sort`` says how to sort ("sort the file")."""
+    for r in (np.flatnonzero(np.diff(seconds) <= 0) + 1).tolist():
+        relation = "repeats the time of" if seconds[r] == seconds[r - 1] else "is earlier than"
+        problems.add(r, f"{row(r)} {relation} {row(r - 1)}")
+    problems.raise_if_any(f"Times must increase from row to row: {sort}, drop repeats")
 
 
 def read_table(path: str | Path, *, expected: str, header: bool | None = True) -> Table:
@@ -256,6 +265,14 @@ def parse_time(text: str, unit: str = "auto") -> int:
 
 
 def _iso_seconds(text: str) -> float:
+    stamp = iso_time(text)
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.timezone.utc)
+    return stamp.timestamp()
+
+
+def iso_time(text: str) -> dt.datetime:
+    """An ISO 8601 time as written: with its offset ('Z' is UTC) or naive."""
     iso = text.replace("Z", "+00:00").replace(" ", "T", 1)
     if "." in iso:  # truncate fractions to microseconds: 9-digit fractions break fromisoformat
         head, _, rest = iso.partition(".")
@@ -267,9 +284,7 @@ def _iso_seconds(text: str) -> float:
         raise DataError(
             f"cannot parse time {text!r}; expected ISO 8601 or epoch s, ms, us or ns"
         ) from None
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=dt.timezone.utc)
-    return stamp.timestamp()
+    return stamp
 
 
 def is_time(text: str) -> bool:

@@ -9,8 +9,10 @@ converts again. Converting needs the ``convert`` extra (PyTorch); loading the ca
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
+from .errors import ConfigError
 from .hf.loading import resolve_source
 from .package import ModelPackage
 
@@ -31,6 +33,16 @@ def default_package(
     package_dir = Path(cache_dir or default_cache_dir()) / f"default-{source.weights_sha256[:12]}"
     if force or not (package_dir / "ovcast.json").is_file():
         from .convert import convert
+
+        try:  # a cache that cannot be written is one line, not a traceback from deep inside
+            package_dir.parent.mkdir(parents=True, exist_ok=True)
+            probe = tempfile.TemporaryFile(dir=package_dir.parent)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot keep the default model in {package_dir.parent}: {exc.strerror or exc}; "
+                "set OVCAST_HOME (or --cache-dir where offered) to a writable folder"
+            ) from exc
+        probe.close()
 
         return convert("default", package_dir, name="default"), True
     return ModelPackage.load(package_dir), False

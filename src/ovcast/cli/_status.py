@@ -2,6 +2,7 @@
 
 with StatusLine() as status:
     status.show("replaying: 120 of 690 bars ...")     # as often as you like
+    status.show(full, shorter, shortest)               # the longest that fits a terminal
 # on a terminal: one line, rewritten in place (log lines print above it);
 # elsewhere (a log file, a pipe): a plain line every ``every_s`` seconds.
 """
@@ -33,6 +34,7 @@ class StatusLine:
         self.clock = clock
         self._last = -float("inf")
         self._text = ""
+        self._shorter: tuple[str, ...] = ()
         self._drawn = False  # the line is on screen (and must be cleared before a log line)
         self._filter = _ClearBeforeLogging(self)
 
@@ -45,9 +47,10 @@ class StatusLine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def show(self, text: str, *, now: bool = False) -> None:
-        """Say ``text``; written when the last line is old enough (or ``now``)."""
-        self._text = text
+    def show(self, text: str, *shorter: str, now: bool = False) -> None:
+        """Say ``text``; written when the last line is old enough (or ``now``). On a terminal
+        the first of ``text, *shorter`` that fits its width is drawn (the last one cut)."""
+        self._text, self._shorter = text, shorter
         if now or self.clock() - self._last >= self.every_s:
             self._write()
 
@@ -73,7 +76,9 @@ class StatusLine:
             self.stream.write(self._text + "\n")
         else:
             width = shutil.get_terminal_size().columns
-            text = self._text if len(self._text) < width else self._text[: width - 2] + "…"
+            fits = [t for t in (self._text, *self._shorter) if len(t) < width]
+            last = (self._text, *self._shorter)[-1]
+            text = fits[0] if fits else last[: width - 2] + "…"
             self.stream.write(CLEAR + text)
             self._drawn = True
         self.stream.flush()

@@ -21,15 +21,22 @@ names and, when the input has a timestamp column, the future timestamps.
 input: .csv (a row per step; a header and a time column are optional: the first column
 named date/datetime/time/timestamp/ts/open_time in any case, else a first column that is
 not numeric, the rule 'ovcast train' uses), .npy ([time, channels] or [batch, context,
-channels]) or .json (nested lists, or {"past_values": ...}).
+channels]), .json (nested lists, {"past_values": ...}, or a table as pandas writes one:
+orient="records", "columns", or columns as lists) or .parquet (needs pyarrow); tables are read as a CSV is.
   - times (ISO 8601 or epoch s/ms/us/ns) must increase: a file out of order or with a
     repeated time is refused, naming the line;
   - a series longer than the model's context gives its last CONTEXT rows (said on stderr);
   - with a header that names every model channel, channels are taken by name (trimmed and
-    ignoring case, as train matches them; any order, extra columns ignored); otherwise by
-    position, with a warning when the header names other columns.
+    ignoring case, as train matches them; any order, extra columns ignored, text too);
+    otherwise by position, with a warning when the header names other columns. Only the
+    columns used must hold numbers;
+  - the future steps on at the input's recent interval (its most common of the last 24),
+    in the zone its times were written in; a window with gaps or uneven steps is warned
+    about (the model reads rows as evenly spaced steps).
 output: JSON on stdout ({"channels", timestamps, "predictions"}), or --output FILE as
 .csv (header: timestamp or step, then channels), .json, .parquet (needs pyarrow) or .npy.
+A forecast with NaN or inf (an input far outside the model's range) is an error: nothing
+is written.
 
 By default input and output are in model space (already scaled). With --raw the input is
 in raw units: it is scaled with the package's scaler and the forecast scaled back.
@@ -49,12 +56,14 @@ examples:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "predict",
-        help="forecast from a series in a .csv, .npy or .json file",
+        help="forecast from a series in a .csv, .parquet, .npy or .json file",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model_dir", metavar="MODEL_DIR")
-    p.add_argument("--input", "-i", required=True, metavar="FILE", help=".csv, .npy or .json")
+    p.add_argument(
+        "--input", "-i", required=True, metavar="FILE", help=".csv, .parquet, .npy or .json"
+    )
     p.add_argument(
         "--output",
         "-o",
@@ -65,7 +74,8 @@ def register(subparsers) -> None:
         "--raw", action="store_true", help="input and output in raw units, via the package's scaler"
     )
     p.add_argument(
-        "--channels", help="comma-separated channel names or indices to output (default: all)"
+        "--channels",
+        help="comma-separated channel names (any case) or indices to output (default: all)",
     )
     ttm = p.add_argument_group("packages with more inputs (TinyTimeMixer)")
     ttm.add_argument(
@@ -80,7 +90,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..runtime.engine import Engine
-    from ..runtime.series import ForecastTable, read_series, write_forecast
+    from ..runtime.series import ForecastTable, read_series, require_finite, write_forecast
 
     if args.series_id is not None and not args.raw:
         raise ConfigError(
@@ -98,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         forecast = engine.forecast(window, series_id=args.series_id, **inputs)
     else:
         forecast = engine.predict(window, **inputs)
+    require_finite(forecast, engine.forecast_channel_names, window, engine.channel_names)
     table = ForecastTable.after(series, forecast, engine.forecast_channel_names)
     if args.channels:
         table = table.select([c.strip() for c in args.channels.split(",")])

@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
             def on_bar(product: str, bar: Any) -> None:
                 if show_bar is not None:
                     show_bar(product, bar)
-                status.show(_status_text(progress, page))
+                status.show(*_status_text(progress, page))
 
             replay(
                 recording,
@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
             )
             if out is not None:
                 out.flush()
-            status.show(_status_text(progress, page), now=True)
+            status.show(*_status_text(progress, page), now=True)
         _report(progress, scorecard_file, quiet=getattr(args, "quiet", False))
         if dashboard is not None and not stop.is_set():
             log.info("replay finished; the dashboard stays at %s until Ctrl-C", dashboard.url)
@@ -191,8 +191,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _status_text(progress, page: str | None) -> str:
-    """The one status line: progress, forecasts, each product's scorecard, the page."""
+def _status_text(progress, page: str | None) -> tuple[str, ...]:
+    """The one status line: progress, forecasts, each product's scorecard, the page; then
+    shorter forms for a narrow terminal (scorecards kept, the page last to go)."""
     summary = progress.summary()
     streams = progress.streams or {}
     forecasts = sum(stream.forecasts for stream in streams.values())
@@ -202,12 +203,11 @@ def _status_text(progress, page: str | None) -> str:
     ]
     if page:
         parts.append(f"page {page}")
-    parts += [
-        f"{product} {stream.scorecard.brief()}"
-        for product, stream in streams.items()
-        if stream.scorecard is not None
-    ]
-    return " · ".join(parts)
+    cards = [(p, s.scorecard) for p, s in streams.items() if s.scorecard is not None]
+    full = " · ".join(parts + [f"{product} {card.brief()}" for product, card in cards])
+    short = [f"{product} {card.brief(short=True)}" for product, card in cards]
+    brief = f"{summary['state']} {summary['replayed_bars']}/{summary['total_bars']}"
+    return full, " · ".join(parts + short), " · ".join([brief, *short])
 
 
 def _report(progress, scorecard_file, *, quiet: bool) -> None:

@@ -27,7 +27,7 @@ from ..market.recording import Recording
 from ..runtime.engine import Engine
 from ..scaling import Scaler
 from .scorecard import Scorecard
-from .stream import ProductStream, fit_market_scaler
+from .stream import ProductStream, fit_market_scaler, usable
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def replay(
             break
         last_time = bar.start_s
         progress.replayed_bars += 1
-        if on_bar is not None:
+        if on_bar is not None and usable(bar):  # an out-of-range bar never reaches the page
             on_bar(product, bar)
         record = streams[product].on_bar(bar)
         if record is not None:

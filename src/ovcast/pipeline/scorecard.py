@@ -312,14 +312,21 @@ class Scorecard:
                 "unscorable": self.unscorable,
             }
 
-    def brief(self) -> str:
-        """One clause for a status line."""
+    def brief(self, *, short: bool = False) -> str:
+        """One clause for a status line (``short``: the ratio and hit rate only, for a
+        narrow terminal)."""
         summary = self.summary()
         whole = summary["all"]
         if not whole or not whole["scored"]:
-            return "scorecard: nothing scored yet"
+            return "nothing scored yet" if short else "scorecard: nothing scored yet"
         mae, hits = whole["mae"], whole["hit_rate"]["model"]
         ratio = whole["model_vs_random_walk"]
+        if short:
+            return (
+                f"MAE {ratio:.2f}x random walk"
+                if ratio is not None
+                else f"MAE {_number(mae['model'])}"
+            ) + (f", hits {hits:.0%}" if hits is not None else "")
         return (
             f"scorecard {_count(summary['forecasts'], 'forecast')}, "
             f"{_count(whole['scored'], 'step')}: MAE "

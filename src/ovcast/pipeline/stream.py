@@ -22,7 +22,6 @@ then the bar's own forecast joins them.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import deque
 from typing import Any
@@ -45,6 +44,10 @@ from .scorecard import Scorecard
 log = logging.getLogger(__name__)
 
 CLOSE = CHANNELS.index("close")
+# The largest value a bar may hold: the model computes in float32, and a price beyond it
+# (a corrupt 1e200 trade) would turn the window, scaler and scores into inf.
+CARRIED = float(np.finfo(np.float32).max)
+SIGNIFICANT = "{:.9g}"  # a float32 forecast's digits, whatever the price's magnitude
 
 
 def fit_market_scaler(bars: list[Bar], config: FeatureConfig | None = None) -> Scaler:
@@ -143,8 +146,9 @@ class ProductStream:
         if not usable(bar):
             if last is None:
                 return None
-            log.warning("%s: the bar at %d has prices no float can carry; taken as unknown",
-                        self.product_id, bar.start_s)  # fmt: skip
+            log.warning("%s: the bar at %d (close %s) is out of range (prices must be > 0 and "
+                        "below float32's %.3g); skipped: taken as unknown, never scored",
+                        self.product_id, bar.start_s, bar.close, CARRIED)  # fmt: skip
             bar = _unknown(bar.start_s, last)
             self.holes += 1
             self.hole_bars += 1
@@ -156,12 +160,18 @@ class ProductStream:
         if not self._take(bar):
             return None
         raw = np.stack(self._window)
-        window = self.scaler.transform(raw)
         engine = self.engine  # read once: a hot swap between bars takes effect at the next one
         start = time.perf_counter()
-        forecast = engine.predict(window)  # (horizon, channels), model space
-        inference_ms = (time.perf_counter() - start) * 1e3
-        prices = self.scaler.inverse_transform(forecast[:, :1], channels=[0])[:, 0]
+        with np.errstate(all="ignore"):  # out of range is said below, once, by name
+            window = self.scaler.transform(raw)
+            forecast = engine.predict(window) if np.isfinite(window).all() else window
+            inference_ms = (time.perf_counter() - start) * 1e3
+            prices = self.scaler.inverse_transform(forecast[:, :1], channels=[0])[:, 0]
+        if not np.isfinite(prices).all():
+            log.warning("%s: no forecast at the bar at %d: its window (or the forecast) is "
+                        "beyond float32 after scaling; an out-of-range bar in the last %d?",
+                        self.product_id, bar.start_s, len(raw))  # fmt: skip
+            return None
         self.forecasts += 1
         if self.scorecard is not None:
             self.scorecard.add_forecast(bar.start_s, prices, raw[:, CLOSE], model=engine.name)
@@ -171,7 +181,7 @@ class ProductStream:
             "bar_time_s": bar.start_s,
             "bar_close": float(bar.close),
             "forecast_time_s": (bar.start_s + horizon * self.interval_s).tolist(),
-            "forecast_close": prices.astype(float).round(8).tolist(),
+            "forecast_close": [float(SIGNIFICANT.format(p)) for p in prices],
             "model": engine.name,
             "inference_ms": round(inference_ms, 3),
             "partial_in_window": sum(self._partial),
@@ -179,9 +189,9 @@ class ProductStream:
 
 
 def usable(bar: Bar) -> bool:
-    """Prices a float carries (finite, > 0) and a finite, non-negative volume."""
+    """Prices float32 carries (> 0, below its max) and a volume it carries (NaN fails)."""
     o, h, lo, c, v = bar.as_floats()
-    return all(math.isfinite(x) and x > 0 for x in (o, h, lo, c)) and math.isfinite(v) and v >= 0
+    return all(0 < x < CARRIED for x in (o, h, lo, c)) and 0 <= v < CARRIED
 
 
 def _unknown(start_s: int, last: Bar) -> Bar:

@@ -227,7 +227,7 @@ def read_array(path: str | Path) -> np.ndarray:
     """The values of a window or batch in a .npy, .json or .csv file (see ``series.read_series``)."""
     from .series import read_series
 
-    return np.asarray(read_series(path).values, dtype=np.float32)
+    return np.asarray(read_series(path).numbers(), dtype=np.float32)
 
 
 def sliding_windows(series: np.ndarray, context_length: int, *, max_windows: int = 0) -> np.ndarray:

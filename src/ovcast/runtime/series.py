@@ -14,18 +14,23 @@ names and the future timestamps, stepping on from the input's own interval:
 A CSV is read by the rules training uses (``ovcast._csv``): a BOM is dropped, header names
 are matched trimmed and ignoring case, a header naming a column twice is refused, the time
 column is found by the same rule, and times must increase (a file out of order or with a
-repeated time is refused, naming the line).
+repeated time is refused, naming the line). Only the columns used must hold numbers: a text
+column the model does not take is ignored. Times written with a zone keep it in the output;
+a window whose times are unevenly spaced is warned about (the model reads rows as steps).
 
-``forecast_frame`` does the same for pandas DataFrames (``Engine.forecast_frame``).
-Nothing here needs pandas except that function.
+``forecast_frame`` reads a pandas DataFrame into the same ``Series`` by the same rules (a
+DatetimeIndex counts as the time column; rows are named by index label instead of line), so
+``Engine.forecast_frame`` and ``ovcast predict`` accept and refuse alike. Nothing here needs
+pandas except that function. A forecast with NaN or inf is refused, never written.
 """
 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,14 +39,17 @@ import orjson
 
 from .._csv import (
     TIME_COLUMN_NAMES,
+    Problems,
     Table,
     is_number,
     is_time,
+    iso_time,
     name_key,
     read_table,
+    refuse_unordered,
     time_column,
 )
-from ..errors import DataError, InvalidInputError, require
+from ..errors import ConfigError, DataError, InvalidInputError, ModelOutputError, require
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -51,6 +59,8 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 OUTPUT_SUFFIXES = (".csv", ".json", ".npy", ".parquet")
+RECENT_STEPS = 24  # the future's step is the most common of the last this many intervals
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
 @dataclass
@@ -59,8 +69,11 @@ class Series:
 
     values: np.ndarray
     columns: list[str] | None = None  # names of the value columns, from a header
-    timestamps: np.ndarray | None = None  # (time,) datetime64 or numbers, ascending
+    timestamps: np.ndarray | None = None  # (time,) datetime64 (UTC) or numbers, ascending
     timestamp_name: str = "timestamp"
+    zone: dt.tzinfo | None = None  # the zone the times were written in; the output keeps it
+    # columns that are not numbers, with what is wrong: an error only if the model takes them
+    unreadable: dict[str, Problems] = field(default_factory=dict)
 
     def window_for(
         self, context_length: int, channel_names: Sequence[str]
@@ -70,7 +83,7 @@ class Series:
         Channels are taken by name when the header holds every model channel (trimmed and
         ignoring case; any order, extra columns ignored), else by position when the count
         matches (a warning when the header names other columns). A series longer than the
-        context gives its last ``context_length`` rows.
+        context gives its last ``context_length`` rows. Only the columns taken must be numbers.
         """
         notes: list[str] = []
         expected = f"[{context_length}, {len(channel_names)}]"
@@ -79,19 +92,33 @@ class Series:
                 f"the input has shape {list(self.values.shape)}; expected {expected} "
                 f"or [batch, {context_length}, {len(channel_names)}]"
             )
-        values = self._channels(list(channel_names), notes)
+        values, used = self._channels(list(channel_names), notes)
+        self._refuse_unreadable(used)
         rows = values.shape[-2]
-        if values.ndim == 2 and rows > context_length:
+        if rows > context_length:  # a batch too: each window's last rows
             notes.append(f"using the last {context_length} of {rows} rows")
-            values = values[-context_length:]
+            values = values[..., -context_length:, :]
         elif rows != context_length:
             raise InvalidInputError(
                 f"the input has {rows} rows; the model needs {context_length}, expected "
                 f"{expected} (a longer series is cut to its last {context_length} rows)"
             )
+        if self.timestamps is not None and values.ndim == 2:
+            _warn_uneven(self.timestamps[-values.shape[0] :], self.zone)
         return values, notes
 
-    def _channels(self, names: list[str], notes: list[str]) -> np.ndarray:
+    def numbers(self) -> np.ndarray:
+        """Every value column, all of which must be numbers (for readers that take them all)."""
+        self._refuse_unreadable(list(self.unreadable))
+        return self.values
+
+    def _refuse_unreadable(self, columns: Sequence[str]) -> None:
+        """One error listing what is wrong in ``columns`` that are not numbers, if any."""
+        bad = [problem for c in columns if (p := self.unreadable.get(c)) for problem in p.found]
+        if bad:
+            Problems(next(iter(self.unreadable.values())).path, bad).raise_if_any()
+
+    def _channels(self, names: list[str], notes: list[str]) -> tuple[np.ndarray, list[str]]:
         width = self.values.shape[-1]
         keys, wanted = [name_key(c) for c in self.columns or []], [name_key(n) for n in names]
         if keys and set(wanted) <= set(keys) and keys != wanted:
@@ -101,7 +128,7 @@ class Series:
                 "channels taken by name"
                 + (f"; ignored column(s) {extra}" if extra else "; reordered to the model's order")
             )
-            return self.values[..., picked]
+            return self.values[..., picked], [(self.columns or [])[i] for i in picked]
         if width == len(names):
             if keys and keys != wanted:
                 log.warning(
@@ -110,7 +137,7 @@ class Series:
                     self.columns,
                     names,
                 )
-            return self.values
+            return self.values, list(self.columns or [])
         have = f"columns {self.columns}" if self.columns else f"{width} columns"
         raise InvalidInputError(
             f"the input has {have}; the model takes {len(names)} channels {names} "
@@ -126,6 +153,7 @@ class ForecastTable:
     columns: list[str]
     timestamps: np.ndarray | None = None  # (horizon,) future steps, same kind as the input's
     timestamp_name: str = "timestamp"
+    zone: dt.tzinfo | None = None  # written in the input's zone when it had one
 
     @classmethod
     def after(cls, series: Series, forecast: np.ndarray, columns: Sequence[str]) -> ForecastTable:
@@ -134,7 +162,7 @@ class ForecastTable:
         future = None
         if series.timestamps is not None and forecast.ndim == 2:
             future = future_timestamps(series.timestamps, steps)
-        return cls(forecast, list(columns), future, series.timestamp_name)
+        return cls(forecast, list(columns), future, series.timestamp_name, series.zone)
 
     def select(self, channels: Sequence[str]) -> ForecastTable:
         """Only ``channels`` (names or indices as text), in that order."""
@@ -144,14 +172,17 @@ class ForecastTable:
             [self.columns[i] for i in picked],
             self.timestamps,
             self.timestamp_name,
+            self.zone,
         )
 
     def timestamp_strings(self) -> list[Any] | None:
         if self.timestamps is None:
             return None
-        if np.issubdtype(self.timestamps.dtype, np.datetime64):
+        if not np.issubdtype(self.timestamps.dtype, np.datetime64):
+            return self.timestamps.tolist()
+        if self.zone is None:
             return [str(t).replace("T", " ") for t in self.timestamps]
-        return self.timestamps.tolist()
+        return [_zoned(t, self.zone).isoformat(sep=" ") for t in self.timestamps]
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"channels": self.columns}
@@ -162,21 +193,85 @@ class ForecastTable:
         return out
 
 
-def future_timestamps(timestamps: np.ndarray, steps: int) -> np.ndarray | None:
-    """``steps`` timestamps after the last one, at the series' usual interval (None if none)."""
+def _zoned(stamp: np.datetime64, zone: dt.tzinfo) -> dt.datetime:
+    micros = int(stamp.astype("datetime64[us]").astype(np.int64))
+    return (_EPOCH + dt.timedelta(microseconds=micros)).astimezone(zone)
+
+
+def recent_step(timestamps: np.ndarray) -> Any:
+    """The series' interval now: the most common of its last ``RECENT_STEPS`` (None if none),
+    so a series that went from 2-hourly to hourly steps on hourly."""
     if len(timestamps) < 2:
         return None
-    deltas = np.diff(timestamps)
+    deltas = np.diff(timestamps[-(RECENT_STEPS + 1) :])
     values, counts = np.unique(deltas, return_counts=True)
     step = values[np.argmax(counts)]
-    if not step > np.zeros_like(step):
+    return step if step > np.zeros_like(step) else None
+
+
+def future_timestamps(timestamps: np.ndarray, steps: int) -> np.ndarray | None:
+    """``steps`` timestamps after the last one, at the series' recent interval (None if none)."""
+    step = recent_step(timestamps)
+    if step is None:
         return None
     return timestamps[-1] + step * np.arange(1, steps + 1)
 
 
+def _warn_uneven(stamps: np.ndarray, zone: dt.tzinfo | None) -> None:
+    """Warn when the window's rows are not evenly spaced: the model reads them as steps."""
+    step = recent_step(stamps)
+    if step is None:
+        return
+    deltas = np.diff(stamps)
+    same = deltas == step if deltas.dtype.kind == "m" else np.isclose(deltas, step, rtol=1e-9)
+    uneven = np.flatnonzero(~same)
+    if not len(uneven):
+        return
+    widest = uneven[np.argmax(deltas[uneven])]
+    table = ForecastTable(np.zeros((2, 0)), [], stamps[widest : widest + 2], zone=zone)
+    after, to = table.timestamp_strings() or ["?", "?"]
+    log.warning(
+        "the window's times are not evenly spaced: %d of its %d intervals differ from the "
+        "usual step %s (the widest runs from %s to %s); the model reads its rows as evenly "
+        "spaced steps, so fill or drop the gap for a forecast you can trust",
+        len(uneven),
+        len(deltas),
+        _duration(step),
+        after,
+        to,
+    )
+
+
+def _duration(step: Any) -> str:
+    if isinstance(step, np.timedelta64):
+        return str(dt.timedelta(microseconds=int(step.astype("timedelta64[us]").astype(np.int64))))
+    return str(step)
+
+
+def require_finite(
+    forecast: np.ndarray, channels: Sequence[str], window: np.ndarray, inputs: Sequence[str]
+) -> None:
+    """Refuse a forecast with NaN or inf (as the servers answer model_output_not_finite),
+    naming its channels and the input's largest value, the likely cause."""
+    bad = ~np.isfinite(forecast)
+    if not bad.any():
+        return
+    columns = np.flatnonzero(bad.reshape(-1, bad.shape[-1]).any(axis=0)).tolist()
+    names = [channels[i] for i in columns]
+    magnitude = np.abs(window.reshape(-1, window.shape[-1]).astype(np.float64))
+    column = int(np.unravel_index(np.argmax(magnitude), magnitude.shape)[1])
+    raise ModelOutputError(
+        f"the forecast of channel(s) {names} is not finite (NaN or inf); the input's largest "
+        f"value is {magnitude.max():.4g} in {inputs[column]!r}: the input is likely far outside "
+        "the range the model was trained on (check its scale, or --raw); refused rather than "
+        "written as NaN or null"
+    )
+
+
 def _channel_index(channel: str, columns: Sequence[str]) -> int:
-    if channel in columns:
-        return list(columns).index(channel)
+    keys = [name_key(c) for c in columns]  # matched as headers are: 'ot' finds 'OT'
+    if name_key(channel) in keys:
+        return keys.index(name_key(channel))
     try:
         index = int(channel)
     except ValueError:
@@ -192,10 +287,13 @@ def _channel_index(channel: str, columns: Sequence[str]) -> int:
 
 
 def read_series(path: str | Path) -> Series:
-    """A series from .csv (header and timestamp column optional), .npy or .json.
+    """A series from .csv (header and timestamp column optional), .npy, .json or .parquet.
 
-    JSON holds nested lists or ``{"past_values": ...}``; .npy an array. A CSV's time column
-    is found as training finds it (``_csv.time_column``); its times must increase.
+    JSON holds nested lists, ``{"past_values": ...}`` (or ``"instances"``), or a table as
+    pandas writes one (``orient="records"``: a list of objects; ``orient="columns"``: an
+    object of columns); .npy an array. A table (CSV, JSON records, Parquet) is read by one
+    set of rules: its time column is found as training finds it (``_csv.time_column``) and
+    its times must increase.
     """
     path = Path(path)
     if not path.is_file():
@@ -204,12 +302,21 @@ def read_series(path: str | Path) -> Series:
     try:
         if suffix == ".npy":
             return Series(np.load(path, allow_pickle=False))
+        if suffix == ".parquet":
+            return _series_from_table(_parquet_table(path))
         if suffix == ".json":
             data = orjson.loads(path.read_bytes())
+            table = _json_table(path, data)
+            if table is not None:
+                return _series_from_table(table)
             if isinstance(data, dict):
-                if "past_values" not in data:
-                    raise DataError(f"{path}: a JSON object needs a 'past_values' field")
-                data = data["past_values"]
+                field_name = next((k for k in ("past_values", "instances") if k in data), None)
+                if field_name is None:
+                    raise DataError(
+                        f"{path}: a JSON object needs a 'past_values' field, or is a table of "
+                        'columns as pandas writes one (df.to_json(orient="columns"))'
+                    )
+                data = data[field_name]
             if not isinstance(data, list):
                 raise DataError(
                     f"{path}: past_values must be nested lists of numbers, [time][channel] or "
@@ -222,7 +329,7 @@ def read_series(path: str | Path) -> Series:
         raise
     except (ValueError, TypeError, OSError, orjson.JSONDecodeError) as exc:
         raise DataError(f"cannot read {path}: {exc}") from exc
-    raise DataError(f"unsupported input file {path.name}; expected .npy, .json or .csv")
+    raise DataError(f"unsupported input file {path.name}; expected .npy, .json, .csv or .parquet")
 
 
 def _read_csv(path: Path) -> Series:
@@ -232,14 +339,74 @@ def _read_csv(path: Path) -> Series:
     for row, line in zip(table.rows, table.lines, strict=True):
         if len(row) != width:
             raise DataError(f"{path} line {line} has {len(row)} fields; expected {width}")
+    return _series_from_table(table)
+
+
+def _cell(value: Any) -> str:
+    """A JSON or Parquet value as the CSV cell that says the same."""
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _json_table(path: Path, data: Any) -> Table | None:
+    """A table as pandas writes JSON: records (a list of objects) or columns (an object of
+    columns, each keyed by row or a list); None for the other JSON forms."""
+    if isinstance(data, list) and data and all(isinstance(r, dict) for r in data):
+        header = list(data[0])
+        rows = [[_cell(record.get(name)) for name in header] for record in data]
+    elif (
+        isinstance(data, dict)
+        and data
+        and not {"past_values", "instances"} & set(data)
+        and all(isinstance(c, dict | list) for c in data.values())
+    ):  # columns keyed by row (orient="columns") or as lists (df.to_dict("list"))
+        header = list(data)
+        columns = [c if isinstance(c, dict) else dict(enumerate(c)) for c in data.values()]
+        rows = [[_cell(c.get(key)) for c in columns] for key in columns[0]]
+    else:
+        return None
+    if not rows:
+        raise DataError(f"{path} has no rows; expected a record per time step")
+    lines = list(range(1, len(rows) + 1))
+    return Table(path, [str(h) for h in header], rows, lines, row_word="record")
+
+
+def _parquet_table(path: Path) -> Table:
+    pq = require("pyarrow.parquet", extra="parquet", purpose="reading Parquet")
+    try:
+        columns = pq.read_table(path).to_pydict()
+    except Exception as exc:  # pyarrow's errors have no common base but Exception
+        raise DataError(f"cannot read {path} as Parquet: {exc}") from exc
+    header = [str(name) for name in columns]
+    rows = [list(map(_cell, row)) for row in zip(*columns.values(), strict=True)]
+    if not rows:
+        raise DataError(f"{path} has no rows; expected a row per time step")
+    return Table(path, header, rows, list(range(1, len(rows) + 1)), row_word="row")
+
+
+def _series_from_table(table: Table) -> Series:
+    """A table's channels and times, by the rules every reader shares."""
+    header = table.header or None
+    width = len(header) if header else len(table.rows[0])
     if not header:  # name the columns by number, for messages that name a column
         table.header = [str(i + 1) for i in range(width)]
     stamp = time_column(header or [], table.rows[0])
     keep = [name for i, name in enumerate(table.header) if i != stamp]
-    series = Series(table.numbers(keep), keep if header else None)
+    series = Series(np.empty((len(table.rows), len(keep))), keep if header else None)
+    for k, name in enumerate(keep):  # a column of text is an error only if it is used
+        problems = Problems(table.path)
+        series.values[:, k] = table.numbers([name], problems=problems)[:, 0]
+        if problems.found:
+            series.unreadable[name] = problems
     if stamp is not None:
         series.timestamps = _timestamps(table, table.header[stamp])
         series.timestamp_name = header[stamp] if header else "timestamp"
+        last = table.rows[-1][stamp].strip()
+        if series.timestamps is not None and not is_number(last):
+            series.zone = iso_time(last).tzinfo
     return series
 
 
@@ -272,8 +439,21 @@ def _timestamps(table: Table, column: str) -> np.ndarray | None:
 
 
 def write_forecast(table: ForecastTable, path: str | Path) -> None:
-    """Write .csv (header: timestamp or step, channels), .json, .npy or .parquet."""
+    """Write .csv (header: timestamp or step, channels), .json, .npy or .parquet; a file that
+    cannot be written (no such folder, disk full) is a ``ConfigError`` naming it."""
     path = Path(path)
+    try:
+        _write(table, path)
+    except OSError as exc:
+        if path.is_file():  # no half-written forecast left behind
+            path.unlink()
+        raise ConfigError(
+            f"cannot write the forecast to {path}: {exc.strerror or exc}; expected a writable "
+            "file on a disk with room"
+        ) from exc
+
+
+def _write(table: ForecastTable, path: Path) -> None:
     suffix = path.suffix.lower()
     if suffix == ".npy":
         np.save(path, table.values)
@@ -289,7 +469,13 @@ def write_forecast(table: ForecastTable, path: str | Path) -> None:
     if suffix == ".parquet":
         pa = require("pyarrow", extra="parquet", purpose="writing Parquet")
         pq = require("pyarrow.parquet", extra="parquet", purpose="writing Parquet")
-        columns = {names: first, **{c: table.values[:, i] for i, c in enumerate(table.columns)}}
+        stamps: Any = first
+        if table.timestamps is not None and table.timestamps.dtype.kind == "M":
+            zone = table.zone.utcoffset(None) if table.zone is not None else None
+            kind = pa.timestamp("us", tz=_offset_name(zone) if zone is not None else None)
+            stamps = pa.array(table.timestamps.astype("datetime64[us]"), type=pa.timestamp("us"))
+            stamps = stamps.cast(kind) if zone is not None else stamps
+        columns = {names: stamps, **{c: table.values[:, i] for i, c in enumerate(table.columns)}}
         pq.write_table(pa.table(columns), path)
         return
     with open(path, "w", newline="") as f:
@@ -297,6 +483,13 @@ def write_forecast(table: ForecastTable, path: str | Path) -> None:
         writer.writerow([names, *table.columns])
         for stamp, row in zip(first, table.values, strict=True):
             writer.writerow([stamp, *(f"{v:.7g}" for v in row)])
+
+
+def _offset_name(offset: dt.timedelta) -> str:
+    """'+02:00' for a UTC offset (the zone name Arrow takes for a fixed offset)."""
+    minutes = int(offset.total_seconds() // 60)
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 def _first_column(table: ForecastTable) -> tuple[str, list[Any]]:
@@ -320,76 +513,137 @@ def forecast_frame(
 ) -> pd.DataFrame:
     """Forecast a DataFrame: one row per step, named channel columns, a timestamp column.
 
-    Each series (one per value of ``id_columns``, or the whole frame) gives its last
-    ``context_length`` rows to the model; the result has the id columns, the future
-    timestamps and one column per model channel, ``prediction_length`` rows per series.
-    Columns other than the model's channels are ignored when every channel is named.
+    Each series (one per value of ``id_columns``, or the whole frame) is read as ``ovcast
+    predict`` reads a CSV (``frame_series``) and gives its last ``context_length`` rows to the
+    model; the result has the id columns, the future timestamps (in the input's zone) and one
+    column per model channel, ``prediction_length`` rows per series.
     ``raw``: the frame is in raw units (scaled with the package's scaler and back).
     ``inputs``: the package's other inputs (``freq_token``, ``future_exogenous``) batched,
     one per series in the order the ids first appear, as ``Engine.predict`` takes a batch.
     """
     pd = require("pandas", extra="pandas", purpose="forecast_frame")
+    if not isinstance(frame, pd.DataFrame):
+        raise DataError(f"forecast_frame takes a pandas DataFrame; got {type(frame).__name__}")
     ids = [id_columns] if isinstance(id_columns, str) else list(id_columns)
-    absent = [c for c in ids if c not in frame.columns]
-    if absent:
-        raise DataError(f"id column(s) {absent} are not in the frame's {list(frame.columns)}")
+    if timestamp_column is None and isinstance(frame.index, pd.DatetimeIndex):
+        name = str(frame.index.name or "timestamp")  # the index is the time column
+        if name not in frame.columns:
+            frame = frame.rename_axis(name).reset_index()
+    for kind, names in (("id column(s)", ids), ("timestamp_column", [timestamp_column])):
+        absent = [c for c in names if c is not None and c not in frame.columns]
+        if absent:
+            raise DataError(f"{kind} {absent} are not in the frame's {list(frame.columns)}")
+    if frame.empty:
+        raise DataError("the frame has no rows; expected a row per time step")
     stamp = timestamp_column or _frame_timestamp_column(frame)
-    values = _frame_value_columns(frame, [stamp, *ids], engine.channel_names)
     groups = list(frame.groupby(ids, sort=False)) if ids else [((), frame)]
     windows, labels = [], []
     for key, group in groups:
-        series = Series(
-            group[values].to_numpy(dtype=np.float64),
-            values,
-            _frame_timestamps(pd, group[stamp]) if stamp else None,
-            stamp or "timestamp",
-        )
-        window, _ = series.window_for(engine.context_length, engine.channel_names)
+        key = key if isinstance(key, tuple) else (key,)
+        where = f"the frame's series {dict(zip(ids, key, strict=True))}" if ids else "the frame"
+        series = frame_series(group, stamp, skip=ids, where=where)
+        try:
+            window, _ = series.window_for(engine.context_length, engine.channel_names)
+        except InvalidInputError as exc:  # name the series the window is wrong for
+            raise InvalidInputError(f"{where}: {exc}") from exc
         windows.append(window)
-        labels.append((key if isinstance(key, tuple) else (key,), series))
+        labels.append((key, series))
     batch = np.stack(windows).astype(np.float32)
     if raw and engine.package.series_scalers is not None:  # one scaler per series id
         series_ids = [dict(zip(ids, key, strict=True)) for key, _ in labels]
         forecasts = engine.forecast(batch, series_id=series_ids, **inputs)
     else:
         forecasts = engine.forecast(batch, **inputs) if raw else engine.predict(batch, **inputs)
+    require_finite(forecasts, engine.forecast_channel_names, batch, engine.channel_names)
     parts = []
     for (key, series), forecast in zip(labels, forecasts, strict=True):
         table = ForecastTable.after(series, forecast, engine.forecast_channel_names)
         part = pd.DataFrame(table.values, columns=table.columns)
         if table.timestamps is not None:
-            part.insert(0, table.timestamp_name, table.timestamps)
+            part.insert(0, table.timestamp_name, _frame_stamps(pd, table))
         for name, value in reversed(list(zip(ids, key, strict=True))):
             part.insert(0, name, value)
         parts.append(part)
     return pd.concat(parts, ignore_index=True)
 
 
-def _frame_value_columns(
-    frame: pd.DataFrame, skip: Sequence[str | None], channel_names: Sequence[str]
-) -> list[str]:
-    """The frame's model channels by name when it names them all (others ignored), else
-    every column but the time and ids, which must then all be numbers."""
+def frame_series(
+    frame: pd.DataFrame, stamp: str | None, *, skip: Sequence[str] = (), where: str = "the frame"
+) -> Series:
+    """One series of a DataFrame as ``read_series`` reads a CSV: every column but ``stamp``
+    and ``skip`` a candidate channel (non-numbers and NaN are errors only if the model takes
+    that column), times increasing strictly (rows named by index label), tz-aware times kept
+    as UTC with their zone."""
     import pandas as pd
 
-    rest = [str(c) for c in frame.columns if c not in skip]
-    by_key = {name_key(c): c for c in rest}
-    if all(name_key(n) in by_key for n in channel_names):
-        return [by_key[name_key(n)] for n in channel_names]
-    text = [c for c in rest if not pd.api.types.is_numeric_dtype(frame[c])]
-    if text:
-        raise DataError(
-            f"the frame's columns {text} are not numbers and it does not name every model "
-            f"channel {list(channel_names)}; name the channels (other columns are then "
-            "ignored) or drop those columns"
-        )
-    return rest
+    labels = frame.index.tolist()
+    columns = [c for c in frame.columns if c != stamp and c not in skip]
+    series = Series(np.empty((len(frame), len(columns))), [str(c) for c in columns])
+    for k, column in enumerate(columns):
+        name, problems = str(column), Problems(where)
+        cells = frame[column]
+        if not pd.api.types.is_numeric_dtype(cells):
+            try:
+                cells = pd.to_numeric(cells)
+            except (ValueError, TypeError):
+                text = next((v for v in cells if not is_number(str(v))), cells.iloc[0])
+                problems.add(0, f"column {name!r} holds {text!r}, not a number")
+                cells = pd.Series(np.nan, index=frame.index)
+        values = cells.to_numpy(dtype=np.float64, na_value=np.nan)
+        if not problems.found:  # NaN or inf: refused as a CSV's empty or 'inf' cell is
+            for r in np.flatnonzero(~np.isfinite(values)).tolist():
+                problems.add(r, f"row {labels[r]}, column {name!r}: {values[r]} is not finite")
+        series.values[:, k] = values
+        if problems.found:
+            series.unreadable[name] = problems
+    if stamp is not None:
+        series.timestamps, series.zone = _frame_times(pd, frame[stamp], where)
+        series.timestamp_name = str(stamp)
+    return series
 
 
-def _frame_timestamps(pd: Any, column: pd.Series) -> np.ndarray:
+def _frame_times(pd: Any, column: pd.Series, where: str) -> tuple[np.ndarray, dt.tzinfo | None]:
+    """A time column's values (epoch numbers as given, else datetime64 in UTC), its zone, and
+    the ordering rule every reader applies."""
+    problems, labels = Problems(where), column.index.tolist()
+    zone = None
     if pd.api.types.is_numeric_dtype(column):
-        return column.to_numpy()
-    return pd.to_datetime(column).to_numpy()
+        stamps = column.to_numpy()
+        seconds = stamps.astype(np.float64)
+    else:
+        try:
+            times = pd.to_datetime(column)
+            if not pd.api.types.is_datetime64_any_dtype(times):  # mixed offsets
+                times = pd.to_datetime(column, utc=True)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise DataError(
+                f"{where}: the time column {column.name!r} does not read as times ({exc}); "
+                "expected datetimes, ISO 8601 text or epoch numbers"
+            ) from exc
+        zone = times.dt.tz
+        if zone is not None:
+            times = times.dt.tz_convert("UTC").dt.tz_localize(None)
+        stamps = times.to_numpy()
+        seconds = stamps.astype("datetime64[us]").astype(np.int64) / 1e6
+        seconds[times.isna().to_numpy()] = np.nan
+    for r in np.flatnonzero(np.isnan(seconds))[:5]:
+        problems.add(int(r), f"row {labels[r]} has no time")
+    problems.raise_if_any(f"every row needs a time in {column.name!r}")
+    refuse_unordered(
+        seconds,
+        lambda r: f"row {labels[r]} ({column.iloc[r]})",
+        problems,
+        "sort the frame (frame.sort_values)",
+    )
+    return stamps, zone
+
+
+def _frame_stamps(pd: Any, table: ForecastTable) -> Any:
+    """The forecast's timestamps as the frame had them: tz-aware in the input's zone."""
+    stamps = table.timestamps
+    if table.zone is None or stamps is None or not np.issubdtype(stamps.dtype, np.datetime64):
+        return stamps
+    return pd.DatetimeIndex(table.timestamps).tz_localize("UTC").tz_convert(table.zone)
 
 
 def _frame_timestamp_column(frame: pd.DataFrame) -> str | None:

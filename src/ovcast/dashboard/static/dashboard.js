@@ -22,6 +22,8 @@ window.ovcast = {
         forecastPoints: line.length,
         forecastFrom: line.length ? line[0].time : null,
         forecastTo: line.length ? line[line.length - 1].time : null,
+        price: view.price.textContent,
+        axisLabel: bars.length ? view.candles.priceFormatter().format(bars[bars.length - 1].close) : null,
       };
     }
     return out;
@@ -36,6 +38,26 @@ function el(tag, attrs = {}, text = "") {
   for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
   if (text) node.textContent = text;
   return node;
+}
+
+// Prices by magnitude: cents for dollars, four significant digits below one (a 0.000123
+// token read "0.00"); the chart's axis gets the same labels and a step to match.
+function formatPrice(value) {
+  if (value === null || value === undefined || !Number.isFinite(value)) return "–";
+  return Math.abs(value) >= 1 || value === 0 ? value.toFixed(2) : value.toPrecision(4);
+}
+
+function priceFormat(value) {
+  const digits = Math.abs(value) >= 1 || value === 0 ? 2 : 3 - Math.floor(Math.log10(Math.abs(value)));
+  return { type: "custom", formatter: formatPrice, minMove: 10 ** -Math.min(digits, 12) };
+}
+
+function fitPriceAxis(view, close) {
+  const format = priceFormat(close);
+  if (format.minMove === view.minMove) return;
+  view.minMove = format.minMove;
+  view.candles.applyOptions({ priceFormat: format });
+  view.forecast.applyOptions({ priceFormat: format });
 }
 
 function candle(bar) {
@@ -119,7 +141,11 @@ function viewFor(product) {
 function showBars(product, bars) {
   const view = viewFor(product);
   view.candles.setData(bars.map(candle));
-  if (bars.length) view.price.textContent = bars[bars.length - 1].close.toFixed(2);
+  if (bars.length) {
+    const close = bars[bars.length - 1].close;
+    fitPriceAxis(view, close);
+    view.price.textContent = formatPrice(close);
+  }
   view.chart.timeScale().fitContent();
 }
 
@@ -131,7 +157,8 @@ function addBar(product, bar) {
   const keep = view.follow ? KEEP_BARS : 2 * KEEP_BARS; // not following: trimmed seldom
   if (data.length >= keep) view.candles.setData([...data.slice(1 - KEEP_BARS), candle(bar)]);
   else view.candles.update(candle(bar));
-  view.price.textContent = bar.close.toFixed(2);
+  fitPriceAxis(view, bar.close);
+  view.price.textContent = formatPrice(bar.close);
   if (view.follow) view.chart.timeScale().fitContent();
 }
 
@@ -144,7 +171,7 @@ function showForecast(product, forecast) {
   view.forecast.setData(forecast.time.map((time, i) => ({ time, value: forecast.value[i] })));
   const steps = forecast.time.length - 1;
   const end = new Date(forecast.time[steps] * 1000).toISOString().slice(11, 16);
-  view.ahead.textContent = `forecast ${forecast.value[steps].toFixed(2)} at ${end} (+${steps} bars)`;
+  view.ahead.textContent = `forecast ${formatPrice(forecast.value[steps])} at ${end} (+${steps} bars)`;
   if (!forecastSeen.has(product)) {
     forecastSeen.add(product);
     view.chart.timeScale().fitContent(); // bring the future into view once
@@ -184,9 +211,18 @@ function badge(id, state, text) {
   node.textContent = text;
 }
 
+// The header's badge says what the page shows: live, replaying or finished, and whether
+// this page still hears from ovcast (it said a green "live" through a finished replay).
+const page = { open: false, state: "wait", text: "connecting…" };
+function showPageBadge() {
+  if (page.open) badge("stream", page.state, page.text);
+  else badge("stream", "bad", "ovcast unreachable: retrying");
+}
+
 function showFeed(feed) {
   if ("connected" in feed) {
     badge("feed-badge", feed.connected ? "ok" : "bad", feed.connected ? "connected" : "disconnected");
+    Object.assign(page, feed.connected ? { state: "ok", text: "live" } : { state: "bad", text: "feed down" });
     rows("feed", [
       ["source", "Source", feed.source],
       ["last_message", "Last message", ago(feed.last_message_age_s)],
@@ -200,12 +236,14 @@ function showFeed(feed) {
     ]);
   } else {
     badge("feed-badge", feed.state === "finished" ? "wait" : "ok", feed.state);
+    Object.assign(page, { state: feed.state === "finished" ? "wait" : "ok", text: feed.state });
     rows("feed", [
       ["source", "Source", feed.source],
       ["replayed", "Replayed", `${feed.replayed_bars} of ${feed.total_bars} bars`],
       ["holes", "Holes (bars missing)", `${feed.holes ?? 0} (${feed.missing_bars ?? 0})`],
     ]);
   }
+  showPageBadge();
 }
 
 function showLatency(latency) {
@@ -270,7 +308,9 @@ const SERIES = [ // the scorecard's forecasters: name, label, colour, dash
 
 function number(value) {
   if (value === null || value === undefined) return "–";
-  return Math.abs(value) >= 100 ? value.toFixed(1) : value.toPrecision(3);
+  if (Math.abs(value) >= 100) return value.toFixed(1);
+  // small errors as 1.19e-5, not 0.0000119 (cut off beside the plot's axis)
+  return value !== 0 && Math.abs(value) < 0.001 ? value.toExponential(2) : value.toPrecision(3);
 }
 
 function percent(value) {
@@ -388,5 +428,5 @@ for (const [name, handle] of Object.entries(handlers)) {
     handle(JSON.parse(event.data));
   });
 }
-stream.onopen = () => badge("stream", "ok", "live");
-stream.onerror = () => badge("stream", "bad", "ovcast unreachable: retrying");
+stream.onopen = () => { page.open = true; showPageBadge(); };
+stream.onerror = () => { page.open = false; showPageBadge(); };
