@@ -180,7 +180,7 @@ function showForecast(product, forecast) {
 
 // Long values (paths, error messages, sources) get a row of their own, left-aligned; a
 // path may break after a slash, never inside a name.
-const WIDE = new Set(["source", "last_error", "path"]);
+const WIDE = new Set(["source", "last_error", "path", "precision", "precision_evidence"]);
 function rows(target, entries) {
   const dl = $(target);
   dl.replaceChildren();
