@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .machine import describe
+from .serving import binary_infer_request
 
 CLIENTS = 8
 
@@ -136,20 +137,7 @@ def batch(
 
 def _load(port: int, name: str, window: np.ndarray, seconds: float) -> dict[str, Any]:
     """``CLIENTS`` threads, each a keep-alive connection sending KServe binary requests."""
-    header = json.dumps(
-        {
-            "inputs": [
-                {
-                    "name": "past_values",
-                    "shape": list(window.shape),
-                    "datatype": "FP32",
-                    "parameters": {"binary_data_size": window.nbytes},
-                }
-            ]
-        }
-    ).encode()
-    body = header + window.astype("<f4").tobytes()
-    headers = {"Inference-Header-Content-Length": str(len(header))}
+    body, headers = binary_infer_request(window, binary_output=False)
     latencies: list[float] = []
     errors = [0]
     deadline = time.perf_counter() + seconds

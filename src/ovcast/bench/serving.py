@@ -156,25 +156,8 @@ def http_caller(server: HttpServerProcess, *, binary: bool) -> Callable[[np.ndar
     def call(window: np.ndarray) -> np.ndarray:
         batch = window[None] if window.ndim == 2 else window
         if binary:
-            raw = batch.astype("<f4").tobytes()
-            header = orjson.dumps(
-                {
-                    "inputs": [
-                        {
-                            "name": "past_values",
-                            "shape": list(batch.shape),
-                            "datatype": "FP32",
-                            "parameters": {"binary_data_size": len(raw)},
-                        }
-                    ],
-                    "outputs": [
-                        {"name": "prediction_outputs", "parameters": {"binary_data": True}}
-                    ],
-                }
-            )
-            conn.request(
-                "POST", path, header + raw, {"Inference-Header-Content-Length": str(len(header))}
-            )
+            body, headers = binary_infer_request(batch, binary_output=True)
+            conn.request("POST", path, body, headers)
         else:
             body = orjson.dumps(
                 {
@@ -200,6 +183,26 @@ def http_caller(server: HttpServerProcess, *, binary: bool) -> Callable[[np.ndar
         return np.asarray(orjson.loads(data)["outputs"][0]["data"], np.float32)
 
     return call
+
+
+def binary_infer_request(batch: np.ndarray, *, binary_output: bool) -> tuple[bytes, dict[str, str]]:
+    """A KServe v2 request of ``past_values`` as a binary tensor (little-endian float32): its
+    body and headers; ``binary_output`` asks for the forecast as a binary tensor too."""
+    raw = batch.astype("<f4").tobytes()
+    request: dict[str, Any] = {
+        "inputs": [
+            {
+                "name": "past_values",
+                "shape": list(batch.shape),
+                "datatype": "FP32",
+                "parameters": {"binary_data_size": len(raw)},
+            }
+        ]
+    }
+    if binary_output:
+        request["outputs"] = [{"name": "prediction_outputs", "parameters": {"binary_data": True}}]
+    header = orjson.dumps(request)
+    return header + raw, {"Inference-Header-Content-Length": str(len(header))}
 
 
 # -- before and after, in one run ---------------------------------------------------------
