@@ -171,6 +171,12 @@ applications:
     try:
         windows = random_windows(2, 64, 3, seed=3)
         client = httpclient.InferenceServerClient(f"127.0.0.2:{SERVE_PORT}", network_timeout=120)
+        # --non-blocking returns once the app is submitted: its route exists only once the
+        # replica is up (until then Ray's proxy answers 404), so wait for the model's readiness.
+        deadline = time.monotonic() + SERVE_TIMEOUT_S
+        while not _model_ready(client, "small"):
+            assert time.monotonic() < deadline, "serve run's app never became ready"
+            time.sleep(0.2)
         x = httpclient.InferInput("past_values", list(windows.shape), "FP32")
         x.set_data_from_numpy(windows, binary_data=True)
         got = client.infer("small", [x]).as_numpy("prediction_outputs")
@@ -178,6 +184,13 @@ applications:
     finally:
         script = "import ray; from ray import serve; ray.init(); serve.delete('ovcast')"
         subprocess.run([sys.executable, "-c", script], env=cluster.env, timeout=120, check=True)
+
+
+def _model_ready(client, name: str) -> bool:
+    try:
+        return client.is_model_ready(name)
+    except Exception:  # the proxy's 404 page before the route exists, a refused connection
+        return False
 
 
 @pytest.fixture(scope="module")
